@@ -1,0 +1,43 @@
+# The two commands of the quick start (`make demo`, `make test`) and what they need.
+# Every target runs `deps` first, so a fresh Debian machine needs nothing else.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.xpfdp-installed
+
+.PHONY: deps build test demo bench lint clean
+
+deps: $(STAMP) build
+
+$(STAMP): pyproject.toml setup.py scripts/install-deps.sh
+	@scripts/install-deps.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=68" wheel \
+		"Cython>=3.0.10" "numpy>=1.26" "cffi>=1.16"
+	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[test,plot,dev]'
+	@touch $@
+
+# Rebuilds only what changed (.pyx, bpf/*.bpf.c); quiet when nothing did.
+build: $(STAMP)
+	@scripts/install-deps.sh
+	@$(PY) setup.py -q build_ext --inplace >/dev/null
+
+test: deps
+	$(PY) -m pytest tests
+
+# Until the forwarder lands: generate SYNs, clamp MSS, NAT and TTL them, verify, report.
+demo: deps
+	$(PY) examples/clamp_pcap.py --out-dir demo-out
+
+bench: deps
+	$(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,mean,ops \
+		--benchmark-sort=name
+
+lint: deps
+	$(VENV)/bin/ruff check src tests benches examples
+	$(VENV)/bin/ruff format --check src tests benches examples
+
+clean:
+	rm -rf build $(VENV) src/xpfdp/_fast/*.c src/xpfdp/_fast/*.so src/xpfdp/bpf/*.o \
+		src/*.egg-info src/xpfdp/_*_cffi*.so src/xpfdp/_*_cffi*.c
