@@ -13,7 +13,7 @@ deps: $(STAMP) build
 $(STAMP): pyproject.toml setup.py scripts/install-deps.sh
 	@scripts/install-deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=68" wheel \
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" wheel \
 		"Cython>=3.0.10" "numpy>=1.26" "cffi>=1.16"
 	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[test,plot,dev]'
 	@touch $@

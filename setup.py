@@ -123,6 +123,7 @@ setup(
     ext_modules=cythonize(
         fast_extensions(),
         language_level=3,
+        include_path=[str(ROOT / "src")],
         compiler_directives={
             "boundscheck": False,
             "wraparound": False,
