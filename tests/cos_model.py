@@ -60,8 +60,10 @@ class ModelQueue:
         self.head: dict[int, int] = {}
         self.tail: dict[int, int] = {}
         self.items: dict[int, deque[ModelItem]] = {}
-        self.ring: list[int] = []
-        self.stack: list[list[int]] = []  # [bucket, pre_head, pre_tail, pre_vtime]
+        self.ring: list[int] = []  # active buckets in tie-break order (ascending seq)
+        self.seq: dict[int, int] = {}  # activation sequence of each active bucket
+        self.back_seq, self.front_seq = 0, -1
+        self.stack: list[list[int]] = []  # [bucket, pre_head, pre_tail, pre_vtime, pre_seq]
 
     def bucket(self, key) -> int:
         """Bucket of a flow key."""
@@ -85,6 +87,8 @@ class ModelQueue:
         q = self.items.setdefault(b, deque())
         if not q:
             self.ring.append(b)
+            self.seq[b] = self.back_seq
+            self.back_seq += 1
         q.append(item)
 
     def _select(self) -> int | None:
@@ -100,7 +104,7 @@ class ModelQueue:
         if b is None:
             return None
         if snapshot:
-            self.stack.append([b, self.head[b], self.tail[b], self.vtime])
+            self.stack.append([b, self.head[b], self.tail[b], self.vtime, self.seq[b]])
         served = self.head[b]
         it = self.items[b].popleft()
         self.vtime = max(self.vtime, served) if snapshot else min(self.vtime + it.len, U64)
@@ -139,7 +143,13 @@ class ModelQueue:
                 if idle:
                     self.head[b] = self.tail[b]
             q.appendleft(item)
-            self.ring.insert(0, b)
+            if snap:  # back to its old ring place
+                self.seq[b] = snap[4]
+                self.ring.insert(sum(1 for r in self.ring if self.seq[r] < snap[4]), b)
+            else:  # front of the ring
+                self.seq[b] = self.front_seq
+                self.front_seq -= 1
+                self.ring.insert(0, b)
         else:
             self.head[b] = max(self.head[b] - q[0].len, 0)
             self.bytes[b] = min(self.bytes[b] + n, U64)

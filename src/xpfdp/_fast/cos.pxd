@@ -24,6 +24,7 @@ ctypedef struct cos_snap_t:
     uint64_t pre_head
     uint64_t pre_tail
     uint64_t pre_vtime
+    int64_t pre_seq        # activation sequence: a restored bucket regains its ring place
 
 # Heap entry of an active bucket: selection key (head finish, activation sequence).
 ctypedef struct cos_heap_t:

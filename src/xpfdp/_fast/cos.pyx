@@ -7,7 +7,10 @@ The algorithms follow reference/mqfq.md: finish tags in bytes over seeded hash b
 marking (§4). Every per-packet path is a nogil C function over plain structs.
 
 Rollback design: drains pop speculatively with snapshots and `settle(accepted)` pushes the
-unsent tail back in LIFO order. A peek/commit design would have to replay MQFQ selection
+unsent tail back in LIFO order. Beyond §2.4, a snapshot also records the bucket's activation
+sequence, so a drained bucket that is restored regains its exact place in the tie-break
+order (the reference pushes it to the front, which can reorder equal-tag buckets); a full
+rollback is then indistinguishable from never having popped. A peek/commit design would have to replay MQFQ selection
 without mutating heads and vtime for every peeked packet, which is the same work done twice;
 the snapshot stack keeps one code path and §2.11's T7–T15 vectors pin its exactness.
 """
@@ -371,6 +374,7 @@ cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
         s.pre_head = q.head_finish[b]
         s.pre_tail = q.tail_finish[b]
         s.pre_vtime = q.vtime
+        s.pre_seq = q.heap[0].seq
     cdef uint64_t served = q.head_finish[b]
     cdef int32_t idx = q.first[b]
     out[0] = q.items[idx]
@@ -431,8 +435,11 @@ cdef int cosq_push_front(cosq_t* q, const cos_item_t* item) noexcept nogil:
         q.next[idx] = -1
         q.first[b] = idx
         q.last[b] = idx
-        heap_insert(q, b, q.front_seq)       # front of the ring: wins ties
-        q.front_seq -= 1
+        if have_snap:
+            heap_insert(q, b, snap.pre_seq)  # back to its place in the ring
+        else:
+            heap_insert(q, b, q.front_seq)   # front of the ring: wins ties
+            q.front_seq -= 1
     else:
         q.head_finish[b] = sat_sub(q.head_finish[b], q.items[q.first[b]].len)
         q.bucket_bytes[b] = sat_add(q.bucket_bytes[b], n)
