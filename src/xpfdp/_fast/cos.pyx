@@ -1088,7 +1088,8 @@ def surplus_weight(uint64_t transmit_rate_bytes_per_s, uint64_t root_rate_bytes_
     """Default surplus weight clamp(ceil(16 × rate / root), 1, 16); 1 if either rate is 0."""
     if transmit_rate_bytes_per_s == 0 or root_rate_bytes_per_s == 0:
         return 1
-    w = -(-transmit_rate_bytes_per_s * 16 // root_rate_bytes_per_s)
+    cdef uint64_t w = (transmit_rate_bytes_per_s * 16 + root_rate_bytes_per_s - 1) \
+        // root_rate_bytes_per_s
     return max(1, min(16, w))
 
 
@@ -1341,8 +1342,9 @@ cdef class Scheduler:
     cdef uint32_t drain_batch(self, uint64_t* addr, uint32_t* length, uint32_t* options,
                               uint32_t max_items, uint64_t now_ns) noexcept nogil:
         cdef uint32_t nc = self.n_classes
-        cdef uint32_t k, idx, p
+        cdef uint32_t k, idx, p, n
         cdef cos_class_t* c
+        cdef const cos_item_t* front
         cdef uint64_t cost, budget, demand_rate = 0, residual_rate = 0
         cdef bint exact_demand = False, limited, budget_limited
         self.settle_batch(self.pend_n)               # an unsettled batch was fully sent
@@ -1435,7 +1437,14 @@ cdef class Scheduler:
                 budget = <uint64_t>c.deficit_bytes
                 if budget_limited:
                     budget = u64min(budget, self.residual.tokens)
-                self.surplus_rr[p] = (idx + 1) % nc
-                return self._serve(idx, PHASE_SURPLUS, budget, budget_limited, addr, length,
-                                   options, max_items)
+                n = self._serve(idx, PHASE_SURPLUS, budget, budget_limited, addr, length,
+                                options, max_items)
+                # DRR: the queue keeps its turn while its deficit covers its next packet
+                front = cosq_front(c.q)
+                if front == NULL or c.deficit_bytes < <int64_t>(
+                        <uint64_t>front.len + self.root.overhead_bytes):
+                    self.surplus_rr[p] = (idx + 1) % nc
+                else:
+                    self.surplus_rr[p] = idx
+                return n
         return 0
