@@ -11,6 +11,12 @@ cdef enum:
     COS_BATCH_MAX = 64            # TX batch size: bound of a drain and of the snapshot stack
     COS_PRIORITY_LEVELS = 6
 
+# The kernel's struct xdp_desc: the descriptor layout of every burst (numpy XDP_DESC).
+ctypedef struct xdp_desc_t:
+    uint64_t addr
+    uint32_t len
+    uint32_t options
+
 # One queued packet: where its frame is and which flow bucket it was charged to.
 ctypedef struct cos_item_t:
     uint64_t addr
@@ -79,6 +85,10 @@ ctypedef struct cosq_t:
     cos_item_t popped[64]
     uint32_t n_popped
     cos_counters_t counters
+    # admission limits for the last prospective flow count (they change only with it)
+    uint64_t lim_prospective
+    uint64_t lim_buffer
+    uint64_t lim_share
 
 ctypedef struct cos_tb_t:
     uint64_t rate_bytes_per_s
@@ -93,6 +103,8 @@ cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil
 cdef int cosq_push_front(cosq_t* q, const cos_item_t* item) noexcept nogil
 cdef int cosq_push_back(cosq_t* q, const cos_item_t* item) noexcept nogil
 cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil
+cdef uint32_t cosq_dequeue_batch(cosq_t* q, xdp_desc_t* out, uint32_t max_items) noexcept nogil
+cdef void cosq_settle(cosq_t* q, uint32_t accepted) noexcept nogil
 cdef uint32_t cos_meta_bucket(uint64_t seed, uint32_t mask, const pkt_meta_t* m) noexcept nogil
 cdef void tb_refill(cos_tb_t* tb, uint64_t now_ns) noexcept nogil
 cdef uint64_t tb_ns_until(const cos_tb_t* tb, uint64_t need) noexcept nogil
@@ -153,11 +165,10 @@ cdef class Scheduler:
     cdef uint64_t root_parks
     cdef uint64_t queue_parks
     cdef uint64_t batches[3]
-    cdef uint32_t drain_batch(self, uint64_t* addr, uint32_t* length, uint32_t* options,
-                              uint32_t max_items, uint64_t now_ns) noexcept nogil
+    cdef uint32_t drain_batch(self, xdp_desc_t* out, uint32_t max_items,
+                              uint64_t now_ns) noexcept nogil
     cdef void settle_batch(self, uint32_t accepted) noexcept nogil
     cdef int _class_index(self, uint32_t queue_id) except -1
     cdef void _park(self, cos_class_t* c, uint64_t now_ns, uint64_t wait_ns) noexcept nogil
     cdef uint32_t _serve(self, uint32_t idx, int phase, uint64_t budget, bint limited,
-                         uint64_t* addr, uint32_t* length, uint32_t* options,
-                         uint32_t max_items) noexcept nogil
+                         xdp_desc_t* out, uint32_t max_items) noexcept nogil

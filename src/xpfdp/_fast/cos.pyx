@@ -20,12 +20,16 @@ from collections import namedtuple
 
 import numpy as np
 
+cimport numpy as cnp
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, UINT64_MAX
 from libc.string cimport memset
 
 from xpfdp._fast.csum cimport ECN_ALREADY_CE, ECN_MARKED, ECN_NOT_ECT, ecn_mark_ce, load_be16
 from xpfdp._fast.meta cimport META_L4_VALID, pkt_meta_t
+from xpfdp._fast.meta import PKT_META
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -107,7 +111,7 @@ cdef inline uint64_t u64min(uint64_t a, uint64_t b) noexcept nogil:
 
 cdef inline uint64_t mul_div(uint64_t a, uint64_t b, uint64_t d) noexcept nogil:
     """floor(a * b / d) with a 128-bit intermediate, saturated to u64."""
-    cdef cos_u128 r = (<cos_u128>a * b) / d
+    cdef cos_u128 r = (<cos_u128>a * b) // d
     return UINT64_MAX if r > UINT64_MAX else <uint64_t>r
 
 
@@ -467,8 +471,7 @@ cdef int cosq_drop_orphan(cosq_t* q) noexcept nogil:
     return COS_OK
 
 
-cdef uint32_t cosq_dequeue_batch(cosq_t* q, uint64_t* addr, uint32_t* length,
-                                 uint32_t* options, uint32_t max_items) noexcept nogil:
+cdef uint32_t cosq_dequeue_batch(cosq_t* q, xdp_desc_t* out, uint32_t max_items) noexcept nogil:
     """Pop up to max_items (≤ 64) with snapshots; the batch is kept for settle."""
     cdef uint32_t n = 0
     cdef cos_item_t* it
@@ -479,9 +482,9 @@ cdef uint32_t cosq_dequeue_batch(cosq_t* q, uint64_t* addr, uint32_t* length,
         it = &q.popped[n]
         if cosq_pop(q, True, it) != COS_OK:
             break
-        addr[n] = it.addr
-        length[n] = it.len
-        options[n] = it.options
+        out[n].addr = it.addr
+        out[n].len = it.len
+        out[n].options = it.options
         n += 1
     q.n_popped = n
     return n
@@ -568,8 +571,12 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
         prospective = q.active + (1 if q.bucket_bytes[b] == 0 else 0)
         if prospective == 0:
             prospective = 1
-    admission_limits(q.flow_fair, q.shared_exact, q.buffer_bytes, q.rate_bytes_per_s,
-                     prospective, &buffer_limit, &share_limit)
+    if prospective != q.lim_prospective:
+        admission_limits(q.flow_fair, q.shared_exact, q.buffer_bytes, q.rate_bytes_per_s,
+                         prospective, &q.lim_buffer, &q.lim_share)
+        q.lim_prospective = prospective
+    buffer_limit = q.lim_buffer
+    share_limit = q.lim_share
     share_exceeded = q.flow_fair and q.bucket_bytes[b] + n > share_limit
     buffer_exceeded = q.queued_bytes + n > buffer_limit
     if share_exceeded:
@@ -601,6 +608,22 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
 
 
 # ---------------------------------------------------------------- Python queue classes
+
+cdef void* array_pointer(object arr, object dtype, str name, str dtype_name, Py_ssize_t* n,
+                         bint writable=False) except NULL:
+    """Data pointer of a 1-D C-contiguous numpy array of `dtype` (its length in n[0])."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name} must be a {dtype_name} numpy array")
+    cdef cnp.ndarray a = <cnp.ndarray>arr
+    if not (a.dtype is dtype or a.dtype == dtype):
+        raise TypeError(f"{name} must be a {dtype_name} numpy array, got dtype {a.dtype}")
+    if a.ndim != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{name} must be a 1-D C-contiguous array")
+    if writable and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{name} must be writable")
+    n[0] = a.shape[0]
+    return cnp.PyArray_DATA(a)
+
 
 cdef class CosQueue:
     """Common API of FlowFairQueue and FifoQueue (a FIFO is a one-bucket queue)."""
@@ -840,31 +863,27 @@ cdef class CosQueue:
         Returns the number admitted; per-packet verdicts go to `verdicts` (uint8) when
         given, so the caller can recycle dropped frames. Releases the GIL.
         """
-        cdef uint64_t[::1] addr = desc["addr"] if desc["addr"].flags.c_contiguous \
-            else np.ascontiguousarray(desc["addr"])
-        cdef uint32_t[::1] length = np.ascontiguousarray(desc["len"])
-        cdef uint32_t[::1] options = np.ascontiguousarray(desc["options"])
-        if not isinstance(meta, np.ndarray) or meta.dtype.itemsize != sizeof(pkt_meta_t):
-            raise TypeError("meta must be a PKT_META numpy array")
-        cdef const uint8_t[::1] meta_bytes = np.ascontiguousarray(meta).view(np.uint8)
-        cdef Py_ssize_t count = len(desc) if n is None else n
-        if count < 0 or count > len(desc) or count > len(meta):
-            raise ValueError(f"n={count} exceeds the burst arrays")
+        cdef Py_ssize_t n_desc, n_meta
+        cdef const xdp_desc_t* d = <const xdp_desc_t*>array_pointer(desc, XDP_DESC, "desc", "XDP_DESC", &n_desc)
+        cdef const pkt_meta_t* m = <const pkt_meta_t*>array_pointer(
+            meta, PKT_META, "meta", "PKT_META", &n_meta)
+        cdef Py_ssize_t count = n_desc if n is None else n
+        if count < 0 or count > n_desc or count > n_meta:
+            raise ValueError(f"n={count} exceeds the burst arrays ({n_desc} desc, {n_meta} meta)")
         if verdicts is not None and verdicts.shape[0] < count:
             raise ValueError("verdicts array is shorter than the burst")
         cdef uint8_t* vout = &verdicts[0] if verdicts is not None and count > 0 else NULL
         cdef uint8_t* base = &frames[0] if frames.shape[0] > 0 else NULL
         cdef uint64_t umem_len = frames.shape[0]
-        cdef const pkt_meta_t* m = <const pkt_meta_t*>&meta_bytes[0] if count > 0 else NULL
         cdef Py_ssize_t i
         cdef cos_item_t it
         cdef int v
         cdef uint32_t admitted = 0
         with nogil:
             for i in range(count):
-                it.addr = addr[i]
-                it.len = length[i]
-                it.options = options[i]
+                it.addr = d[i].addr
+                it.len = d[i].len
+                it.options = d[i].options
                 if it.len == 0 or it.addr > umem_len or umem_len - it.addr < it.len:
                     self.q.counters.drops_bad_length += 1
                     v = COS_DROP_BAD_DESC
@@ -883,22 +902,13 @@ cdef class CosQueue:
 
         Starts a batch (clears snapshots). Call settle(accepted) if TX took only a prefix.
         """
-        if out_desc.dtype != XDP_DESC:
-            raise TypeError("out_desc must be an XDP_DESC array")
-        cdef uint64_t[:] a = out_desc["addr"]
-        cdef uint32_t[:] l = out_desc["len"]
-        cdef uint32_t[:] o = out_desc["options"]
-        cdef uint32_t cap = min(max_items, COS_BATCH_MAX, out_desc.shape[0])
-        cdef uint64_t addr_buf[64]
-        cdef uint32_t len_buf[64]
-        cdef uint32_t opt_buf[64]
-        cdef uint32_t n, i
+        cdef Py_ssize_t n_out
+        cdef xdp_desc_t* out = <xdp_desc_t*>array_pointer(out_desc, XDP_DESC, "out_desc", "XDP_DESC", &n_out,
+                                             True)
+        cdef uint32_t cap = min(max_items, COS_BATCH_MAX, n_out)
+        cdef uint32_t n
         with nogil:
-            n = cosq_dequeue_batch(&self.q, addr_buf, len_buf, opt_buf, cap)
-            for i in range(n):
-                a[i] = addr_buf[i]
-                l[i] = len_buf[i]
-                o[i] = opt_buf[i]
+            n = cosq_dequeue_batch(&self.q, out, cap)
         return n
 
     def settle(self, uint32_t accepted):
@@ -1250,22 +1260,13 @@ cdef class Scheduler:
         Tokens are charged for the whole batch; if TX accepts only a prefix call
         settle(accepted) before the next drain, which restores the rest exactly.
         """
-        if out_desc.dtype != XDP_DESC:
-            raise TypeError("out_desc must be an XDP_DESC array")
-        cdef uint64_t[:] a = out_desc["addr"]
-        cdef uint32_t[:] l = out_desc["len"]
-        cdef uint32_t[:] o = out_desc["options"]
-        cdef uint32_t cap = min(max_items, COS_BATCH_MAX, out_desc.shape[0])
-        cdef uint64_t addr_buf[64]
-        cdef uint32_t len_buf[64]
-        cdef uint32_t opt_buf[64]
-        cdef uint32_t n, i
+        cdef Py_ssize_t n_out
+        cdef xdp_desc_t* out = <xdp_desc_t*>array_pointer(out_desc, XDP_DESC, "out_desc", "XDP_DESC", &n_out,
+                                             True)
+        cdef uint32_t cap = min(max_items, COS_BATCH_MAX, n_out)
+        cdef uint32_t n
         with nogil:
-            n = self.drain_batch(addr_buf, len_buf, opt_buf, cap, now_ns)
-            for i in range(n):
-                a[i] = addr_buf[i]
-                l[i] = len_buf[i]
-                o[i] = opt_buf[i]
+            n = self.drain_batch(out, cap, now_ns)
         return n
 
     def settle(self, uint32_t accepted):
@@ -1302,8 +1303,7 @@ cdef class Scheduler:
         c.wake_ns = sat_add(now_ns, wait_ns if wait_ns > 0 else 1)
 
     cdef uint32_t _serve(self, uint32_t idx, int phase, uint64_t budget, bint limited,
-                         uint64_t* addr, uint32_t* length, uint32_t* options,
-                         uint32_t max_items) noexcept nogil:
+                         xdp_desc_t* out, uint32_t max_items) noexcept nogil:
         cdef cos_class_t* c = &self.classes[idx]
         cdef cosq_t* q = c.q
         cdef const cos_item_t* front
@@ -1318,9 +1318,9 @@ cdef class Scheduler:
             if not tb_covers(&self.root, cost) or budget < cost:
                 break
             cosq_pop(q, True, &q.popped[n])
-            addr[n] = q.popped[n].addr
-            length[n] = q.popped[n].len
-            options[n] = q.popped[n].options
+            out[n].addr = q.popped[n].addr
+            out[n].len = q.popped[n].len
+            out[n].options = q.popped[n].options
             tb_take(&self.root, cost)
             budget -= cost
             if phase == PHASE_SURPLUS:
@@ -1339,8 +1339,8 @@ cdef class Scheduler:
         self.batches[phase] += 1
         return n
 
-    cdef uint32_t drain_batch(self, uint64_t* addr, uint32_t* length, uint32_t* options,
-                              uint32_t max_items, uint64_t now_ns) noexcept nogil:
+    cdef uint32_t drain_batch(self, xdp_desc_t* out, uint32_t max_items,
+                              uint64_t now_ns) noexcept nogil:
         cdef uint32_t nc = self.n_classes
         cdef uint32_t k, idx, p, n
         cdef cos_class_t* c
@@ -1381,8 +1381,7 @@ cdef class Scheduler:
                 continue
             budget = u64max(u64min(c.tb.tokens, c.quantum_bytes), cost)
             self.exact_rr = (idx + 1) % nc
-            return self._serve(idx, PHASE_EXACT, budget, False, addr, length, options,
-                               max_items)
+            return self._serve(idx, PHASE_EXACT, budget, False, out, max_items)
 
         # 2. non-exact guarantees: own cursor; short of queue tokens just skips
         for k in range(nc):
@@ -1400,8 +1399,7 @@ cdef class Scheduler:
                 continue
             budget = u64max(u64min(c.tb.tokens, c.quantum_bytes), cost)
             self.nonexact_rr = (idx + 1) % nc
-            return self._serve(idx, PHASE_NONEXACT, budget, False, addr, length, options,
-                               max_items)
+            return self._serve(idx, PHASE_NONEXACT, budget, False, out, max_items)
 
         # 3. surplus: what exact demand leaves of the root rate, by priority then weight
         limited = exact_demand and self.root.rate_bytes_per_s != 0
@@ -1437,8 +1435,7 @@ cdef class Scheduler:
                 budget = <uint64_t>c.deficit_bytes
                 if budget_limited:
                     budget = u64min(budget, self.residual.tokens)
-                n = self._serve(idx, PHASE_SURPLUS, budget, budget_limited, addr, length,
-                                options, max_items)
+                n = self._serve(idx, PHASE_SURPLUS, budget, budget_limited, out, max_items)
                 # DRR: the queue keeps its turn while its deficit covers its next packet
                 front = cosq_front(c.q)
                 if front == NULL or c.deficit_bytes < <int64_t>(
