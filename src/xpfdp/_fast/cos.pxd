@@ -32,11 +32,12 @@ ctypedef struct cos_snap_t:
     uint64_t pre_vtime
     int64_t pre_seq        # activation sequence: a restored bucket regains its ring place
 
-# Heap entry of an active bucket: selection key (head finish, activation sequence).
+# Heap entry of an active bucket: selection key (head finish, activation sequence). The
+# sequence and the bucket share one word (seq × 65536 + bucket): 16-byte entries, and the
+# tie-break compares one integer.
 ctypedef struct cos_heap_t:
     uint64_t head
-    int64_t seq
-    uint32_t bucket
+    int64_t tie
 
 ctypedef struct cos_counters_t:
     uint64_t drops_flow_share

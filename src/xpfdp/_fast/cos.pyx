@@ -191,48 +191,62 @@ def new_flow_seed():
 # ---------------------------------------------------------------- active-bucket heap
 
 cdef inline bint heap_less(const cos_heap_t* a, const cos_heap_t* b) noexcept nogil:
-    return a.head < b.head or (a.head == b.head and a.seq < b.seq)
+    return a.head < b.head or (a.head == b.head and a.tie < b.tie)
 
 
+cdef inline uint32_t heap_bucket(const cos_heap_t* e) noexcept nogil:
+    return <uint32_t>(e.tie & 0xFFFF)
+
+
+cdef inline int64_t heap_seq(const cos_heap_t* e) noexcept nogil:
+    return (e.tie - <int64_t>heap_bucket(e)) // 65536
+
+
+# A 4-ary min-heap: half the depth of a binary heap, and a node's children share a cache
+# line, which matters once thousands of buckets are active.
 cdef void heap_sift_up(cosq_t* q, uint32_t i) noexcept nogil:
     cdef cos_heap_t e = q.heap[i]
     cdef uint32_t p
     while i > 0:
-        p = (i - 1) >> 1
+        p = (i - 1) >> 2
         if not heap_less(&e, &q.heap[p]):
             break
         q.heap[i] = q.heap[p]
-        q.heap_pos[q.heap[i].bucket] = i
+        q.heap_pos[heap_bucket(&q.heap[i])] = i
         i = p
     q.heap[i] = e
-    q.heap_pos[e.bucket] = i
+    q.heap_pos[heap_bucket(&e)] = i
 
 
 cdef void heap_sift_down(cosq_t* q, uint32_t i) noexcept nogil:
     cdef cos_heap_t e = q.heap[i]
-    cdef uint32_t c
+    cdef uint32_t c, best, last
     cdef uint32_t n = q.heap_len
     while True:
-        c = 2 * i + 1
+        c = 4 * i + 1
         if c >= n:
             break
-        if c + 1 < n and heap_less(&q.heap[c + 1], &q.heap[c]):
+        best = c
+        last = c + 4 if c + 4 < n else n
+        c += 1
+        while c < last:
+            if heap_less(&q.heap[c], &q.heap[best]):
+                best = c
             c += 1
-        if not heap_less(&q.heap[c], &e):
+        if not heap_less(&q.heap[best], &e):
             break
-        q.heap[i] = q.heap[c]
-        q.heap_pos[q.heap[i].bucket] = i
-        i = c
+        q.heap[i] = q.heap[best]
+        q.heap_pos[heap_bucket(&q.heap[i])] = i
+        i = best
     q.heap[i] = e
-    q.heap_pos[e.bucket] = i
+    q.heap_pos[heap_bucket(&e)] = i
 
 
 cdef inline void heap_insert(cosq_t* q, uint32_t b, int64_t seq) noexcept nogil:
     cdef uint32_t i = q.heap_len
     q.heap_len += 1
     q.heap[i].head = q.head_finish[b]
-    q.heap[i].seq = seq
-    q.heap[i].bucket = b
+    q.heap[i].tie = seq * 65536 + b
     heap_sift_up(q, i)
 
 
@@ -243,8 +257,8 @@ cdef inline void heap_remove(cosq_t* q, uint32_t b) noexcept nogil:
     if i == q.heap_len:
         return
     q.heap[i] = q.heap[q.heap_len]
-    q.heap_pos[q.heap[i].bucket] = i
-    cdef uint32_t moved = q.heap[i].bucket
+    cdef uint32_t moved = heap_bucket(&q.heap[i])
+    q.heap_pos[moved] = i
     heap_sift_up(q, i)
     heap_sift_down(q, <uint32_t>q.heap_pos[moved])
 
@@ -360,7 +374,7 @@ cdef inline const cos_item_t* cosq_front(const cosq_t* q) noexcept nogil:
     """The packet the next pop returns, or NULL when empty (selection never mutates)."""
     if q.heap_len == 0:
         return NULL
-    return &q.items[q.first[q.heap[0].bucket]]
+    return &q.items[q.first[heap_bucket(&q.heap[0])]]
 
 
 cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
@@ -369,7 +383,7 @@ cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
         return COS_EMPTY
     if snapshot and q.n_snapshots >= COS_BATCH_MAX:
         return COS_STACK_FULL
-    cdef uint32_t b = q.heap[0].bucket
+    cdef uint32_t b = heap_bucket(&q.heap[0])
     cdef cos_snap_t* s
     if snapshot:
         s = &q.stack[q.n_snapshots]
@@ -378,7 +392,7 @@ cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
         s.pre_head = q.head_finish[b]
         s.pre_tail = q.tail_finish[b]
         s.pre_vtime = q.vtime
-        s.pre_seq = q.heap[0].seq
+        s.pre_seq = heap_seq(&q.heap[0])
     cdef uint64_t served = q.head_finish[b]
     cdef int32_t idx = q.first[b]
     out[0] = q.items[idx]
@@ -736,9 +750,8 @@ cdef class CosQueue:
 
     def active_order(self):
         """Active buckets in tie-break order (the ring order of §1.5)."""
-        entries = sorted((self.q.heap[i].seq, self.q.heap[i].bucket)
-                         for i in range(self.q.heap_len))
-        return [b for _, b in entries]
+        ties = sorted(self.q.heap[i].tie for i in range(self.q.heap_len))
+        return [t & 0xFFFF for t in ties]
 
     @property
     def counters(self):
@@ -938,7 +951,8 @@ cdef class CosQueue:
             if lens:
                 active += 1
                 pos = q.heap_pos[b]
-                assert 0 <= pos < q.heap_len and q.heap[pos].bucket == b, f"bucket {b} not in set"
+                assert 0 <= pos < q.heap_len and heap_bucket(&q.heap[pos]) == b, \
+                    f"bucket {b} not in set"
                 assert q.heap[pos].head == q.head_finish[b], f"bucket {b}: stale heap key"
                 assert q.head_finish[b] <= q.tail_finish[b], f"bucket {b}: head > tail"
                 seen.add(b)
@@ -948,7 +962,7 @@ cdef class CosQueue:
                 assert q.last[b] == -1
         assert len(seen) == q.heap_len, "active set size"
         for i in range(1, q.heap_len):
-            assert not heap_less(&q.heap[i], &q.heap[(i - 1) // 2]), "heap order"
+            assert not heap_less(&q.heap[i], &q.heap[(i - 1) // 4]), "heap order"
         assert active == q.active, "active_buckets count"
         assert q.peak >= q.active
         assert total_bytes == q.queued_bytes, "queued_bytes"
