@@ -23,6 +23,7 @@ ctypedef struct cos_item_t:
     uint32_t len
     uint32_t options
     uint32_t bucket
+    int32_t next           # pool link: next packet of the bucket, or next free slot
 
 # Rollback snapshot captured before a snapshotting pop (mqfq.md §1.6).
 ctypedef struct cos_snap_t:
@@ -38,6 +39,16 @@ ctypedef struct cos_snap_t:
 ctypedef struct cos_heap_t:
     uint64_t head
     int64_t tie
+
+# MQFQ state of one flow bucket, kept together so an operation touches one cache line.
+ctypedef struct cos_bucket_t:
+    uint64_t bytes         # queued bytes
+    uint64_t head_finish   # finish tag of the front packet (0 when idle)
+    uint64_t tail_finish   # finish tag of the last packet (0 when idle)
+    int32_t first          # item pool index of the front packet, -1 when empty
+    int32_t last           # item pool index of the last packet, -1 when empty
+    int32_t heap_pos       # index in the active heap, -1 when idle
+    uint32_t pad
 
 ctypedef struct cos_counters_t:
     uint64_t drops_flow_share
@@ -57,19 +68,13 @@ ctypedef struct cosq_t:
     bint shared_exact
     uint64_t buffer_bytes
     uint64_t rate_bytes_per_s
-    # item pool: singly linked per-bucket FIFOs threaded through `next`
+    # item pool: singly linked per-bucket FIFOs threaded through cos_item_t.next
     cos_item_t* items
-    int32_t* next
     int32_t free_head
     uint32_t capacity
     uint32_t n_items
     # per-bucket MQFQ state (dense; idle buckets are never touched by an operation)
-    uint64_t* bucket_bytes
-    uint64_t* head_finish
-    uint64_t* tail_finish
-    int32_t* first
-    int32_t* last
-    int32_t* heap_pos
+    cos_bucket_t* bk
     # active set ordered by (head finish, activation sequence)
     cos_heap_t* heap
     uint32_t heap_len

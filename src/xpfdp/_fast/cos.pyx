@@ -212,10 +212,10 @@ cdef void heap_sift_up(cosq_t* q, uint32_t i) noexcept nogil:
         if not heap_less(&e, &q.heap[p]):
             break
         q.heap[i] = q.heap[p]
-        q.heap_pos[heap_bucket(&q.heap[i])] = i
+        q.bk[heap_bucket(&q.heap[i])].heap_pos = i
         i = p
     q.heap[i] = e
-    q.heap_pos[heap_bucket(&e)] = i
+    q.bk[heap_bucket(&e)].heap_pos = i
 
 
 cdef void heap_sift_down(cosq_t* q, uint32_t i) noexcept nogil:
@@ -236,39 +236,39 @@ cdef void heap_sift_down(cosq_t* q, uint32_t i) noexcept nogil:
         if not heap_less(&q.heap[best], &e):
             break
         q.heap[i] = q.heap[best]
-        q.heap_pos[heap_bucket(&q.heap[i])] = i
+        q.bk[heap_bucket(&q.heap[i])].heap_pos = i
         i = best
     q.heap[i] = e
-    q.heap_pos[heap_bucket(&e)] = i
+    q.bk[heap_bucket(&e)].heap_pos = i
 
 
 cdef inline void heap_insert(cosq_t* q, uint32_t b, int64_t seq) noexcept nogil:
     cdef uint32_t i = q.heap_len
     q.heap_len += 1
-    q.heap[i].head = q.head_finish[b]
+    q.heap[i].head = q.bk[b].head_finish
     q.heap[i].tie = seq * 65536 + b
     heap_sift_up(q, i)
 
 
 cdef inline void heap_remove(cosq_t* q, uint32_t b) noexcept nogil:
-    cdef uint32_t i = <uint32_t>q.heap_pos[b]
-    q.heap_pos[b] = -1
+    cdef uint32_t i = <uint32_t>q.bk[b].heap_pos
+    q.bk[b].heap_pos = -1
     q.heap_len -= 1
     if i == q.heap_len:
         return
     q.heap[i] = q.heap[q.heap_len]
     cdef uint32_t moved = heap_bucket(&q.heap[i])
-    q.heap_pos[moved] = i
+    q.bk[moved].heap_pos = i
     heap_sift_up(q, i)
-    heap_sift_down(q, <uint32_t>q.heap_pos[moved])
+    heap_sift_down(q, <uint32_t>q.bk[moved].heap_pos)
 
 
 cdef inline void heap_rekey(cosq_t* q, uint32_t b) noexcept nogil:
     """Move bucket b after its head finish tag changed."""
-    cdef uint32_t i = <uint32_t>q.heap_pos[b]
+    cdef uint32_t i = <uint32_t>q.bk[b].heap_pos
     cdef uint64_t old = q.heap[i].head
-    q.heap[i].head = q.head_finish[b]
-    if q.head_finish[b] < old:
+    q.heap[i].head = q.bk[b].head_finish
+    if q.bk[b].head_finish < old:
         heap_sift_up(q, i)
     else:
         heap_sift_down(q, i)
@@ -282,56 +282,43 @@ cdef int cosq_init(cosq_t* q, uint32_t nbuckets, uint32_t capacity) except -1:
     q.mask = nbuckets - 1
     q.capacity = capacity
     q.items = <cos_item_t*>PyMem_Malloc(capacity * sizeof(cos_item_t))
-    q.next = <int32_t*>PyMem_Malloc(capacity * sizeof(int32_t))
-    q.bucket_bytes = <uint64_t*>PyMem_Malloc(nbuckets * sizeof(uint64_t))
-    q.head_finish = <uint64_t*>PyMem_Malloc(nbuckets * sizeof(uint64_t))
-    q.tail_finish = <uint64_t*>PyMem_Malloc(nbuckets * sizeof(uint64_t))
-    q.first = <int32_t*>PyMem_Malloc(nbuckets * sizeof(int32_t))
-    q.last = <int32_t*>PyMem_Malloc(nbuckets * sizeof(int32_t))
-    q.heap_pos = <int32_t*>PyMem_Malloc(nbuckets * sizeof(int32_t))
+    q.bk = <cos_bucket_t*>PyMem_Malloc(nbuckets * sizeof(cos_bucket_t))
     q.heap = <cos_heap_t*>PyMem_Malloc(nbuckets * sizeof(cos_heap_t))
-    if (q.items == NULL or q.next == NULL or q.bucket_bytes == NULL or q.head_finish == NULL
-            or q.tail_finish == NULL or q.first == NULL or q.last == NULL
-            or q.heap_pos == NULL or q.heap == NULL):
+    if q.items == NULL or q.bk == NULL or q.heap == NULL:
         raise MemoryError()
     cdef uint32_t i
     for i in range(capacity):
-        q.next[i] = <int32_t>(i + 1) if i + 1 < capacity else -1
+        q.items[i].next = <int32_t>(i + 1) if i + 1 < capacity else -1
     q.free_head = 0
     for i in range(nbuckets):
-        q.bucket_bytes[i] = 0
-        q.head_finish[i] = 0
-        q.tail_finish[i] = 0
-        q.first[i] = -1
-        q.last[i] = -1
-        q.heap_pos[i] = -1
+        q.bk[i].bytes = 0
+        q.bk[i].head_finish = 0
+        q.bk[i].tail_finish = 0
+        q.bk[i].first = -1
+        q.bk[i].last = -1
+        q.bk[i].heap_pos = -1
+        q.bk[i].pad = 0
     q.front_seq = -1
     return 0
 
 
 cdef void cosq_free(cosq_t* q) noexcept:
     PyMem_Free(q.items)
-    PyMem_Free(q.next)
-    PyMem_Free(q.bucket_bytes)
-    PyMem_Free(q.head_finish)
-    PyMem_Free(q.tail_finish)
-    PyMem_Free(q.first)
-    PyMem_Free(q.last)
-    PyMem_Free(q.heap_pos)
+    PyMem_Free(q.bk)
     PyMem_Free(q.heap)
     q.items = NULL
 
 
 cdef inline int32_t pool_take(cosq_t* q, const cos_item_t* item) noexcept nogil:
     cdef int32_t idx = q.free_head
-    q.free_head = q.next[idx]
+    q.free_head = q.items[idx].next
     q.items[idx] = item[0]
     q.n_items += 1
     return idx
 
 
 cdef inline void pool_give(cosq_t* q, int32_t idx) noexcept nogil:
-    q.next[idx] = q.free_head
+    q.items[idx].next = q.free_head
     q.free_head = idx
     q.n_items -= 1
 
@@ -349,23 +336,23 @@ cdef int cosq_push_back(cosq_t* q, const cos_item_t* item) noexcept nogil:
     q.n_snapshots = 0                # any enqueue invalidates every rollback snapshot
     cdef uint32_t b = item.bucket
     cdef uint64_t n = item.len
-    cdef bint was_idle = q.bucket_bytes[b] == 0
+    cdef bint was_idle = q.bk[b].bytes == 0
     if was_idle:
         activate(q)
-    q.bucket_bytes[b] = sat_add(q.bucket_bytes[b], n)
-    q.tail_finish[b] = sat_add(u64max(q.tail_finish[b], q.vtime), n)
+    q.bk[b].bytes = sat_add(q.bk[b].bytes, n)
+    q.bk[b].tail_finish = sat_add(u64max(q.bk[b].tail_finish, q.vtime), n)
     if was_idle:
-        q.head_finish[b] = q.tail_finish[b]
+        q.bk[b].head_finish = q.bk[b].tail_finish
     cdef int32_t idx = pool_take(q, item)
-    q.next[idx] = -1
-    if q.first[b] < 0:
-        q.first[b] = idx
-        q.last[b] = idx
+    q.items[idx].next = -1
+    if q.bk[b].first < 0:
+        q.bk[b].first = idx
+        q.bk[b].last = idx
         heap_insert(q, b, q.back_seq)
         q.back_seq += 1
     else:
-        q.next[q.last[b]] = idx
-        q.last[b] = idx
+        q.items[q.bk[b].last].next = idx
+        q.bk[b].last = idx
     q.queued_bytes = sat_add(q.queued_bytes, n)
     return COS_OK
 
@@ -374,7 +361,7 @@ cdef inline const cos_item_t* cosq_front(const cosq_t* q) noexcept nogil:
     """The packet the next pop returns, or NULL when empty (selection never mutates)."""
     if q.heap_len == 0:
         return NULL
-    return &q.items[q.first[heap_bucket(&q.heap[0])]]
+    return &q.items[q.bk[heap_bucket(&q.heap[0])].first]
 
 
 cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
@@ -389,32 +376,32 @@ cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
         s = &q.stack[q.n_snapshots]
         q.n_snapshots += 1
         s.bucket = b
-        s.pre_head = q.head_finish[b]
-        s.pre_tail = q.tail_finish[b]
+        s.pre_head = q.bk[b].head_finish
+        s.pre_tail = q.bk[b].tail_finish
         s.pre_vtime = q.vtime
         s.pre_seq = heap_seq(&q.heap[0])
-    cdef uint64_t served = q.head_finish[b]
-    cdef int32_t idx = q.first[b]
+    cdef uint64_t served = q.bk[b].head_finish
+    cdef int32_t idx = q.bk[b].first
     out[0] = q.items[idx]
-    q.first[b] = q.next[idx]
+    q.bk[b].first = q.items[idx].next
     pool_give(q, idx)
     cdef uint64_t n = out.len
     if snapshot:
         q.vtime = u64max(q.vtime, served)
     else:
         q.vtime = sat_add(q.vtime, n)
-    if q.first[b] >= 0:
-        q.head_finish[b] = sat_add(q.head_finish[b], q.items[q.first[b]].len)
+    if q.bk[b].first >= 0:
+        q.bk[b].head_finish = sat_add(q.bk[b].head_finish, q.items[q.bk[b].first].len)
         heap_rekey(q, b)
     else:
-        q.last[b] = -1
+        q.bk[b].last = -1
         heap_remove(q, b)
-    cdef uint64_t rem = sat_sub(q.bucket_bytes[b], n)
-    if q.bucket_bytes[b] > 0 and rem == 0:
+    cdef uint64_t rem = sat_sub(q.bk[b].bytes, n)
+    if q.bk[b].bytes > 0 and rem == 0:
         q.active -= 1
-        q.head_finish[b] = 0
-        q.tail_finish[b] = 0
-    q.bucket_bytes[b] = rem
+        q.bk[b].head_finish = 0
+        q.bk[b].tail_finish = 0
+    q.bk[b].bytes = rem
     q.queued_bytes = sat_sub(q.queued_bytes, n)
     return COS_OK
 
@@ -436,33 +423,33 @@ cdef int cosq_push_front(cosq_t* q, const cos_item_t* item) noexcept nogil:
     q.vtime = snap.pre_vtime if have_snap else sat_sub(q.vtime, n)
     cdef int32_t idx = pool_take(q, item)
     cdef bint was_idle
-    if q.first[b] < 0:
+    if q.bk[b].first < 0:
         if have_snap:
-            q.bucket_bytes[b] = sat_add(q.bucket_bytes[b], n)
-            q.head_finish[b] = snap.pre_head
-            q.tail_finish[b] = snap.pre_tail
+            q.bk[b].bytes = sat_add(q.bk[b].bytes, n)
+            q.bk[b].head_finish = snap.pre_head
+            q.bk[b].tail_finish = snap.pre_tail
             activate(q)
         else:
-            was_idle = q.bucket_bytes[b] == 0
+            was_idle = q.bk[b].bytes == 0
             if was_idle:
                 activate(q)
-            q.bucket_bytes[b] = sat_add(q.bucket_bytes[b], n)
-            q.tail_finish[b] = sat_add(u64max(q.tail_finish[b], q.vtime), n)
+            q.bk[b].bytes = sat_add(q.bk[b].bytes, n)
+            q.bk[b].tail_finish = sat_add(u64max(q.bk[b].tail_finish, q.vtime), n)
             if was_idle:
-                q.head_finish[b] = q.tail_finish[b]
-        q.next[idx] = -1
-        q.first[b] = idx
-        q.last[b] = idx
+                q.bk[b].head_finish = q.bk[b].tail_finish
+        q.items[idx].next = -1
+        q.bk[b].first = idx
+        q.bk[b].last = idx
         if have_snap:
             heap_insert(q, b, snap.pre_seq)  # back to its place in the ring
         else:
             heap_insert(q, b, q.front_seq)   # front of the ring: wins ties
             q.front_seq -= 1
     else:
-        q.head_finish[b] = sat_sub(q.head_finish[b], q.items[q.first[b]].len)
-        q.bucket_bytes[b] = sat_add(q.bucket_bytes[b], n)
-        q.next[idx] = q.first[b]
-        q.first[b] = idx
+        q.bk[b].head_finish = sat_sub(q.bk[b].head_finish, q.items[q.bk[b].first].len)
+        q.bk[b].bytes = sat_add(q.bk[b].bytes, n)
+        q.items[idx].next = q.bk[b].first
+        q.bk[b].first = idx
         heap_rekey(q, b)
     q.queued_bytes = sat_add(q.queued_bytes, n)
     return COS_OK
@@ -582,7 +569,7 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
         q.counters.drops_bad_length += 1
         return COS_DROP_BAD_DESC
     if q.flow_fair:
-        prospective = q.active + (1 if q.bucket_bytes[b] == 0 else 0)
+        prospective = q.active + (1 if q.bk[b].bytes == 0 else 0)
         if prospective == 0:
             prospective = 1
     if prospective != q.lim_prospective:
@@ -591,7 +578,7 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
         q.lim_prospective = prospective
     buffer_limit = q.lim_buffer
     share_limit = q.lim_share
-    share_exceeded = q.flow_fair and q.bucket_bytes[b] + n > share_limit
+    share_exceeded = q.flow_fair and q.bk[b].bytes + n > share_limit
     buffer_exceeded = q.queued_bytes + n > buffer_limit
     if share_exceeded:
         q.counters.drops_flow_share += 1
@@ -603,7 +590,7 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
         q.counters.drops_capacity += 1
         return COS_DROP_CAPACITY
     if q.flow_fair and not q.shared_exact:
-        occupancy = q.bucket_bytes[b]                 # per-flow arm only (#784)
+        occupancy = q.bk[b].bytes                 # per-flow arm only (#784)
         threshold = share_limit // 3
     else:
         occupancy = q.queued_bytes                    # aggregate arm
@@ -729,23 +716,23 @@ cdef class CosQueue:
 
     def head_finish(self, uint32_t bucket):
         """Finish tag of the bucket's front packet (0 when idle)."""
-        return self.q.head_finish[self._bucket_index(bucket)]
+        return self.q.bk[self._bucket_index(bucket)].head_finish
 
     def tail_finish(self, uint32_t bucket):
         """Finish tag of the bucket's last packet (0 when idle)."""
-        return self.q.tail_finish[self._bucket_index(bucket)]
+        return self.q.bk[self._bucket_index(bucket)].tail_finish
 
     def bucket_bytes(self, uint32_t bucket):
         """Bytes queued in the bucket."""
-        return self.q.bucket_bytes[self._bucket_index(bucket)]
+        return self.q.bk[self._bucket_index(bucket)].bytes
 
     def bucket_packets(self, uint32_t bucket):
         """Packets of one bucket in FIFO order."""
-        cdef int32_t idx = self.q.first[self._bucket_index(bucket)]
+        cdef int32_t idx = self.q.bk[self._bucket_index(bucket)].first
         out = []
         while idx >= 0:
             out.append(self._packet(&self.q.items[idx]))
-            idx = self.q.next[idx]
+            idx = self.q.items[idx].next
         return out
 
     def active_order(self):
@@ -772,7 +759,7 @@ cdef class CosQueue:
         self._bucket_index(bucket)
         cdef uint64_t p = 1
         if self.q.flow_fair:
-            p = self.q.active + (1 if self.q.bucket_bytes[bucket] == 0 else 0)
+            p = self.q.active + (1 if self.q.bk[bucket].bytes == 0 else 0)
         return admission_limits_for(self.q.flow_fair, self.q.shared_exact, self.q.buffer_bytes,
                                     self.q.rate_bytes_per_s, p)
 
@@ -939,27 +926,27 @@ cdef class CosQueue:
         total_items = 0
         seen = set()
         for b in range(q.nbuckets):
-            idx = q.first[b]
+            idx = q.bk[b].first
             lens = []
             while idx >= 0:
                 lens.append(q.items[idx].len)
                 assert q.items[idx].bucket == b, "item stored in the wrong bucket"
-                idx = q.next[idx]
-            assert sum(lens) == q.bucket_bytes[b], f"bucket {b}: bytes != sum of lengths"
+                idx = q.items[idx].next
+            assert sum(lens) == q.bk[b].bytes, f"bucket {b}: bytes != sum of lengths"
             total_bytes += sum(lens)
             total_items += len(lens)
             if lens:
                 active += 1
-                pos = q.heap_pos[b]
+                pos = q.bk[b].heap_pos
                 assert 0 <= pos < q.heap_len and heap_bucket(&q.heap[pos]) == b, \
                     f"bucket {b} not in set"
-                assert q.heap[pos].head == q.head_finish[b], f"bucket {b}: stale heap key"
-                assert q.head_finish[b] <= q.tail_finish[b], f"bucket {b}: head > tail"
+                assert q.heap[pos].head == q.bk[b].head_finish, f"bucket {b}: stale heap key"
+                assert q.bk[b].head_finish <= q.bk[b].tail_finish, f"bucket {b}: head > tail"
                 seen.add(b)
             else:
-                assert q.heap_pos[b] == -1, f"idle bucket {b} in the active set"
-                assert q.head_finish[b] == 0 and q.tail_finish[b] == 0, f"idle bucket {b} tags"
-                assert q.last[b] == -1
+                assert q.bk[b].heap_pos == -1, f"idle bucket {b} in the active set"
+                assert q.bk[b].head_finish == 0 and q.bk[b].tail_finish == 0, f"idle bucket {b} tags"
+                assert q.bk[b].last == -1
         assert len(seen) == q.heap_len, "active set size"
         for i in range(1, q.heap_len):
             assert not heap_less(&q.heap[i], &q.heap[(i - 1) // 4]), "heap order"
@@ -971,7 +958,7 @@ cdef class CosQueue:
         idx = q.free_head
         while idx >= 0:
             free += 1
-            idx = q.next[idx]
+            idx = q.items[idx].next
         assert free + q.n_items == q.capacity, "item pool leak"
         assert q.n_snapshots <= COS_BATCH_MAX
 
