@@ -5,8 +5,8 @@ import struct
 
 import numpy as np
 import pytest
-
 from xpfdp._fast.meta import PKT_META
+
 from xpfdp.cos import (
     ADMIT,
     ADMIT_MARKED,
@@ -224,7 +224,7 @@ def burst(frames, keys):
     umem = np.zeros(2048 * len(frames), np.uint8)
     desc = np.zeros(len(frames), XDP_DESC)
     meta = np.zeros(len(frames), PKT_META)
-    for i, (frame, k) in enumerate(zip(frames, keys)):
+    for i, (frame, k) in enumerate(zip(frames, keys, strict=True)):
         umem[2048 * i : 2048 * i + len(frame)] = np.frombuffer(bytes(frame), np.uint8)
         desc[i] = (2048 * i, len(frame), i)
         if k is None:

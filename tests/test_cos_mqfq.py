@@ -296,7 +296,10 @@ def state(q, buckets):
         q.active_buckets,
         q.peak_active_buckets,
         q.queued_bytes,
-        [(q.head_finish(b), q.tail_finish(b), q.bucket_bytes(b), q.bucket_packets(b)) for b in buckets],
+        [
+            (q.head_finish(b), q.tail_finish(b), q.bucket_bytes(b), q.bucket_packets(b))
+            for b in buckets
+        ],
     )
 
 

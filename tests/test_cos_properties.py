@@ -8,9 +8,7 @@ from hypothesis import strategies as st
 
 from xpfdp.cos import XDP_DESC, FlowFairQueue
 
-SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NBUCKETS = 16  # small, so flows collide and ties are frequent
 
 flows = st.integers(0, 40)
@@ -149,7 +147,10 @@ def snapshot_state(q):
         q.peak_active_buckets,
         q.queued_bytes,
         q.n_items,
-        [(q.head_finish(b), q.tail_finish(b), q.bucket_bytes(b), q.bucket_packets(b)) for b in range(NBUCKETS)],
+        [
+            (q.head_finish(b), q.tail_finish(b), q.bucket_bytes(b), q.bucket_packets(b))
+            for b in range(NBUCKETS)
+        ],
     )
 
 

@@ -316,11 +316,11 @@ def test_flow_bytes_within_2_percent_of_equal_in_every_window():
             break
         if all(q.bucket_of(key(f)) != q.bucket_of(key(g)) for g in flows):
             flows.append(f)
-    bucket_size = {q.bucket_of(key(f)): size for f, size in zip(flows, sizes)}
+    bucket_size = {q.bucket_of(key(f)): size for f, size in zip(flows, sizes, strict=True)}
     queued = dict.fromkeys(flows, 0)
     served = []
     for _ in range(30000):
-        for f, size in zip(flows, sizes):  # every flow stays backlogged
+        for f, size in zip(flows, sizes, strict=True):  # every flow stays backlogged
             while queued[f] < 4:
                 q.push(size, key(f))
                 queued[f] += 1
