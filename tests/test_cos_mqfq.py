@@ -455,3 +455,10 @@ def test_model_agrees_on_golden_vectors():
         while (it := m.pop()) is not None:
             got.append(it.tag)
         assert got == order and m.vtime == vtime
+
+
+def test_abstract_base_cannot_be_built():
+    from xpfdp.cos import CosQueue
+
+    with pytest.raises(TypeError, match="abstract"):
+        CosQueue()

@@ -365,3 +365,12 @@ def test_new_mouse_served_within_one_packet_of_each_active_flow():
             break
         before.append(p.bucket)
     assert len(before) <= len(elephants) and len(set(before)) == len(before)
+
+
+def test_jumbo_packet_larger_than_surplus_quantum_is_sent_on_first_drain():
+    """Found by the scheduler property test: a drain that only credited deficit returned 0
+    with no wake-up time, so a caller sleeping until next_wakeup_ns() stalled forever."""
+    s = Scheduler(GBPS)
+    q = s.add_queue(0, weight=1)
+    q.push(9000, addr=7)
+    assert s.drain(OUT, 0) == 1 and OUT["addr"][0] == 7

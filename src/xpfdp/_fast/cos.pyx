@@ -627,7 +627,17 @@ cdef void* array_pointer(object arr, object dtype, str name, str dtype_name, Py_
 
 
 cdef class CosQueue:
-    """Common API of FlowFairQueue and FifoQueue (a FIFO is a one-bucket queue)."""
+    """Common API of FlowFairQueue and FifoQueue (a FIFO is a one-bucket queue).
+
+    A queue has a single writer: the batch methods release the GIL, so one queue must not
+    be used from two threads at once (each worker owns its queues).
+    """
+
+    def __cinit__(self):
+        self.q.free_head = -1                 # unusable until a subclass allocates it
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("CosQueue is abstract: use FlowFairQueue or FifoQueue")
 
     def __dealloc__(self):
         if self.q.items != NULL:
@@ -1347,7 +1357,7 @@ cdef class Scheduler:
         cdef cos_class_t* c
         cdef const cos_item_t* front
         cdef uint64_t cost, budget, demand_rate = 0, residual_rate = 0
-        cdef bint exact_demand = False, limited, budget_limited
+        cdef bint exact_demand = False, limited, budget_limited, credited
         self.settle_batch(self.pend_n)               # an unsettled batch was fully sent
         self.pend_class = -1
         if nc == 0 or max_items == 0:
@@ -1414,35 +1424,41 @@ cdef class Scheduler:
                 self.residual.tokens = u64min(self.residual.tokens, self.residual.burst_bytes)
             tb_refill(&self.residual, now_ns)
         for p in range(COS_PRIORITY_LEVELS):
-            for k in range(nc):
-                idx = (self.surplus_rr[p] + k) % nc
-                c = &self.classes[idx]
-                if c.priority != p or c.parked or c.q.n_items == 0:
-                    continue
-                if c.exact and not c.surplus_sharing:
-                    continue
-                cost = <uint64_t>cosq_front(c.q).len + self.root.overhead_bytes
-                if not tb_covers(&self.root, cost):
-                    self._park(c, now_ns, tb_ns_until(&self.root, cost))
-                    self.root_parks += 1
-                    continue
-                budget_limited = limited and not c.exact
-                if budget_limited and (residual_rate == 0 or self.residual.tokens < cost):
-                    continue
-                if c.deficit_bytes < <int64_t>cost:
-                    c.deficit_bytes += SURPLUS_QUANTUM_BYTES * c.weight
-                    if c.deficit_bytes < <int64_t>cost:
+            # DRR rounds: repeat while a queue was credited but is still short, so a
+            # packet larger than one quantum is sent now instead of on a later call
+            credited = True
+            while credited:
+                credited = False
+                for k in range(nc):
+                    idx = (self.surplus_rr[p] + k) % nc
+                    c = &self.classes[idx]
+                    if c.priority != p or c.parked or c.q.n_items == 0:
                         continue
-                budget = <uint64_t>c.deficit_bytes
-                if budget_limited:
-                    budget = u64min(budget, self.residual.tokens)
-                n = self._serve(idx, PHASE_SURPLUS, budget, budget_limited, out, max_items)
-                # DRR: the queue keeps its turn while its deficit covers its next packet
-                front = cosq_front(c.q)
-                if front == NULL or c.deficit_bytes < <int64_t>(
-                        <uint64_t>front.len + self.root.overhead_bytes):
-                    self.surplus_rr[p] = (idx + 1) % nc
-                else:
-                    self.surplus_rr[p] = idx
-                return n
+                    if c.exact and not c.surplus_sharing:
+                        continue
+                    cost = <uint64_t>cosq_front(c.q).len + self.root.overhead_bytes
+                    if not tb_covers(&self.root, cost):
+                        self._park(c, now_ns, tb_ns_until(&self.root, cost))
+                        self.root_parks += 1
+                        continue
+                    budget_limited = limited and not c.exact
+                    if budget_limited and (residual_rate == 0 or self.residual.tokens < cost):
+                        continue
+                    if c.deficit_bytes < <int64_t>cost:
+                        c.deficit_bytes += SURPLUS_QUANTUM_BYTES * c.weight
+                        if c.deficit_bytes < <int64_t>cost:
+                            credited = True
+                            continue
+                    budget = <uint64_t>c.deficit_bytes
+                    if budget_limited:
+                        budget = u64min(budget, self.residual.tokens)
+                    n = self._serve(idx, PHASE_SURPLUS, budget, budget_limited, out, max_items)
+                    # DRR: the queue keeps its turn while its deficit covers its next packet
+                    front = cosq_front(c.q)
+                    if front == NULL or c.deficit_bytes < <int64_t>(
+                            <uint64_t>front.len + self.root.overhead_bytes):
+                        self.surplus_rr[p] = (idx + 1) % nc
+                    else:
+                        self.surplus_rr[p] = idx
+                    return n
         return 0
