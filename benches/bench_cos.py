@@ -172,3 +172,31 @@ def test_shaped_drain(benchmark, flows):
     benchmark.pedantic(run, setup=setup, rounds=20, iterations=1)
     assert state["q"].n_items == 0
     ns_per_packet(benchmark, PACKETS)
+
+
+def test_shaped_drain_fifo(benchmark):
+    """Scheduler decision + token accounting alone: a FIFO guarantee queue under the root."""
+    benchmark.group = "cos shaped drain (Scheduler.drain, 64 per call)"
+    desc, meta, umem, _ = burst_arrays(1)
+    out = np.zeros(BURST, XDP_DESC)
+    state = {}
+
+    def setup():
+        s = Scheduler(1_250_000_000, burst_bytes=1 << 40)
+        q = s.add_queue(
+            0,
+            transmit_rate_bytes_per_s=1_250_000_000,
+            buffer_bytes=UNLIMITED_BUFFER,
+            capacity_items=PACKETS,
+        )
+        q.enqueue_batch(desc, meta, umem)
+        state["s"], state["q"] = s, q
+
+    def run():
+        s, now = state["s"], 0
+        while s.drain(out, now) or state["q"].n_items:
+            now += 1_000_000
+
+    benchmark.pedantic(run, setup=setup, rounds=20, iterations=1)
+    assert state["q"].n_items == 0
+    ns_per_packet(benchmark, PACKETS)
