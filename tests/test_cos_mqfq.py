@@ -462,3 +462,9 @@ def test_abstract_base_cannot_be_built():
 
     with pytest.raises(TypeError, match="abstract"):
         CosQueue()
+
+
+def test_reinit_rejected():
+    q = FlowFairQueue(seed=0)
+    with pytest.raises(RuntimeError, match="already initialised"):
+        q.__init__()

@@ -54,7 +54,7 @@ ctypedef struct cos_counters_t:
     uint64_t drops_flow_share
     uint64_t drops_buffer
     uint64_t drops_capacity
-    uint64_t drops_bad_length
+    uint64_t drops_bad_desc
     uint64_t ecn_marked
     uint64_t ecn_not_ect
     uint64_t ecn_already_ce

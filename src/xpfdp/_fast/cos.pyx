@@ -7,12 +7,13 @@ The algorithms follow reference/mqfq.md: finish tags in bytes over seeded hash b
 marking (§4). Every per-packet path is a nogil C function over plain structs.
 
 Rollback design: drains pop speculatively with snapshots and `settle(accepted)` pushes the
-unsent tail back in LIFO order. Beyond §2.4, a snapshot also records the bucket's activation
-sequence, so a drained bucket that is restored regains its exact place in the tie-break
-order (the reference pushes it to the front, which can reorder equal-tag buckets); a full
-rollback is then indistinguishable from never having popped. A peek/commit design would have to replay MQFQ selection
-without mutating heads and vtime for every peeked packet, which is the same work done twice;
-the snapshot stack keeps one code path and §2.11's T7–T15 vectors pin its exactness.
+unsent tail back in LIFO order. A peek/commit design would have to replay MQFQ selection
+without mutating heads and vtime for every peeked packet, i.e. do the work twice; the
+snapshot stack keeps one code path, and §2.11's T7–T15 vectors pin its exactness. Beyond
+§2.4, a snapshot also records the bucket's activation sequence, so a drained bucket that is
+restored regains its exact place in the tie-break order (the reference pushes it to the
+front, which can reorder equal-tag buckets): a full rollback is then indistinguishable from
+never having popped, which the property tests check.
 """
 
 import os
@@ -566,7 +567,7 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
     cdef bint share_exceeded, buffer_exceeded
     cdef int r
     if n == 0 or b >= q.nbuckets:
-        q.counters.drops_bad_length += 1
+        q.counters.drops_bad_desc += 1
         return COS_DROP_BAD_DESC
     if q.flow_fair:
         prospective = q.active + (1 if q.bk[b].bytes == 0 else 0)
@@ -645,6 +646,8 @@ cdef class CosQueue:
 
     cdef int _setup(self, uint32_t nbuckets, uint64_t seed, bint flow_fair,
                     uint64_t buffer_bytes, uint64_t rate, uint32_t capacity_items) except -1:
+        if self.q.items != NULL:
+            raise RuntimeError("queue is already initialised")
         _check_nbuckets(nbuckets)
         if capacity_items == 0 or capacity_items > 0x7FFFFFFF:
             raise ValueError("capacity_items must be in 1..2**31-1")
@@ -758,7 +761,7 @@ cdef class CosQueue:
             "drops_flow_share": c.drops_flow_share,
             "drops_buffer": c.drops_buffer,
             "drops_capacity": c.drops_capacity,
-            "drops_bad_desc": c.drops_bad_length,
+            "drops_bad_desc": c.drops_bad_desc,
             "ecn_marked": c.ecn_marked,
             "ecn_not_ect": c.ecn_not_ect,
             "ecn_already_ce": c.ecn_already_ce,
@@ -895,7 +898,7 @@ cdef class CosQueue:
                 it.len = d[i].len
                 it.options = d[i].options
                 if it.len == 0 or it.addr > umem_len or umem_len - it.addr < it.len:
-                    self.q.counters.drops_bad_length += 1
+                    self.q.counters.drops_bad_desc += 1
                     v = COS_DROP_BAD_DESC
                 else:
                     it.bucket = cos_meta_bucket(self.q.seed, self.q.mask, &m[i]) \
