@@ -176,7 +176,7 @@ def test_scheduler_conserves_packets_with_partial_tx(pushes, data):
 
     s = Scheduler(12_500_000)
     queues = [
-        s.add_queue(0, transmit_rate_bytes_per_s=2_000_000, exact=True, flow_buckets=16),
+        s.add_queue(0, transmit_rate_bytes_per_s=2_000_000, exact=True, flow_buckets=16, seed=3),
         s.add_queue(1, transmit_rate_bytes_per_s=1_000_000, priority=2),
         s.add_queue(2, weight=3),
     ]
