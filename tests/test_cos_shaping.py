@@ -374,3 +374,13 @@ def test_jumbo_packet_larger_than_surplus_quantum_is_sent_on_first_drain():
     q = s.add_queue(0, weight=1)
     q.push(9000, addr=7)
     assert s.drain(OUT, 0) == 1 and OUT["addr"][0] == 7
+
+
+def test_scheduled_queue_only_dequeues_through_the_scheduler():
+    s = Scheduler()
+    q = s.add_queue(0, transmit_rate_bytes_per_s=GBPS, exact=True)
+    q.push(100, key(1))
+    for call in (q.pop, q.drain_all, q.clear_snapshots, lambda: q.dequeue_batch(OUT)):
+        with pytest.raises(RuntimeError, match="belongs to a Scheduler"):
+            call()
+    assert s.drain(OUT, 0) == 1

@@ -66,6 +66,7 @@ ctypedef struct cosq_t:
     uint32_t mask
     bint flow_fair
     bint shared_exact
+    bint scheduled         # attached to a Scheduler: only it may dequeue
     uint64_t buffer_bytes
     uint64_t rate_bytes_per_s
     # item pool: singly linked per-bucket FIFOs threaded through cos_item_t.next

@@ -777,6 +777,10 @@ cdef class CosQueue:
                                     self.q.rate_bytes_per_s, p)
 
     # -- scalar operations (tests, control path) --------------------------------------
+    def _check_unscheduled(self):
+        if self.q.scheduled:
+            raise RuntimeError("this queue belongs to a Scheduler: dequeue through drain()")
+
     def bucket_of(self, key):
         """Bucket of a flow key (protocol, src, dst, sport, dport) or None; 0 for a FIFO."""
         if not self.q.flow_fair:
@@ -821,6 +825,7 @@ cdef class CosQueue:
 
     def pop(self, bint snapshot=True):
         """Dequeue the next packet (None when empty); `snapshot` allows exact rollback."""
+        self._check_unscheduled()
         cdef cos_item_t it
         cdef int r = cosq_pop(&self.q, snapshot, &it)
         if r == COS_EMPTY:
@@ -831,6 +836,7 @@ cdef class CosQueue:
 
     def push_front(self, pkt):
         """Undo the most recent un-restored pop of `pkt` (a QueuedPacket), exactly."""
+        self._check_unscheduled()
         cdef cos_item_t it
         it.addr, it.len, it.options, it.bucket = pkt
         if it.len == 0 or it.bucket >= self.q.nbuckets:
@@ -845,15 +851,18 @@ cdef class CosQueue:
 
     def drop_orphan(self):
         """Account a popped packet that was discarded instead of sent or restored (§2.5)."""
+        self._check_unscheduled()
         if cosq_drop_orphan(&self.q) == COS_EMPTY:
             raise RuntimeError("no snapshot to drop: nothing popped since the last batch start")
 
     def clear_snapshots(self):
         """Start a new batch: popped packets can no longer be restored with snapshots."""
+        self._check_unscheduled()
         self.q.n_snapshots = 0
 
     def drain_all(self):
         """Pop everything without snapshots (teardown); vtime advances by each length."""
+        self._check_unscheduled()
         self.q.n_snapshots = 0
         out = []
         cdef cos_item_t it
@@ -915,6 +924,7 @@ cdef class CosQueue:
 
         Starts a batch (clears snapshots). Call settle(accepted) if TX took only a prefix.
         """
+        self._check_unscheduled()
         cdef Py_ssize_t n_out
         cdef xdp_desc_t* out = <xdp_desc_t*>array_pointer(out_desc, XDP_DESC, "out_desc", "XDP_DESC", &n_out,
                                              True)
@@ -926,6 +936,7 @@ cdef class CosQueue:
 
     def settle(self, uint32_t accepted):
         """TX accepted the first `accepted` packets of the last batch; restore the rest."""
+        self._check_unscheduled()
         if accepted > self.q.n_popped:
             raise ValueError(f"accepted={accepted} exceeds the batch of {self.q.n_popped}")
         with nogil:
@@ -1192,6 +1203,7 @@ cdef class Scheduler:
         cdef cos_class_t* c = &self.classes[self.n_classes]
         memset(c, 0, sizeof(cos_class_t))
         c.q = &(<CosQueue>queue).q
+        c.q.scheduled = True
         c.queue_id = queue_id
         c.priority = priority
         c.exact = exact
