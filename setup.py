@@ -31,7 +31,13 @@ SYSTEM_LIBS: dict[str, list[str]] = {
     "pipeline": ["libxdp", "libbpf"],
 }
 
-CFLAGS = ["-O3", "-fno-strict-aliasing", "-Wno-unused-function", "-Wno-unreachable-code"]
+CFLAGS = [
+    "-O3",
+    "-fno-strict-aliasing",
+    "-Wno-unused-function",
+    "-Wno-unreachable-code",
+    "-Wno-sign-compare",
+]
 
 
 def fail(message: str) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from xpfdp._fast.meta import PKT_META
 
+from xpfdp._fast.meta import PKT_META
 from xpfdp.cos import XDP_DESC, FlowFairQueue, Scheduler, flow_bucket
 
 # the reference model lives with the tests, which run it differentially against the Cython code

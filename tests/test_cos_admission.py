@@ -5,8 +5,8 @@ import struct
 
 import numpy as np
 import pytest
-from xpfdp._fast.meta import PKT_META
 
+from xpfdp._fast.meta import PKT_META
 from xpfdp.cos import (
     ADMIT,
     ADMIT_MARKED,
