@@ -1,0 +1,489 @@
+# cython: language_level=3
+"""Checksums and in-place rewrites (MSS clamp, NAT, TTL, ECN): scalar and batch entry points.
+
+The kernels are the inline functions of csum.pxd. Scalar functions take one mutable frame
+through the buffer protocol (no memoryview object, so the call stays cheap) and parse it
+first; batch functions take one buffer, frame offsets and lengths and the PKT_META records
+from `parse_batch`, and run one nogil loop with no Python work per packet.
+"""
+
+cimport numpy as cnp
+import numpy as np
+
+from cpython.buffer cimport (
+    PyBUF_SIMPLE,
+    PyBUF_WRITABLE,
+    PyBuffer_Release,
+    PyObject_GetBuffer,
+)
+from libc.stdint cimport int16_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+from xpfdp._fast.csum cimport (
+    ECN_MARKED,
+    ECN_NOT_ECT,
+    PROTO_ICMP,
+    REWRITE_BAD_L4_CSUM,
+    REWRITE_DONE,
+    REWRITE_SKIPPED,
+    TTL_EXPIRED,
+    TTL_SKIPPED,
+    csum_apply,
+    csum_delta_words,
+    csum_finish,
+    csum_partial,
+    csum_replace16,
+    csum_replace32,
+    ecn_mark_ce,
+    ipv4_header_checksum,
+    l4_checksum,
+    l4_checksum_offset,
+    l4_checksum_valid,
+    load_be16,
+    meta_l3_ok,
+    mss_clamp,
+    nat_rewrite,
+    store_be16,
+    ttl_decrement,
+)
+from xpfdp._fast.meta cimport (
+    META_FRAGMENT,
+    META_L4_VALID,
+    PARSE_NONFIRST_FRAG,
+    PARSE_OK,
+    pkt_meta_t,
+)
+from xpfdp._fast.parse cimport check_descriptors, meta_records, parse_one
+
+from xpfdp._fast.meta import PARSE_STATUS_NAMES
+
+cnp.import_array()
+
+# Result codes of the batch rewrites (see csum.pxd).
+RESULT_NAMES = ("unchanged", "done", "skipped", "bad_l4_csum")
+ECN_RESULT_NAMES = ("not_ect", "marked", "already_ce")
+
+
+# ---- checksums on a parsed frame -----------------------------------------------------------
+
+cdef inline bint l4_checksummable(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
+    """A whole, unfragmented TCP/UDP/ICMP/ICMPv6 segment lies inside the frame."""
+    if m.status != PARSE_OK or not (m.flags & META_L4_VALID) or (m.flags & META_FRAGMENT):
+        return False
+    if l4_checksum_offset(m.protocol) < 0:
+        return False
+    if m.protocol == PROTO_ICMP and m.ip_version != 4:
+        return False
+    return <uint32_t>m.l3_off + m.l3_len <= frame_len
+
+
+cdef inline void fix_one(uint8_t* f, uint32_t frame_len, const pkt_meta_t* m) noexcept nogil:
+    """Recompute the IPv4 header and L4 checksums of a parsed frame from scratch."""
+    cdef uint8_t* l3 = f + m.l3_off
+    cdef uint8_t* l4 = f + m.l4_off
+    if not meta_l3_ok(m, frame_len):
+        return
+    if m.ip_version == 4:
+        store_be16(l3 + 10, ipv4_header_checksum(l3, (l3[0] & 0x0F) * 4))
+    if l4_checksummable(m, frame_len):
+        store_be16(
+            l4 + l4_checksum_offset(m.protocol),
+            l4_checksum(l3, l4, m.l3_off + m.l3_len - m.l4_off, m.ip_version, m.protocol),
+        )
+
+
+cdef inline bint verify_one(const uint8_t* f, uint32_t frame_len, const pkt_meta_t* m) noexcept nogil:
+    """Full-recompute oracle: IPv4 header sum and pseudo-header + segment sum fold to 0xFFFF."""
+    cdef const uint8_t* l3 = f + m.l3_off
+    if not meta_l3_ok(m, frame_len):
+        return False
+    if m.ip_version == 4 and csum_partial(l3, (l3[0] & 0x0F) * 4, 0) != 0xFFFF:
+        return False
+    if l4_checksummable(m, frame_len):
+        return l4_checksum_valid(
+            l3, f + m.l4_off, m.l3_off + m.l3_len - m.l4_off, m.ip_version, m.protocol
+        )
+    return True
+
+
+# ---- scalar API ----------------------------------------------------------------------------
+
+cdef inline int parsed_l3(const pkt_meta_t* m) except -1:
+    """Raise ValueError unless the frame parsed to a complete IP header."""
+    if m.status == PARSE_OK or m.status == PARSE_NONFIRST_FRAG:
+        return 0
+    raise ValueError(f"frame is not a parseable IP packet (parse status "
+                     f"{PARSE_STATUS_NAMES[m.status]!r})")
+
+
+def internet_checksum(data):
+    """RFC 1071 checksum of a bytes-like object: ~(one's-complement sum), 0..0xFFFF."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    cdef uint16_t c
+    with nogil:
+        c = csum_finish(csum_partial(<const uint8_t*>view.buf, <size_t>view.len, 0))
+    PyBuffer_Release(&view)
+    return c
+
+
+def checksum_partial(data, uint32_t seed=0):
+    """Folded 16-bit one's-complement sum of `data` plus `seed` (not complemented).
+
+    This is the partial-sum representation of xpfdp: chain buffers by passing the result as
+    the next seed (an odd-length buffer must come last, its last byte is a word's high half).
+    """
+    cdef Py_buffer view
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    cdef uint16_t s = csum_partial(<const uint8_t*>view.buf, <size_t>view.len, seed)
+    PyBuffer_Release(&view)
+    return s
+
+
+def incremental_update(int hc, int old, int new):
+    """RFC 1624 eqn. 3: the checksum after a 16-bit word `old` became `new`."""
+    if not (0 <= hc <= 0xFFFF and 0 <= old <= 0xFFFF and 0 <= new <= 0xFFFF):
+        raise ValueError("checksum and words must be in 0..0xFFFF")
+    return csum_replace16(<uint16_t>hc, <uint16_t>old, <uint16_t>new)
+
+
+def incremental_update32(int hc, unsigned long long old, unsigned long long new):
+    """RFC 1624 eqn. 3 for a 32-bit field (an IPv4 address, a sequence number)."""
+    if not (0 <= hc <= 0xFFFF and old <= 0xFFFFFFFF and new <= 0xFFFFFFFF):
+        raise ValueError("checksum must be in 0..0xFFFF and fields in 0..0xFFFFFFFF")
+    return csum_replace32(<uint16_t>hc, <uint32_t>old, <uint32_t>new)
+
+
+def incremental_update_bytes(int hc, const uint8_t[::1] old not None,
+                             const uint8_t[::1] new not None):
+    """RFC 1624 eqn. 3 for an even-length field given as bytes (16 bytes: an IPv6 address)."""
+    if not 0 <= hc <= 0xFFFF:
+        raise ValueError("checksum must be in 0..0xFFFF")
+    if old.shape[0] != new.shape[0] or old.shape[0] % 2 or old.shape[0] == 0:
+        raise ValueError("old and new must have the same, even, non-zero length")
+    return csum_apply(<uint16_t>hc, csum_delta_words(0, &old[0], &new[0], old.shape[0] // 2))
+
+
+cdef inline uint8_t* acquire(object frame, Py_buffer* view, bint writable) except NULL:
+    PyObject_GetBuffer(frame, view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
+    if view.len > 0xFFFFFFFF:
+        PyBuffer_Release(view)
+        raise ValueError("frame longer than 4 GiB")
+    return <uint8_t*>view.buf
+
+
+def fix_checksums(frame):
+    """Recompute the IPv4 header checksum and the TCP/UDP/ICMP/ICMPv6 checksum in place.
+
+    Lengths come from the IP header (Ethernet padding is not summed). A UDP result of 0 is
+    stored as 0xFFFF. Fragments get only their IPv4 header checksum (the L4 checksum covers
+    the reassembled datagram). Raises ValueError if the frame is not a parseable IP packet.
+    """
+    cdef Py_buffer view
+    cdef pkt_meta_t m
+    cdef uint8_t* f = acquire(frame, &view, True)
+    try:
+        parse_one(f, <uint32_t>view.len, &m)
+        parsed_l3(&m)
+        fix_one(f, <uint32_t>view.len, &m)
+    finally:
+        PyBuffer_Release(&view)
+
+
+def checksums_ok(frame):
+    """True if the IPv4 header and the L4 checksum verify by full recomputation (§1.7 oracle).
+
+    A stored IPv4 UDP checksum of 0 ("none") is valid; fragments are judged on their IPv4
+    header only. Raises ValueError if the frame is not a parseable IP packet.
+    """
+    cdef Py_buffer view
+    cdef pkt_meta_t m
+    cdef uint8_t* f = acquire(frame, &view, False)
+    cdef bint ok
+    try:
+        parse_one(f, <uint32_t>view.len, &m)
+        parsed_l3(&m)
+        ok = verify_one(f, <uint32_t>view.len, &m)
+    finally:
+        PyBuffer_Release(&view)
+    return ok
+
+
+def clamp_mss(frame, int mss):
+    """Lower the MSS option of a TCP SYN (or SYN-ACK) to `mss`; True if the frame changed.
+
+    Only the first MSS option is considered and only a larger value is lowered; non-SYN,
+    non-TCP, malformed-option and non-IP frames are left byte-identical.
+    """
+    if not 0 < mss <= 0xFFFF:
+        raise ValueError(f"mss must be in 1..65535, not {mss}")
+    cdef Py_buffer view
+    cdef pkt_meta_t m
+    cdef uint8_t* f = acquire(frame, &view, True)
+    cdef int r
+    parse_one(f, <uint32_t>view.len, &m)
+    r = mss_clamp(f, <uint32_t>view.len, &m, <uint16_t>mss)
+    PyBuffer_Release(&view)
+    return r == REWRITE_DONE
+
+
+def decrement_ttl(frame):
+    """Decrement the IPv4 TTL (fixing the header checksum) or IPv6 hop limit in place.
+
+    Returns the new value, or -1 when the TTL is <= 1 (the packet would expire; the frame
+    is left unchanged). Raises ValueError if the frame is not a parseable IP packet.
+    """
+    cdef Py_buffer view
+    cdef pkt_meta_t m
+    cdef uint8_t* f = acquire(frame, &view, True)
+    cdef int r
+    parse_one(f, <uint32_t>view.len, &m)
+    r = ttl_decrement(f, <uint32_t>view.len, &m)
+    PyBuffer_Release(&view)
+    if r == TTL_SKIPPED:
+        parsed_l3(&m)
+    return r
+
+
+def mark_ecn_ce(frame):
+    """Mark an ECT(0)/ECT(1) IPv4/IPv6 packet Congestion Experienced; True if it changed.
+
+    Not-ECT, already-CE and non-IP frames are left byte-identical (False).
+    """
+    cdef Py_buffer view
+    cdef pkt_meta_t m
+    cdef uint8_t* f = acquire(frame, &view, True)
+    cdef int r = ECN_NOT_ECT
+    parse_one(f, <uint32_t>view.len, &m)
+    if meta_l3_ok(&m, <uint32_t>view.len):
+        r = ecn_mark_ce(f + m.l3_off, <uint32_t>view.len - m.l3_off, m.ip_version)
+    PyBuffer_Release(&view)
+    return r == ECN_MARKED
+
+
+def _rewrite_nat(frame, const uint8_t[::1] src, const uint8_t[::1] dst, int sport, int dport):
+    """rewrite_nat on packed addresses (4 or 16 bytes, or None); ports -1 = keep."""
+    cdef Py_buffer view
+    cdef pkt_meta_t m
+    cdef uint8_t* f = acquire(frame, &view, True)
+    cdef int r
+    cdef Py_ssize_t addr_len
+    try:
+        parse_one(f, <uint32_t>view.len, &m)
+        parsed_l3(&m)
+        addr_len = 4 if m.ip_version == 4 else 16
+        if (src is not None and src.shape[0] != addr_len) or (
+            dst is not None and dst.shape[0] != addr_len
+        ):
+            raise ValueError(f"address family does not match the IPv{m.ip_version} frame")
+        r = nat_rewrite(f, <uint32_t>view.len, &m,
+                        &src[0] if src is not None else NULL,
+                        &dst[0] if dst is not None else NULL, sport, dport)
+        if r == REWRITE_BAD_L4_CSUM:
+            raise ValueError("IPv6 UDP datagram with a zero checksum (malformed): not rewritten")
+    finally:
+        PyBuffer_Release(&view)
+
+
+# ---- batch API -----------------------------------------------------------------------------
+
+cdef inline uint8_t* batch_base(uint8_t[::1] buf) noexcept nogil:
+    return &buf[0] if buf.shape[0] else NULL
+
+
+def checksum_batch(const uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
+                   const uint32_t[:] lens not None):
+    """RFC 1071 checksum of each whole frame (uint16 array): the raw summing kernel."""
+    cdef Py_ssize_t i, n = addrs.shape[0]
+    check_descriptors(buf.shape[0], addrs, lens)
+    out = np.empty(n, dtype=np.uint16)
+    cdef uint16_t[::1] o = out
+    if n == 0:
+        return out
+    cdef const uint8_t* base = &buf[0] if buf.shape[0] else NULL
+    with nogil:
+        for i in range(n):
+            o[i] = csum_finish(csum_partial(base + addrs[i], lens[i], 0))
+    return out
+
+
+def fix_checksums_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
+                        const uint32_t[:] lens not None, meta not None):
+    """fix_checksums for every frame whose record parsed to an IP header (others untouched)."""
+    cdef Py_ssize_t i, n = addrs.shape[0]
+    check_descriptors(buf.shape[0], addrs, lens)
+    cdef pkt_meta_t* m = meta_records(meta, n)
+    cdef uint8_t* base = batch_base(buf)
+    with nogil:
+        for i in range(n):
+            fix_one(base + addrs[i], lens[i], m + i)
+
+
+def checksums_ok_batch(const uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
+                       const uint32_t[:] lens not None, meta not None):
+    """Full-recompute verification per frame (bool array); frames that are not IP are False."""
+    cdef Py_ssize_t i, n = addrs.shape[0]
+    check_descriptors(buf.shape[0], addrs, lens)
+    cdef pkt_meta_t* m = meta_records(meta, n)
+    out = np.zeros(n, dtype=np.bool_)
+    cdef uint8_t[::1] o = out.view(np.uint8)
+    cdef const uint8_t* base = &buf[0] if buf.shape[0] else NULL
+    with nogil:
+        for i in range(n):
+            o[i] = verify_one(base + addrs[i], lens[i], m + i)
+    return out
+
+
+def clamp_mss_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
+                    const uint32_t[:] lens not None, meta not None, mss):
+    """MSS clamp per frame; `mss` is one value or a uint16 array (0 = off for that frame).
+
+    Returns a uint8 array of results: 0 unchanged, 1 clamped, 2 skipped (not TCP SYN, not
+    parsed, malformed options).
+    """
+    cdef Py_ssize_t i, n = addrs.shape[0]
+    check_descriptors(buf.shape[0], addrs, lens)
+    cdef pkt_meta_t* m = meta_records(meta, n)
+    cdef const uint16_t[:] per_packet
+    cdef uint16_t one_mss = 0
+    cdef bint scalar = not isinstance(mss, np.ndarray)
+    if scalar:
+        if not 0 <= mss <= 0xFFFF:
+            raise ValueError(f"mss must be in 0..65535, not {mss}")
+        one_mss = mss
+    else:
+        per_packet = mss
+        if per_packet.shape[0] != n:
+            raise ValueError(f"mss has {per_packet.shape[0]} entries for {n} frames")
+    out = np.empty(n, dtype=np.uint8)
+    cdef uint8_t[::1] o = out
+    cdef uint8_t* base = batch_base(buf)
+    with nogil:
+        if scalar:
+            for i in range(n):
+                o[i] = mss_clamp(base + addrs[i], lens[i], m + i, one_mss)
+        else:
+            for i in range(n):
+                o[i] = mss_clamp(base + addrs[i], lens[i], m + i, per_packet[i])
+    return out
+
+
+def decrement_ttl_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
+                        const uint32_t[:] lens not None, meta not None):
+    """TTL/hop-limit decrement per frame. Returns int16: the new value, -1 expired
+    (unchanged), -2 skipped (no complete IP header)."""
+    cdef Py_ssize_t i, n = addrs.shape[0]
+    check_descriptors(buf.shape[0], addrs, lens)
+    cdef pkt_meta_t* m = meta_records(meta, n)
+    out = np.empty(n, dtype=np.int16)
+    cdef int16_t[::1] o = out
+    cdef uint8_t* base = batch_base(buf)
+    with nogil:
+        for i in range(n):
+            o[i] = <int16_t>ttl_decrement(base + addrs[i], lens[i], m + i)
+    return out
+
+
+def mark_ecn_ce_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
+                      const uint32_t[:] lens not None, meta not None):
+    """ECN CE marking per frame. Returns uint8: 0 not ECT (or not IP), 1 marked, 2 already CE."""
+    cdef Py_ssize_t i, n = addrs.shape[0]
+    check_descriptors(buf.shape[0], addrs, lens)
+    cdef pkt_meta_t* m = meta_records(meta, n)
+    out = np.empty(n, dtype=np.uint8)
+    cdef uint8_t[::1] o = out
+    cdef uint8_t* base = batch_base(buf)
+    with nogil:
+        for i in range(n):
+            if meta_l3_ok(m + i, lens[i]):
+                o[i] = ecn_mark_ce(base + addrs[i] + m[i].l3_off, lens[i] - m[i].l3_off,
+                                   m[i].ip_version)
+                if o[i] == ECN_MARKED:
+                    m[i].tos = m[i].tos | 0x03
+            else:
+                o[i] = ECN_NOT_ECT
+    return out
+
+
+cdef int address_rows(object value, Py_ssize_t n, const uint8_t** base, Py_ssize_t* stride,
+                      int* version) except -1:
+    """Resolve a NAT address argument: None, packed bytes (one address), or a (n, 16) array."""
+    cdef const uint8_t[::1] one
+    cdef const uint8_t[:, ::1] rows
+    base[0] = NULL
+    stride[0] = 0
+    version[0] = 0
+    if value is None:
+        return 0
+    if isinstance(value, np.ndarray):
+        rows = value
+        if rows.shape[0] != n or rows.shape[1] != 16:
+            raise ValueError(f"per-frame addresses must have shape ({n}, 16), not {value.shape}")
+        if n:
+            base[0] = &rows[0, 0]
+        stride[0] = 16
+        return 0
+    one = value
+    if one.shape[0] != 4 and one.shape[0] != 16:
+        raise ValueError("a packed address has 4 (IPv4) or 16 (IPv6) bytes")
+    base[0] = &one[0]
+    version[0] = 4 if one.shape[0] == 4 else 6
+    return 0
+
+
+cdef int port_rows(object value, Py_ssize_t n, const int32_t** base, Py_ssize_t* stride,
+                   int32_t* scratch) except -1:
+    """Resolve a NAT port argument: None (keep), one port, or an int32 array (-1 = keep)."""
+    cdef const int32_t[::1] rows
+    stride[0] = 0
+    if value is None:
+        scratch[0] = -1
+        base[0] = scratch
+        return 0
+    if isinstance(value, np.ndarray):
+        rows = value
+        if rows.shape[0] != n:
+            raise ValueError(f"per-frame ports must have {n} entries, not {rows.shape[0]}")
+        base[0] = &rows[0] if n else scratch
+        stride[0] = 1
+        return 0
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"port must be in 0..65535, not {value}")
+    scratch[0] = value
+    base[0] = scratch
+    return 0
+
+
+def _rewrite_nat_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
+                       const uint32_t[:] lens not None, meta not None, src, dst, sport, dport):
+    """NAT per frame (see xpfdp.csum.rewrite_nat_batch for the argument forms)."""
+    cdef Py_ssize_t i, n = addrs.shape[0]
+    check_descriptors(buf.shape[0], addrs, lens)
+    cdef pkt_meta_t* m = meta_records(meta, n)
+    cdef const uint8_t* src_base
+    cdef const uint8_t* dst_base
+    cdef const int32_t* sport_base
+    cdef const int32_t* dport_base
+    cdef Py_ssize_t src_stride, dst_stride, sport_stride, dport_stride
+    cdef int src_version, dst_version
+    cdef int32_t sport_one, dport_one
+    address_rows(src, n, &src_base, &src_stride, &src_version)
+    address_rows(dst, n, &dst_base, &dst_stride, &dst_version)
+    port_rows(sport, n, &sport_base, &sport_stride, &sport_one)
+    port_rows(dport, n, &dport_base, &dport_stride, &dport_one)
+    out = np.empty(n, dtype=np.uint8)
+    cdef uint8_t[::1] o = out
+    cdef uint8_t* base = batch_base(buf)
+    with nogil:
+        for i in range(n):
+            if (src_version and src_version != m[i].ip_version) or (
+                dst_version and dst_version != m[i].ip_version
+            ):
+                o[i] = REWRITE_SKIPPED
+                continue
+            o[i] = nat_rewrite(
+                base + addrs[i], lens[i], m + i,
+                src_base + i * src_stride if src_base != NULL else NULL,
+                dst_base + i * dst_stride if dst_base != NULL else NULL,
+                sport_base[i * sport_stride], dport_base[i * dport_stride],
+            )
+    return out
