@@ -21,6 +21,7 @@ from xpfdp._fast.meta cimport (
     META_L4_VALID,
     PARSE_NONFIRST_FRAG,
     PARSE_OK,
+    PARSE_TRUNC_EXTHDR,
     pkt_meta_t,
 )
 
@@ -229,8 +230,16 @@ cdef inline bint l4_checksum_valid(
 # ---- Rewrite kernels on a parsed frame -----------------------------------------------------
 
 cdef inline bint meta_l3_ok(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
-    """The record describes a complete IP header inside the frame (fragments included)."""
+    """The record describes a whole IP packet inside the frame (fragments included)."""
     if m.status != PARSE_OK and m.status != PARSE_NONFIRST_FRAG:
+        return False
+    return meta_ip_header_ok(m, frame_len)
+
+
+cdef inline bint meta_ip_header_ok(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
+    """The IP header itself parsed and lies inside the frame, even if L4 or an IPv6
+    extension header is malformed: enough for TTL and ECN, which touch only that header."""
+    if m.status != PARSE_OK and not (PARSE_TRUNC_EXTHDR <= m.status <= PARSE_NONFIRST_FRAG):
         return False
     if m.ip_version == 4:
         return <uint32_t>m.l3_off + 20 <= frame_len
@@ -244,7 +253,7 @@ cdef inline int ttl_decrement(uint8_t* frame, uint32_t frame_len, pkt_meta_t* m)
 
     Returns the new value, TTL_EXPIRED (frame unchanged) when it is <= 1, or TTL_SKIPPED.
     """
-    if not meta_l3_ok(m, frame_len):
+    if not meta_ip_header_ok(m, frame_len):
         return TTL_SKIPPED
     cdef uint8_t* l3 = frame + m.l3_off
     cdef uint16_t old_word

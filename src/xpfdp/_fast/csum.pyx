@@ -39,6 +39,7 @@ from xpfdp._fast.csum cimport (
     l4_checksum_offset,
     l4_checksum_valid,
     load_be16,
+    meta_ip_header_ok,
     meta_l3_ok,
     mss_clamp,
     nat_rewrite,
@@ -240,7 +241,8 @@ def decrement_ttl(frame):
     r = ttl_decrement(f, <uint32_t>view.len, &m)
     PyBuffer_Release(&view)
     if r == TTL_SKIPPED:
-        parsed_l3(&m)
+        raise ValueError(f"frame has no complete IP header (parse status "
+                         f"{PARSE_STATUS_NAMES[m.status]!r})")
     return r
 
 
@@ -254,7 +256,7 @@ def mark_ecn_ce(frame):
     cdef uint8_t* f = acquire(frame, &view, True)
     cdef int r = ECN_NOT_ECT
     parse_one(f, <uint32_t>view.len, &m)
-    if meta_l3_ok(&m, <uint32_t>view.len):
+    if meta_ip_header_ok(&m, <uint32_t>view.len):
         r = ecn_mark_ce(f + m.l3_off, <uint32_t>view.len - m.l3_off, m.ip_version)
     PyBuffer_Release(&view)
     return r == ECN_MARKED
@@ -394,7 +396,7 @@ def mark_ecn_ce_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not Non
     cdef uint8_t* base = batch_base(buf)
     with nogil:
         for i in range(n):
-            if meta_l3_ok(m + i, lens[i]):
+            if meta_ip_header_ok(m + i, lens[i]):
                 o[i] = ecn_mark_ce(base + addrs[i] + m[i].l3_off, lens[i] - m[i].l3_off,
                                    m[i].ip_version)
                 if o[i] == ECN_MARKED:
