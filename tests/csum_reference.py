@@ -473,7 +473,9 @@ def ipv4(
 ) -> bytes:
     ihl = 5 + len(options) // 4
     total = 4 * ihl + len(l4)
-    head = struct.pack(">BBHHHBBH4s4s", 0x40 | ihl, tos, total, ident, frag, ttl, proto, csum, src, dst)
+    head = struct.pack(
+        ">BBHHHBBH4s4s", 0x40 | ihl, tos, total, ident, frag, ttl, proto, csum, src, dst
+    )
     return head + options + l4
 
 
@@ -494,3 +496,139 @@ def udp(sport, dport, payload=b"", csum=0) -> bytes:
 
 def icmp_echo(icmp_type, ident, seq, payload=b"", csum=0) -> bytes:
     return struct.pack(">BBHHH", icmp_type, 0, csum, ident, seq) + payload
+
+
+# ---- hypothesis strategies: random valid frames --------------------------------------------
+
+try:
+    from hypothesis import strategies as st
+except ImportError:  # the oracle itself has no dependency on hypothesis
+    st = None
+
+if st is not None:
+    _TCP_OPTION = st.one_of(
+        st.just(b"\x01"),
+        st.integers(0, 0xFFFF).map(lambda v: b"\x02\x04" + v.to_bytes(2, "big")),
+        st.integers(0, 14).map(lambda v: bytes([3, 3, v])),
+        st.just(b"\x04\x02"),
+        st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)).map(
+            lambda t: b"\x08\x0a" + struct.pack(">II", *t)
+        ),
+        st.binary(min_size=0, max_size=6).map(lambda b: bytes([0xFD, len(b) + 2]) + b),
+    )
+
+    _MSS_OPTION = st.integers(0, 0xFFFF).map(lambda v: b"\x02\x04" + v.to_bytes(2, "big"))
+
+    @st.composite
+    def tcp_options(draw, with_mss: bool = False) -> bytes:
+        """Well-formed or hostile option bytes, padded with zeros (EOL) to a 4-byte multiple.
+
+        `with_mss` puts one MSS option at a random place (odd offsets included) among
+        well-formed options.
+        """
+        if not with_mss and draw(st.integers(0, 4)) == 0:
+            raw = draw(st.binary(max_size=40))
+        else:
+            options = draw(st.lists(_TCP_OPTION, max_size=6))
+            if with_mss:
+                options.insert(draw(st.integers(0, len(options))), draw(_MSS_OPTION))
+            raw = b"".join(options)
+            if draw(st.booleans()) and len(raw) < 40:
+                raw += b"\x00"
+        raw = raw[:40]
+        return raw + bytes(-len(raw) % 4)
+
+    @st.composite
+    def l4_segment(draw, family: int, kinds=("tcp", "udp", "icmp"), syn: bool = False):
+        """(protocol, segment bytes, zero-UDP-checksum wanted)."""
+        kind = draw(st.sampled_from(kinds))
+        payload = draw(st.binary(max_size=64))
+        ports = draw(st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)))
+        if kind == "tcp":
+            seg = tcp(
+                *ports,
+                seq=draw(st.integers(0, 2**32 - 1)),
+                flags=draw(st.integers(0, 255)) | (0x02 if syn else 0),
+                window=draw(st.integers(0, 0xFFFF)),
+                options=draw(tcp_options(with_mss=syn)),
+                payload=payload,
+            )
+            return PROTO_TCP, seg, False
+        if kind == "udp":
+            return PROTO_UDP, udp(*ports, payload), family == 4 and draw(st.booleans())
+        echo = draw(st.sampled_from((8, 0) if family == 4 else (128, 129)))
+        seg = icmp_echo(echo, ports[0], ports[1], payload)
+        return (PROTO_ICMP if family == 4 else PROTO_ICMPV6), seg, False
+
+    @st.composite
+    def ipv6_ext_headers(draw, final_nh: int) -> tuple[int, bytes]:
+        """A chain of 0..4 extension headers (HBH, Routing, DestOpts, AH, atomic Fragment)."""
+        kinds = draw(st.lists(st.sampled_from([0, 43, 60, 51, 44]), max_size=4))
+        body, nh = b"", final_nh
+        for kind in reversed(kinds):
+            if kind == 44:
+                hdr = struct.pack(">BBHI", nh, 0, 0, draw(st.integers(0, 2**32 - 1)))
+            elif kind == 51:
+                units = draw(st.integers(1, 3))  # (len + 2) * 4 bytes, 8-byte aligned for v6
+                hdr = bytes([nh, 2 * units]) + draw(
+                    st.binary(min_size=(2 * units + 2) * 4 - 2, max_size=(2 * units + 2) * 4 - 2)
+                )
+            elif kind == 43:
+                hdr = bytes([nh, 0, 0, 0]) + bytes(4)  # routing type 0, segments left 0
+            else:
+                units = draw(st.integers(0, 2))
+                hdr = bytes([nh, units, 1, 4 + units * 8]) + bytes(4 + units * 8)
+            body, nh = hdr + body, kind
+        return nh, body
+
+    @st.composite
+    def frames(draw, families=(4, 6), kinds=("tcp", "udp", "icmp"), syn=False) -> bytearray:
+        """A valid Ethernet frame with correct checksums, maybe VLAN-tagged and padded.
+
+        `syn=True` makes TCP SYNs carrying an MSS option (for the clamp).
+        """
+        family = draw(st.sampled_from(families))
+        proto, seg, zero_udp = draw(l4_segment(family, kinds, syn))
+        vlan = draw(
+            st.none() | st.tuples(st.sampled_from([0x8100, 0x88A8]), st.integers(0, 0xFFFF))
+        )
+        if family == 4:
+            opts = draw(st.binary(max_size=40))
+            opts += bytes(-len(opts) % 4)
+            src, dst = (
+                draw(st.binary(min_size=4, max_size=4)),
+                draw(st.binary(min_size=4, max_size=4)),
+            )
+            l3 = ipv4(
+                proto,
+                src,
+                dst,
+                seg,
+                tos=draw(st.integers(0, 255)),
+                ident=draw(st.integers(0, 0xFFFF)),
+                ttl=draw(st.integers(0, 255)),
+                frag=draw(st.sampled_from([0, 0x4000])),
+                options=opts,
+            )
+            frame = ethernet(0x0800, l3, vlan)
+        else:
+            nh, ext = draw(ipv6_ext_headers(proto))
+            src, dst = (
+                draw(st.binary(min_size=16, max_size=16)),
+                draw(st.binary(min_size=16, max_size=16)),
+            )
+            l3 = ipv6(
+                nh,
+                src,
+                dst,
+                ext + seg,
+                tc=draw(st.integers(0, 255)),
+                hlim=draw(st.integers(0, 255)),
+            )
+            frame = ethernet(0x86DD, l3, vlan)
+        frame += draw(st.binary(max_size=16))  # Ethernet padding: never summed
+        fix_checksums(frame)
+        if zero_udp:
+            at = parse(bytes(frame))["l4_off"] + 6
+            frame[at : at + 2] = b"\x00\x00"
+        return frame

@@ -124,6 +124,15 @@ def test_m5_walks_past_nop_and_timestamp():
     assert ref.checksums_ok(frame)
 
 
+@pytest.mark.parametrize("nops", [1, 3])
+def test_mss_at_an_odd_offset_straddles_two_words(nops):
+    opts = b"\x01" * nops + MSS_1460 + bytes(4 - nops)
+    frame, expected = m1_frame(options=opts), m1_frame(options=opts)
+    assert csum.clamp_mss(frame, 1200) and ref.clamp_mss(expected, 1200)
+    assert be16(frame, TCP4 + 20 + nops + 2) == 1200
+    assert frame == expected
+
+
 def test_m6_negative_zero_eqn3_matches_recompute():
     frame, expected = m1_frame(window=0x549E), m1_frame(window=0x549E)
     assert be16(frame, TCP4 + 16) == 0xFEFB

@@ -164,8 +164,16 @@ def incremental_update_bytes(int hc, const uint8_t[::1] old not None,
     return csum_apply(<uint16_t>hc, csum_delta_words(0, &old[0], &new[0], old.shape[0] // 2))
 
 
-cdef inline uint8_t* acquire(object frame, Py_buffer* view, bint writable) except NULL:
-    PyObject_GetBuffer(frame, view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
+cdef uint8_t* acquire(object frame, Py_buffer* view, bint writable) except NULL:
+    """Borrow the frame's bytes (C-contiguous; writable for rewrites) until PyBuffer_Release."""
+    try:
+        PyObject_GetBuffer(frame, view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
+    except (BufferError, TypeError, ValueError) as exc:
+        kind = "a writable, contiguous" if writable else "a contiguous"
+        raise TypeError(
+            f"frame must be {kind} buffer (bytearray, memoryview, numpy uint8 array), "
+            f"not {type(frame).__name__}: {exc}"
+        ) from None
     if view.len > 0xFFFFFFFF:
         PyBuffer_Release(view)
         raise ValueError("frame longer than 4 GiB")
