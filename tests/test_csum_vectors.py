@@ -294,7 +294,9 @@ def ecn_frame(tos):
     return ref.ipv4_header_fixed(ref.ethernet(0x0800, ref.ipv4(6, A1, A2, b"", tos=tos)))
 
 
-@pytest.mark.parametrize(("tos", "before", "after"), [(0xA2, 0x6640, 0x663F), (0x01, 0x66E1, 0x66DF)])
+@pytest.mark.parametrize(
+    ("tos", "before", "after"), [(0xA2, 0x6640, 0x663F), (0x01, 0x66E1, 0x66DF)]
+)
 def test_e1_e2_ect_becomes_ce(tos, before, after):
     frame = ecn_frame(tos)
     assert be16(frame, 24) == before

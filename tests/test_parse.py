@@ -5,7 +5,10 @@ caught by a guard page."""
 import ctypes
 import ipaddress
 import mmap
+import signal
 import struct
+import subprocess
+import sys
 
 import csum_reference as ref
 import numpy as np
@@ -15,9 +18,9 @@ from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
+from xpfdp._fast.meta import PKT_META as SHARED_PKT_META
 
 from xpfdp import parse
-from xpfdp._fast.meta import PKT_META as SHARED_PKT_META
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 V6A, V6B = bytes(range(16)), bytes(range(16, 32))
@@ -93,12 +96,21 @@ def test_x3_no_next_header_has_no_l4():
         (ref.ethernet(0x0800, b"\x45\x00\x00\x10" + bytes(36)), "bad_totlen"),
         (ref.ethernet(0x86DD, ref.ipv6(0, V6A, V6B, b"\x06")), "trunc_exthdr"),
         (ref.ethernet(0x86DD, ref.ipv6(0, V6A, V6B, b"\x06\x05" + bytes(6))), "trunc_exthdr"),
-        (ref.ethernet(0x86DD, ref.ipv6(0, V6A, V6B, (b"\x00\x00" + bytes(6)) * 7)), "too_many_exthdr"),
+        (
+            ref.ethernet(0x86DD, ref.ipv6(0, V6A, V6B, (b"\x00\x00" + bytes(6)) * 7)),
+            "too_many_exthdr",
+        ),
         (ref.ethernet(0x0800, ref.ipv4(6, bytes(4), bytes(4), bytes(19))), "trunc_l4"),
         (ref.ethernet(0x0800, ref.ipv4(17, bytes(4), bytes(4), bytes(7))), "trunc_l4"),
         (ref.ethernet(0x0800, ref.ipv4(1, bytes(4), bytes(4), bytes(4))), "trunc_l4"),
-        (ref.ethernet(0x0800, ref.ipv4(6, bytes(4), bytes(4), bytes(12) + b"\x40" + bytes(7))), "bad_doff"),
-        (ref.ethernet(0x0800, ref.ipv4(6, bytes(4), bytes(4), bytes(12) + b"\x60" + bytes(7))), "bad_doff"),
+        (
+            ref.ethernet(0x0800, ref.ipv4(6, bytes(4), bytes(4), bytes(12) + b"\x40" + bytes(7))),
+            "bad_doff",
+        ),
+        (
+            ref.ethernet(0x0800, ref.ipv4(6, bytes(4), bytes(4), bytes(12) + b"\x60" + bytes(7))),
+            "bad_doff",
+        ),
         (tcp_v4(frag=0x0010), "nonfirst_frag"),
     ],
 )
@@ -172,7 +184,9 @@ def test_truncated_frames_match_reference(frame, data):
 def test_truncation_at_every_offset_of_a_few_frames():
     frames = [
         tcp_v4(options=b"\x01" * 4),
-        ref.ethernet(0x86DD, ref.ipv6(0, V6A, V6B, b"\x06\x00" + bytes(6) + ref.tcp(1, 2)), (0x8100, 9)),
+        ref.ethernet(
+            0x86DD, ref.ipv6(0, V6A, V6B, b"\x06\x00" + bytes(6) + ref.tcp(1, 2)), (0x8100, 9)
+        ),
         ref.ethernet(0x0800, ref.ipv4(1, bytes(4), bytes(4), ref.icmp_echo(0, 5, 6))),
     ]
     for frame in frames:
@@ -181,7 +195,10 @@ def test_truncation_at_every_offset_of_a_few_frames():
 
 
 @SETTINGS
-@given(ref.frames(), st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), min_size=1, max_size=4))
+@given(
+    ref.frames(),
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), min_size=1, max_size=4),
+)
 def test_mutated_frames_match_reference(frame, edits):
     for at, value in edits:
         if at < len(frame):
@@ -201,7 +218,9 @@ def test_garbage_matches_reference(tail, ethertype):
 @SETTINGS
 @given(st.lists(ref.frames(), min_size=1, max_size=8), st.data())
 def test_batch_equals_scalar_and_counts(frames, data):
-    frames = [f[: data.draw(st.integers(0, len(f)))] if data.draw(st.booleans()) else f for f in frames]
+    frames = [
+        f[: data.draw(st.integers(0, len(f)))] if data.draw(st.booleans()) else f for f in frames
+    ]
     buf = np.frombuffer(b"".join(frames), dtype=np.uint8).copy()
     lens = np.array([len(f) for f in frames], dtype=np.uint32)
     addrs = np.concatenate([[0], np.cumsum(lens[:-1])]).astype(np.uint64)
@@ -216,7 +235,7 @@ def test_batch_rejects_bad_arguments():
     buf = np.zeros(100, dtype=np.uint8)
     out = np.zeros(2, dtype=parse.PKT_META)
     addrs, lens = np.array([0, 90], dtype=np.uint64), np.array([60, 20], dtype=np.uint32)
-    with pytest.raises(ValueError, match="frame 1 .* runs past"):
+    with pytest.raises(ValueError, match=r"frame 1 .* runs past"):
         parse.parse_batch(buf, addrs, lens, out)
     with pytest.raises(ValueError, match="lens has"):
         parse.parse_batch(buf, addrs, lens[:1], out)
@@ -272,3 +291,13 @@ def test_parser_never_reads_past_the_frame(guarded, frame, data):
     addrs, lens = guarded.place(frame)
     parse.parse_batch(guarded.array, addrs, lens, out)
     assert out[0].tobytes() == parse.parse_frame(bytes(frame)).tobytes()
+
+
+def test_the_guard_page_really_faults():
+    """The out-of-bounds tests mean something only if a read past the page crashes."""
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); import ctypes, test_parse as t; "
+        "g = t.GuardedBuffer(); ctypes.string_at(ctypes.addressof(g.anchor) + g.page, 1)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
+    assert result.returncode == -signal.SIGSEGV
