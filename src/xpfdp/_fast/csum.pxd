@@ -15,7 +15,7 @@
 # bytes (TTL, addresses, ports) so later stages see what is on the wire.
 
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcpy
 
 from xpfdp._fast.meta cimport (
     META_L4_VALID,
@@ -280,6 +280,32 @@ cdef inline bint is_icmp_echo(uint8_t protocol, uint8_t icmp_type) noexcept nogi
     return False
 
 
+cdef inline bint address_replace4(
+    uint8_t* field, uint8_t* meta_field, const uint8_t* new, uint32_t* delta
+) noexcept nogil:
+    """Write a new IPv4 address if it differs, adding its eqn. 3 terms to `delta`."""
+    if new == NULL or load_ne32(field) == load_ne32(new):
+        return False
+    delta[0] = csum_delta_words(delta[0], field, new, 2)
+    memcpy(field, new, 4)
+    memcpy(meta_field, new, 4)
+    return True
+
+
+cdef inline bint address_replace16(
+    uint8_t* field, uint8_t* meta_field, const uint8_t* new, uint32_t* delta
+) noexcept nogil:
+    """Write a new IPv6 address if it differs, adding its eqn. 3 terms to `delta`."""
+    if new == NULL or (
+        load_ne64(field) == load_ne64(new) and load_ne64(field + 8) == load_ne64(new + 8)
+    ):
+        return False
+    delta[0] = csum_delta_words(delta[0], field, new, 8)
+    memcpy(field, new, 16)
+    memcpy(meta_field, new, 16)
+    return True
+
+
 cdef inline int nat_rewrite(
     uint8_t* frame,
     uint32_t frame_len,
@@ -299,9 +325,6 @@ cdef inline int nat_rewrite(
     if not meta_l3_ok(m, frame_len):
         return REWRITE_SKIPPED
     cdef uint8_t* l3 = frame + m.l3_off
-    cdef int addr_len = 4 if m.ip_version == 4 else 16
-    cdef int src_off = 12 if m.ip_version == 4 else 8
-    cdef int dst_off = src_off + addr_len
     cdef uint32_t addr_delta = 0
     cdef uint32_t port_delta = 0
     cdef bint changed = False
@@ -313,23 +336,19 @@ cdef inline int nat_rewrite(
     cdef bint has_ports = csum_off >= 0 and (m.protocol == PROTO_TCP or m.protocol == PROTO_UDP)
     cdef bint echo = csum_off >= 0 and is_icmp_echo(m.protocol, m.icmp_type)
     cdef uint8_t* l4 = frame + m.l4_off
-    cdef uint16_t stored, old_port
+    cdef uint16_t stored
 
     if m.protocol == PROTO_TCP and l4_ok and <uint32_t>m.l4_off + 20 > frame_len:
         return REWRITE_SKIPPED
     if csum_off >= 0 and m.protocol == PROTO_UDP and m.ip_version == 6 and load_be16(l4 + 6) == 0:
         return REWRITE_BAD_L4_CSUM
 
-    if new_src != NULL and memcmp(l3 + src_off, new_src, addr_len) != 0:
-        addr_delta = csum_delta_words(addr_delta, l3 + src_off, new_src, addr_len // 2)
-        memcpy(l3 + src_off, new_src, addr_len)
-        memcpy(m.src, new_src, addr_len)
-        changed = True
-    if new_dst != NULL and memcmp(l3 + dst_off, new_dst, addr_len) != 0:
-        addr_delta = csum_delta_words(addr_delta, l3 + dst_off, new_dst, addr_len // 2)
-        memcpy(l3 + dst_off, new_dst, addr_len)
-        memcpy(m.dst, new_dst, addr_len)
-        changed = True
+    if m.ip_version == 4:
+        changed = address_replace4(l3 + 12, m.src, new_src, &addr_delta)
+        changed |= address_replace4(l3 + 16, m.dst, new_dst, &addr_delta)
+    else:
+        changed = address_replace16(l3 + 8, m.src, new_src, &addr_delta)
+        changed |= address_replace16(l3 + 24, m.dst, new_dst, &addr_delta)
     if changed and m.ip_version == 4:
         store_be16(l3 + 10, csum_apply(load_be16(l3 + 10), addr_delta))
 

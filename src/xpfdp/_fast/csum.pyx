@@ -8,6 +8,9 @@ from `parse_batch`, and run one nogil loop with no Python work per packet.
 """
 
 cimport numpy as cnp
+import ipaddress
+import operator
+
 import numpy as np
 
 from cpython.buffer cimport (
@@ -119,10 +122,8 @@ cdef inline int parsed_l3(const pkt_meta_t* m) except -1:
 def internet_checksum(data):
     """RFC 1071 checksum of a bytes-like object: ~(one's-complement sum), 0..0xFFFF."""
     cdef Py_buffer view
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-    cdef uint16_t c
-    with nogil:
-        c = csum_finish(csum_partial(<const uint8_t*>view.buf, <size_t>view.len, 0))
+    acquire(data, &view, False)
+    cdef uint16_t c = csum_finish(csum_partial(<const uint8_t*>view.buf, <size_t>view.len, 0))
     PyBuffer_Release(&view)
     return c
 
@@ -134,7 +135,7 @@ def checksum_partial(data, uint32_t seed=0):
     the next seed (an odd-length buffer must come last, its last byte is a word's high half).
     """
     cdef Py_buffer view
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    acquire(data, &view, False)
     cdef uint16_t s = csum_partial(<const uint8_t*>view.buf, <size_t>view.len, seed)
     PyBuffer_Release(&view)
     return s
@@ -270,8 +271,59 @@ def mark_ecn_ce(frame):
     return r == ECN_MARKED
 
 
-def _rewrite_nat(frame, const uint8_t[::1] src, const uint8_t[::1] dst, int sport, int dport):
-    """rewrite_nat on packed addresses (4 or 16 bytes, or None); ports -1 = keep."""
+cdef dict _packed_by_text = {}
+
+
+def packed_address(address):
+    """4 or 16 network-order bytes for an address given as str, ipaddress object or bytes.
+
+    Parsed strings are cached (up to 4096), so repeating an address costs a dict lookup.
+    """
+    cdef bytes packed
+    if address is None:
+        return None
+    if type(address) is bytes or isinstance(address, (bytes, bytearray)):
+        if len(address) != 4 and len(address) != 16:
+            raise ValueError(f"a packed address has 4 or 16 bytes, not {len(address)}")
+        return bytes(address)
+    if isinstance(address, str):
+        packed = _packed_by_text.get(address)
+        if packed is None:
+            packed = ipaddress.ip_address(address).packed
+            if len(_packed_by_text) < 4096:
+                _packed_by_text[address] = packed
+        return packed
+    if isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return address.packed
+    raise TypeError(f"address must be str, bytes or an ipaddress object, not {type(address).__name__}")
+
+
+cdef int32_t port_or_keep(object port, str name) except -2:
+    """A port argument as 0..65535, or -1 for None (keep)."""
+    if port is None:
+        return -1
+    try:
+        value = operator.index(port)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(port).__name__}") from None
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"{name} must be in 0..65535, not {value}")
+    return <int32_t>value
+
+
+def rewrite_nat(frame, *, src=None, dst=None, sport=None, dport=None):
+    """SNAT/DNAT one frame in place, keeping the IPv4 header and L4 checksums valid.
+
+    Addresses (str, ipaddress objects or packed bytes) must match the frame's family.
+    TCP/UDP ports are rewritten as given; for an ICMP/ICMPv6 echo the identifier takes
+    `sport` (or `dport` if only that is given). An IPv4 UDP checksum of 0 ("none") stays 0.
+    Raises ValueError for a frame that is not IP, a family mismatch, or an IPv6 UDP datagram
+    with a zero checksum.
+    """
+    cdef bytes src_b = packed_address(src)
+    cdef bytes dst_b = packed_address(dst)
+    cdef int32_t sport_v = port_or_keep(sport, "sport")
+    cdef int32_t dport_v = port_or_keep(dport, "dport")
     cdef Py_buffer view
     cdef pkt_meta_t m
     cdef uint8_t* f = acquire(frame, &view, True)
@@ -281,13 +333,14 @@ def _rewrite_nat(frame, const uint8_t[::1] src, const uint8_t[::1] dst, int spor
         parse_one(f, <uint32_t>view.len, &m)
         parsed_l3(&m)
         addr_len = 4 if m.ip_version == 4 else 16
-        if (src is not None and src.shape[0] != addr_len) or (
-            dst is not None and dst.shape[0] != addr_len
+        if (src_b is not None and len(src_b) != addr_len) or (
+            dst_b is not None and len(dst_b) != addr_len
         ):
             raise ValueError(f"address family does not match the IPv{m.ip_version} frame")
         r = nat_rewrite(f, <uint32_t>view.len, &m,
-                        &src[0] if src is not None else NULL,
-                        &dst[0] if dst is not None else NULL, sport, dport)
+                        <const uint8_t*><char*>src_b if src_b is not None else NULL,
+                        <const uint8_t*><char*>dst_b if dst_b is not None else NULL,
+                        sport_v, dport_v)
         if r == REWRITE_BAD_L4_CSUM:
             raise ValueError("IPv6 UDP datagram with a zero checksum (malformed): not rewritten")
     finally:
@@ -414,58 +467,68 @@ def mark_ecn_ce_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not Non
     return out
 
 
-cdef int address_rows(object value, Py_ssize_t n, const uint8_t** base, Py_ssize_t* stride,
-                      int* version) except -1:
-    """Resolve a NAT address argument: None, packed bytes (one address), or a (n, 16) array."""
-    cdef const uint8_t[::1] one
-    cdef const uint8_t[:, ::1] rows
+cdef object address_rows(object value, Py_ssize_t n, const uint8_t** base, Py_ssize_t* stride,
+                        int* version):
+    """Resolve a NAT address argument: None, one address, or (n, 16) uint8 rows.
+
+    Returns the object that owns the bytes (keep it alive while `base` is used).
+    """
+    cdef const uint8_t[:, :] rows
+    cdef bytes one
     base[0] = NULL
     stride[0] = 0
     version[0] = 0
     if value is None:
-        return 0
+        return None
     if isinstance(value, np.ndarray):
         rows = value
-        if rows.shape[0] != n or rows.shape[1] != 16:
-            raise ValueError(f"per-frame addresses must have shape ({n}, 16), not {value.shape}")
+        if rows.shape[0] != n or rows.shape[1] != 16 or (n and rows.strides[1] != 1):
+            raise ValueError(f"per-frame addresses must be uint8 rows of shape ({n}, 16), "
+                             f"not {value.dtype} {value.shape}")
         if n:
             base[0] = &rows[0, 0]
-        stride[0] = 16
-        return 0
-    one = value
-    if one.shape[0] != 4 and one.shape[0] != 16:
-        raise ValueError("a packed address has 4 (IPv4) or 16 (IPv6) bytes")
-    base[0] = &one[0]
-    version[0] = 4 if one.shape[0] == 4 else 6
-    return 0
+            stride[0] = rows.strides[0]
+        return rows
+    one = packed_address(value)
+    base[0] = <const uint8_t*><char*>one
+    version[0] = 4 if len(one) == 4 else 6
+    return one
 
 
-cdef int port_rows(object value, Py_ssize_t n, const int32_t** base, Py_ssize_t* stride,
-                   int32_t* scratch) except -1:
-    """Resolve a NAT port argument: None (keep), one port, or an int32 array (-1 = keep)."""
+cdef object port_rows(object value, Py_ssize_t n, const int32_t** base, Py_ssize_t* stride,
+                     int32_t* scratch):
+    """Resolve a NAT port argument: None (keep), one port, or an array (-1 = keep).
+
+    Returns the object that owns the ports (keep it alive while `base` is used).
+    """
     cdef const int32_t[::1] rows
     stride[0] = 0
-    if value is None:
-        scratch[0] = -1
-        base[0] = scratch
-        return 0
+    base[0] = scratch
     if isinstance(value, np.ndarray):
-        rows = value
+        if value.dtype.kind not in "iu":
+            raise TypeError(f"per-frame ports must be an integer array, not {value.dtype}")
+        rows = np.ascontiguousarray(value, dtype=np.int32)
         if rows.shape[0] != n:
             raise ValueError(f"per-frame ports must have {n} entries, not {rows.shape[0]}")
-        base[0] = &rows[0] if n else scratch
-        stride[0] = 1
-        return 0
-    if not 0 <= value <= 0xFFFF:
-        raise ValueError(f"port must be in 0..65535, not {value}")
-    scratch[0] = value
-    base[0] = scratch
-    return 0
+        if n:
+            base[0] = &rows[0]
+            stride[0] = 1
+        return rows
+    scratch[0] = port_or_keep(value, "port")
+    return None
 
 
-def _rewrite_nat_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
-                       const uint32_t[:] lens not None, meta not None, src, dst, sport, dport):
-    """NAT per frame (see xpfdp.csum.rewrite_nat_batch for the argument forms)."""
+def rewrite_nat_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
+                      const uint32_t[:] lens not None, meta not None, *, src=None, dst=None,
+                      sport=None, dport=None):
+    """NAT every frame of a batch; returns a uint8 result per frame (UNCHANGED/DONE/SKIPPED/...).
+
+    Each of src/dst is None, one address (str, ipaddress or 4/16 packed bytes: applied to
+    frames of that family, other frames are SKIPPED) or (n, 16) uint8 rows of per-frame
+    addresses in the frame's own family (IPv4 in bytes 0..3, like `PKT_META["src"]`, which
+    can be passed directly). Each port is None, one int, or an integer array where -1 keeps
+    that frame's port. The records are updated with the new addresses and ports.
+    """
     cdef Py_ssize_t i, n = addrs.shape[0]
     check_descriptors(buf.shape[0], addrs, lens)
     cdef pkt_meta_t* m = meta_records(meta, n)
@@ -476,10 +539,12 @@ def _rewrite_nat_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not No
     cdef Py_ssize_t src_stride, dst_stride, sport_stride, dport_stride
     cdef int src_version, dst_version
     cdef int32_t sport_one, dport_one
-    address_rows(src, n, &src_base, &src_stride, &src_version)
-    address_rows(dst, n, &dst_base, &dst_stride, &dst_version)
-    port_rows(sport, n, &sport_base, &sport_stride, &sport_one)
-    port_rows(dport, n, &dport_base, &dport_stride, &dport_one)
+    owners = (
+        address_rows(src, n, &src_base, &src_stride, &src_version),
+        address_rows(dst, n, &dst_base, &dst_stride, &dst_version),
+        port_rows(sport, n, &sport_base, &sport_stride, &sport_one),
+        port_rows(dport, n, &dport_base, &dport_stride, &dport_one),
+    )
     out = np.empty(n, dtype=np.uint8)
     cdef uint8_t[::1] o = out
     cdef uint8_t* base = batch_base(buf)
@@ -496,4 +561,5 @@ def _rewrite_nat_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not No
                 dst_base + i * dst_stride if dst_base != NULL else NULL,
                 sport_base[i * sport_stride], dport_base[i * dport_stride],
             )
+    del owners
     return out
