@@ -243,7 +243,7 @@ def test_batch_rejects_bad_arguments():
         parse.parse_batch(buf, addrs, np.array([1, 1], np.uint32), np.zeros(2, np.uint8))
     with pytest.raises(ValueError, match="holds 1 records"):
         parse.parse_batch(buf, addrs, np.array([1, 1], np.uint32), out[:1])
-    with pytest.raises(ValueError, match="dtype mismatch"):
+    with pytest.raises(TypeError, match="addrs must have dtype uint64"):
         parse.parse_batch(buf, addrs.astype(np.int64), np.array([1, 1], np.uint32), out)
 
 
@@ -301,3 +301,17 @@ def test_the_guard_page_really_faults():
     )
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
     assert result.returncode == -signal.SIGSEGV
+
+
+def test_batch_accepts_any_buffer_and_rejects_wrong_kinds():
+    frame = bytes(tcp_v4())
+    out = np.zeros(1, dtype=parse.PKT_META)
+    addrs, lens = np.zeros(1, np.uint64), np.array([len(frame)], np.uint32)
+    for buf in (frame, bytearray(frame), memoryview(frame)):
+        assert parse.parse_batch(buf, addrs, lens, out)[parse.OK] == 1
+    with pytest.raises(TypeError, match="addrs must be a numpy uint64 array"):
+        parse.parse_batch(frame, [0], lens, out)
+    with pytest.raises(TypeError, match="buf must be a 1-D uint8 array"):
+        parse.parse_batch(np.zeros(64, np.uint16), addrs, lens, out)
+    with pytest.raises(ValueError, match="must be 1-D"):
+        parse.parse_batch(frame, addrs.reshape(1, 1), lens, out)

@@ -56,7 +56,7 @@ from xpfdp._fast.meta cimport (
     PARSE_OK,
     pkt_meta_t,
 )
-from xpfdp._fast.parse cimport check_descriptors, meta_records, parse_one
+from xpfdp._fast.parse cimport frame_batch_t, open_batch, parse_one
 
 from xpfdp._fast.meta import PARSE_STATUS_NAMES
 
@@ -348,123 +348,128 @@ def rewrite_nat(frame, *, src=None, dst=None, sport=None, dport=None):
 
 
 # ---- batch API -----------------------------------------------------------------------------
+# Every batch function: open_batch checks (buf, addrs, lens, meta) once, then one nogil loop
+# over frame i at b.buf + b.addrs[i * b.addr_step] with b.lens[i * b.len_step] bytes.
 
-cdef inline uint8_t* batch_base(uint8_t[::1] buf) noexcept nogil:
-    return &buf[0] if buf.shape[0] else NULL
+cdef inline uint8_t* frame_at(const frame_batch_t* b, Py_ssize_t i) noexcept nogil:
+    return b.buf + b.addrs[i * b.addr_step]
 
 
-def checksum_batch(const uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
-                   const uint32_t[:] lens not None):
+cdef inline uint32_t len_at(const frame_batch_t* b, Py_ssize_t i) noexcept nogil:
+    return b.lens[i * b.len_step]
+
+
+cdef inline cnp.ndarray results(Py_ssize_t n, int type_num):
+    return cnp.PyArray_EMPTY(1, [n], type_num, 0)
+
+
+def checksum_batch(buf, addrs, lens):
     """RFC 1071 checksum of each whole frame (uint16 array): the raw summing kernel."""
-    cdef Py_ssize_t i, n = addrs.shape[0]
-    check_descriptors(buf.shape[0], addrs, lens)
-    out = np.empty(n, dtype=np.uint16)
-    cdef uint16_t[::1] o = out
-    if n == 0:
-        return out
-    cdef const uint8_t* base = &buf[0] if buf.shape[0] else NULL
+    cdef frame_batch_t b
+    cdef Py_ssize_t i
+    owner = open_batch(&b, buf, addrs, lens, None, False)
+    out = results(b.n, cnp.NPY_UINT16)
+    cdef uint16_t* o = <uint16_t*>cnp.PyArray_DATA(out)
     with nogil:
-        for i in range(n):
-            o[i] = csum_finish(csum_partial(base + addrs[i], lens[i], 0))
+        for i in range(b.n):
+            o[i] = csum_finish(csum_partial(frame_at(&b, i), len_at(&b, i), 0))
     return out
 
 
-def fix_checksums_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
-                        const uint32_t[:] lens not None, meta not None):
-    """fix_checksums for every frame whose record parsed to an IP header (others untouched)."""
-    cdef Py_ssize_t i, n = addrs.shape[0]
-    check_descriptors(buf.shape[0], addrs, lens)
-    cdef pkt_meta_t* m = meta_records(meta, n)
-    cdef uint8_t* base = batch_base(buf)
+def fix_checksums_batch(buf, addrs, lens, meta):
+    """fix_checksums for every frame whose record parsed to an IP packet (others untouched)."""
+    cdef frame_batch_t b
+    cdef Py_ssize_t i
+    owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
     with nogil:
-        for i in range(n):
-            fix_one(base + addrs[i], lens[i], m + i)
+        for i in range(b.n):
+            fix_one(frame_at(&b, i), len_at(&b, i), b.meta + i)
 
 
-def checksums_ok_batch(const uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
-                       const uint32_t[:] lens not None, meta not None):
+def checksums_ok_batch(buf, addrs, lens, meta):
     """Full-recompute verification per frame (bool array); frames that are not IP are False."""
-    cdef Py_ssize_t i, n = addrs.shape[0]
-    check_descriptors(buf.shape[0], addrs, lens)
-    cdef pkt_meta_t* m = meta_records(meta, n)
-    out = np.zeros(n, dtype=np.bool_)
-    cdef uint8_t[::1] o = out.view(np.uint8)
-    cdef const uint8_t* base = &buf[0] if buf.shape[0] else NULL
+    cdef frame_batch_t b
+    cdef Py_ssize_t i
+    owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), False)
+    out = results(b.n, cnp.NPY_BOOL)
+    cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
     with nogil:
-        for i in range(n):
-            o[i] = verify_one(base + addrs[i], lens[i], m + i)
+        for i in range(b.n):
+            o[i] = verify_one(frame_at(&b, i), len_at(&b, i), b.meta + i)
     return out
 
 
-def clamp_mss_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
-                    const uint32_t[:] lens not None, meta not None, mss):
+def clamp_mss_batch(buf, addrs, lens, meta, mss):
     """MSS clamp per frame; `mss` is one value or a uint16 array (0 = off for that frame).
 
-    Returns a uint8 array of results: 0 unchanged, 1 clamped, 2 skipped (not TCP SYN, not
-    parsed, malformed options).
+    Returns a uint8 array of results: 0 unchanged, 1 clamped, 2 skipped (not a parsed TCP
+    SYN, or no room for the options).
     """
-    cdef Py_ssize_t i, n = addrs.shape[0]
-    check_descriptors(buf.shape[0], addrs, lens)
-    cdef pkt_meta_t* m = meta_records(meta, n)
-    cdef const uint16_t[:] per_packet
+    cdef frame_batch_t b
+    cdef Py_ssize_t i
+    cdef const uint16_t* per_frame = NULL
     cdef uint16_t one_mss = 0
-    cdef bint scalar = not isinstance(mss, np.ndarray)
-    if scalar:
-        if not 0 <= mss <= 0xFFFF:
-            raise ValueError(f"mss must be in 0..65535, not {mss}")
-        one_mss = mss
+    owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
+    if isinstance(mss, np.ndarray):
+        if mss.dtype != np.uint16 or mss.ndim != 1 or mss.shape[0] != b.n:
+            raise ValueError(f"per-frame mss must be a uint16 array of {b.n} frames, "
+                             f"not {mss.dtype} {mss.shape}")
+        mss = np.ascontiguousarray(mss)
+        per_frame = <const uint16_t*>cnp.PyArray_DATA(mss)
+    elif not 0 <= mss <= 0xFFFF:
+        raise ValueError(f"mss must be in 0..65535, not {mss}")
     else:
-        per_packet = mss
-        if per_packet.shape[0] != n:
-            raise ValueError(f"mss has {per_packet.shape[0]} entries for {n} frames")
-    out = np.empty(n, dtype=np.uint8)
-    cdef uint8_t[::1] o = out
-    cdef uint8_t* base = batch_base(buf)
+        one_mss = mss
+    out = results(b.n, cnp.NPY_UINT8)
+    cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
     with nogil:
-        if scalar:
-            for i in range(n):
-                o[i] = mss_clamp(base + addrs[i], lens[i], m + i, one_mss)
+        if per_frame == NULL:
+            for i in range(b.n):
+                o[i] = mss_clamp(frame_at(&b, i), len_at(&b, i), b.meta + i, one_mss)
         else:
-            for i in range(n):
-                o[i] = mss_clamp(base + addrs[i], lens[i], m + i, per_packet[i])
+            for i in range(b.n):
+                o[i] = mss_clamp(frame_at(&b, i), len_at(&b, i), b.meta + i, per_frame[i])
     return out
 
 
-def decrement_ttl_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
-                        const uint32_t[:] lens not None, meta not None):
+def decrement_ttl_batch(buf, addrs, lens, meta):
     """TTL/hop-limit decrement per frame. Returns int16: the new value, -1 expired
     (unchanged), -2 skipped (no complete IP header)."""
-    cdef Py_ssize_t i, n = addrs.shape[0]
-    check_descriptors(buf.shape[0], addrs, lens)
-    cdef pkt_meta_t* m = meta_records(meta, n)
-    out = np.empty(n, dtype=np.int16)
-    cdef int16_t[::1] o = out
-    cdef uint8_t* base = batch_base(buf)
+    cdef frame_batch_t b
+    cdef Py_ssize_t i
+    owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
+    out = results(b.n, cnp.NPY_INT16)
+    cdef int16_t* o = <int16_t*>cnp.PyArray_DATA(out)
     with nogil:
-        for i in range(n):
-            o[i] = <int16_t>ttl_decrement(base + addrs[i], lens[i], m + i)
+        for i in range(b.n):
+            o[i] = <int16_t>ttl_decrement(frame_at(&b, i), len_at(&b, i), b.meta + i)
     return out
 
 
-def mark_ecn_ce_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
-                      const uint32_t[:] lens not None, meta not None):
+def mark_ecn_ce_batch(buf, addrs, lens, meta):
     """ECN CE marking per frame. Returns uint8: 0 not ECT (or not IP), 1 marked, 2 already CE."""
-    cdef Py_ssize_t i, n = addrs.shape[0]
-    check_descriptors(buf.shape[0], addrs, lens)
-    cdef pkt_meta_t* m = meta_records(meta, n)
-    out = np.empty(n, dtype=np.uint8)
-    cdef uint8_t[::1] o = out
-    cdef uint8_t* base = batch_base(buf)
+    cdef frame_batch_t b
+    cdef Py_ssize_t i
+    cdef pkt_meta_t* m
+    owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
+    out = results(b.n, cnp.NPY_UINT8)
+    cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
     with nogil:
-        for i in range(n):
-            if meta_ip_header_ok(m + i, lens[i]):
-                o[i] = ecn_mark_ce(base + addrs[i] + m[i].l3_off, lens[i] - m[i].l3_off,
-                                   m[i].ip_version)
+        for i in range(b.n):
+            m = b.meta + i
+            o[i] = ECN_NOT_ECT
+            if meta_ip_header_ok(m, len_at(&b, i)):
+                o[i] = ecn_mark_ce(frame_at(&b, i) + m.l3_off, len_at(&b, i) - m.l3_off,
+                                   m.ip_version)
                 if o[i] == ECN_MARKED:
-                    m[i].tos = m[i].tos | 0x03
-            else:
-                o[i] = ECN_NOT_ECT
+                    m.tos = m.tos | 0x03
     return out
+
+
+cdef inline object meta_or_raise(object meta):
+    if meta is None:
+        raise TypeError("meta must be a PKT_META array from parse_batch, not None")
+    return meta
 
 
 cdef object address_rows(object value, Py_ssize_t n, const uint8_t** base, Py_ssize_t* stride,
@@ -518,9 +523,7 @@ cdef object port_rows(object value, Py_ssize_t n, const int32_t** base, Py_ssize
     return None
 
 
-def rewrite_nat_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
-                      const uint32_t[:] lens not None, meta not None, *, src=None, dst=None,
-                      sport=None, dport=None):
+def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None, dport=None):
     """NAT every frame of a batch; returns a uint8 result per frame (UNCHANGED/DONE/SKIPPED/...).
 
     Each of src/dst is None, one address (str, ipaddress or 4/16 packed bytes: applied to
@@ -529,9 +532,11 @@ def rewrite_nat_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not Non
     can be passed directly). Each port is None, one int, or an integer array where -1 keeps
     that frame's port. The records are updated with the new addresses and ports.
     """
-    cdef Py_ssize_t i, n = addrs.shape[0]
-    check_descriptors(buf.shape[0], addrs, lens)
-    cdef pkt_meta_t* m = meta_records(meta, n)
+    cdef frame_batch_t b
+    cdef Py_ssize_t i, n
+    owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
+    n = b.n
+    cdef pkt_meta_t* m = b.meta
     cdef const uint8_t* src_base
     cdef const uint8_t* dst_base
     cdef const int32_t* sport_base
@@ -545,9 +550,8 @@ def rewrite_nat_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not Non
         port_rows(sport, n, &sport_base, &sport_stride, &sport_one),
         port_rows(dport, n, &dport_base, &dport_stride, &dport_one),
     )
-    out = np.empty(n, dtype=np.uint8)
-    cdef uint8_t[::1] o = out
-    cdef uint8_t* base = batch_base(buf)
+    out = results(n, cnp.NPY_UINT8)
+    cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
     with nogil:
         for i in range(n):
             if (src_version and src_version != m[i].ip_version) or (
@@ -556,7 +560,7 @@ def rewrite_nat_batch(uint8_t[::1] buf not None, const uint64_t[:] addrs not Non
                 o[i] = REWRITE_SKIPPED
                 continue
             o[i] = nat_rewrite(
-                base + addrs[i], lens[i], m + i,
+                frame_at(&b, i), len_at(&b, i), m + i,
                 src_base + i * src_stride if src_base != NULL else NULL,
                 dst_base + i * dst_stride if dst_base != NULL else NULL,
                 sport_base[i * sport_stride], dport_base[i * dport_stride],

@@ -213,9 +213,19 @@ cdef inline void parse_one(const uint8_t* frame, uint32_t frame_len, pkt_meta_t*
         out.status = PARSE_NON_IP   # includes a second VLAN tag (QinQ is not supported)
 
 
-# Batch plumbing shared by the batch kernels (defined in parse.pyx): they raise a clear
-# ValueError/TypeError once per call instead of failing per packet.
-cdef int check_descriptors(
-    Py_ssize_t buf_len, const uint64_t[:] addrs, const uint32_t[:] lens
-) except -1
-cdef pkt_meta_t* meta_records(object meta, Py_ssize_t n) except NULL
+# Batch plumbing shared by every batch kernel (defined in parse.pyx). `open_batch` checks
+# the arguments once per call with the numpy C API (cheaper than typed memoryviews) and
+# raises a clear TypeError/ValueError; the loop then reads frame i at
+# buf + addrs[i * addr_step], lens[i * len_step] long, its record at meta + i.
+ctypedef struct frame_batch_t:
+    uint8_t* buf
+    const uint64_t* addrs
+    const uint32_t* lens
+    Py_ssize_t addr_step
+    Py_ssize_t len_step
+    Py_ssize_t n
+    pkt_meta_t* meta
+
+
+cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, object meta,
+                       bint writable)

@@ -14,24 +14,64 @@ from xpfdp._fast.meta import PARSE_STATUS_NAMES, PKT_META
 cnp.import_array()
 
 
-cdef int check_descriptors(
-    Py_ssize_t buf_len, const uint64_t[:] addrs, const uint32_t[:] lens
-) except -1:
-    """Every frame [addr, addr + len) must lie inside the buffer; raise ValueError if not."""
-    cdef Py_ssize_t i, n = addrs.shape[0], bad = -1
-    if lens.shape[0] != n:
-        raise ValueError(f"addrs has {n} entries but lens has {lens.shape[0]}")
+cdef cnp.ndarray integer_array(object value, str name, int type_num, int alt_type_num,
+                              str dtype_name):
+    """`value` as a 1-D native-order numpy array of the given integer type (any stride)."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy {dtype_name} array, not {type(value).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>value
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if (t != type_num and t != alt_type_num) or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(f"{name} must have dtype {dtype_name}, not {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, not {arr.ndim}-D")
+    if arr.strides[0] % cnp.PyArray_ITEMSIZE(arr):
+        raise ValueError(f"{name} has a stride that is not a multiple of its item size")
+    return arr
+
+
+cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, object meta,
+                       bint writable):
+    """Fill `b` from (buf, addrs, lens, meta); returns the buffer array (keep it alive)."""
+    cdef cnp.ndarray data
+    cdef cnp.ndarray a = integer_array(addrs, "addrs", cnp.NPY_UINT64, cnp.NPY_ULONGLONG, "uint64")
+    cdef cnp.ndarray l = integer_array(lens, "lens", cnp.NPY_UINT32, cnp.NPY_UINT, "uint32")
+    cdef Py_ssize_t i, n = a.shape[0], bad = -1
+    cdef uint64_t buf_len
+    if isinstance(buf, np.ndarray):
+        data = <cnp.ndarray>buf
+        if cnp.PyArray_TYPE(data) != cnp.NPY_UINT8 or data.ndim != 1:
+            raise TypeError(f"buf must be a 1-D uint8 array, not {data.dtype} {data.ndim}-D")
+        if not cnp.PyArray_IS_C_CONTIGUOUS(data):
+            raise ValueError("buf must be contiguous")
+    else:
+        data = np.frombuffer(buf, dtype=np.uint8)   # bytearray, memoryview, mmap ...
+    if writable and not cnp.PyArray_ISWRITEABLE(data):
+        raise ValueError("buf is read-only; rewrites need a writable buffer")
+    if l.shape[0] != n:
+        raise ValueError(f"addrs has {n} entries but lens has {l.shape[0]}")
+    b.buf = <uint8_t*>cnp.PyArray_DATA(data)
+    b.addrs = <const uint64_t*>cnp.PyArray_DATA(a)
+    b.lens = <const uint32_t*>cnp.PyArray_DATA(l)
+    b.addr_step = a.strides[0] // 8
+    b.len_step = l.strides[0] // 4
+    b.n = n
+    b.meta = NULL
+    buf_len = data.shape[0]
     with nogil:
         for i in range(n):
-            if addrs[i] > <uint64_t>buf_len or lens[i] > <uint64_t>buf_len - addrs[i]:
+            if (b.addrs[i * b.addr_step] > buf_len
+                    or b.lens[i * b.len_step] > buf_len - b.addrs[i * b.addr_step]):
                 bad = i
                 break
     if bad >= 0:
         raise ValueError(
-            f"frame {bad} (addr {addrs[bad]}, len {lens[bad]}) runs past the "
-            f"{buf_len}-byte buffer"
+            f"frame {bad} (addr {b.addrs[bad * b.addr_step]}, len {b.lens[bad * b.len_step]}) "
+            f"runs past the {buf_len}-byte buffer"
         )
-    return 0
+    if meta is not None:
+        b.meta = meta_records(meta, n)
+    return data
 
 
 cdef pkt_meta_t* meta_records(object meta, Py_ssize_t n) except NULL:
@@ -50,24 +90,24 @@ cdef pkt_meta_t* meta_records(object meta, Py_ssize_t n) except NULL:
     return <pkt_meta_t*>cnp.PyArray_DATA(arr)
 
 
-def parse_batch(const uint8_t[::1] buf not None, const uint64_t[:] addrs not None,
-                const uint32_t[:] lens not None, out not None):
+def parse_batch(buf, addrs, lens, out):
     """Parse frame i = buf[addrs[i]:addrs[i] + lens[i]] into out[i] (PKT_META), without the GIL.
 
-    Returns an int64 array of PARSE_STATUS_COUNT counters, indexed by status code.
+    `buf` is a uint8 array (or any buffer), `addrs` uint64 and `lens` uint32 arrays (strided
+    views such as the fields of a descriptor array are fine). Returns an int64 array of
+    PARSE_STATUS_COUNT counters, indexed by status code.
     """
-    cdef Py_ssize_t i, n = addrs.shape[0]
-    check_descriptors(buf.shape[0], addrs, lens)
-    cdef pkt_meta_t* m = meta_records(out, n)
+    cdef frame_batch_t b
+    cdef Py_ssize_t i
+    if out is None:
+        raise TypeError("out must be a PKT_META array, not None")
+    owner = open_batch(&b, buf, addrs, lens, out, False)
     counts = np.zeros(PARSE_STATUS_COUNT, dtype=np.int64)
-    cdef int64_t[::1] c = counts
-    if n == 0:
-        return counts
-    cdef const uint8_t* base = &buf[0] if buf.shape[0] else NULL
+    cdef int64_t* c = <int64_t*>cnp.PyArray_DATA(counts)
     with nogil:
-        for i in range(n):
-            parse_one(base + addrs[i], lens[i], m + i)
-            c[m[i].status] += 1
+        for i in range(b.n):
+            parse_one(b.buf + b.addrs[i * b.addr_step], b.lens[i * b.len_step], b.meta + i)
+            c[b.meta[i].status] += 1
     return counts
 
 
