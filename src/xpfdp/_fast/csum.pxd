@@ -141,8 +141,15 @@ cdef inline uint32_t csum_delta_words(
 
 
 cdef inline uint16_t csum_apply(uint16_t hc, uint32_t delta) noexcept nogil:
-    """RFC 1624 eqn. 3: HC' = ~(~HC + delta), delta being a sum of ~old + new terms."""
-    return <uint16_t>~csum_fold(<uint64_t>(<uint16_t>~hc) + delta)
+    """RFC 1624 eqn. 3: HC' = ~(~HC + delta), delta being a sum of ~old + new terms.
+
+    Deltas are sums of at most a few dozen 16-bit terms, so the 32-bit sum cannot wrap and
+    two 16-bit folds finish it.
+    """
+    cdef uint32_t s = <uint32_t>(<uint16_t>~hc) + delta
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return <uint16_t>~s
 
 
 cdef inline uint16_t csum_replace16(uint16_t hc, uint16_t old, uint16_t new) noexcept nogil:
@@ -325,36 +332,53 @@ cdef inline int nat_rewrite(
     if not meta_l3_ok(m, frame_len):
         return REWRITE_SKIPPED
     cdef uint8_t* l3 = frame + m.l3_off
+    cdef uint8_t* l4 = frame + m.l4_off
     cdef uint32_t addr_delta = 0
     cdef uint32_t port_delta = 0
-    cdef bint changed = False
-    cdef bint l4_ok = (
-        m.status == PARSE_OK and (m.flags & META_L4_VALID) and <uint32_t>m.l4_off + 8 <= frame_len
-    )
-    cdef int csum_off = l4_checksum_offset(m.protocol) if l4_ok else -1
-    cdef bint pseudo = csum_off >= 0 and m.protocol != PROTO_ICMP
-    cdef bint has_ports = csum_off >= 0 and (m.protocol == PROTO_TCP or m.protocol == PROTO_UDP)
-    cdef bint echo = csum_off >= 0 and is_icmp_echo(m.protocol, m.icmp_type)
-    cdef uint8_t* l4 = frame + m.l4_off
+    cdef bint changed
+    cdef int csum_off = -1     # L4 checksum field, -1: no L4 checksum to maintain
+    cdef bint pseudo = True    # the L4 checksum covers the addresses (not ICMPv4)
+    cdef bint udp = m.protocol == PROTO_UDP
     cdef uint16_t stored
 
-    if m.protocol == PROTO_TCP and l4_ok and <uint32_t>m.l4_off + 20 > frame_len:
-        return REWRITE_SKIPPED
-    if csum_off >= 0 and m.protocol == PROTO_UDP and m.ip_version == 6 and load_be16(l4 + 6) == 0:
+    if m.status == PARSE_OK and (m.flags & META_L4_VALID):
+        if m.protocol == PROTO_TCP:
+            csum_off = 16
+        elif udp:
+            csum_off = 6
+        elif is_icmp_echo(m.protocol, m.icmp_type):
+            csum_off = 2
+            pseudo = m.protocol == PROTO_ICMPV6
+            if new_sport < 0:
+                new_sport = new_dport
+            new_dport = -1
+        else:
+            new_sport = new_dport = -1
+        if csum_off >= 0 and <uint32_t>m.l4_off + (20 if csum_off == 16 else 8) > frame_len:
+            return REWRITE_SKIPPED
+    else:
+        new_sport = new_dport = -1
+    if udp and csum_off >= 0 and m.ip_version == 6 and load_be16(l4 + 6) == 0:
         return REWRITE_BAD_L4_CSUM
 
     if m.ip_version == 4:
         changed = address_replace4(l3 + 12, m.src, new_src, &addr_delta)
         changed |= address_replace4(l3 + 16, m.dst, new_dst, &addr_delta)
+        if changed:
+            store_be16(l3 + 10, csum_apply(load_be16(l3 + 10), addr_delta))
     else:
         changed = address_replace16(l3 + 8, m.src, new_src, &addr_delta)
         changed |= address_replace16(l3 + 24, m.dst, new_dst, &addr_delta)
-    if changed and m.ip_version == 4:
-        store_be16(l3 + 10, csum_apply(load_be16(l3 + 10), addr_delta))
 
-    if has_ports:
+    if csum_off == 2:   # ICMP echo: the identifier is the port
+        if new_sport >= 0 and load_be16(l4 + 4) != new_sport:
+            port_delta = csum_delta16(0, load_be16(l4 + 4), <uint16_t>new_sport)
+            store_be16(l4 + 4, <uint16_t>new_sport)
+            m.sport = m.dport = <uint16_t>new_sport
+            changed = True
+    else:
         if new_sport >= 0 and load_be16(l4) != new_sport:
-            port_delta = csum_delta16(port_delta, load_be16(l4), <uint16_t>new_sport)
+            port_delta = csum_delta16(0, load_be16(l4), <uint16_t>new_sport)
             store_be16(l4, <uint16_t>new_sport)
             m.sport = <uint16_t>new_sport
             changed = True
@@ -363,26 +387,17 @@ cdef inline int nat_rewrite(
             store_be16(l4 + 2, <uint16_t>new_dport)
             m.dport = <uint16_t>new_dport
             changed = True
-    elif echo:
-        if new_sport < 0:
-            new_sport = new_dport
-        if new_sport >= 0 and load_be16(l4 + 4) != new_sport:
-            port_delta = csum_delta16(port_delta, load_be16(l4 + 4), <uint16_t>new_sport)
-            store_be16(l4 + 4, <uint16_t>new_sport)
-            m.sport = <uint16_t>new_sport
-            m.dport = <uint16_t>new_sport
-            changed = True
 
     if not changed:
         return REWRITE_UNCHANGED
     if csum_off >= 0:
         stored = load_be16(l4 + csum_off)
-        if not (m.protocol == PROTO_UDP and stored == 0):
+        if not (udp and stored == 0):
             if pseudo:
                 port_delta += addr_delta
             if port_delta != 0:
                 stored = csum_apply(stored, port_delta)
-                if m.protocol == PROTO_UDP and stored == 0:
+                if udp and stored == 0:
                     stored = 0xFFFF
                 store_be16(l4 + csum_off, stored)
     return REWRITE_DONE
