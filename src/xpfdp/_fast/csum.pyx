@@ -282,10 +282,10 @@ def packed_address(address):
     cdef bytes packed
     if address is None:
         return None
-    if type(address) is bytes or isinstance(address, (bytes, bytearray)):
+    if isinstance(address, (bytes, bytearray)):
         if len(address) != 4 and len(address) != 16:
             raise ValueError(f"a packed address has 4 or 16 bytes, not {len(address)}")
-        return bytes(address)
+        return address if type(address) is bytes else bytes(address)
     if isinstance(address, str):
         packed = _packed_by_text.get(address)
         if packed is None:
