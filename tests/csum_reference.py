@@ -340,35 +340,40 @@ def _zero_udp_v4(frame: bytes, m: dict) -> bool:
     return frame[at : at + 2] == b"\x00\x00"
 
 
-def clamp_mss(frame: bytearray, mss: int) -> bool:
-    """§3.1 option walk on a parsed TCP SYN; lowers only the first MSS option."""
+def mss_option_at(frame: bytes) -> int | None:
+    """Frame offset of the first MSS option value of a parsed TCP SYN (§3.1 walk), or None."""
     m = parse(bytes(frame))
     if m["status"] != "ok" or "l4_valid" not in m["flags"] or m["protocol"] != PROTO_TCP:
-        return False
+        return None
     tcp = m["l4_off"]
     if not frame[tcp + 13] & 0x02:
-        return False
+        return None
     doff = (frame[tcp + 12] >> 4) * 4
     pos = 20
     while pos + 4 <= doff:
         kind = frame[tcp + pos]
         if kind == 0:
-            return False
+            return None
         if kind == 1:
             pos += 1
             continue
         length = frame[tcp + pos + 1]
         if length < 2 or pos + length > doff:
-            return False
+            return None
         if kind == 2 and length == 4:
-            at = tcp + pos + 2
-            if int.from_bytes(frame[at : at + 2], "big") <= mss:
-                return False
-            frame[at : at + 2] = mss.to_bytes(2, "big")
-            _refresh_l4_only(frame)
-            return True
+            return tcp + pos + 2
         pos += length
-    return False
+    return None
+
+
+def clamp_mss(frame: bytearray, mss: int) -> bool:
+    """Lower the first MSS option of a TCP SYN to `mss`, then recompute the L4 checksum."""
+    at = mss_option_at(frame)
+    if at is None or int.from_bytes(frame[at : at + 2], "big") <= mss:
+        return False
+    frame[at : at + 2] = mss.to_bytes(2, "big")
+    _refresh_l4_only(frame)
+    return True
 
 
 def _refresh_l4_only(frame: bytearray) -> None:

@@ -52,6 +52,16 @@ def test_clamp_batch_equals_scalar(frames, mss):
 
 @SETTINGS
 @given(FRAME_LISTS)
+def test_mss_batch_reads_the_option_the_clamp_rewrites(frames):
+    batch, meta = batch_of(frames)
+    values = csum.mss_batch(batch.buf, batch.offsets, batch.lengths, meta)
+    for i, frame in enumerate(frames):
+        at = ref.mss_option_at(frame)
+        assert values[i] == (-1 if at is None else int.from_bytes(frame[at : at + 2], "big"))
+
+
+@SETTINGS
+@given(FRAME_LISTS)
 def test_ttl_and_ecn_batches_equal_scalar_and_keep_meta(frames):
     batch, meta = batch_of(frames)
     ttl = csum.decrement_ttl_batch(batch.buf, batch.offsets, batch.lengths, meta)

@@ -403,22 +403,26 @@ cdef inline int nat_rewrite(
     return REWRITE_DONE
 
 
-cdef inline int mss_clamp_tcp(uint8_t* tcp, uint32_t seg_len, uint16_t max_mss) noexcept nogil:
-    """Lower the first MSS option of a SYN segment to `max_mss`, fixing the checksum.
+# tcp_mss_offset results besides an offset.
+cdef enum:
+    MSS_NOT_SYN = -2        # not a SYN, or a data offset that does not fit the segment
+    MSS_NO_OPTION = -1      # a SYN without a usable MSS option (EOL, malformed walk, none)
+
+
+cdef inline int tcp_mss_offset(const uint8_t* tcp, uint32_t seg_len) noexcept nogil:
+    """Offset of the first MSS option's value in a SYN segment (or MSS_NOT_SYN/NO_OPTION).
 
     `seg_len` is how many segment bytes exist (the lesser of frame and IP-declared length).
     The option walk stops at EOL, a length < 2, an option past the data offset, or the first
-    MSS option; only a larger MSS is lowered. An MSS at an odd offset straddles two checksum
-    words, which adds its byte-swapped value to the sum, so the update uses swapped words.
+    MSS option (kind 2, length 4); other kind-2 lengths are skipped like unknown options.
     """
-    if max_mss == 0 or seg_len < 20 or not (tcp[13] & 0x02):
-        return REWRITE_SKIPPED
+    if seg_len < 20 or not (tcp[13] & 0x02):
+        return MSS_NOT_SYN
     cdef uint32_t doff = (tcp[12] >> 4) * 4
     if doff < 20 or doff > seg_len:
-        return REWRITE_SKIPPED
+        return MSS_NOT_SYN
     cdef uint32_t pos = 20
     cdef uint32_t opt_len
-    cdef uint16_t old_mss
     while pos + 4 <= doff:
         if tcp[pos] == 0:
             break
@@ -429,32 +433,63 @@ cdef inline int mss_clamp_tcp(uint8_t* tcp, uint32_t seg_len, uint16_t max_mss) 
         if opt_len < 2 or pos + opt_len > doff:
             break
         if tcp[pos] == 2 and opt_len == 4:
-            old_mss = load_be16(tcp + pos + 2)
-            if old_mss <= max_mss:
-                return REWRITE_UNCHANGED
-            store_be16(tcp + pos + 2, max_mss)
-            if pos & 1:
-                store_be16(tcp + 16, csum_replace16(load_be16(tcp + 16), bswap16(old_mss),
-                                                    bswap16(max_mss)))
-            else:
-                store_be16(tcp + 16, csum_replace16(load_be16(tcp + 16), old_mss, max_mss))
-            return REWRITE_DONE
+            return <int>pos + 2
         pos += opt_len
-    return REWRITE_UNCHANGED
+    return MSS_NO_OPTION
+
+
+cdef inline int mss_clamp_tcp(uint8_t* tcp, uint32_t seg_len, uint16_t max_mss) noexcept nogil:
+    """Lower the first MSS option of a SYN segment to `max_mss`, fixing the checksum.
+
+    Only a larger MSS is lowered. An MSS value at an odd offset straddles two checksum
+    words, which adds its byte-swapped value to the sum, so the update uses swapped words.
+    """
+    if max_mss == 0:
+        return REWRITE_SKIPPED
+    cdef int at = tcp_mss_offset(tcp, seg_len)
+    if at == MSS_NOT_SYN:
+        return REWRITE_SKIPPED
+    if at == MSS_NO_OPTION:
+        return REWRITE_UNCHANGED
+    cdef uint16_t old_mss = load_be16(tcp + at)
+    if old_mss <= max_mss:
+        return REWRITE_UNCHANGED
+    store_be16(tcp + at, max_mss)
+    if at & 1:
+        store_be16(tcp + 16, csum_replace16(load_be16(tcp + 16), bswap16(old_mss),
+                                            bswap16(max_mss)))
+    else:
+        store_be16(tcp + 16, csum_replace16(load_be16(tcp + 16), old_mss, max_mss))
+    return REWRITE_DONE
+
+
+cdef inline uint8_t* tcp_segment(
+    uint8_t* frame, uint32_t frame_len, const pkt_meta_t* m, uint32_t* seg_len
+) noexcept nogil:
+    """The TCP header of a parsed, unfragmented-or-first-fragment segment, or NULL.
+
+    `seg_len` gets the bytes present: up to the IP-declared end, within the frame.
+    """
+    if m.status != PARSE_OK or not (m.flags & META_L4_VALID) or m.protocol != PROTO_TCP:
+        return NULL
+    cdef uint32_t seg_end = <uint32_t>m.l3_off + m.l3_len
+    if seg_end > frame_len:
+        seg_end = frame_len
+    if <uint32_t>m.l4_off + 20 > seg_end:
+        return NULL
+    seg_len[0] = seg_end - m.l4_off
+    return frame + m.l4_off
 
 
 cdef inline int mss_clamp(
     uint8_t* frame, uint32_t frame_len, const pkt_meta_t* m, uint16_t max_mss
 ) noexcept nogil:
     """MSS clamp on a parsed frame: TCP, not a non-first fragment, IPv4 or IPv6."""
-    if m.status != PARSE_OK or not (m.flags & META_L4_VALID) or m.protocol != PROTO_TCP:
+    cdef uint32_t seg_len = 0
+    cdef uint8_t* tcp = tcp_segment(frame, frame_len, m, &seg_len)
+    if tcp == NULL:
         return REWRITE_SKIPPED
-    cdef uint32_t seg_end = <uint32_t>m.l3_off + m.l3_len
-    if seg_end > frame_len:
-        seg_end = frame_len
-    if <uint32_t>m.l4_off + 20 > seg_end:
-        return REWRITE_SKIPPED
-    return mss_clamp_tcp(frame + m.l4_off, seg_end - m.l4_off, max_mss)
+    return mss_clamp_tcp(tcp, seg_len, max_mss)
 
 
 # Return values of ecn_mark_ce.

@@ -47,6 +47,8 @@ from xpfdp._fast.csum cimport (
     mss_clamp,
     nat_rewrite,
     store_be16,
+    tcp_mss_offset,
+    tcp_segment,
     ttl_decrement,
 )
 from xpfdp._fast.meta cimport (
@@ -429,6 +431,30 @@ def clamp_mss_batch(buf, addrs, lens, meta, mss):
         else:
             for i in range(b.n):
                 o[i] = mss_clamp(frame_at(&b, i), len_at(&b, i), b.meta + i, per_frame[i])
+    return out
+
+
+def mss_batch(buf, addrs, lens, meta):
+    """The MSS option value of every TCP SYN (int32 array; -1: not a SYN or no MSS option).
+
+    Reads exactly the option that `clamp_mss_batch` would rewrite.
+    """
+    cdef frame_batch_t b
+    cdef Py_ssize_t i
+    cdef uint8_t* tcp
+    cdef uint32_t seg_len = 0
+    cdef int at
+    owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), False)
+    out = results(b.n, cnp.NPY_INT32)
+    cdef int32_t* o = <int32_t*>cnp.PyArray_DATA(out)
+    with nogil:
+        for i in range(b.n):
+            o[i] = -1
+            tcp = tcp_segment(frame_at(&b, i), len_at(&b, i), b.meta + i, &seg_len)
+            if tcp != NULL:
+                at = tcp_mss_offset(tcp, seg_len)
+                if at >= 0:
+                    o[i] = load_be16(tcp + at)
     return out
 
 
