@@ -284,6 +284,8 @@ def packed_address(address):
     cdef bytes packed
     if address is None:
         return None
+    if type(address) is bytes and (len(<bytes>address) == 4 or len(<bytes>address) == 16):
+        return address
     if isinstance(address, (bytes, bytearray)):
         if len(address) != 4 and len(address) != 16:
             raise ValueError(f"a packed address has 4 or 16 bytes, not {len(address)}")
@@ -304,6 +306,8 @@ cdef int32_t port_or_keep(object port, str name) except -2:
     """A port argument as 0..65535, or -1 for None (keep)."""
     if port is None:
         return -1
+    if type(port) is int and 0 <= <long>port <= 0xFFFF:
+        return <int32_t><long>port
     try:
         value = operator.index(port)
     except TypeError:
