@@ -335,3 +335,50 @@ def test_p1_nptv6_adjustment_preserves_the_word_sum():
     after = external + word3.to_bytes(2, "big") + before[8:]
     assert ipaddress.IPv6Address(after) == ipaddress.ip_address("2001:db8:1:d550::1234")
     assert csum.checksum_partial(before) == csum.checksum_partial(after) == 0x153F
+
+
+# ---- §6.2 MSS clamp regression pins ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "flags"),
+    [
+        (b"\x00" + MSS_1460 + bytes(3), 0x02),  # EOL before MSS stops the walk
+        (b"\x05\x00" + MSS_1460 + bytes(2), 0x02),  # option length 0: bail, no loop
+        (b"\x05\x01" + MSS_1460 + bytes(2), 0x02),  # option length 1: bail
+        (b"\x05\x0a" + MSS_1460 + bytes(2), 0x02),  # option runs past the data offset
+        (MSS_1460, 0x10),  # not a SYN
+        (bytes.fromhex("020404b0"), 0x02),  # 1200 already below the clamp
+        (b"\x02\x05\x05\xb4\x00" + bytes(3), 0x02),  # kind 2 with length 5 is not an MSS
+    ],
+)
+def test_mss_clamp_no_op_cases_leave_the_frame_byte_identical(options, flags):
+    frame = filled(
+        ref.ethernet(0x0800, ref.ipv4(6, A1, A2, ref.tcp(1, 2, flags=flags, options=options)))
+    )
+    before = bytes(frame)
+    assert not csum.clamp_mss(frame, 1300)
+    assert bytes(frame) == before
+
+
+def test_mss_clamp_rewrites_only_the_first_mss_option():
+    frame = m1_frame(options=bytes.fromhex("020405dc") + MSS_1460)
+    assert csum.clamp_mss(frame, 1200)
+    assert be16(frame, TCP4 + 22) == 1200 and be16(frame, TCP4 + 26) == 1460
+    assert ref.checksums_ok(frame)
+
+
+def test_mss_clamp_syn_ack_and_vlan_frames():
+    seg = ref.tcp(80, 12345, flags=0x12, options=MSS_1460)
+    frame = filled(ref.ethernet(0x86DD, ref.ipv6(6, V6_1, V6_2, seg), (0x88A8, 80)))
+    assert csum.clamp_mss(frame, 1200)
+    assert be16(frame, 18 + 40 + 22) == 1200 and ref.checksums_ok(frame)
+    assert be16(frame, 14) == 80  # the VLAN TCI is untouched
+
+
+def test_mss_clamp_skips_non_first_fragments():
+    seg = ref.tcp(1, 2, options=MSS_1460)
+    frame = filled(ref.ethernet(0x0800, ref.ipv4(6, A1, A2, seg, frag=0x0004)))
+    before = bytes(frame)
+    assert not csum.clamp_mss(frame, 1200)
+    assert bytes(frame) == before

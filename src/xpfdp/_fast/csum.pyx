@@ -19,7 +19,7 @@ from cpython.buffer cimport (
     PyBuffer_Release,
     PyObject_GetBuffer,
 )
-from libc.stdint cimport int16_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, uint8_t, uint16_t, uint32_t
 
 from xpfdp._fast.csum cimport (
     ECN_MARKED,
@@ -28,7 +28,6 @@ from xpfdp._fast.csum cimport (
     REWRITE_BAD_L4_CSUM,
     REWRITE_DONE,
     REWRITE_SKIPPED,
-    TTL_EXPIRED,
     TTL_SKIPPED,
     csum_apply,
     csum_delta_words,
