@@ -100,16 +100,21 @@ def run_pure(benchmark, fn, *args, **kwargs):
 
 @pytest.fixture(scope="session")
 def bare_cython_call(tmp_path_factory):
-    """`def noop(frame): return None` compiled by Cython: the cost of any scalar call."""
+    """`def noop(frame): return None` (and a keyword-only twin) compiled by Cython: the
+    cost of any scalar call with the same calling convention."""
     import pyximport
 
     where = tmp_path_factory.mktemp("bare_call")
-    (where / "xpfdp_bench_bare_call.pyx").write_text("def noop(frame):\n    return None\n")
+    (where / "xpfdp_bench_bare_call.pyx").write_text(
+        "def noop(frame):\n    return None\n\n\n"
+        "def noop_keywords(frame, *, src=None, dst=None, sport=None, dport=None):\n"
+        "    return None\n"
+    )
     sys.path.insert(0, str(where))
     pyximport.install(build_dir=str(where / "build"), language_level=3)
     import xpfdp_bench_bare_call
 
-    return xpfdp_bench_bare_call.noop
+    return xpfdp_bench_bare_call
 
 
 # ---- full checksum ---------------------------------------------------------------------------
@@ -179,7 +184,7 @@ def test_incremental_python_reference(benchmark):
 
 def test_incremental_bare_cython_call(benchmark, bare_cython_call):
     benchmark.group = "incremental-update"
-    run_pure(benchmark, bare_cython_call, 0xDD2F)
+    run_pure(benchmark, bare_cython_call.noop, 0xDD2F)
 
 
 # Steady state on one frame, called directly (no wrapper): after the first call each rewrite
@@ -211,7 +216,13 @@ def test_scalar_call_xpfdp(benchmark, name):
 
 def test_scalar_call_bare_cython(benchmark, bare_cython_call):
     benchmark.group = "scalar-call"
-    run_pure(benchmark, bare_cython_call, ttl1_frame())
+    run_pure(benchmark, bare_cython_call.noop, ttl1_frame())
+
+
+def test_scalar_call_bare_cython_keywords(benchmark, bare_cython_call):
+    """The floor for rewrite_nat: same keyword-only signature, same keywords passed."""
+    benchmark.group = "scalar-call"
+    run_pure(benchmark, bare_cython_call.noop_keywords, ttl1_frame(), src=SNAT, sport=1024)
 
 
 # ---- MSS clamp ---------------------------------------------------------------------------------
