@@ -562,6 +562,8 @@ if st is not None:
         if kind == "udp":
             return PROTO_UDP, udp(*ports, payload), family == 4 and draw(st.booleans())
         echo = draw(st.sampled_from((8, 0) if family == 4 else (128, 129)))
+        if draw(st.integers(0, 3)) == 0:  # a non-echo type: no identifier
+            echo = draw(st.sampled_from((3, 11, 5) if family == 4 else (1, 2, 3, 135, 136)))
         seg = icmp_echo(echo, ports[0], ports[1], payload)
         return (PROTO_ICMP if family == 4 else PROTO_ICMPV6), seg, False
 

@@ -346,11 +346,15 @@ cdef inline int nat_rewrite(
             csum_off = 16
         elif udp:
             csum_off = 6
-        elif is_icmp_echo(m.protocol, m.icmp_type):
-            csum_off = 2
+        elif (m.protocol == PROTO_ICMP and m.ip_version == 4) or (
+            m.protocol == PROTO_ICMPV6 and m.ip_version == 6
+        ):
+            csum_off = 2    # ICMPv6 sums the pseudo-header for every type, ICMPv4 never
             pseudo = m.protocol == PROTO_ICMPV6
-            if new_sport < 0:
+            if is_icmp_echo(m.protocol, m.icmp_type) and new_sport < 0:
                 new_sport = new_dport
+            elif not is_icmp_echo(m.protocol, m.icmp_type):
+                new_sport = -1
             new_dport = -1
         else:
             new_sport = new_dport = -1
@@ -370,7 +374,7 @@ cdef inline int nat_rewrite(
         changed = address_replace16(l3 + 8, m.src, new_src, &addr_delta)
         changed |= address_replace16(l3 + 24, m.dst, new_dst, &addr_delta)
 
-    if csum_off == 2:   # ICMP echo: the identifier is the port
+    if csum_off == 2:   # ICMP: an echo identifier is the port (new_sport is -1 otherwise)
         if new_sport >= 0 and load_be16(l4 + 4) != new_sport:
             port_delta = csum_delta16(0, load_be16(l4 + 4), <uint16_t>new_sport)
             store_be16(l4 + 4, <uint16_t>new_sport)
