@@ -382,3 +382,38 @@ def test_mss_clamp_skips_non_first_fragments():
     before = bytes(frame)
     assert not csum.clamp_mss(frame, 1200)
     assert bytes(frame) == before
+
+
+# ---- fragments: NAT keeps the reassembled datagram's checksum right --------------------------
+
+
+def fragments(family, l4: bytes, split: int):
+    """Two frames carrying l4[:split] (first, M set) and l4[split:] (offset split/8)."""
+    out = []
+    for offset, more, part in ((0, 1, l4[:split]), (split // 8, 0, l4[split:])):
+        if family == 4:
+            l3 = ref.ipv4(17, A1, A2, part, frag=(more << 13) | offset)
+            out.append(ref.ipv4_header_fixed(ref.ethernet(0x0800, l3)))
+        else:
+            frag = struct.pack(">BBHI", 17, 0, (offset << 3) | more, 99)
+            out.append(ref.ethernet(0x86DD, ref.ipv6(44, V6_1, V6_2, frag + part)))
+    return out
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_nat_of_fragments_keeps_the_datagram_checksum(family):
+    payload = bytes(range(40))
+    l4 = bytearray(ref.udp(1000, 53, payload))
+    src, dst = (A1, A2) if family == 4 else (V6_1, V6_2)
+    seed = ref.pseudo_sum(family, src, dst, 17, len(l4))
+    l4[6:8] = (ref.checksum(bytes(l4), seed) or 0xFFFF).to_bytes(2, "big")
+    first, second = fragments(family, bytes(l4), 24)
+    new_src = "192.0.2.99" if family == 4 else "2001:db8::99"
+    for frame in (first, second):
+        csum.rewrite_nat(frame, src=new_src, sport=2000)
+        assert csum.checksums_ok(frame)  # the IPv4 header (fragments: no L4 check)
+    l3 = 14 + (20 if family == 4 else 48)
+    datagram = bytes(first[l3:]) + bytes(second[l3:])
+    assert datagram[:2] == (2000).to_bytes(2, "big")  # the port lives in the first fragment
+    new_seed = ref.pseudo_sum(family, ipaddress.ip_address(new_src).packed, dst, 17, len(datagram))
+    assert ref.partial(datagram, new_seed) == 0xFFFF
