@@ -280,7 +280,12 @@ def packed_address(address):
 
     Parsed strings are cached (up to 4096), so repeating an address costs a dict lookup.
     """
-    cdef bytes packed
+    return packed(address)
+
+
+cdef bytes packed(object address):
+    """packed_address without the Python call (used on every scalar and batch NAT call)."""
+    cdef bytes text_packed
     if address is None:
         return None
     if type(address) is bytes and (len(<bytes>address) == 4 or len(<bytes>address) == 16):
@@ -290,15 +295,17 @@ def packed_address(address):
             raise ValueError(f"a packed address has 4 or 16 bytes, not {len(address)}")
         return address if type(address) is bytes else bytes(address)
     if isinstance(address, str):
-        packed = _packed_by_text.get(address)
-        if packed is None:
-            packed = ipaddress.ip_address(address).packed
+        text_packed = _packed_by_text.get(address)
+        if text_packed is None:
+            text_packed = ipaddress.ip_address(address).packed
             if len(_packed_by_text) < 4096:
-                _packed_by_text[address] = packed
-        return packed
+                _packed_by_text[address] = text_packed
+        return text_packed
     if isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         return address.packed
-    raise TypeError(f"address must be str, bytes or an ipaddress object, not {type(address).__name__}")
+    raise TypeError(
+        f"address must be str, bytes or an ipaddress object, not {type(address).__name__}"
+    )
 
 
 cdef int32_t port_or_keep(object port, str name) except -2:
@@ -325,8 +332,8 @@ def rewrite_nat(frame, *, src=None, dst=None, sport=None, dport=None):
     Raises ValueError for a frame that is not IP, a family mismatch, or an IPv6 UDP datagram
     with a zero checksum.
     """
-    cdef bytes src_b = packed_address(src)
-    cdef bytes dst_b = packed_address(dst)
+    cdef bytes src_b = packed(src)
+    cdef bytes dst_b = packed(dst)
     cdef int32_t sport_v = port_or_keep(sport, "sport")
     cdef int32_t dport_v = port_or_keep(dport, "dport")
     cdef Py_buffer view
@@ -523,7 +530,7 @@ cdef object address_rows(object value, Py_ssize_t n, const uint8_t** base, Py_ss
             base[0] = &rows[0, 0]
             stride[0] = rows.strides[0]
         return rows
-    one = packed_address(value)
+    one = packed(value)
     base[0] = <const uint8_t*><char*>one
     version[0] = 4 if len(one) == 4 else 6
     return one
