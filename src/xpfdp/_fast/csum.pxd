@@ -248,7 +248,9 @@ cdef inline bint l4_checksummable(const pkt_meta_t* m, uint32_t frame_len) noexc
     return <uint32_t>m.l3_off + m.l3_len <= frame_len
 
 
-cdef inline void checksums_fix(uint8_t* f, uint32_t frame_len, const pkt_meta_t* m) noexcept nogil:
+cdef inline void checksums_fix(
+    uint8_t* f, uint32_t frame_len, const pkt_meta_t* m
+) noexcept nogil:
     """Recompute the IPv4 header and L4 checksums of a parsed frame from scratch."""
     cdef uint8_t* l3 = f + m.l3_off
     cdef uint8_t* l4 = f + m.l4_off
