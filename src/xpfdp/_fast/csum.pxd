@@ -235,7 +235,7 @@ cdef inline bint l4_checksum_valid(
     return csum_partial(l4, l4_len, seed) == 0xFFFF
 
 
-# ---- whole-frame checksums on a parsed frame -----------------------------------------------------------
+# ---- whole-frame checksums on a parsed frame -------------------------------------------
 
 cdef inline bint l4_checksummable(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
     """A whole, unfragmented TCP/UDP/ICMP/ICMPv6 segment lies inside the frame."""
