@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
-from xpfdp._fast.meta import PKT_META as SHARED_PKT_META
 
 from xpfdp import parse
+from xpfdp._fast.meta import PKT_META as SHARED_PKT_META
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 V6A, V6B = bytes(range(16)), bytes(range(16, 32))
