@@ -122,8 +122,11 @@ class SessionMachine(RuleBasedStateMachine):
     )
     def install_batch(self, keys, d, m, origin):
         hs = self.table.install_batch(
-            key_array(keys), decision_array([d] * len(keys)), meta_array([m] * len(keys)),
-            self.now, origins=origin,
+            key_array(keys),
+            decision_array([d] * len(keys)),
+            meta_array([m] * len(keys)),
+            self.now,
+            origins=origin,
         )
         for k, h in zip(keys, hs, strict=True):
             self._remember(int(h), k, self.model.install(k, d, m, origin, self.now))
@@ -202,7 +205,10 @@ class SessionMachine(RuleBasedStateMachine):
         assert stats["scanned"] == sum(stats[p] for p in parts)
 
     @rule(
-        k=keys_st, d=decisions_st, m=metas_st, origin=st.sampled_from([4, 5, 7, 6]),
+        k=keys_st,
+        d=decisions_st,
+        m=metas_st,
+        origin=st.sampled_from([4, 5, 7, 6]),
         allow=st.booleans(),
     )
     def upsert_synced(self, k, d, m, origin, allow):
@@ -211,7 +217,11 @@ class SessionMachine(RuleBasedStateMachine):
         self._remember(h, k, self.model.upsert_synced(k, d, m, origin, self.now, 0, allow))
 
     @rule(
-        k=keys_st, d=decisions_st, m=metas_st, origin=origins_st, flags=flags_st,
+        k=keys_st,
+        d=decisions_st,
+        m=metas_st,
+        origin=origins_st,
+        flags=flags_st,
         ha=st.booleans(),
     )
     def update(self, k, d, m, origin, flags, ha):

@@ -83,9 +83,7 @@ AF_INET6 = 10
 
 Origin = enum.IntEnum("Origin", {name.upper(): i for i, name in enumerate(ORIGINS)})
 Origin.__doc__ = "Where a session came from (sessions.md §1.5); decides delta emission."
-Disposition = enum.IntEnum(
-    "Disposition", {name.upper(): i for i, name in enumerate(DISPOSITIONS)}
-)
+Disposition = enum.IntEnum("Disposition", {name.upper(): i for i, name in enumerate(DISPOSITIONS)})
 Disposition.__doc__ = "Forwarding outcome stored in a decision; only two are cacheable."
 NatFlag = enum.IntFlag("NatFlag", {name.upper(): v for name, v in NAT_FLAGS.items()})
 NatFlag.__doc__ = "Which NAT rewrites a decision carries (DECISION_DTYPE.nat_flags)."

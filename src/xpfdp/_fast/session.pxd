@@ -82,6 +82,7 @@ ctypedef struct ssession_t:
     int64_t handle
     uint64_t last_seen_ns
     uint64_t expires_after_ns
+    uint64_t wheel_tick
     skey_t key
     sdecision_t dec
     smeta_t meta

@@ -154,11 +154,13 @@ META_DTYPE = np.dtype({
     "itemsize": sizeof(smeta_t),
 })
 SESSION_DTYPE = np.dtype({
-    "names": ["handle", "last_seen_ns", "expires_after_ns", "key", "decision", "meta",
-              "origin", "closing", "valid"],
-    "formats": ["i8", "u8", "u8", KEY_DTYPE, DECISION_DTYPE, META_DTYPE, "u1", "u1", "u1"],
+    "names": ["handle", "last_seen_ns", "expires_after_ns", "wheel_tick", "key", "decision",
+              "meta", "origin", "closing", "valid"],
+    "formats": ["i8", "u8", "u8", "u8", KEY_DTYPE, DECISION_DTYPE, META_DTYPE, "u1", "u1",
+                "u1"],
     "offsets": [_off(&_s.handle, &_s), _off(&_s.last_seen_ns, &_s),
-                _off(&_s.expires_after_ns, &_s), _off(&_s.key, &_s), _off(&_s.dec, &_s),
+                _off(&_s.expires_after_ns, &_s), _off(&_s.wheel_tick, &_s),
+                _off(&_s.key, &_s), _off(&_s.dec, &_s),
                 _off(&_s.meta, &_s), _off(&_s.origin, &_s), _off(&_s.closing, &_s),
                 _off(&_s.valid, &_s)],
     "itemsize": sizeof(ssession_t),
@@ -1167,6 +1169,7 @@ cdef class SessionTable:
         out.handle = make_handle(r.generation, slot)
         out.last_seen_ns = r.last_seen_ns
         out.expires_after_ns = <uint64_t>r.expires_after_s * C_TICK_NS
+        out.wheel_tick = r.wheel_tick
         out.key = r.key
         out.dec = r.dec
         out.meta = r.meta
