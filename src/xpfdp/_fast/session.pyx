@@ -1704,13 +1704,14 @@ cdef class SessionTable:
         """Walk owner-RG lists (validated: live and owner_rg == rg). mode 0: keys,
         1: demote (keys), 2: export (deltas)."""
         seen = set()
-        keys_out = []
+        chunks = []
         cdef int64_t pos
         cdef uint32_t s
         cdef srec_t* r
-        cdef sdelta_t dl
         cdef int32_t rg
-        chunks = []
+        cdef Py_ssize_t j, cap
+        cdef skey_t* kout
+        cdef sdelta_t* dout
         for rgv in rgs:
             rg = int(rgv)
             if rg <= 0 or rg in seen:
@@ -1719,35 +1720,40 @@ cdef class SessionTable:
             pos = self.rg_find(rg)
             if pos < 0:
                 continue
-            out = np.empty(self.rg_counts[pos], dtype=DELTA_DTYPE if mode == 2 else KEY_DTYPE)
+            cap = self.rg_counts[pos]
+            out = np.empty(cap, dtype=DELTA_DTYPE if mode == 2 else KEY_DTYPE)
+            kout = <skey_t*>_ptr(out)
+            dout = <sdelta_t*>_ptr(out)
             j = 0
-            s = self.rg_heads[pos]
-            while s != NO_SLOT and j < out.shape[0]:
-                r = &self.recs[s]
-                if r.state & ST_LIVE and r.meta.owner_rg == rg:
-                    if mode == 2:
-                        if (r.meta.flags & (SM_REVERSE | SM_FABRIC_INGRESS)) == 0 and \
-                                not peer_synced(r.origin) and not transient_seed(r.origin) and \
-                                (r.dec.disposition == DISP_FORWARD_CANDIDATE or
-                                 r.dec.disposition == DISP_FABRIC_REDIRECT):
-                            memset(&dl, 0, sizeof(sdelta_t))
-                            dl.kind = DELTA_OPEN
-                            dl.origin = r.origin
-                            dl.fabric_redirect_sync = 1
-                            dl.key = r.key
-                            dl.dec = r.dec
-                            dl.meta = r.meta
-                            (<sdelta_t*>_ptr(out))[j] = dl
-                            j += 1
-                    else:
+            with nogil:
+                s = self.rg_heads[pos]
+                while s != NO_SLOT and j < cap:
+                    r = &self.recs[s]
+                    s = r.rg_next
+                    if not (r.state & ST_LIVE) or r.meta.owner_rg != rg:
+                        continue
+                    if mode != 2:
                         if mode == 1 and not peer_synced(r.origin):
                             r.origin = ORIGIN_SYNC_IMPORT
-                        (<skey_t*>_ptr(out))[j] = r.key
+                        kout[j] = r.key
                         j += 1
-                s = r.rg_next
+                    elif (r.meta.flags & (SM_REVERSE | SM_FABRIC_INGRESS)) == 0 and \
+                            not peer_synced(r.origin) and not transient_seed(r.origin) and \
+                            (r.dec.disposition == DISP_FORWARD_CANDIDATE or
+                             r.dec.disposition == DISP_FABRIC_REDIRECT):
+                        memset(&dout[j], 0, sizeof(sdelta_t))
+                        dout[j].kind = DELTA_OPEN
+                        dout[j].origin = r.origin
+                        dout[j].fabric_redirect_sync = 1
+                        dout[j].key = r.key
+                        dout[j].dec = r.dec
+                        dout[j].meta = r.meta
+                        j += 1
             chunks.append(out[:j])
         if not chunks:
             return np.zeros(0, dtype=DELTA_DTYPE if mode == 2 else KEY_DTYPE)
+        if len(chunks) == 1:
+            return chunks[0]
         return np.concatenate(chunks)
 
     def owner_rg_keys(self, rgs):
