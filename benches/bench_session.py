@@ -410,7 +410,7 @@ def test_memory_per_session_1m(benchmark, pairs):
     seeds = np.arange(n, dtype=np.uint64)
     keys = make_keys(seeds)
     decs = snat_decisions(keys)
-    decs["nat_flags"] |= NatFlag.RS
+    decs["nat_flags"] |= np.uint8(NatFlag.RS)
     decs["rs"][:, 15] = 1
     metas = metas_for(seeds)
     rss0 = _rss_bytes()

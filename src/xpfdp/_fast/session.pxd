@@ -203,8 +203,15 @@ cdef class SessionTable:
     cdef bint touch_handle_c(self, int64_t handle, uint64_t now_ns) noexcept nogil
     cdef srec_t* record_c(self, int64_t handle) noexcept nogil
 
+    cdef int64_t lookup_h(self, const skey_t* k, uint64_t h, uint64_t now_ns, uint8_t tcp_flags,
+                          bint refresh, bint* via_alias) noexcept nogil
+    cdef int64_t find_nat_h(self, const skey_t* reply, uint64_t h) noexcept nogil
+    cdef int64_t find_wire_h(self, const skey_t* wire, uint64_t h) noexcept nogil
+
     # internals
     cdef uint64_t hash_c(self, const skey_t* k) noexcept nogil
+    cdef void prefetch_home(self, sindex_t* ix, uint64_t h) noexcept nogil
+    cdef bint prefetch_record(self, sindex_t* ix, uint64_t h) noexcept nogil
     cdef bint matches(self, int kind, uint32_t slot, const skey_t* k) noexcept nogil
     cdef int64_t idx_pos(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h) noexcept nogil
     cdef bint idx_reserve(self, sindex_t* ix, uint32_t extra) noexcept nogil

@@ -44,6 +44,7 @@ cdef extern from *:
         uint64_t c = xs_mum(w[4] ^ 0x8ebc6af09c88c6e3ull, a ^ b ^ 0x1d8e4e27c47d124full);
         return xs_mum(c ^ seed, 0x9E3779B97F4A7C15ull);
     }
+    #define xs_prefetch(p) __builtin_prefetch((p), 0, 3)
     static inline int xs_key_eq(const void *a, const void *b) {
         uint64_t x[5], y[5];
         memcpy(x, a, 40);
@@ -56,6 +57,7 @@ cdef extern from *:
     uint64_t xs_mum(uint64_t a, uint64_t b) nogil
     uint64_t xs_hash_key(const void* p, uint64_t seed) nogil
     int xs_key_eq(const void* a, const void* b) nogil
+    void xs_prefetch(const void* p) nogil
 
 # ---------------------------------------------------------------------------------------
 # Constants
@@ -67,12 +69,21 @@ cdef extern from *:
     #define XS_TICK_NEVER 0xFFFFFFFFFFFFFFFFull
     #define XS_MAX_SLOTS 0x7FFFFFFFu
     #define XS_MAX_INDEX_CAP 0x80000000ull
+    #define XS_TICK_NS 1000000000ull
+    #define XS_BUCKETS 256u
+    #define XS_FAR 255u
+    #define XS_MAX_DELTAS 4096u
     """
     const uint32_t NO_SLOT "XS_NO_SLOT"            # empty index entry / end of a list
     const uint64_t EMPTY "XS_EMPTY"                # an empty index slot
     const uint64_t TICK_NEVER "XS_TICK_NEVER"      # never scheduled (fixes §7 Q3)
     const uint32_t MAX_SLOTS "XS_MAX_SLOTS"
     const uint64_t MAX_INDEX_CAP "XS_MAX_INDEX_CAP"
+    # compile-time constants, so divisions by the tick become multiplications
+    const uint64_t C_TICK_NS "XS_TICK_NS"
+    const uint32_t C_BUCKETS "XS_BUCKETS"
+    const uint32_t C_FAR "XS_FAR"
+    const uint32_t C_MAX_DELTAS "XS_MAX_DELTAS"
 
 cdef enum:
     IX_PRIMARY = 0
@@ -108,13 +119,19 @@ DEFAULT_UDP_TIMEOUT_S = 60
 DEFAULT_ICMP_TIMEOUT_S = 60
 assert WHEEL_BUCKETS & (WHEEL_BUCKETS - 1) == 0, "wheel bucket count must be a power of two"
 assert GC_INTERVAL_NS == WHEEL_TICK_NS
+assert C_TICK_NS == WHEEL_TICK_NS and C_BUCKETS == WHEEL_BUCKETS and C_FAR == FAR_FUTURE_OFFSET
+assert C_MAX_DELTAS == MAX_SESSION_DELTAS
 
-cdef uint64_t C_TICK_NS = 1000000000
 cdef uint32_t C_CLOSING_S = TCP_CLOSING_TIMEOUT_S
 cdef uint32_t C_OTHER_S = OTHER_TIMEOUT_S
-cdef uint32_t C_BUCKETS = 256
-cdef uint32_t C_FAR = 255
-cdef uint32_t C_MAX_DELTAS = 4096
+
+# Batch lookups hash PIPE keys at a time, then prefetch each key's index line PF_INDEX keys
+# ahead and its record PF_RECORD keys ahead, so cache misses of different keys overlap.
+# Prefetches are hints: results are exactly those of the same scalar calls in order.
+cdef enum:
+    PIPE = 64
+    PF_INDEX = 12
+    PF_RECORD = 6
 
 # ---------------------------------------------------------------------------------------
 # numpy twins of the C structs, with offsets taken from the compiled layout
@@ -574,6 +591,31 @@ cdef class SessionTable:
 
     cdef uint64_t hash_c(self, const skey_t* k) noexcept nogil:
         return xs_hash_key(k, self.seed)
+
+    cdef void prefetch_home(self, sindex_t* ix, uint64_t h) noexcept nogil:
+        """Start loading the index line a probe for hash h begins at."""
+        if ix.cap:
+            xs_prefetch(&ix.slots[home_of(<uint32_t>(h >> 32), ix.cap)])
+
+    cdef bint prefetch_record(self, sindex_t* ix, uint64_t h) noexcept nogil:
+        """Start loading the record of the first tag match near h's home (a hint only)."""
+        if ix.cap == 0:
+            return False
+        cdef uint32_t tag = <uint32_t>(h >> 32)
+        cdef uint32_t i = home_of(tag, ix.cap), step
+        cdef uint64_t e
+        for step in range(4):
+            e = ix.slots[i]
+            if <uint32_t>e == NO_SLOT:
+                return False
+            if <uint32_t>(e >> 32) == tag:
+                if <uint32_t>e < self.rec_hwm:
+                    xs_prefetch(&self.recs[<uint32_t>e])
+                return True
+            i += 1
+            if i == ix.cap:
+                i = 0
+        return False
 
     cdef bint matches(self, int kind, uint32_t slot, const skey_t* k) noexcept nogil:
         """Does index entry -> slot really stand for probe k? (the I3 validation)"""
@@ -1106,7 +1148,10 @@ cdef class SessionTable:
     cdef int64_t lookup_c(self, const skey_t* k, uint64_t now_ns, uint8_t tcp_flags,
                           bint refresh, bint* via_alias) noexcept nogil:
         """Primary key, else the reverse-translated alias; refreshing when `refresh`."""
-        cdef uint64_t h = self.hash_c(k)
+        return self.lookup_h(k, self.hash_c(k), now_ns, tcp_flags, refresh, via_alias)
+
+    cdef int64_t lookup_h(self, const skey_t* k, uint64_t h, uint64_t now_ns, uint8_t tcp_flags,
+                          bint refresh, bint* via_alias) noexcept nogil:
         cdef int64_t pos = self.idx_pos(&self.primary, IX_PRIMARY, k, h)
         cdef uint32_t slot
         cdef srec_t* r
@@ -1136,8 +1181,11 @@ cdef class SessionTable:
 
     cdef int64_t find_forward_nat_c(self, const skey_t* reply) noexcept nogil:
         """The forward session a reply belongs to (reverse-wire or reverse-canonical)."""
+        return self.find_nat_h(reply, self.hash_c(reply))
+
+    cdef int64_t find_nat_h(self, const skey_t* reply, uint64_t h) noexcept nogil:
         self.c_nat_lookups += 1
-        cdef int64_t pos = self.idx_pos(&self.natrev, IX_NATREV, reply, self.hash_c(reply))
+        cdef int64_t pos = self.idx_pos(&self.natrev, IX_NATREV, reply, h)
         if pos < 0:
             return -1
         self.c_nat_hits += 1
@@ -1146,8 +1194,11 @@ cdef class SessionTable:
 
     cdef int64_t find_forward_wire_c(self, const skey_t* wire) noexcept nogil:
         """The forward session whose post-NAT packet is `wire` (does not refresh)."""
+        return self.find_wire_h(wire, self.hash_c(wire))
+
+    cdef int64_t find_wire_h(self, const skey_t* wire, uint64_t h) noexcept nogil:
         self.c_wire_lookups += 1
-        cdef int64_t pos = self.idx_pos(&self.fwire, IX_FWIRE, wire, self.hash_c(wire))
+        cdef int64_t pos = self.idx_pos(&self.fwire, IX_FWIRE, wire, h)
         if pos < 0:
             return -1
         self.c_wire_hits += 1
@@ -1464,13 +1515,31 @@ cdef class SessionTable:
         cdef uint8_t* fp = <uint8_t*>_ptr(fl)
         cdef bint alias
         cdef uint64_t lookups = self.c_lookups, hits0 = self.c_hits, ah = self.c_alias_hits
+        cdef uint64_t hb[PIPE]
+        cdef Py_ssize_t base, m, j
         with nogil:
-            for i in range(n):
-                hp[i] = self.lookup_c(&kp[i], now_ns, fp[i], refresh, &alias)
-                if hp[i] >= 0:
-                    hits += 1
-                if ap != NULL:
-                    ap[i] = alias
+            base = 0
+            while base < n:
+                m = n - base if n - base < PIPE else PIPE
+                for j in range(m):
+                    hb[j] = self.hash_c(&kp[base + j])
+                for j in range(m if m < PF_INDEX else PF_INDEX):
+                    self.prefetch_home(&self.primary, hb[j])
+                    self.prefetch_home(&self.alias, hb[j])
+                for j in range(m):
+                    if j + PF_INDEX < m:
+                        self.prefetch_home(&self.primary, hb[j + PF_INDEX])
+                        self.prefetch_home(&self.alias, hb[j + PF_INDEX])
+                    if j + PF_RECORD < m and not self.prefetch_record(&self.primary,
+                                                                      hb[j + PF_RECORD]):
+                        self.prefetch_record(&self.alias, hb[j + PF_RECORD])
+                    i = base + j
+                    hp[i] = self.lookup_h(&kp[i], hb[j], now_ns, fp[i], refresh, &alias)
+                    if hp[i] >= 0:
+                        hits += 1
+                    if ap != NULL:
+                        ap[i] = alias
+                base += m
             if not refresh:
                 self.c_lookups = lookups
                 self.c_hits = hits0
@@ -1502,11 +1571,30 @@ cdef class SessionTable:
         out = _out_i64(out_handles, n, "out_handles")
         cdef skey_t* kp = <skey_t*>_ptr(keys)
         cdef int64_t* hp = <int64_t*>_ptr(out)
+        cdef uint64_t hb[PIPE]
+        cdef Py_ssize_t base, m, j
+        cdef sindex_t* ix = &self.natrev if nat else &self.fwire
         with nogil:
-            for i in range(n):
-                hp[i] = self.find_forward_nat_c(&kp[i]) if nat else self.find_forward_wire_c(&kp[i])
-                if hp[i] >= 0:
-                    hits += 1
+            base = 0
+            while base < n:
+                m = n - base if n - base < PIPE else PIPE
+                for j in range(m):
+                    hb[j] = self.hash_c(&kp[base + j])
+                for j in range(m if m < PF_INDEX else PF_INDEX):
+                    self.prefetch_home(ix, hb[j])
+                for j in range(m):
+                    if j + PF_INDEX < m:
+                        self.prefetch_home(ix, hb[j + PF_INDEX])
+                    if j + PF_RECORD < m:
+                        self.prefetch_record(ix, hb[j + PF_RECORD])
+                    i = base + j
+                    if nat:
+                        hp[i] = self.find_nat_h(&kp[i], hb[j])
+                    else:
+                        hp[i] = self.find_wire_h(&kp[i], hb[j])
+                    if hp[i] >= 0:
+                        hits += 1
+                base += m
         return hits
 
     def records(self, handles):
