@@ -4,6 +4,7 @@
 # (KEY_DTYPE, DECISION_DTYPE, META_DTYPE in session.pyx, built from these offsets).
 # Handles are int64: (generation << 32) | slot; -1 means "no session".
 
+cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from xpfdp._fast.meta cimport pkt_meta_t
@@ -134,6 +135,8 @@ cdef enum:
     DELTA_CLOSE = 2
 
 
+# final: method calls are direct C calls (no vtable), so the compiler can inline them
+@cython.final
 cdef class SessionTable:
     cdef srec_t* recs
     cdef uint32_t rec_cap
@@ -216,7 +219,7 @@ cdef class SessionTable:
     cdef int64_t idx_pos(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h) noexcept nogil
     cdef bint idx_reserve(self, sindex_t* ix, uint32_t extra) noexcept nogil
     cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil
-    cdef void idx_remove_if(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil
+    cdef void idx_remove_if(self, sindex_t* ix, const skey_t* k, uint32_t slot) noexcept nogil
     cdef void idx_delete_at(self, sindex_t* ix, uint32_t pos) noexcept nogil
     cdef void idx_raw_put(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
     cdef bint reserve_insert(self) noexcept nogil

@@ -712,11 +712,29 @@ cdef class SessionTable:
         else:
             self.idx_raw_put(ix, h, slot)
 
-    cdef void idx_remove_if(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil:
-        """Value-guarded removal: drop k's entry only if it still maps to `slot`."""
-        cdef int64_t pos = self.idx_pos(ix, kind, k, self.hash_c(k))
-        if pos >= 0 and <uint32_t>ix.slots[pos] == slot:
-            self.idx_delete_at(ix, <uint32_t>pos)
+    cdef void idx_remove_if(self, sindex_t* ix, const skey_t* k, uint32_t slot) noexcept nogil:
+        """Value-guarded removal: drop k's entry only if it still maps to `slot`.
+
+        The entry is found by its exact (tag(k), slot) value, with no record access. Only
+        the two reverse keys of one record can share that value (equal 32-bit tags); they
+        are always removed together, so which one goes first does not matter.
+        """
+        if ix.cap == 0:
+            return
+        cdef uint64_t h = self.hash_c(k)
+        cdef uint64_t want = (h >> 32 << 32) | slot
+        cdef uint32_t i = home_of(<uint32_t>(h >> 32), ix.cap)
+        cdef uint64_t e
+        while True:
+            e = ix.slots[i]
+            if <uint32_t>e == NO_SLOT:
+                return
+            if e == want:
+                self.idx_delete_at(ix, i)
+                return
+            i += 1
+            if i == ix.cap:
+                i = 0
 
     cdef void idx_delete_at(self, sindex_t* ix, uint32_t pos) noexcept nogil:
         """Backward-shift deletion: keeps every probe chain intact without tombstones."""
@@ -943,21 +961,21 @@ cdef class SessionTable:
         cdef srec_t* r = &self.recs[slot]
         if not (r.meta.flags & SM_REVERSE):
             k_reverse_wire(&r.key, &r.dec, &t)
-            self.idx_remove_if(&self.natrev, IX_NATREV, &t, slot)
+            self.idx_remove_if(&self.natrev, &t, slot)
             k_reverse_canonical(&r.key, &t)
-            self.idx_remove_if(&self.natrev, IX_NATREV, &t, slot)
+            self.idx_remove_if(&self.natrev, &t, slot)
             k_forward_wire(&r.key, &r.dec, &t)
-            self.idx_remove_if(&self.fwire, IX_FWIRE, &t, slot)
+            self.idx_remove_if(&self.fwire, &t, slot)
         else:
             k_translated(&r.key, &r.dec, &t)
-            self.idx_remove_if(&self.alias, IX_ALIAS, &t, slot)
+            self.idx_remove_if(&self.alias, &t, slot)
         self.rg_unlink(slot)
 
     cdef bint remove_slot(self, uint32_t slot) noexcept nogil:
         """The single removal path: secondaries (value-guarded), owner RG, primary, slab."""
         cdef skey_t k = self.recs[slot].key
         self.unindex_secondary(slot)
-        self.idx_remove_if(&self.primary, IX_PRIMARY, &k, slot)
+        self.idx_remove_if(&self.primary, &k, slot)
         self.slab_free(slot)
         return True
 
@@ -1909,6 +1927,26 @@ cdef class SessionTable:
             for b in range(256):
                 total += <uint64_t>self.wheel[b].cap * sizeof(swheel_entry_t)
         return total
+
+    def index_load(self):
+        """Per index: (entries, capacity, mean probe displacement); a hash-quality check."""
+        out = {}
+        cdef sindex_t* ix
+        cdef uint32_t i, home
+        cdef uint64_t e, disp
+        for name in ("primary", "nat_reverse", "forward_wire", "alias"):
+            ix = &self.primary if name == "primary" else (
+                &self.natrev if name == "nat_reverse" else (
+                    &self.fwire if name == "forward_wire" else &self.alias))
+            disp = 0
+            for i in range(ix.cap):
+                e = ix.slots[i]
+                if <uint32_t>e == NO_SLOT:
+                    continue
+                home = home_of(<uint32_t>(e >> 32), ix.cap)
+                disp += i - home if i >= home else i + ix.cap - home
+            out[name] = (ix.count, ix.cap, (<double>disp) / ix.count if ix.count else 0.0)
+        return out
 
     def _debug_inject(self, index, key, handle):
         """Test hook: add a raw entry key -> slot(handle) to an index without validation,
