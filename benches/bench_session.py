@@ -429,3 +429,21 @@ def test_memory_per_session_1m(benchmark, pairs):
     )
     benchmark.extra_info["rss_bytes_per_session"] = round(rss / len(t), 1)
     benchmark(len, t)
+
+
+def test_memory_per_session_dict_16k(benchmark):
+    """The dict-of-tuples baseline's bytes per session (tracemalloc), for comparison."""
+    import tracemalloc
+
+    benchmark.group = "memory-1M"
+    _cache.clear()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    f = Fixture(SMALL, with_alias=False, with_dict=True)
+    f.table = None
+    f.fwd = f.rev = f.alias = f.t_fwd = f.t_rev = f.t_alias = None
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    keys_bytes = f.keys.nbytes + f.decs.nbytes + f.metas.nbytes  # the numpy inputs
+    benchmark.extra_info["bytes_per_session"] = round((used - keys_bytes) / SMALL, 1)
+    benchmark(len, f.d)
