@@ -16,7 +16,6 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
-from xpfdp._fast.meta cimport META_L4_VALID, PARSE_NONFIRST_FRAG, PARSE_OK, pkt_meta_t
 
 cnp.import_array()
 
@@ -488,28 +487,9 @@ def keys_from_meta(meta, out_keys):
     cdef Py_ssize_t i, n = meta.shape[0], made = 0
     cdef pkt_meta_t* mp = <pkt_meta_t*>_ptr(meta)
     cdef skey_t* kp = <skey_t*>_ptr(out_keys)
-    cdef skey_t* k
-    cdef pkt_meta_t* m
     with nogil:
         for i in range(n):
-            m = &mp[i]
-            k = &kp[i]
-            memset(k, 0, sizeof(skey_t))
-            if (m.status != PARSE_OK and m.status != PARSE_NONFIRST_FRAG) or \
-                    (m.ip_version != 4 and m.ip_version != 6):
-                continue
-            k.af = 2 if m.ip_version == 4 else 10
-            k.proto = m.protocol
-            if m.ip_version == 4:
-                memcpy(k.src, m.src, 4)
-                memcpy(k.dst, m.dst, 4)
-            else:
-                memcpy(k.src, m.src, 16)
-                memcpy(k.dst, m.dst, 16)
-            if m.flags & META_L4_VALID:
-                k.sport = m.sport
-                k.dport = 0 if is_icmp(m.protocol) else m.dport
-            made += 1
+            made += key_from_meta_c(&mp[i], &kp[i])
     return made
 
 
@@ -1133,7 +1113,10 @@ cdef class SessionTable:
         cdef bint with_reverse
         out_fwd[0] = -1
         out_rev[0] = -1
-        if d.disposition == DISP_LOCAL_DELIVERY or not key_valid(k):
+        if not key_valid(k):
+            self.c_create_drops += 1
+            return 0
+        if d.disposition == DISP_LOCAL_DELIVERY:
             return 0
         with_reverse = not (d.disposition == DISP_FABRIC_REDIRECT and
                             not (m.flags & SM_FABRIC_INGRESS))
