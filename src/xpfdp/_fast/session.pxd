@@ -243,6 +243,9 @@ cdef class SessionTable:
     cdef bint idx_reserve(self, sindex_t* ix, uint32_t extra) noexcept nogil
     cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil
     cdef void idx_remove_if(self, sindex_t* ix, const skey_t* k, uint32_t slot) noexcept nogil
+    cdef int64_t idx_probe(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
+                           uint32_t* empty_at) noexcept nogil
+    cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
     cdef void idx_delete_at(self, sindex_t* ix, uint32_t pos) noexcept nogil
     cdef void idx_raw_put(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
     cdef bint reserve_insert(self) noexcept nogil
@@ -256,7 +259,7 @@ cdef class SessionTable:
     cdef void rg_delete_at(self, uint32_t pos) noexcept nogil
     cdef bint rg_link(self, uint32_t slot) noexcept nogil
     cdef void rg_unlink(self, uint32_t slot) noexcept nogil
-    cdef bint remove_slot(self, uint32_t slot) noexcept nogil
+    cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil
     cdef bint remove_key(self, const skey_t* k) noexcept nogil
     cdef uint32_t timeout_s(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
     cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil

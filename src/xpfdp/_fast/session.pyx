@@ -627,6 +627,14 @@ cdef class SessionTable:
     # ----------------------------------------------------------------- internals: indices
 
     cdef int64_t idx_pos(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h) noexcept nogil:
+        cdef uint32_t empty_at
+        return self.idx_probe(ix, kind, k, h, &empty_at)
+
+    cdef int64_t idx_probe(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
+                           uint32_t* empty_at) noexcept nogil:
+        """Position of k's validated entry, or -1 with the empty slot that ended the probe
+        (where k would be inserted) in `empty_at`."""
+        empty_at[0] = NO_SLOT
         if ix.cap == 0:
             return -1
         cdef uint32_t tag = <uint32_t>(h >> 32)
@@ -635,6 +643,7 @@ cdef class SessionTable:
         while True:
             e = ix.slots[i]
             if <uint32_t>e == NO_SLOT:
+                empty_at[0] = i
                 return -1
             if <uint32_t>(e >> 32) == tag and self.matches(kind, <uint32_t>e, k):
                 return i
@@ -686,11 +695,13 @@ cdef class SessionTable:
     cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil:
         """Map k -> slot; an existing entry for k is overwritten (last writer wins)."""
         cdef uint64_t h = self.hash_c(k)
-        cdef int64_t pos = self.idx_pos(ix, kind, k, h)
+        cdef uint32_t empty_at
+        cdef int64_t pos = self.idx_probe(ix, kind, k, h, &empty_at)
         if pos >= 0:
             ix.slots[pos] = (h >> 32 << 32) | slot
         else:
-            self.idx_raw_put(ix, h, slot)
+            ix.slots[empty_at] = (h >> 32 << 32) | slot
+            ix.count += 1
 
     cdef void idx_remove_if(self, sindex_t* ix, const skey_t* k, uint32_t slot) noexcept nogil:
         """Value-guarded removal: drop k's entry only if it still maps to `slot`.
@@ -699,9 +710,12 @@ cdef class SessionTable:
         the two reverse keys of one record can share that value (equal 32-bit tags); they
         are always removed together, so which one goes first does not matter.
         """
+        self.idx_remove_value(ix, self.hash_c(k), slot)
+
+    cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil:
+        """Delete the entry (tag(h), slot) if present."""
         if ix.cap == 0:
             return
-        cdef uint64_t h = self.hash_c(k)
         cdef uint64_t want = (h >> 32 << 32) | slot
         cdef uint32_t i = home_of(<uint32_t>(h >> 32), ix.cap)
         cdef uint64_t e
@@ -951,19 +965,20 @@ cdef class SessionTable:
             self.idx_remove_if(&self.alias, &t, slot)
         self.rg_unlink(slot)
 
-    cdef bint remove_slot(self, uint32_t slot) noexcept nogil:
-        """The single removal path: secondaries (value-guarded), owner RG, primary, slab."""
-        cdef skey_t k = self.recs[slot].key
+    cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil:
+        """The single removal path: secondaries (value-guarded), owner RG, primary, slab.
+        `h` is the hash of the record's key."""
         self.unindex_secondary(slot)
-        self.idx_remove_if(&self.primary, &k, slot)
+        self.idx_remove_value(&self.primary, h, slot)
         self.slab_free(slot)
         return True
 
     cdef bint remove_key(self, const skey_t* k) noexcept nogil:
-        cdef int64_t slot = self.primary_slot(k)
-        if slot < 0:
+        cdef uint64_t h = self.hash_c(k)
+        cdef int64_t pos = self.idx_pos(&self.primary, IX_PRIMARY, k, h)
+        if pos < 0:
             return False
-        return self.remove_slot(<uint32_t>slot)
+        return self.remove_slot(<uint32_t>self.primary.slots[pos], h)
 
     # ----------------------------------------------------------------- internals: timing
 
@@ -1062,16 +1077,17 @@ cdef class SessionTable:
             return -1
         cdef uint64_t h = self.hash_c(k)
         cdef int64_t pos
+        cdef uint32_t empty_at
         if not self.reserve_insert():  # first: a rehash would move index positions
             self.c_alloc_failures += 1
             self.c_create_drops += 1
             return -1
-        pos = self.idx_pos(&self.primary, IX_PRIMARY, k, h)
+        pos = self.idx_probe(&self.primary, IX_PRIMARY, k, h, &empty_at)
         if capped and pos < 0 and self.primary.count >= self.max_sessions:
             self.c_create_drops += 1
             return -1
         if pos >= 0:
-            self.remove_slot(<uint32_t>self.primary.slots[pos])
+            self.remove_slot(<uint32_t>self.primary.slots[pos], h)
             self.c_replacements += 1
         cdef uint32_t slot = self.slab_alloc()
         cdef srec_t* r = &self.recs[slot]
@@ -1089,7 +1105,11 @@ cdef class SessionTable:
         r.last_seen_ns = now_ns
         r.expires_after_s = self.timeout_s(k.proto, tcp_flags)
         r.wheel_tick = TICK_NEVER
-        self.idx_raw_put(&self.primary, h, slot)
+        if pos < 0:  # nothing moved since the probe: its empty slot is k's place
+            self.primary.slots[empty_at] = (h >> 32 << 32) | slot
+            self.primary.count += 1
+        else:
+            self.idx_raw_put(&self.primary, h, slot)
         self.index_secondary(slot)
         self.push_to_wheel(slot, now_ns)
         self.c_installs += 1
@@ -1748,7 +1768,7 @@ cdef class SessionTable:
                     n += 1
                     if emits_deltas(r):
                         self.push_delta(DELTA_CLOSE, r, 0)
-                    self.remove_slot(slot)
+                    self.remove_slot(slot, self.hash_c(&r.key))
                     self.pop_stats[POP_EXPIRED] += 1
                 else:
                     exp_tick = (r.last_seen_ns + <uint64_t>r.expires_after_s * C_TICK_NS) // C_TICK_NS
