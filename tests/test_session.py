@@ -1003,3 +1003,31 @@ def test_readme_example_runs():
     assert len(expired) == 2 and [int(k) for k in deltas["kind"]] == [1, 2]
     assert table.stats()["expired"] == 2
     table.check_invariants()
+
+
+def test_concurrent_call_during_a_nogil_batch_is_refused():
+    """Batch calls run without the GIL; another thread touching the same table meanwhile
+    gets a RuntimeError instead of racing on it."""
+    import threading
+
+    n = 400_000
+    keys = np.zeros(n, dtype=KEY_DTYPE)
+    keys["af"], keys["proto"] = 2, 17
+    keys["sport"] = np.arange(n) % 60000 + 1
+    keys["dport"] = np.arange(n) // 60000 + 1
+    t = table(max_sessions=n)
+    worker = threading.Thread(
+        target=t.install_batch,
+        args=(keys, np.zeros(n, make_decision().dtype), np.zeros(n, META_DTYPE), S),
+    )
+    refused = 0
+    worker.start()
+    while worker.is_alive():
+        try:
+            t.stats()
+        except RuntimeError as exc:
+            assert "not thread-safe" in str(exc)
+            refused += 1
+    worker.join()
+    assert refused > 0 and len(t) == n
+    t.check_invariants()

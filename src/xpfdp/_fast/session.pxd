@@ -215,6 +215,7 @@ cdef class SessionTable:
     cdef uint64_t c_delta_pushed
     cdef uint64_t c_delta_drops
     cdef uint64_t c_delta_drained
+    cdef bint busy        # a batch call is running without the GIL (see _idle)
 
     # nogil entry points for the pipeline
     cdef int64_t lookup_c(self, const skey_t* k, uint64_t now_ns, uint8_t tcp_flags,
@@ -276,3 +277,4 @@ cdef class SessionTable:
     cdef object _find_batch(self, keys, out_handles, bint nat)
     cdef object _rg_walk(self, rgs, int mode)
     cdef object _check_secondary(self, str name, int which, int kind)
+    cdef object _idle(self)

@@ -549,6 +549,7 @@ cdef class SessionTable:
     def set_timeouts(self, tcp_timeout_s=0, udp_timeout_s=0, icmp_timeout_s=0):
         """Set idle timeouts in whole seconds (0 = default 300/60/60). Only affects later
         installs, lookups and updates; existing sessions keep their timeout."""
+        self._idle()
         vals = []
         for name, v, dflt in (("tcp_timeout_s", tcp_timeout_s, DEFAULT_TCP_TIMEOUT_S),
                               ("udp_timeout_s", udp_timeout_s, DEFAULT_UDP_TIMEOUT_S),
@@ -565,7 +566,14 @@ cdef class SessionTable:
 
     def __len__(self):
         """Number of primary keys (never slab slots)."""
+        self._idle()
         return self.primary.count
+
+    cdef object _idle(self):
+        """Refuse a call while a batch call of another thread runs without the GIL."""
+        if self.busy:
+            raise RuntimeError("SessionTable is not thread-safe: a batch call from another "
+                               "thread is running on it")
 
     # ----------------------------------------------------------------- internals: hashing
 
@@ -1259,6 +1267,7 @@ cdef class SessionTable:
         Refusals are counted: the table is full and the key is new, or the key is invalid.
         A replaced entry emits no delta; a new local forward entry emits an Open delta.
         """
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1270,6 +1279,7 @@ cdef class SessionTable:
     def install_batch(self, keys, decisions, metas, uint64_t now_ns, origins=None,
                       tcp_flags=None, out_handles=None):
         """install() for each row, in order, without the GIL; returns the int64 handles."""
+        self._idle()
         _need(keys, KEY_DTYPE, "keys")
         _need(decisions, DECISION_DTYPE, "decisions")
         _need(metas, META_DTYPE, "metas")
@@ -1287,9 +1297,11 @@ cdef class SessionTable:
         cdef uint8_t* op = <uint8_t*>_ptr(org)
         cdef uint8_t* fp = <uint8_t*>_ptr(fl)
         cdef int64_t* hp = <int64_t*>_ptr(out)
+        self.busy = True
         with nogil:
             for i in range(n):
                 hp[i] = self.install_c(&kp[i], &dp[i], &mp[i], op[i], now_ns, fp[i])
+        self.busy = False
         return out
 
     def install_pair(self, key, decision=None, meta=None, uint64_t now_ns=0, tcp_flags=0,
@@ -1301,6 +1313,7 @@ cdef class SessionTable:
         installed for LocalDelivery; the reverse entry is skipped for a FabricRedirect that
         did not arrive over the fabric. The pair is admitted whole or not at all.
         """
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1313,6 +1326,7 @@ cdef class SessionTable:
     def install_pair_batch(self, keys, decisions, metas, uint64_t now_ns, tcp_flags=None,
                            reverse_egress_ports=None, out_forward=None, out_reverse=None):
         """install_pair() for each row, in order, without the GIL; returns (fwd, rev)."""
+        self._idle()
         _need(keys, KEY_DTYPE, "keys")
         _need(decisions, DECISION_DTYPE, "decisions")
         _need(metas, META_DTYPE, "metas")
@@ -1334,10 +1348,12 @@ cdef class SessionTable:
         cdef uint16_t* rp = <uint16_t*>_ptr(rep)
         cdef int64_t* fo = <int64_t*>_ptr(of)
         cdef int64_t* ro = <int64_t*>_ptr(orv)
+        self.busy = True
         with nogil:
             for i in range(n):
                 self.install_pair_c(&kp[i], &dp[i], &mp[i], now_ns, fp[i], rp[i],
                                     &fo[i], &ro[i])
+        self.busy = False
         return of, orv
 
     def upsert_synced(self, key, decision=None, meta=None, uint64_t now_ns=0,
@@ -1345,6 +1361,7 @@ cdef class SessionTable:
         """Import a peer's session (HA). Refused (-1) if a local, not peer-synced entry with
         the same key exists and `allow_replace_local` is false. Never capped by
         max_sessions, never emits deltas. Returns the handle."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1369,6 +1386,7 @@ cdef class SessionTable:
         origin is rejected. On accept, decision, meta, origin, last_seen, timeout and the
         closing flag (from `tcp_flags`) are rewritten. Returns whether it was accepted.
         """
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1407,6 +1425,7 @@ cdef class SessionTable:
 
     def refresh_local(self, key, decision, meta, uint64_t now_ns, tcp_flags=0):
         """update_session keeping the current origin: refuses peer-synced entries."""
+        self._idle()
         h = self.peek(key)
         if h < 0:
             return False
@@ -1415,6 +1434,7 @@ cdef class SessionTable:
 
     def refresh_for_ha_activation(self, key, decision, meta, uint64_t now_ns, tcp_flags=0):
         """update_session keeping the current origin and always accepting (RG activation)."""
+        self._idle()
         h = self.peek(key)
         if h < 0:
             return False
@@ -1423,11 +1443,13 @@ cdef class SessionTable:
 
     def promote_synced(self, key, decision, meta, origin, uint64_t now_ns, tcp_flags=0):
         """update_session with a new (local) origin: promotes a peer-synced entry."""
+        self._idle()
         return self.update_session(key, decision, meta, origin, now_ns, tcp_flags, False)
 
     def refresh_for_ha_transition(self, key, decision, meta, uint64_t now_ns):
         """New decision and meta, last_seen = now; origin, timeout and closing are kept.
         Never emits a delta. Returns whether the key existed."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1452,6 +1474,7 @@ cdef class SessionTable:
     def delete(self, key):
         """Remove one entry and every index entry pointing at it. Emits no Close delta
         (callers clean up HA state themselves). Returns whether it existed."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         if self.remove_key(<skey_t*>_ptr(k)):
             self.c_deletes += 1
@@ -1460,18 +1483,22 @@ cdef class SessionTable:
 
     def delete_batch(self, keys):
         """delete() for each key in order, without the GIL; returns how many existed."""
+        self._idle()
         _need(keys, KEY_DTYPE, "keys")
         cdef Py_ssize_t i, n = keys.shape[0], removed = 0
         cdef skey_t* kp = <skey_t*>_ptr(keys)
+        self.busy = True
         with nogil:
             for i in range(n):
                 if self.remove_key(&kp[i]):
                     removed += 1
             self.c_deletes += removed
+        self.busy = False
         return removed
 
     def touch(self, key, uint64_t now_ns):
         """Keepalive by primary key (no alias): last_seen = now; timeout unchanged."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef int64_t slot = self.primary_slot(<skey_t*>_ptr(k))
         if slot < 0:
@@ -1481,18 +1508,22 @@ cdef class SessionTable:
 
     def touch_batch(self, handles, uint64_t now_ns):
         """Keepalive by handle; stale handles are skipped. Returns how many were touched."""
+        self._idle()
         _need(handles, np.dtype(np.int64), "handles")
         cdef Py_ssize_t i, n = handles.shape[0], touched = 0
         cdef int64_t* hp = <int64_t*>_ptr(handles)
+        self.busy = True
         with nogil:
             for i in range(n):
                 touched += self.touch_handle_c(hp[i], now_ns)
+        self.busy = False
         return touched
 
     # ================================================================= Python API: reads
 
     def lookup(self, key, uint64_t now_ns, tcp_flags=0):
         """Refreshing lookup (primary key, then reverse-translated alias); handle or -1."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef uint8_t f = _u8_per_key(tcp_flags, 1, "tcp_flags")[0]
         cdef bint alias
@@ -1500,6 +1531,7 @@ cdef class SessionTable:
 
     def peek(self, key):
         """lookup() without refreshing anything; handle or -1."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef bint alias
         cdef int64_t h = self.lookup_c(<skey_t*>_ptr(k), 0, 0, False, &alias)
@@ -1513,10 +1545,12 @@ cdef class SessionTable:
                      out_via_alias=None):
         """lookup() for each key in order, without the GIL. Fills `out_handles` (int64,
         -1 = miss) and optionally `out_via_alias` (uint8); returns the number of hits."""
+        self._idle()
         return self._lookup_batch(keys, now_ns, out_handles, tcp_flags, out_via_alias, True)
 
     def peek_batch(self, keys, out_handles=None, out_via_alias=None):
         """Non-refreshing lookup_batch (counters are not touched either)."""
+        self._idle()
         return self._lookup_batch(keys, 0, out_handles, None, out_via_alias, False)
 
     cdef object _lookup_batch(self, keys, uint64_t now_ns, out_handles, tcp_flags,
@@ -1538,6 +1572,7 @@ cdef class SessionTable:
         cdef uint64_t lookups = self.c_lookups, hits0 = self.c_hits, ah = self.c_alias_hits
         cdef uint64_t hb[PIPE]
         cdef Py_ssize_t base, m, j
+        self.busy = True
         with nogil:
             base = 0
             while base < n:
@@ -1565,25 +1600,30 @@ cdef class SessionTable:
                 self.c_lookups = lookups
                 self.c_hits = hits0
                 self.c_alias_hits = ah
+        self.busy = False
         return hits
 
     def find_forward_nat(self, reply_key):
         """The forward session a reply matches (reverse-wire or reverse-canonical key);
         handle or -1. Read-only."""
+        self._idle()
         k = _one(reply_key, KEY_DTYPE, "reply_key")
         return self.find_forward_nat_c(<skey_t*>_ptr(k))
 
     def find_forward_wire(self, wire_key):
         """The forward session whose post-NAT packet is `wire_key`; handle or -1."""
+        self._idle()
         k = _one(wire_key, KEY_DTYPE, "wire_key")
         return self.find_forward_wire_c(<skey_t*>_ptr(k))
 
     def find_forward_nat_batch(self, keys, out_handles=None):
         """find_forward_nat for each key, without the GIL; returns the number of hits."""
+        self._idle()
         return self._find_batch(keys, out_handles, True)
 
     def find_forward_wire_batch(self, keys, out_handles=None):
         """find_forward_wire for each key, without the GIL; returns the number of hits."""
+        self._idle()
         return self._find_batch(keys, out_handles, False)
 
     cdef object _find_batch(self, keys, out_handles, bint nat):
@@ -1595,6 +1635,7 @@ cdef class SessionTable:
         cdef uint64_t hb[PIPE]
         cdef Py_ssize_t base, m, j
         cdef sindex_t* ix = &self.natrev if nat else &self.fwire
+        self.busy = True
         with nogil:
             base = 0
             while base < n:
@@ -1616,25 +1657,30 @@ cdef class SessionTable:
                     if hp[i] >= 0:
                         hits += 1
                 base += m
+        self.busy = False
         return hits
 
     def records(self, handles):
         """SESSION_DTYPE copies of the records named by `handles` (valid = 0 if stale)."""
+        self._idle()
         hs = np.ascontiguousarray(handles, dtype=np.int64).reshape(-1)
         cdef Py_ssize_t i, n = hs.shape[0]
         out = np.zeros(n, dtype=SESSION_DTYPE)
         cdef int64_t* hp = <int64_t*>_ptr(hs)
         cdef ssession_t* op = <ssession_t*>_ptr(out)
+        self.busy = True
         with nogil:
             for i in range(n):
                 if self.record_c(hp[i]) != NULL:
                     self.fill_session(<uint32_t>hp[i], &op[i])
                 else:
                     op[i].handle = -1
+        self.busy = False
         return out
 
     def entry(self, key):
         """The record stored under primary `key` (SESSION_DTYPE scalar), or None."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef int64_t slot = self.primary_slot(<skey_t*>_ptr(k))
         if slot < 0:
@@ -1642,11 +1688,13 @@ cdef class SessionTable:
         return self.records([make_handle(self.recs[slot].generation, <uint32_t>slot)])[0]
 
     def __contains__(self, key):
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         return self.primary_slot(<skey_t*>_ptr(k)) >= 0
 
     def keys(self):
         """Every primary key (KEY_DTYPE array, slab order)."""
+        self._idle()
         cdef uint32_t s
         cdef Py_ssize_t j = 0
         out = np.empty(self.primary.count, dtype=KEY_DTYPE)
@@ -1680,6 +1728,7 @@ cdef class SessionTable:
 
     def wheel_entries_for(self, key):
         """How many wheel entries name the session under primary `key` (for tests)."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef int64_t slot = self.primary_slot(<skey_t*>_ptr(k))
         if slot < 0:
@@ -1695,6 +1744,7 @@ cdef class SessionTable:
 
     def last_pop_stats(self):
         """What the last expire() call saw: scanned = gone + stale + expired + re_bucketed."""
+        self._idle()
         return {"scanned": self.pop_stats[POP_SCANNED], "dropped_gone": self.pop_stats[POP_GONE],
                 "dropped_stale": self.pop_stats[POP_STALE],
                 "expired": self.pop_stats[POP_EXPIRED],
@@ -1704,6 +1754,7 @@ cdef class SessionTable:
         """Collect sessions idle longer than their timeout (strictly), at most once per
         1 s GC interval. Returns the removed sessions as a SESSION_DTYPE array (handles
         already stale). Local forward sessions emit a Close delta."""
+        self._idle()
         memset(self.pop_stats, 0, sizeof(self.pop_stats))
         if self.gc_started and (now_ns < self.last_gc_ns_ or
                                 now_ns - self.last_gc_ns_ < C_TICK_NS):
@@ -1713,8 +1764,10 @@ cdef class SessionTable:
         cdef ssession_t* buf = NULL
         cdef size_t cap = 0
         cdef Py_ssize_t n
+        self.busy = True
         with nogil:
             n = self.expire_c(now_ns, &buf, &cap)
+        self.busy = False
         if n < 0:
             free(buf)
             raise MemoryError("expire could not allocate its result")
@@ -1792,6 +1845,7 @@ cdef class SessionTable:
 
     def drain_deltas(self, max_deltas=256):
         """Pop up to max(max_deltas, 1) queued deltas (DELTA_DTYPE array), oldest first."""
+        self._idle()
         cdef uint32_t want = max(int(max_deltas), 1), i
         cdef uint32_t n = min(want, self.delta_len)
         out = np.empty(n, dtype=DELTA_DTYPE)
@@ -1834,6 +1888,7 @@ cdef class SessionTable:
             kout = <skey_t*>_ptr(out)
             dout = <sdelta_t*>_ptr(out)
             j = 0
+            self.busy = True
             with nogil:
                 s = self.rg_heads[pos]
                 while s != NO_SLOT and j < cap:
@@ -1858,6 +1913,7 @@ cdef class SessionTable:
                         dout[j].dec = r.dec
                         dout[j].meta = r.meta
                         j += 1
+            self.busy = False
             chunks.append(out[:j])
         if not chunks:
             return np.zeros(0, dtype=DELTA_DTYPE if mode == 2 else KEY_DTYPE)
@@ -1867,23 +1923,27 @@ cdef class SessionTable:
 
     def owner_rg_keys(self, rgs):
         """Primary keys of every session owned by any of the RGs in `rgs` (KEY_DTYPE)."""
+        self._idle()
         return self._rg_walk(rgs, 0)
 
     def demote_owner_rg(self, rg):
         """Mark every session of `rg` (forward and reverse) SyncImport unless already
         peer-synced; returns all of their keys. Indices are untouched."""
+        self._idle()
         return self._rg_walk([rg], 1)
 
     def export_owner_rg(self, rgs):
         """Open deltas (fabric_redirect_sync = 1) for the local forward sessions of `rgs`
         that a peer should own: not peer-synced, not seeds, not fabric-ingress,
         ForwardCandidate or FabricRedirect. Returned directly (lossless), not queued."""
+        self._idle()
         return self._rg_walk(rgs, 2)
 
     # ================================================================= introspection
 
     def stats(self):
         """Every counter and size, as a dict of ints."""
+        self._idle()
         return {
             "sessions": self.primary.count,
             "installs": self.c_installs,
@@ -1920,6 +1980,7 @@ cdef class SessionTable:
     def memory_bytes(self, include_wheel=True):
         """Heap bytes held by the slab, all indices, the delta queue and (optionally) the
         timer wheel."""
+        self._idle()
         cdef uint64_t total = <uint64_t>self.rec_cap * sizeof(srec_t)
         total += (<uint64_t>self.primary.cap + self.natrev.cap + self.fwire.cap +
                   self.alias.cap) * sizeof(uint64_t)
@@ -1933,6 +1994,7 @@ cdef class SessionTable:
 
     def index_load(self):
         """Per index: (entries, capacity, mean probe displacement); a hash-quality check."""
+        self._idle()
         out = {}
         cdef sindex_t* ix
         cdef uint32_t i, home
@@ -1955,6 +2017,7 @@ cdef class SessionTable:
         """Test hook: add a raw entry key -> slot(handle) to an index without validation,
         to simulate a corrupted or stale mapping. index: primary, nat_reverse,
         forward_wire or alias."""
+        self._idle()
         ixs = {"primary": 0, "nat_reverse": 1, "forward_wire": 2, "alias": 3}
         if index not in ixs:
             raise ValueError(f"index must be one of {sorted(ixs)}")
@@ -1974,6 +2037,7 @@ cdef class SessionTable:
     def check_invariants(self):
         """O(N) scan of invariants I1-I7 (sessions.md §2.7); raises AssertionError naming
         the first violation, returns a summary dict otherwise."""
+        self._idle()
         cdef uint32_t s, i, b, live = 0, pos
         cdef srec_t* r
         cdef uint64_t e
