@@ -40,8 +40,7 @@ cdef extern from *:
         w[0] &= XS_W0_MASK;
         uint64_t a = xs_mum(w[0] ^ 0xa0761d6478bd642full, w[1] ^ seed);
         uint64_t b = xs_mum(w[2] ^ 0xe7037ed1a0b428dbull, w[3] ^ seed ^ 0x589965cc75374cc3ull);
-        uint64_t c = xs_mum(w[4] ^ 0x8ebc6af09c88c6e3ull, a ^ b ^ 0x1d8e4e27c47d124full);
-        return xs_mum(c ^ seed, 0x9E3779B97F4A7C15ull);
+        return xs_mum(a ^ w[4] ^ 0x8ebc6af09c88c6e3ull, b ^ 0x1d8e4e27c47d124full);
     }
     #define xs_prefetch(p) __builtin_prefetch((p), 0, 3)
     static inline int xs_key_eq(const void *a, const void *b) {
@@ -333,13 +332,15 @@ cdef inline int64_t make_handle(uint32_t gen, uint32_t slot) noexcept nogil:
 # Array argument checks (Python side of every batch call)
 
 cdef object _need(object arr, object dtype, str name, bint writeable=False):
+    """Check a batch argument (cheaply: this runs once per batch call)."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy array of {dtype}, got {type(arr).__name__}")
-    if arr.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {arr.dtype}")
-    if arr.ndim != 1 or not arr.flags.c_contiguous:
+    cdef cnp.ndarray a = <cnp.ndarray>arr
+    if a.dtype is not dtype and a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {a.dtype}")
+    if cnp.PyArray_NDIM(a) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{name} must be a 1-D C-contiguous array")
-    if writeable and not arr.flags.writeable:
+    if writeable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{name} must be writeable")
     return arr
 
@@ -1286,21 +1287,31 @@ cdef class SessionTable:
         _same_len(keys, decisions, "keys", "decisions")
         _same_len(keys, metas, "keys", "metas")
         cdef Py_ssize_t i, n = keys.shape[0]
-        org = _u8_per_key(ORIGIN_FORWARD_FLOW if origins is None else origins, n, "origins")
-        if n and org[:n].max() >= ORIGIN_COUNT:
-            raise ValueError(f"origins must be 0..{ORIGIN_COUNT - 1}")
-        fl = _u8_per_key(tcp_flags, n, "tcp_flags")
+        # a scalar origin / flag is read through a stride of 0 (no per-call array)
+        cdef uint8_t o_one = ORIGIN_FORWARD_FLOW, f_one = 0
+        cdef uint8_t* op = &o_one
+        cdef uint8_t* fp = &f_one
+        cdef Py_ssize_t ostep = 0, fstep = 0
+        if isinstance(origins, int):
+            o_one = _check_origin(origins)
+        elif origins is not None:
+            org = _u8_per_key(origins, n, "origins")
+            if n and org[:n].max() >= ORIGIN_COUNT:
+                raise ValueError(f"origins must be 0..{ORIGIN_COUNT - 1}")
+            op, ostep = <uint8_t*>_ptr(org), 1
+        if tcp_flags is not None:
+            fl = _u8_per_key(tcp_flags, n, "tcp_flags")
+            fp, fstep = <uint8_t*>_ptr(fl), 1
         out = _out_i64(out_handles, n, "out_handles")
         cdef skey_t* kp = <skey_t*>_ptr(keys)
         cdef sdecision_t* dp = <sdecision_t*>_ptr(decisions)
         cdef smeta_t* mp = <smeta_t*>_ptr(metas)
-        cdef uint8_t* op = <uint8_t*>_ptr(org)
-        cdef uint8_t* fp = <uint8_t*>_ptr(fl)
         cdef int64_t* hp = <int64_t*>_ptr(out)
         self.busy = True
         with nogil:
             for i in range(n):
-                hp[i] = self.install_c(&kp[i], &dp[i], &mp[i], op[i], now_ns, fp[i])
+                hp[i] = self.install_c(&kp[i], &dp[i], &mp[i], op[i * ostep], now_ns,
+                                       fp[i * fstep])
         self.busy = False
         return out
 
@@ -1558,7 +1569,14 @@ cdef class SessionTable:
         _need(keys, KEY_DTYPE, "keys")
         cdef Py_ssize_t i, n = keys.shape[0], hits = 0
         out = _out_i64(out_handles, n, "out_handles")
-        fl = _u8_per_key(tcp_flags, n, "tcp_flags")
+        cdef uint8_t f_one = 0
+        cdef uint8_t* fp = &f_one
+        cdef Py_ssize_t fstep = 0
+        if isinstance(tcp_flags, int):
+            f_one = _u8_per_key(tcp_flags, 1, "tcp_flags")[0]
+        elif tcp_flags is not None:
+            fl = _u8_per_key(tcp_flags, n, "tcp_flags")
+            fp, fstep = <uint8_t*>_ptr(fl), 1
         cdef uint8_t* ap = NULL
         if out_via_alias is not None:
             _need(out_via_alias, np.dtype(np.uint8), "out_via_alias", True)
@@ -1567,7 +1585,6 @@ cdef class SessionTable:
             ap = <uint8_t*>_ptr(out_via_alias)
         cdef skey_t* kp = <skey_t*>_ptr(keys)
         cdef int64_t* hp = <int64_t*>_ptr(out)
-        cdef uint8_t* fp = <uint8_t*>_ptr(fl)
         cdef bint alias
         cdef uint64_t lookups = self.c_lookups, hits0 = self.c_hits, ah = self.c_alias_hits
         cdef uint64_t hb[PIPE]
@@ -1590,7 +1607,7 @@ cdef class SessionTable:
                                                                       hb[j + PF_RECORD]):
                         self.prefetch_record(&self.alias, hb[j + PF_RECORD])
                     i = base + j
-                    hp[i] = self.lookup_h(&kp[i], hb[j], now_ns, fp[i], refresh, &alias)
+                    hp[i] = self.lookup_h(&kp[i], hb[j], now_ns, fp[i * fstep], refresh, &alias)
                     if hp[i] >= 0:
                         hits += 1
                     if ap != NULL:
