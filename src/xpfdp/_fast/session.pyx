@@ -38,9 +38,15 @@ cdef extern from *:
         uint64_t w[5];
         memcpy(w, p, 40);
         w[0] &= XS_W0_MASK;
-        uint64_t a = xs_mum(w[0] ^ 0xa0761d6478bd642full, w[1] ^ seed);
-        uint64_t b = xs_mum(w[2] ^ 0xe7037ed1a0b428dbull, w[3] ^ seed ^ 0x589965cc75374cc3ull);
-        return xs_mum(a ^ w[4] ^ 0x8ebc6af09c88c6e3ull, b ^ 0x1d8e4e27c47d124full);
+        /* Each word is multiplied by a constant (never by another data word, so no input
+           can zero a product and erase the rest of the key); the five products are
+           independent, then folded by one data-by-data multiply. */
+        uint64_t a = xs_mum(w[0] ^ seed ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull);
+        uint64_t b = xs_mum(w[1] ^ seed ^ 0x8ebc6af09c88c6e3ull, 0x589965cc75374cc3ull);
+        uint64_t c = xs_mum(w[2] ^ seed ^ 0x1d8e4e27c47d124full, 0x9E3779B97F4A7C15ull);
+        uint64_t d = xs_mum(w[3] ^ seed ^ 0xc2b2ae3d27d4eb4full, 0x165667b19e3779f9ull);
+        uint64_t e = xs_mum(w[4] ^ seed ^ 0x27d4eb2f165667c5ull, 0x85ebca77c2b2ae63ull);
+        return xs_mum(a ^ c ^ e ^ 0xff51afd7ed558ccdull, b ^ d ^ 0xc4ceb9fe1a85ec53ull);
     }
     #define xs_prefetch(p) __builtin_prefetch((p), 0, 3)
     static inline int xs_key_eq(const void *a, const void *b) {
