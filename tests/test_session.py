@@ -6,8 +6,8 @@ import ipaddress
 
 import numpy as np
 import pytest
-from xpfdp._fast.meta import PKT_META
 
+from xpfdp._fast.meta import PKT_META
 from xpfdp.session import (
     DELTA_DTYPE,
     KEY_DTYPE,
