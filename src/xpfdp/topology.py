@@ -126,6 +126,12 @@ class Namespace:
             link = ipr.get_links(ipr.link_lookup(ifname=ifname)[0])[0]
         return link.get_attr("IFLA_ADDRESS")
 
+    def disable_ipv6(self) -> None:
+        """Turn IPv6 off in the namespace (no router solicitations or MLD reports: tests
+        that count frames see only their own)."""
+        for scope in ("all", "default"):
+            self.run("sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1")
+
     def disable_offloads(self, ifname: str) -> None:
         """Turn off GRO/TSO/GSO and TX checksum offload so frames leave complete, wire-sized."""
         self.run("ethtool", "-K", ifname, "gro", "off", "tso", "off", "gso", "off", "tx", "off")

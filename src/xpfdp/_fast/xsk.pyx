@@ -275,7 +275,8 @@ cdef class Umem:
         cdef int bad = -1
         for i in range(count):
             if not self.owns(d[i].addr, d[i].len):
-                return <int>i
+                bad = <int>i
+                break
             fi = <uint32_t>(d[i].addr >> self.frame_shift)
             if self.state[fi] != FRAME_HELD:
                 bad = <int>i
@@ -390,6 +391,13 @@ cdef class Umem:
         if problems:
             raise FrameLeakError("; ".join(problems) + f" (counts: {counts})")
         return counts
+
+    def _debug_set_state(self, uint32_t frame, uint8_t state):
+        """Overwrite one frame's state record (tests use it to prove check_frames detects
+        corruption)."""
+        if frame >= self.frames:
+            raise IndexError(frame)
+        self.state[frame] = state
 
     def close(self):
         """Close every port on this UMEM (sockets first), unregister it and unmap it."""
@@ -1229,3 +1237,52 @@ def generate(Port port, Burst burst, templates, double seconds, double rate_pps=
             burst.n = 0
         port.c_service()
     return sent, refused
+
+
+cdef inline uint64_t _pass_one_way(Port rx_port, Port tx_port, Burst burst,
+                                   uint64_t *dropped) noexcept nogil:
+    cdef int n = rx_port.c_rx(burst)
+    cdef int s
+    if n <= 0:
+        return 0
+    s = tx_port.c_tx(burst, 0, n)
+    if s < 0:
+        s = 0
+    if s < n:
+        dropped[0] += n - s
+        rx_port.c_recycle(burst, s, n - s)
+    burst.n = 0
+    return <uint64_t>n
+
+
+def bridge(Port a, Port b, Burst burst, double seconds):
+    """Carry frames both ways between two ports of one UMEM for `seconds`, unchanged and
+    without copying. Returns (a_to_b, b_to_a, dropped)."""
+    if a.umem is not b.umem:
+        raise ValueError("bridge() needs both ports on one UMEM")
+    a._ready(burst)
+    cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
+    cdef uint64_t ab = 0, ba = 0, dropped = 0, got_ab, got_ba
+    cdef uint32_t empty = 0, it = 0
+    with nogil:
+        while True:
+            it += 1
+            if (it & 63) == 0 and xpfdp_now_ns() >= deadline:
+                break
+            got_ab = _pass_one_way(a, b, burst, &dropped)
+            got_ba = _pass_one_way(b, a, burst, &dropped)
+            ab += got_ab
+            ba += got_ba
+            if got_ab or got_ba:
+                empty = 0
+                continue
+            a.c_service()
+            b.c_service()
+            empty += 1
+            if empty >= 256:  # idle: block briefly on each side in turn
+                if it & 1:
+                    a.c_wait(1)
+                else:
+                    b.c_wait(1)
+                empty = 0
+    return ab, ba, dropped
