@@ -8,7 +8,9 @@
 #ifndef XPFDP_XSK_ABI_H
 #define XPFDP_XSK_ABI_H
 
+#ifndef XPFDP_XSK_ABI_VERSION
 #define XPFDP_XSK_ABI_VERSION 1
+#endif
 
 /* Keys of the XSKMAP are RX queue indexes below this bound. */
 #define XPFDP_XSK_MAX_QUEUES 64

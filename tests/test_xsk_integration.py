@@ -79,29 +79,43 @@ def ipv4_udp_frame(dst_mac: str, src_mac: str, payload: bytes, sport: int = 5000
     return mac(dst_mac.replace(":", "")) + mac(src_mac.replace(":", "")) + b"\x08\x00" + ip + udp
 
 
+def sniff_outgoing(sock: socket.socket, want: int, timeout_s: float = 3.0) -> list[bytes]:
+    """Frames the peer's AF_PACKET socket saw leaving (what the kernel put on the wire)."""
+    got = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < want and time.monotonic() < deadline:
+        try:
+            data, addr = sock.recvfrom(65535)
+        except TimeoutError:
+            break
+        if addr[2] == socket.PACKET_OUTGOING:
+            got.append(data)
+    return got
+
+
 def test_kernel_udp_arrives_byte_for_byte(topo, umem_factory):
     link = topo.link()
     payloads = udp_payloads(100)
     with topo.dut.inside():
         umem = umem_factory(4096)
         with XskPort(link.dut_if, 0, umem) as port:
-            assert port.attach_mode == "native" and not port.zerocopy
+            assert port.attach_mode == "native"
+            assert not port.zerocopy
             sniffer = link.peer_sniffer()
             tx = link.peer_socket()
             for i, p in enumerate(payloads):
                 tx.sendto(p, (link.dut_ip, 7000 + i))
-            sent_frames = sniff(sniffer, 0, 0.2) or []
+            on_wire = sniff_outgoing(sniffer, len(payloads))
             sniffer.close()
             got = receive(port, len(payloads), Burst(64))
             umem.check_frames()
+    assert got == on_wire
     assert len(got) == len(payloads)
-    for i, (frame, payload) in enumerate(zip(got, payloads)):
+    for i, (frame, payload) in enumerate(zip(got, payloads, strict=True)):
         assert frame[:6] == bytes.fromhex(link.dut_mac.replace(":", ""))
-        assert frame[12:14] == b"\x08\x00"
         assert frame[30:34] == socket.inet_aton(link.dut_ip)
         assert struct.unpack("!H", frame[36:38])[0] == 7000 + i
         assert frame[42:] == payload
-    del sent_frames
 
 
 def test_rx_addresses_follow_copy_mode_layout(topo, umem_factory):
@@ -110,7 +124,7 @@ def test_rx_addresses_follow_copy_mode_layout(topo, umem_factory):
         umem = umem_factory(1024)
         with XskPort(link.dut_if, 0, umem, ring_size=256) as port:
             tx = link.peer_socket()
-            for i in range(10):
+            for _ in range(10):
                 tx.sendto(b"z" * 20, (link.dut_ip, 9))
             b = Burst(64)
             deadline = time.monotonic() + 2
@@ -352,9 +366,11 @@ def test_clear_errors(topo, umem_factory, monkeypatch):
             XskPort("nope0", 0, umem)
         with pytest.raises(XdpError, match="native"):
             XskPort("lo", 0, umem, mode="native")
-        with XdpProgram(link.dut_if, "generic"):
-            with pytest.raises(ForeignXdpProgramError, match="already has an XDP program"):
-                XskPort(link.dut_if, 0, umem)
+        with (
+            XdpProgram(link.dut_if, "generic"),
+            pytest.raises(ForeignXdpProgramError, match="already has an XDP program"),
+        ):
+            XskPort(link.dut_if, 0, umem)
         import xpfdp.bpf
 
         monkeypatch.setattr(xpfdp.bpf, "_effective_caps", lambda: 0)

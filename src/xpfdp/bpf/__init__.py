@@ -9,7 +9,6 @@ detaches it (only if it is still ours) and clears the map entries it wrote.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from pathlib import Path
 
@@ -302,7 +301,8 @@ class XdpProgram:
         self.close()
 
     def __repr__(self) -> str:
-        return f"XdpProgram({self.ifname!r}, mode={self.mode!r}, prog_id={getattr(self, 'prog_id', 0)})"
+        prog_id = getattr(self, "prog_id", 0)
+        return f"XdpProgram({self.ifname!r}, mode={self.mode!r}, prog_id={prog_id})"
 
 
 __all__ = [
