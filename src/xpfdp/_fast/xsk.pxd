@@ -156,8 +156,9 @@ cdef class Umem:
 
     cdef bint owns(self, uint64_t addr, uint32_t length) noexcept nogil
     cdef void route_home(self, uint64_t addr) noexcept nogil
-    cdef int check_held(self, xdp_desc *d, uint32_t count) noexcept nogil
-    cdef void take_held(self, xdp_desc *d, uint32_t count, uint8_t new_state) noexcept nogil
+    cdef int claim_held(self, xdp_desc *d, uint32_t count) noexcept nogil
+    cdef void unclaim(self, xdp_desc *d, uint32_t count) noexcept nogil
+    cdef void take_claimed(self, xdp_desc *d, uint32_t count, uint8_t new_state) noexcept nogil
     cdef int _attach_port(self, Port port) except -1
     cdef void _reclaim(self, uint8_t slot) noexcept nogil
     cdef int _register(self) except -1

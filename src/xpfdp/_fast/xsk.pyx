@@ -98,6 +98,7 @@ cdef enum:
     FRAME_KERNEL_RX = 3
     FRAME_HELD = 4
     FRAME_TX = 5
+    FRAME_CLAIMED = 6  # transient inside tx/recycle calls; never visible between calls
     STATE_MASK = 7
     SLOT_SHIFT = 3
     MAX_PORTS_PER_UMEM = 31
@@ -269,24 +270,26 @@ cdef class Umem:
             self.pending_fill[self.n_pending_fill] = base
             self.n_pending_fill += 1
 
-    cdef int check_held(self, xdp_desc *d, uint32_t count) noexcept nogil:
-        """-1 if every descriptor names a held frame exactly once, else the first bad index."""
+    cdef int claim_held(self, xdp_desc *d, uint32_t count) noexcept nogil:
+        """Claim the frames of `count` descriptors for hand-back. Returns -1 when each
+        names a frame the caller holds, exactly once; otherwise the first bad index, and
+        nothing stays claimed. Every claimed frame must then be re-homed, submitted
+        (take_claimed) or unclaimed."""
         cdef uint32_t i, fi
-        cdef int bad = -1
         for i in range(count):
-            if not self.owns(d[i].addr, d[i].len):
-                bad = <int>i
-                break
             fi = <uint32_t>(d[i].addr >> self.frame_shift)
-            if self.state[fi] != FRAME_HELD:
-                bad = <int>i
-                break
-            self.state[fi] = 0  # mark seen: catches duplicates within the batch
-        for i in range(count if bad < 0 else <uint32_t>bad):
-            self.state[d[i].addr >> self.frame_shift] = FRAME_HELD
-        return bad
+            if not self.owns(d[i].addr, d[i].len) or self.state[fi] != FRAME_HELD:
+                self.unclaim(d, i)
+                return <int>i
+            self.state[fi] = FRAME_CLAIMED
+        return -1
 
-    cdef void take_held(self, xdp_desc *d, uint32_t count, uint8_t new_state) noexcept nogil:
+    cdef void unclaim(self, xdp_desc *d, uint32_t count) noexcept nogil:
+        cdef uint32_t i
+        for i in range(count):
+            self.state[d[i].addr >> self.frame_shift] = FRAME_HELD
+
+    cdef void take_claimed(self, xdp_desc *d, uint32_t count, uint8_t new_state) noexcept nogil:
         cdef uint32_t i
         for i in range(count):
             self.state[d[i].addr >> self.frame_shift] = new_state
@@ -505,7 +508,7 @@ cdef class Port:
         return 0
 
     cdef int c_recycle(self, Burst b, uint32_t start, uint32_t count) noexcept nogil:
-        cdef int bad = self.umem.check_held(b.d + start, count)
+        cdef int bad = self.umem.claim_held(b.d + start, count)
         cdef uint32_t i
         if bad >= 0:
             self.st.bad_desc += 1
@@ -882,7 +885,7 @@ cdef class XskPort(Port):
         cdef uint32_t idx, got, i
         cdef uint64_t nbytes = 0
         cdef xdp_desc *d
-        cdef int bad = self.umem.check_held(b.d + start, count)
+        cdef int bad = self.umem.claim_held(b.d + start, count)
         if bad >= 0:
             self.st.bad_desc += 1
             return -1 - bad
@@ -890,13 +893,14 @@ cdef class XskPort(Port):
         got = _reserve_up_to(&self.tx, count, &idx)
         if got < count:
             self.st.tx_ring_full += 1
+            self.umem.unclaim(b.d + start + got, count - got)
         for i in range(got):
             d = xsk_ring_prod__tx_desc(&self.tx, idx + i)
             d.addr = b.d[start + i].addr
             d.len = b.d[start + i].len
             d.options = 0
             nbytes += d.len
-        self.umem.take_held(b.d + start, got, (self.slot << SLOT_SHIFT) | FRAME_TX)
+        self.umem.take_claimed(b.d + start, got, (self.slot << SLOT_SHIFT) | FRAME_TX)
         xsk_ring_prod__submit(&self.tx, got)
         self.n_tx_out += got
         self.st.tx_packets += got
@@ -1058,13 +1062,14 @@ cdef class MemPort(Port):
         cdef uint32_t i, got = count
         cdef uint64_t nbytes = 0
         cdef xdp_desc *d
-        cdef int bad = self.umem.check_held(b.d + start, count)
-        if bad >= 0:
-            self.st.bad_desc += 1
-            return -1 - bad
+        cdef int bad
         if got > self.ring_size:
             got = self.ring_size
             self.st.tx_ring_full += 1
+        bad = self.umem.claim_held(b.d + start, got)
+        if bad >= 0:
+            self.st.bad_desc += 1
+            return -1 - bad
         self.umem.n_held -= got
         for i in range(got):
             d = &b.d[start + i]
@@ -1120,9 +1125,11 @@ cdef inline void _idle(Port p, uint32_t *empty) noexcept nogil:
         empty[0] = 0
 
 
-def forward(Port rx_port, Port tx_port, Burst burst, double seconds, bint swap_macs=True):
-    """Move packets rx_port -> tx_port (same UMEM: no copy) for `seconds`, optionally
-    swapping MACs. Returns (received, sent, dropped). Unsent frames are recycled."""
+def forward(Port rx_port, Port tx_port, Burst burst, double seconds, bint swap_macs=True,
+            uint64_t max_packets=0):
+    """Move packets rx_port -> tx_port (same UMEM: no copy) for `seconds` (or until
+    `max_packets` were received), optionally swapping MACs. Returns (received, sent,
+    dropped). Unsent frames are recycled."""
     if rx_port.umem is not tx_port.umem:
         raise ValueError("forward() needs both ports on one UMEM")
     rx_port._ready(burst)
@@ -1135,6 +1142,8 @@ def forward(Port rx_port, Port tx_port, Burst burst, double seconds, bint swap_m
         while True:
             it += 1
             if (it & 63) == 0 and xpfdp_now_ns() >= deadline:
+                break
+            if max_packets and rx >= max_packets:
                 break
             n = rx_port.c_rx(burst)
             if n == 0:
