@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -77,3 +78,15 @@ def test_l2fwd_reflects_with_macs_swapped(topo):
     for i, frame in enumerate(seen):
         assert frame[:6] == mac_bytes(link.peer_mac) and frame[6:12] == mac_bytes(link.dut_mac)
         assert frame[42:] == b"r" * (20 + i)
+
+
+def test_sigterm_tears_down_and_detaches(topo):
+    link = topo.link()
+    proc = run_example("rxdrop.py", "--iface", link.dut_if, "--netns", topo.dut.name)
+    assert "receiving" in proc.stdout.readline()
+    attached = topo.dut.run("ip", "link", "show", link.dut_if).stdout
+    assert "xdp" in attached
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "xdp" not in topo.dut.run("ip", "link", "show", link.dut_if).stdout

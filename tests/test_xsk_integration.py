@@ -377,3 +377,43 @@ def test_clear_errors(topo, umem_factory, monkeypatch):
         with pytest.raises(PermissionError, match="CAP_NET_ADMIN"):
             XskPort(link.dut_if, 0, umem)
     assert umem.check_frames()["fill_ring"] == 0
+
+
+def test_idle_port_keeps_its_fill_stock_and_receives_the_first_packet(topo, umem_factory):
+    link = topo.link()
+    with topo.dut.inside():
+        umem = umem_factory(1024)
+        with XskPort(link.dut_if, 0, umem, ring_size=256) as port:
+            before = port.stats()
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                port.poll()
+                port.wait(50)
+            idle = port.stats()
+            assert idle["rx_fill_ring_empty_descs"] == before["rx_fill_ring_empty_descs"] == 0
+            assert idle["fill_empty"] == 0
+            assert idle["frames_fill_ring"] == 512  # 2 x ring, stocked at bind
+            link.peer_socket().sendto(b"first", (link.dut_ip, 9))
+            got = receive(port, 1, Burst(8))
+    assert len(got) == 1 and got[0].endswith(b"first")
+
+
+def test_closed_port_leaves_no_stale_xskmap_entry(topo, umem_factory):
+    link = topo.link(queues=2)
+    with topo.dut.inside():
+        umem = umem_factory(2048)
+        keep = XskPort(link.dut_if, 1, umem, ring_size=256, fill_target=256)
+        try:
+            with XskPort(link.dut_if, 0, umem, ring_size=256, fill_target=256):
+                pass
+            program = programs.attached()[0]
+            assert program.attached  # still serving queue 1
+            senders = [link.peer_socket() for _ in range(32)]
+            for s in senders:
+                s.sendto(b"s" * 20, (link.dut_ip, 9))
+            got = receive(keep, 32, Burst(64), timeout_s=0.5)
+            counters = program.counters()
+            assert counters["redirected"] == len(got)
+            assert counters["no_socket"] == 32 - len(got) > 0  # queue 0 went to the kernel
+        finally:
+            keep.close()
