@@ -234,3 +234,17 @@ def test_check_frames_detects_a_corrupted_pool(umem_factory):
         u.check_frames()
     u._debug_set_state(15, 2)
     assert u.check_frames()["held"] == 0
+
+
+def test_rx_into_a_full_burst_is_refused(umem_factory):
+    u = umem_factory(32)
+    port = MemPort(u, frames(4))
+    b = Burst(2)
+    port.rx_burst(b)
+    with pytest.raises(ValueError, match="still holds 2 frames"):
+        port.rx_burst(b)
+    port.recycle(b)
+    b.n = 0
+    assert port.rx_burst(b) == 2
+    port.recycle(b)
+    b.n = 0

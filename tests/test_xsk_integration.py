@@ -417,3 +417,15 @@ def test_closed_port_leaves_no_stale_xskmap_entry(topo, umem_factory):
             assert counters["no_socket"] == 32 - len(got) > 0  # queue 0 went to the kernel
         finally:
             keep.close()
+
+
+def test_failed_bind_releases_the_program(topo, umem_factory):
+    link = topo.link()
+    with topo.dut.inside():
+        umem = umem_factory(256)
+        with pytest.raises(OSError, match="zero-copy"):
+            XskPort(link.dut_if, 0, umem, zerocopy=True)  # veth has no zero-copy
+        assert programs.attached() == []
+        assert umem.check_frames()["fill_ring"] == 0
+        with XskPort(link.dut_if, 0, umem, ring_size=256) as port:  # and it still works after
+            assert not port.zerocopy

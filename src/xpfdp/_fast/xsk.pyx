@@ -558,8 +558,12 @@ cdef class Port:
         """Receive up to burst.capacity packets into `burst`; return how many (also burst.n).
 
         The frames belong to the caller until tx_burst accepts them or recycle returns them.
+        The burst must be empty (n == 0), so no held frame is forgotten.
         """
         self._ready(burst)
+        if burst.n:
+            raise ValueError(f"burst still holds {burst.n} frames: transmit or recycle them, "
+                             "then set burst.n = 0")
         cdef int n
         with nogil:
             n = self.c_rx(burst)
@@ -766,9 +770,8 @@ cdef class XskPort(Port):
 
     def close(self):
         """Remove the XSKMAP entry, delete the socket, reclaim its frames, release the
-        program (detached with its last port) and unregister an idle UMEM. Idempotent."""
-        if self.umem is None or self not in self.umem.ports:
-            return
+        program (detached with its last port) and unregister an idle UMEM. Idempotent,
+        and safe on a port whose construction failed part way."""
         self.closed = True
         try:
             if self.program is not None and self.fd >= 0:
@@ -778,16 +781,18 @@ cdef class XskPort(Port):
                 xsk_socket__delete(self.xsk)
                 self.xsk = NULL
             self.fd = -1
-            self.umem._reclaim(self.slot)
-            self.n_kernel_rx = 0
-            self.n_tx_out = 0
-            self.umem.ports.remove(self)
+            if self.umem is not None and self in self.umem.ports:
+                self.umem._reclaim(self.slot)
+                self.n_kernel_rx = 0
+                self.n_tx_out = 0
+                self.umem.ports.remove(self)
             try:
                 if self.program is not None:
-                    _programs.release(self.program)
-                    self.program = None
+                    program, self.program = self.program, None
+                    _programs.release(program)
             finally:
-                self.umem._unregister_if_idle()
+                if self.umem is not None:
+                    self.umem._unregister_if_idle()
 
     def __dealloc__(self):
         if self.xsk != NULL:
