@@ -51,9 +51,12 @@ def build_reference(out_dir: Path) -> Path:
     return binary
 
 
-def start(argv: list[str], netns: str) -> subprocess.Popen:
+PIN: list[str] = []  # taskset prefix for the programs under test (--cpu)
+
+
+def start(argv: list[str], netns: str, pinned: bool = True) -> subprocess.Popen:
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", netns, *argv],
+        ["ip", "netns", "exec", netns, *(PIN if pinned else []), *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -132,7 +135,7 @@ def run_rxdrop(args, ref: Path, dut: Namespace, peer: Namespace, v: VethPair) ->
     for _ in range(args.rounds):
         for name, cmd in (("C", c_cmd), ("xpfdp", py_cmd)):
             receiver = start(cmd, dut.name)
-            sender = start(gen, peer.name)
+            sender = start(gen, peer.name, pinned=False)
             results[name].append(finish(receiver))
             finish(sender)
     return results
@@ -147,7 +150,10 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="interleaved C/xpfdp pairs")
     p.add_argument("--inflight", type=int, default=256, help="l2fwd closed-loop frames")
     p.add_argument("--workloads", default="l2fwd,txgen,rxdrop")
+    p.add_argument("--cpu", type=int, help="pin the program under test to this CPU")
     args = p.parse_args(argv)
+    if args.cpu is not None:
+        PIN[:] = ["taskset", "-c", str(args.cpu)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ref = build_reference(Path(tmp))
@@ -163,7 +169,9 @@ def main(argv=None) -> int:
             rows.append((workload, c, py, py / c if c else float("nan"), res))
     print(f"\n{'workload':8} {'C Mpps':>8} {'xpfdp Mpps':>10} {'ratio':>6}  runs (C | xpfdp)")
     for workload, c, py, ratio, res in rows:
-        print(f"{workload:8} {c:8.3f} {py:10.3f} {ratio:6.3f}  {res['C']} | {res['xpfdp']}")
+        runs_c = ", ".join(f"{x:.3f}" for x in res["C"])
+        runs_py = ", ".join(f"{x:.3f}" for x in res["xpfdp"])
+        print(f"{workload:8} {c:8.3f} {py:10.3f} {ratio:6.3f}  [{runs_c}] | [{runs_py}]")
     return 0
 
 

@@ -23,7 +23,7 @@ thin Python wrappers that take one Python call per burst.
 cimport cython
 from cpython.bytes cimport PyBytes_AsString
 from libc.errno cimport EAGAIN, EBUSY, errno
-from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset, strerror
 
@@ -370,14 +370,9 @@ cdef class Umem:
         kernel_rx = sum((<Port>p).n_kernel_rx for p in self.ports)
         tx_out = sum((<Port>p).n_tx_out for p in self.ports)
         rx_ring = sum(p._rx_ring_depth() for p in self.ports)
-        counts = {
-            "fill_ring": kernel_rx - rx_ring,
-            "rx_ring": rx_ring,
-            "held": self.n_held,
-            "pending_fill": self.n_pending_fill,
-            "free_tx": self.n_free_tx,
-            "tx_ring": tx_out,
-        }
+        counts = dict(zip(FRAME_STATES, (
+            kernel_rx - rx_ring, rx_ring, self.n_held, self.n_pending_fill, self.n_free_tx,
+            tx_out)))
         recorded = {
             "kernel_rx": by_state[FRAME_KERNEL_RX], "held": by_state[FRAME_HELD],
             "pending_fill": by_state[FRAME_PENDING_FILL], "free_tx": by_state[FRAME_FREE_TX],
