@@ -52,11 +52,12 @@ def build_reference(out_dir: Path) -> Path:
 
 
 PIN: list[str] = []  # taskset prefix for the programs under test (--cpu)
+PIN_SENDER: list[str] = []  # taskset prefix for the rxdrop traffic source (--sender-cpu)
 
 
-def start(argv: list[str], netns: str, pinned: bool = True) -> subprocess.Popen:
+def start(argv: list[str], netns: str, pin: list[str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", netns, *(PIN if pinned else []), *argv],
+        ["ip", "netns", "exec", netns, *(PIN if pin is None else pin), *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -135,7 +136,7 @@ def run_rxdrop(args, ref: Path, dut: Namespace, peer: Namespace, v: VethPair) ->
     for _ in range(args.rounds):
         for name, cmd in (("C", c_cmd), ("xpfdp", py_cmd)):
             receiver = start(cmd, dut.name)
-            sender = start(gen, peer.name, pinned=False)
+            sender = start(gen, peer.name, PIN_SENDER)
             results[name].append(finish(receiver))
             finish(sender)
     return results
@@ -151,9 +152,12 @@ def main(argv=None) -> int:
     p.add_argument("--inflight", type=int, default=256, help="l2fwd closed-loop frames")
     p.add_argument("--workloads", default="l2fwd,txgen,rxdrop")
     p.add_argument("--cpu", type=int, help="pin the program under test to this CPU")
+    p.add_argument("--sender-cpu", type=int, help="pin the rxdrop traffic source to this CPU")
     args = p.parse_args(argv)
     if args.cpu is not None:
         PIN[:] = ["taskset", "-c", str(args.cpu)]
+    if args.sender_cpu is not None:
+        PIN_SENDER[:] = ["taskset", "-c", str(args.sender_cpu)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ref = build_reference(Path(tmp))
