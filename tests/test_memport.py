@@ -248,3 +248,20 @@ def test_rx_into_a_full_burst_is_refused(umem_factory):
     assert port.rx_burst(b) == 2
     port.recycle(b)
     b.n = 0
+
+
+def test_burst_count_and_descriptors_cannot_point_outside(umem_factory):
+    u = umem_factory(16)
+    port = MemPort(u, frames(2))
+    b = Burst(2)
+    with pytest.raises(ValueError, match="exceeds the burst capacity"):
+        b.n = 3
+    port.rx_burst(b)
+    good = int(b.desc["addr"][0])
+    b.desc["addr"][0] = 1 << 40
+    b.swap_mac_addresses()  # skips the bad descriptor instead of writing outside the UMEM
+    with pytest.raises(ValueError, match="descriptor 0"):
+        port.recycle(b)
+    b.desc["addr"][0] = good
+    port.recycle(b)
+    b.n = 0

@@ -172,7 +172,7 @@ cdef class Burst:
     cdef xdp_desc *d
     cdef pkt_meta_t *m
     cdef int16_t *v
-    cdef public uint32_t n
+    cdef uint32_t n
     cdef readonly uint32_t capacity
     cdef public Umem umem
 

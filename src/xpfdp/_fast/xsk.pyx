@@ -446,6 +446,17 @@ cdef class Burst:
         self.v = &vv[0]
         self.n = 0
 
+    @property
+    def n(self):
+        """How many descriptors (from index 0) hold packets; at most `capacity`."""
+        return self.n
+
+    @n.setter
+    def n(self, uint32_t value):
+        if value > self.capacity:
+            raise ValueError(f"n {value} exceeds the burst capacity {self.capacity}")
+        self.n = value
+
     def __len__(self):
         return self.n
 
@@ -463,7 +474,7 @@ cdef class Burst:
         cdef uint8_t tmp[6]
         cdef uint8_t *p
         for i in range(start, start + count):
-            if self.d[i].len < 12:
+            if self.d[i].len < 12 or not self.umem.owns(self.d[i].addr, self.d[i].len):
                 continue
             p = self.umem.area + self.d[i].addr
             memcpy(tmp, p, 6)
