@@ -30,10 +30,14 @@ def setup(request):
     umem.close()
 
 
-def _report(benchmark, packets: int) -> None:
+TARGET_NS_PER_PACKET = 15
+
+
+def _report(benchmark, packets: int) -> float:
+    """Record ns/packet (from the fastest round) in the benchmark's extra_info."""
     ns = benchmark.stats.stats.min * 1e9 / packets
     benchmark.extra_info["ns_per_packet"] = round(ns, 2)
-    benchmark.extra_info["target_ns_per_packet"] = 15
+    return ns
 
 
 def test_nogil_loop(benchmark, setup):
@@ -43,6 +47,7 @@ def test_nogil_loop(benchmark, setup):
         forward, args=(port, port, burst, 60.0, False, PACKETS), rounds=7, warmup_rounds=1
     )
     assert result[0] >= PACKETS and result[2] == 0
+    benchmark.extra_info["target_ns_per_packet"] = TARGET_NS_PER_PACKET
     _report(benchmark, result[0])
 
 
@@ -62,6 +67,7 @@ def test_python_api(benchmark, setup):
         return moved
 
     moved = benchmark.pedantic(run, rounds=7, warmup_rounds=1)
+    benchmark.extra_info["target_ns_per_packet"] = TARGET_NS_PER_PACKET
     _report(benchmark, moved)
 
 
