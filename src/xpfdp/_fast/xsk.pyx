@@ -1281,6 +1281,7 @@ def bridge(Port a, Port b, Burst burst, double seconds):
     if a.umem is not b.umem:
         raise ValueError("bridge() needs both ports on one UMEM")
     a._ready(burst)
+    b._ready(burst)
     cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
     cdef uint64_t ab = 0, ba = 0, dropped = 0, got_ab, got_ba
     cdef uint32_t empty = 0, it = 0
