@@ -203,7 +203,7 @@ cdef class Umem:
         self.tx_frames = ntx
         self.ring_size = _next_pow2(max(frames, 64))
         self.area_bytes = <size_t>frames * frame_size
-        self.mmap_bytes = (self.area_bytes + _HUGE_PAGE_BYTES - 1) // _HUGE_PAGE_BYTES * _HUGE_PAGE_BYTES
+        self.mmap_bytes = -(-self.area_bytes // _HUGE_PAGE_BYTES) * _HUGE_PAGE_BYTES
         p = mmap(NULL, self.mmap_bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0)
         self.hugepages = p != MAP_FAILED
@@ -313,7 +313,8 @@ cdef class Umem:
                 self.route_home(<uint64_t>fi << self.frame_shift)
 
     cdef int _register(self) except -1:
-        """Register the area with the kernel (first XskPort); fill/comp rings are sized to hold every frame."""
+        """Register the area with the kernel (first XskPort). The fill and completion rings
+        are sized to hold every frame."""
         cdef xsk_umem_config cfg
         cdef int ret
         if self.kumem != NULL:
@@ -325,7 +326,8 @@ cdef class Umem:
         cfg.frame_size = self.frame_size
         cfg.frame_headroom = self.headroom
         cfg.flags = 0
-        ret = xsk_umem__create(&self.kumem, self.area, self.area_bytes, &self.fill, &self.comp, &cfg)
+        ret = xsk_umem__create(&self.kumem, self.area, self.area_bytes, &self.fill, &self.comp,
+                               &cfg)
         if ret:
             self.kumem = NULL
             raise OSError(-ret, f"xsk_umem__create: {os.strerror(-ret)}")
@@ -360,7 +362,8 @@ cdef class Umem:
         problems = []
         for i in range(self.n_free_tx):
             a = self.free_tx[i]
-            if a >> self.frame_shift >= self.frames or self.state[a >> self.frame_shift] != FRAME_FREE_TX:
+            if (a >> self.frame_shift >= self.frames
+                    or self.state[a >> self.frame_shift] != FRAME_FREE_TX):
                 problems.append(f"free_tx entry {i} (addr {a}) is not a free TX frame")
         for i in range(self.n_pending_fill):
             a = self.pending_fill[i]
@@ -601,7 +604,8 @@ cdef class Port:
         return n
 
     def alloc_tx(self, Burst burst, uint32_t count):
-        """Take up to `count` free transmit frames into `burst` (addr set, len 0); return how many."""
+        """Take up to `count` free transmit frames into `burst` (addr set, len 0); return
+        how many."""
         self._ready(burst)
         if burst.n:
             raise ValueError("alloc_tx needs an empty burst (recycle or transmit its frames first)")
@@ -823,7 +827,7 @@ cdef class XskPort(Port):
 
     cdef void refill(self) noexcept nogil:
         cdef uint32_t want, got, idx, i
-        cdef uint64_t now
+        cdef uint64_t now, addr
         if self.n_kernel_rx == 0:
             self.st.fill_empty += 1
         if self.n_kernel_rx >= self.fill_target:
@@ -838,8 +842,9 @@ cdef class XskPort(Port):
         got = _reserve_up_to(self.fillq, want, &idx)
         for i in range(got):
             self.umem.n_pending_fill -= 1
-            xsk_ring_prod__fill_addr(self.fillq, idx + i)[0] = self.umem.pending_fill[self.umem.n_pending_fill]
-            self.umem.state[self.umem.pending_fill[self.umem.n_pending_fill] >> self.umem.frame_shift] = (
+            addr = self.umem.pending_fill[self.umem.n_pending_fill]
+            xsk_ring_prod__fill_addr(self.fillq, idx + i)[0] = addr
+            self.umem.state[addr >> self.umem.frame_shift] = (
                 (self.slot << SLOT_SHIFT) | FRAME_KERNEL_RX)
         xsk_ring_prod__submit(self.fillq, got)
         self.n_kernel_rx += got
@@ -1030,7 +1035,8 @@ cdef class MemPort(Port):
         while self.n_stock < self.fill_target and self.umem.n_pending_fill:
             self.umem.n_pending_fill -= 1
             a = self.umem.pending_fill[self.umem.n_pending_fill]
-            self.umem.state[a >> self.umem.frame_shift] = (self.slot << SLOT_SHIFT) | FRAME_KERNEL_RX
+            self.umem.state[a >> self.umem.frame_shift] = (
+                (self.slot << SLOT_SHIFT) | FRAME_KERNEL_RX)
             self.stock[self.n_stock] = a
             self.n_stock += 1
         self.n_kernel_rx = self.n_stock
