@@ -203,7 +203,8 @@ cdef class Umem:
         self.tx_frames = ntx
         self.ring_size = _next_pow2(max(frames, 64))
         self.area_bytes = <size_t>frames * frame_size
-        self.mmap_bytes = -(-self.area_bytes // _HUGE_PAGE_BYTES) * _HUGE_PAGE_BYTES
+        self.mmap_bytes = ((self.area_bytes + _HUGE_PAGE_BYTES - 1)
+                           // _HUGE_PAGE_BYTES * _HUGE_PAGE_BYTES)
         p = mmap(NULL, self.mmap_bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0)
         self.hugepages = p != MAP_FAILED
