@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from xpfdp._fast.meta import PKT_META
 
+from xpfdp._fast.meta import PKT_META
 from xpfdp.pcap import FrameBatch, read_pcap, write_pcap
 from xpfdp.ports import DESC, Burst, FrameLeakError, MemPort, RingSizeError, Umem
 

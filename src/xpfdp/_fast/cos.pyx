@@ -28,7 +28,7 @@ from libc.string cimport memset
 
 from xpfdp._fast.csum cimport ECN_ALREADY_CE, ECN_MARKED, ECN_NOT_ECT, ecn_mark_ce, load_be16
 from xpfdp._fast.meta cimport META_L4_VALID, pkt_meta_t
-from xpfdp._fast.meta import PKT_META
+from xpfdp._fast.meta import PKT_META, XDP_DESC
 
 cnp.import_array()
 
@@ -84,8 +84,6 @@ VERDICT_NAMES = ("admit", "admit_marked", "drop_flow_share", "drop_buffer", "dro
                  "drop_bad_desc")
 PHASE_NAMES = ("exact_guarantee", "nonexact_guarantee", "surplus")
 BATCH_MAX = COS_BATCH_MAX
-
-XDP_DESC = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
 
 QueuedPacket = namedtuple("QueuedPacket", ["addr", "len", "options", "bucket"])
 QueuedPacket.__doc__ = "A packet reference held by a queue: frame address, length, bucket."

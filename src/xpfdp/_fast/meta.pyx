@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""The numpy dtype of pkt_meta_t (meta.pxd) and the names of its status codes and flags.
+"""numpy dtypes of the shared records (pkt_meta_t, xdp_desc) and the names of parse codes.
 
 Offsets are taken from the compiled struct, so the dtype cannot drift from the C layout.
 """
@@ -36,6 +36,9 @@ PKT_META = np.dtype({
     ],
     "itemsize": sizeof(pkt_meta_t),
 })
+
+# The kernel's struct xdp_desc: how every descriptor array (bursts, queues, rings) is laid out.
+XDP_DESC = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
 
 # Parse status codes, in code order (PARSE_* in meta.pxd).
 PARSE_STATUS_NAMES = (

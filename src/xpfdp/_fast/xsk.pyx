@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from xpfdp._fast.meta import PKT_META
+from xpfdp._fast.meta import XDP_DESC as DESC
 
 
 cdef extern from "<sys/mman.h>" nogil:
@@ -111,7 +112,6 @@ cdef enum:
     FILL_WAKE_SAFETY_NS = 500000
     FILL_BATCH = 1024
 
-DESC = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
 assert DESC.itemsize == sizeof(xdp_desc)
 
 # Verdict codes for Burst.verdict (>= 0 means egress port index).
