@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xpfdp-installed
 
-.PHONY: deps build test demo bench lint clean
+.PHONY: deps build test demo bench bench-e2e lint clean
 
 deps: $(STAMP) build
 
@@ -33,6 +33,10 @@ demo: deps
 bench: deps
 	$(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,mean,ops \
 		--benchmark-sort=name
+
+# End to end on veth: the C reference (benches/c) and xpfdp in the same run, paired rounds.
+bench-e2e: deps
+	$(PY) benches/e2e_veth.py --duration 4 --rounds 5 --cpu 1 --sender-cpu 0
 
 lint: deps
 	$(VENV)/bin/ruff check src tests benches examples

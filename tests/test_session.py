@@ -985,26 +985,6 @@ def test_records_dtype_and_contains():
     assert t.keys().tobytes() == UDP_KEY.tobytes()
 
 
-def test_readme_example_runs():
-    """The API tour in the README, verbatim in substance."""
-    table = SessionTable(max_sessions=131072, tcp_timeout_s=300, udp_timeout_s=60)
-    key = make_key("10.0.0.5", "198.51.100.7", 40000, 443)
-    nat = make_decision(snat="192.0.2.1", snat_port=61000, egress_port=1)
-    fwd, rev = table.install_pair(key, nat, make_meta(owner_rg=1), now_ns=1 * S)
-    reply = reverse_wire(key.reshape(1), nat.reshape(1))
-    handles = np.empty(1, dtype=np.int64)
-    assert table.lookup_batch(reply, 2 * S, handles) == 1 and handles[0] == rev
-    undo = table.records(handles)[0]["decision"]
-    assert bytes(undo["rd"][:4]).hex() == "0a000005" and undo["rdp"] == 40000
-    assert table.lookup(reverse_canonical(key.reshape(1)), 3 * S) == rev
-    assert table.find_forward_nat(reply) == fwd
-    expired = table.expire(400 * S)
-    deltas = table.drain_deltas(256)
-    assert len(expired) == 2 and [int(k) for k in deltas["kind"]] == [1, 2]
-    assert table.stats()["expired"] == 2
-    table.check_invariants()
-
-
 def test_concurrent_call_during_a_nogil_batch_is_refused():
     """Batch calls run without the GIL; another thread touching the same table meanwhile
     gets a RuntimeError instead of racing on it."""
