@@ -211,6 +211,15 @@ cdef class RouteTable:
                 n += 1
         self.n_lengths[f] = n
 
+    cdef int64_t _find_prefix(self, prefix, route_slot_t* probe) except -2:
+        """Parse `prefix` into `probe` (key fields) and return its slot index, or -1."""
+        net = _network(prefix)
+        family, packed = _address_key(net.network_address)
+        address_words(packed, family, &probe.hi, &probe.lo)
+        probe.family = family
+        probe.prefix_len = net.prefixlen
+        return self._find(probe.hi, probe.lo, probe.family, probe.prefix_len)
+
     cdef inline int32_t lookup_words(self, uint64_t hi, uint64_t lo, uint8_t family) noexcept nogil:
         """Value of the longest prefix covering (hi, lo), or NO_ROUTE."""
         cdef int f = family_index(family), k
@@ -229,43 +238,34 @@ cdef class RouteTable:
         """Add or replace the route for `prefix` ("10.0.0.0/8", "2001:db8::/32"); value >= 0."""
         if value < 0:
             raise ValueError(f"route value must be >= 0, got {value}")
-        net = _network(prefix)
-        family, packed = _address_key(net.network_address)
-        cdef uint64_t hi, lo
-        address_words(packed, family, &hi, &lo)
-        cdef int64_t i = self._find(hi, lo, family, net.prefixlen)
+        cdef route_slot_t probe
+        cdef int64_t i = self._find_prefix(prefix, &probe)
         if i >= 0:
             self.slots[i].value = value
         else:
             if (self.count + 1) * 2 > self.mask + 1:
                 self._grow()
-            self._place(hi, lo, family, net.prefixlen, value)
+            self._place(probe.hi, probe.lo, probe.family, probe.prefix_len, value)
             self.count += 1
-            self._length_used(family, net.prefixlen, 1)
+            self._length_used(probe.family, probe.prefix_len, 1)
         self.generation += 1
 
     def remove(self, prefix):
         """Remove the route for exactly `prefix`; returns whether it existed."""
-        net = _network(prefix)
-        family, packed = _address_key(net.network_address)
-        cdef uint64_t hi, lo
-        address_words(packed, family, &hi, &lo)
-        cdef int64_t i = self._find(hi, lo, family, net.prefixlen)
+        cdef route_slot_t probe
+        cdef int64_t i = self._find_prefix(prefix, &probe)
         if i < 0:
             return False
         self._erase(i)
         self.count -= 1
-        self._length_used(family, net.prefixlen, -1)
+        self._length_used(probe.family, probe.prefix_len, -1)
         self.generation += 1
         return True
 
     def get(self, prefix):
         """Value stored for exactly `prefix`, or None (no longest-prefix matching)."""
-        net = _network(prefix)
-        family, packed = _address_key(net.network_address)
-        cdef uint64_t hi, lo
-        address_words(packed, family, &hi, &lo)
-        cdef int64_t i = self._find(hi, lo, family, net.prefixlen)
+        cdef route_slot_t probe
+        cdef int64_t i = self._find_prefix(prefix, &probe)
         return None if i < 0 else self.slots[i].value
 
     def lookup(self, address):
