@@ -1,10 +1,67 @@
-# Inline checksum kernels shared by every Cython module that rewrites packets.
+# Inline checksum and rewrite kernels shared by every Cython module that touches packets.
 #
 # `cdef inline` bodies live here (not in csum.pyx) so a cimporting module compiles them into
 # its own loops with no cross-module call. The one incremental-update primitive is RFC 1624
-# eqn. 3: HC' = ~(~HC + ~m + m'); every field helper is built on it.
+# eqn. 3: HC' = ~(~HC + ~m + m') (`csum_apply`); every field helper feeds it a delta made of
+# `~old + new` word terms, so incremental results equal a from-scratch recompute bit for bit.
+#
+# Partial sums are exchanged as *folded 16-bit big-endian* values (`csum_partial`): the full
+# sum accumulates native-endian 32-bit words into 64 bits and byte-swaps the folded result,
+# which RFC 1071's byte-order independence makes identical to the big-endian word sum.
+#
+# Rewrite kernels take the frame, its length and the parser record (meta.pxd). They re-check
+# every offset they use against the frame length, so a stale or corrupted record can make a
+# rewrite a no-op but never an out-of-bounds access. They keep the record in step with the
+# bytes (TTL, addresses, ports) so later stages see what is on the wire.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+from xpfdp._fast.meta cimport (
+    META_L4_VALID,
+    PARSE_NONFIRST_FRAG,
+    PARSE_OK,
+    PARSE_TRUNC_EXTHDR,
+    pkt_meta_t,
+)
+
+
+cdef extern from *:
+    """
+    #include <string.h>
+    static inline uint64_t xpfdp_load_ne64(const void *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+    static inline uint32_t xpfdp_load_ne32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+    static inline uint16_t xpfdp_load_ne16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define XPFDP_LITTLE_ENDIAN 0
+    #else
+    #define XPFDP_LITTLE_ENDIAN 1
+    #endif
+    """
+    uint64_t load_ne64 "xpfdp_load_ne64"(const void* p) noexcept nogil
+    uint32_t load_ne32 "xpfdp_load_ne32"(const void* p) noexcept nogil
+    uint16_t load_ne16 "xpfdp_load_ne16"(const void* p) noexcept nogil
+    const int LITTLE_ENDIAN "XPFDP_LITTLE_ENDIAN"
+
+
+# IP protocol numbers the kernels know.
+cdef enum:
+    PROTO_ICMP = 1
+    PROTO_TCP = 6
+    PROTO_UDP = 17
+    PROTO_ICMPV6 = 58
+
+# Results of the rewrite kernels (nat_rewrite, mss_clamp, ecn and the batch variants).
+cdef enum:
+    REWRITE_UNCHANGED = 0   # eligible, but nothing had to change (no-op, bytes identical)
+    REWRITE_DONE = 1        # bytes and checksums rewritten
+    REWRITE_SKIPPED = 2     # not applicable: parse status, family or protocol
+    REWRITE_BAD_L4_CSUM = 3 # IPv6 UDP with a stored 0 checksum: left untouched (malformed)
+
+# decrement_ttl results besides the new TTL (0..254).
+cdef enum:
+    TTL_EXPIRED = -1        # TTL/hop limit <= 1: frame unchanged, must not be forwarded
+    TTL_SKIPPED = -2        # not an IP packet with a complete header
 
 
 cdef inline uint16_t load_be16(const uint8_t* p) noexcept nogil:
@@ -16,12 +73,427 @@ cdef inline void store_be16(uint8_t* p, uint16_t v) noexcept nogil:
     p[1] = <uint8_t>(v & 0xFF)
 
 
-cdef inline uint16_t csum_replace16(uint16_t hc, uint16_t old, uint16_t new) noexcept nogil:
-    """RFC 1624 eqn. 3 for one 16-bit word: the checksum after `old` became `new`."""
-    cdef uint32_t s = <uint32_t>(<uint16_t>~hc) + <uint16_t>~old + new
+cdef inline uint16_t bswap16(uint16_t v) noexcept nogil:
+    return <uint16_t>((v >> 8) | (v << 8))
+
+
+cdef inline uint16_t csum_fold(uint64_t s) noexcept nogil:
+    """Reduce any 64-bit one's-complement sum to 16 bits: two 32-bit and two 16-bit folds."""
+    s = (s & 0xFFFFFFFFU) + (s >> 32)
+    s = (s & 0xFFFFFFFFU) + (s >> 32)
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return <uint16_t>s
+
+
+cdef inline uint16_t csum_partial(const uint8_t* p, size_t n, uint32_t seed) noexcept nogil:
+    """RFC 1071 sum of `n` bytes plus `seed`, folded to 16 bits (big-endian word value).
+
+    An odd last byte is the high half of a word. 8 bytes per step: each 64-bit load is split
+    into two 32-bit halves added into a 64-bit accumulator (no carry chain, so gcc -O3
+    vectorizes the loop); 2^32 steps cannot overflow it.
+    """
+    cdef uint64_t acc = 0
+    cdef uint64_t w
+    cdef size_t i = 0
+    cdef size_t n8 = n & ~(<size_t>7)
+    while i < n8:
+        w = load_ne64(p + i)
+        acc += (w & 0xFFFFFFFFU) + (w >> 32)
+        i += 8
+    if n & 4:
+        acc += load_ne32(p + i)
+        i += 4
+    if n & 2:
+        acc += load_ne16(p + i)
+        i += 2
+    if n & 1:
+        if LITTLE_ENDIAN:
+            acc += p[i]
+        else:
+            acc += <uint32_t>p[i] << 8
+    cdef uint16_t folded = csum_fold(acc)
+    if LITTLE_ENDIAN:
+        folded = bswap16(folded)
+    return csum_fold(<uint64_t>folded + seed)
+
+
+cdef inline uint16_t csum_finish(uint64_t s) noexcept nogil:
+    """The checksum to store for a sum: ~fold(s)."""
+    return <uint16_t>~csum_fold(s)
+
+
+# ---- RFC 1624 incremental update: deltas of ~old + new, applied by eqn. 3 ------------------
+
+cdef inline uint32_t csum_delta16(uint32_t delta, uint16_t old, uint16_t new) noexcept nogil:
+    """Add the eqn. 3 terms for a 16-bit word `old` -> `new` to `delta`."""
+    return delta + <uint16_t>~old + new
+
+
+cdef inline uint32_t csum_delta_words(
+    uint32_t delta, const uint8_t* old, const uint8_t* new, int n_words
+) noexcept nogil:
+    """Add the eqn. 3 terms for `n_words` big-endian words (32-bit: 2, 128-bit: 8)."""
+    cdef int k
+    for k in range(n_words):
+        delta += <uint16_t>~load_be16(old + 2 * k) + load_be16(new + 2 * k)
+    return delta
+
+
+cdef inline uint16_t csum_apply(uint16_t hc, uint32_t delta) noexcept nogil:
+    """RFC 1624 eqn. 3: HC' = ~(~HC + delta), delta being a sum of ~old + new terms.
+
+    Deltas are sums of at most a few dozen 16-bit terms, so the 32-bit sum cannot wrap and
+    two 16-bit folds finish it.
+    """
+    cdef uint32_t s = <uint32_t>(<uint16_t>~hc) + delta
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
     return <uint16_t>~s
+
+
+cdef inline uint16_t csum_replace16(uint16_t hc, uint16_t old, uint16_t new) noexcept nogil:
+    """RFC 1624 eqn. 3 for one 16-bit word: the checksum after `old` became `new`."""
+    return csum_apply(hc, csum_delta16(0, old, new))
+
+
+cdef inline uint16_t csum_replace32(uint16_t hc, uint32_t old, uint32_t new) noexcept nogil:
+    """Eqn. 3 for a 32-bit field (an IPv4 address): its two big-endian halves."""
+    cdef uint32_t d = csum_delta16(0, <uint16_t>(old >> 16), <uint16_t>(new >> 16))
+    return csum_apply(hc, csum_delta16(d, <uint16_t>old, <uint16_t>new))
+
+
+cdef inline uint16_t csum_replace128(
+    uint16_t hc, const uint8_t* old, const uint8_t* new
+) noexcept nogil:
+    """Eqn. 3 for a 128-bit field (an IPv6 address): its eight big-endian words."""
+    return csum_apply(hc, csum_delta_words(0, old, new, 8))
+
+
+# ---- From-scratch checksums and the verification oracle -----------------------------------
+
+cdef inline uint32_t pseudo_header_sum(
+    const uint8_t* l3, uint8_t ip_version, uint8_t protocol, uint32_t l4_len
+) noexcept nogil:
+    """Folded sum of the IPv4 or IPv6 pseudo-header (addresses are adjacent in both)."""
+    if ip_version == 4:
+        return csum_partial(l3 + 12, 8, <uint32_t>protocol + l4_len)
+    return csum_partial(l3 + 8, 32, <uint32_t>protocol + (l4_len >> 16) + (l4_len & 0xFFFF))
+
+
+cdef inline uint16_t ipv4_header_checksum(const uint8_t* l3, uint32_t ihl_bytes) noexcept nogil:
+    """The IPv4 header checksum to store: the header summed with its checksum field as 0."""
+    cdef uint32_t stored = load_be16(l3 + 10)
+    cdef uint64_t s = csum_partial(l3, ihl_bytes, 0)
+    # Subtracting the stored field in one's complement = adding its complement.
+    return csum_finish(s + <uint16_t>~stored)
+
+
+cdef inline int l4_checksum_offset(uint8_t protocol) noexcept nogil:
+    """Offset of the checksum field inside the L4 header, or -1 for protocols without one."""
+    if protocol == PROTO_TCP:
+        return 16
+    if protocol == PROTO_UDP:
+        return 6
+    if protocol == PROTO_ICMP or protocol == PROTO_ICMPV6:
+        return 2
+    return -1
+
+
+cdef inline uint16_t l4_checksum(
+    const uint8_t* l3, const uint8_t* l4, uint32_t l4_len, uint8_t ip_version, uint8_t protocol
+) noexcept nogil:
+    """The L4 checksum to store for `l4_len` bytes at `l4` (field counted as 0).
+
+    ICMPv4 has no pseudo-header. A computed 0 for UDP is stored as 0xFFFF (0 means "none").
+    """
+    cdef int csum_off = l4_checksum_offset(protocol)
+    cdef uint32_t seed = 0
+    if protocol != PROTO_ICMP:
+        seed = pseudo_header_sum(l3, ip_version, protocol, l4_len)
+    cdef uint64_t s = csum_partial(l4, l4_len, seed)
+    s += <uint16_t>~load_be16(l4 + csum_off)
+    cdef uint16_t c = csum_finish(s)
+    if protocol == PROTO_UDP and c == 0:
+        c = 0xFFFF
+    return c
+
+
+cdef inline bint l4_checksum_valid(
+    const uint8_t* l3, const uint8_t* l4, uint32_t l4_len, uint8_t ip_version, uint8_t protocol
+) noexcept nogil:
+    """Oracle: pseudo-header + segment (stored checksum included) folds to 0xFFFF.
+
+    An IPv4 UDP stored 0 means "no checksum" and is valid; an IPv6 UDP 0 is not.
+    """
+    cdef uint32_t seed = 0
+    if protocol == PROTO_UDP and ip_version == 4 and load_be16(l4 + 6) == 0:
+        return True
+    if protocol != PROTO_ICMP:
+        seed = pseudo_header_sum(l3, ip_version, protocol, l4_len)
+    return csum_partial(l4, l4_len, seed) == 0xFFFF
+
+
+# ---- Rewrite kernels on a parsed frame -----------------------------------------------------
+
+cdef inline bint meta_l3_ok(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
+    """The record describes a whole IP packet inside the frame (fragments included)."""
+    if m.status != PARSE_OK and m.status != PARSE_NONFIRST_FRAG:
+        return False
+    return meta_ip_header_ok(m, frame_len)
+
+
+cdef inline bint meta_ip_header_ok(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
+    """The IP header itself parsed and lies inside the frame, even if L4 or an IPv6
+    extension header is malformed: enough for TTL and ECN, which touch only that header."""
+    if m.status != PARSE_OK and not (PARSE_TRUNC_EXTHDR <= m.status <= PARSE_NONFIRST_FRAG):
+        return False
+    if m.ip_version == 4:
+        return <uint32_t>m.l3_off + 20 <= frame_len
+    if m.ip_version == 6:
+        return <uint32_t>m.l3_off + 40 <= frame_len
+    return False
+
+
+cdef inline int ttl_decrement(uint8_t* frame, uint32_t frame_len, pkt_meta_t* m) noexcept nogil:
+    """Decrement the IPv4 TTL (with eqn. 3 on the TTL/protocol word) or IPv6 hop limit.
+
+    Returns the new value, TTL_EXPIRED (frame unchanged) when it is <= 1, or TTL_SKIPPED.
+    """
+    if not meta_ip_header_ok(m, frame_len):
+        return TTL_SKIPPED
+    cdef uint8_t* l3 = frame + m.l3_off
+    cdef uint16_t old_word
+    if m.ip_version == 4:
+        if l3[8] <= 1:
+            return TTL_EXPIRED
+        old_word = load_be16(l3 + 8)
+        l3[8] -= 1
+        store_be16(l3 + 10, csum_replace16(load_be16(l3 + 10), old_word, load_be16(l3 + 8)))
+        m.ttl = l3[8]
+        return l3[8]
+    if l3[7] <= 1:
+        return TTL_EXPIRED
+    l3[7] -= 1
+    m.ttl = l3[7]
+    return l3[7]
+
+
+cdef inline bint is_icmp_echo(uint8_t protocol, uint8_t icmp_type) noexcept nogil:
+    if protocol == PROTO_ICMP:
+        return icmp_type == 8 or icmp_type == 0
+    if protocol == PROTO_ICMPV6:
+        return icmp_type == 128 or icmp_type == 129
+    return False
+
+
+cdef inline bint address_replace4(
+    uint8_t* field, uint8_t* meta_field, const uint8_t* new, uint32_t* delta
+) noexcept nogil:
+    """Write a new IPv4 address if it differs, adding its eqn. 3 terms to `delta`."""
+    if new == NULL or load_ne32(field) == load_ne32(new):
+        return False
+    delta[0] = csum_delta_words(delta[0], field, new, 2)
+    memcpy(field, new, 4)
+    memcpy(meta_field, new, 4)
+    return True
+
+
+cdef inline bint address_replace16(
+    uint8_t* field, uint8_t* meta_field, const uint8_t* new, uint32_t* delta
+) noexcept nogil:
+    """Write a new IPv6 address if it differs, adding its eqn. 3 terms to `delta`."""
+    if new == NULL or (
+        load_ne64(field) == load_ne64(new) and load_ne64(field + 8) == load_ne64(new + 8)
+    ):
+        return False
+    delta[0] = csum_delta_words(delta[0], field, new, 8)
+    memcpy(field, new, 16)
+    memcpy(meta_field, new, 16)
+    return True
+
+
+cdef inline int nat_rewrite(
+    uint8_t* frame,
+    uint32_t frame_len,
+    pkt_meta_t* m,
+    const uint8_t* new_src,
+    const uint8_t* new_dst,
+    int32_t new_sport,
+    int32_t new_dport,
+) noexcept nogil:
+    """SNAT/DNAT in place: addresses (NULL = keep, 4 or 16 bytes by family) and ports (-1 = keep).
+
+    IPv4 header checksum and the TCP/UDP/ICMPv6 checksum (pseudo-header) follow by eqn. 3 in
+    one accumulator. For ICMP/ICMPv6 echo the identifier is the port: `new_sport`, or
+    `new_dport` when only that is given. A stored IPv4 UDP checksum of 0 stays 0; a computed
+    UDP 0 becomes 0xFFFF. Non-first fragments have no L4 header: only addresses change.
+    """
+    if not meta_l3_ok(m, frame_len):
+        return REWRITE_SKIPPED
+    cdef uint8_t* l3 = frame + m.l3_off
+    cdef uint8_t* l4 = frame + m.l4_off
+    cdef uint32_t addr_delta = 0
+    cdef uint32_t port_delta = 0
+    cdef bint changed
+    cdef int csum_off = -1     # L4 checksum field, -1: no L4 checksum to maintain
+    cdef bint pseudo = True    # the L4 checksum covers the addresses (not ICMPv4)
+    cdef bint udp = m.protocol == PROTO_UDP
+    cdef uint16_t stored
+
+    if m.status == PARSE_OK and (m.flags & META_L4_VALID):
+        if m.protocol == PROTO_TCP:
+            csum_off = 16
+        elif udp:
+            csum_off = 6
+        elif (m.protocol == PROTO_ICMP and m.ip_version == 4) or (
+            m.protocol == PROTO_ICMPV6 and m.ip_version == 6
+        ):
+            csum_off = 2    # ICMPv6 sums the pseudo-header for every type, ICMPv4 never
+            pseudo = m.protocol == PROTO_ICMPV6
+            if is_icmp_echo(m.protocol, m.icmp_type) and new_sport < 0:
+                new_sport = new_dport
+            elif not is_icmp_echo(m.protocol, m.icmp_type):
+                new_sport = -1
+            new_dport = -1
+        else:
+            new_sport = new_dport = -1
+        if csum_off >= 0 and <uint32_t>m.l4_off + (20 if csum_off == 16 else 8) > frame_len:
+            return REWRITE_SKIPPED
+    else:
+        new_sport = new_dport = -1
+    if udp and csum_off >= 0 and m.ip_version == 6 and load_be16(l4 + 6) == 0:
+        return REWRITE_BAD_L4_CSUM
+
+    if m.ip_version == 4:
+        changed = address_replace4(l3 + 12, m.src, new_src, &addr_delta)
+        changed |= address_replace4(l3 + 16, m.dst, new_dst, &addr_delta)
+        if changed:
+            store_be16(l3 + 10, csum_apply(load_be16(l3 + 10), addr_delta))
+    else:
+        changed = address_replace16(l3 + 8, m.src, new_src, &addr_delta)
+        changed |= address_replace16(l3 + 24, m.dst, new_dst, &addr_delta)
+
+    if csum_off == 2:   # ICMP: an echo identifier is the port (new_sport is -1 otherwise)
+        if new_sport >= 0 and load_be16(l4 + 4) != new_sport:
+            port_delta = csum_delta16(0, load_be16(l4 + 4), <uint16_t>new_sport)
+            store_be16(l4 + 4, <uint16_t>new_sport)
+            m.sport = m.dport = <uint16_t>new_sport
+            changed = True
+    else:
+        if new_sport >= 0 and load_be16(l4) != new_sport:
+            port_delta = csum_delta16(0, load_be16(l4), <uint16_t>new_sport)
+            store_be16(l4, <uint16_t>new_sport)
+            m.sport = <uint16_t>new_sport
+            changed = True
+        if new_dport >= 0 and load_be16(l4 + 2) != new_dport:
+            port_delta = csum_delta16(port_delta, load_be16(l4 + 2), <uint16_t>new_dport)
+            store_be16(l4 + 2, <uint16_t>new_dport)
+            m.dport = <uint16_t>new_dport
+            changed = True
+
+    if not changed:
+        return REWRITE_UNCHANGED
+    if csum_off >= 0:
+        stored = load_be16(l4 + csum_off)
+        if not (udp and stored == 0):
+            if pseudo:
+                port_delta += addr_delta
+            if port_delta != 0:
+                stored = csum_apply(stored, port_delta)
+                if udp and stored == 0:
+                    stored = 0xFFFF
+                store_be16(l4 + csum_off, stored)
+    return REWRITE_DONE
+
+
+# tcp_mss_offset results besides an offset.
+cdef enum:
+    MSS_NOT_SYN = -2        # not a SYN, or a data offset that does not fit the segment
+    MSS_NO_OPTION = -1      # a SYN without a usable MSS option (EOL, malformed walk, none)
+
+
+cdef inline int tcp_mss_offset(const uint8_t* tcp, uint32_t seg_len) noexcept nogil:
+    """Offset of the first MSS option's value in a SYN segment (or MSS_NOT_SYN/NO_OPTION).
+
+    `seg_len` is how many segment bytes exist (the lesser of frame and IP-declared length).
+    The option walk stops at EOL, a length < 2, an option past the data offset, or the first
+    MSS option (kind 2, length 4); other kind-2 lengths are skipped like unknown options.
+    """
+    if seg_len < 20 or not (tcp[13] & 0x02):
+        return MSS_NOT_SYN
+    cdef uint32_t doff = (tcp[12] >> 4) * 4
+    if doff < 20 or doff > seg_len:
+        return MSS_NOT_SYN
+    cdef uint32_t pos = 20
+    cdef uint32_t opt_len
+    while pos + 4 <= doff:
+        if tcp[pos] == 0:
+            break
+        if tcp[pos] == 1:
+            pos += 1
+            continue
+        opt_len = tcp[pos + 1]
+        if opt_len < 2 or pos + opt_len > doff:
+            break
+        if tcp[pos] == 2 and opt_len == 4:
+            return <int>pos + 2
+        pos += opt_len
+    return MSS_NO_OPTION
+
+
+cdef inline int mss_clamp_tcp(uint8_t* tcp, uint32_t seg_len, uint16_t max_mss) noexcept nogil:
+    """Lower the first MSS option of a SYN segment to `max_mss`, fixing the checksum.
+
+    Only a larger MSS is lowered. An MSS value at an odd offset straddles two checksum
+    words, which adds its byte-swapped value to the sum, so the update uses swapped words.
+    """
+    if max_mss == 0:
+        return REWRITE_SKIPPED
+    cdef int at = tcp_mss_offset(tcp, seg_len)
+    if at == MSS_NOT_SYN:
+        return REWRITE_SKIPPED
+    if at == MSS_NO_OPTION:
+        return REWRITE_UNCHANGED
+    cdef uint16_t old_mss = load_be16(tcp + at)
+    if old_mss <= max_mss:
+        return REWRITE_UNCHANGED
+    store_be16(tcp + at, max_mss)
+    if at & 1:
+        store_be16(tcp + 16, csum_replace16(load_be16(tcp + 16), bswap16(old_mss),
+                                            bswap16(max_mss)))
+    else:
+        store_be16(tcp + 16, csum_replace16(load_be16(tcp + 16), old_mss, max_mss))
+    return REWRITE_DONE
+
+
+cdef inline uint8_t* tcp_segment(
+    uint8_t* frame, uint32_t frame_len, const pkt_meta_t* m, uint32_t* seg_len
+) noexcept nogil:
+    """The TCP header of a parsed, unfragmented-or-first-fragment segment, or NULL.
+
+    `seg_len` gets the bytes present: up to the IP-declared end, within the frame.
+    """
+    if m.status != PARSE_OK or not (m.flags & META_L4_VALID) or m.protocol != PROTO_TCP:
+        return NULL
+    cdef uint32_t seg_end = <uint32_t>m.l3_off + m.l3_len
+    if seg_end > frame_len:
+        seg_end = frame_len
+    if <uint32_t>m.l4_off + 20 > seg_end:
+        return NULL
+    seg_len[0] = seg_end - m.l4_off
+    return frame + m.l4_off
+
+
+cdef inline int mss_clamp(
+    uint8_t* frame, uint32_t frame_len, const pkt_meta_t* m, uint16_t max_mss
+) noexcept nogil:
+    """MSS clamp on a parsed frame: TCP, not a non-first fragment, IPv4 or IPv6."""
+    cdef uint32_t seg_len = 0
+    cdef uint8_t* tcp = tcp_segment(frame, frame_len, m, &seg_len)
+    if tcp == NULL:
+        return REWRITE_SKIPPED
+    return mss_clamp_tcp(tcp, seg_len, max_mss)
 
 
 # Return values of ecn_mark_ce.

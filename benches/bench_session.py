@@ -1,0 +1,431 @@
+"""SessionTable workloads of sessions.md §6 against a Python-dict baseline, at 16,384 and
+1,000,000 sessions.
+
+One benchmark iteration does 256 probes (or 256 install+remove pairs, or one owner-group
+export), so ns per key = iteration time / 256. The dict baseline is the table a user would
+otherwise write: tuple keys, one dict per index, a set per owner group. It is measured with
+pre-built tuple probes (its best case) and, for forward lookups, with probes converted from
+the same KEY_DTYPE array the batch API takes (what a pipeline would have to do).
+
+Run: .venv/bin/python -m pytest benches/bench_session.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from xpfdp.session import (
+    DECISION_DTYPE,
+    KEY_DTYPE,
+    META_DTYPE,
+    NatFlag,
+    SessionTable,
+    forward_wire,
+    reverse_canonical,
+    reverse_wire,
+)
+
+SMALL = 16_384
+LARGE = 1_000_000
+PROBES = 256
+S = 1_000_000_000
+
+
+def make_keys(seeds: np.ndarray) -> np.ndarray:
+    """§6.1 make_key for every seed: ports from the seed, addresses bytes 12..16 big-endian."""
+    seeds = seeds.astype(np.uint64)
+    keys = np.zeros(len(seeds), dtype=KEY_DTYPE)
+    keys["af"], keys["proto"] = 10, 6
+    keys["sport"] = seeds & 0xFFFF
+    keys["dport"] = seeds >> 16
+    dst = (seeds * 0x9E3779B9) & 0xFFFFFFFF
+    for i in range(4):
+        keys["src"][:, 12 + i] = (seeds >> (24 - 8 * i)) & 0xFF
+        keys["dst"][:, 12 + i] = (dst >> (24 - 8 * i)) & 0xFF
+    return keys
+
+
+def snat_decisions(keys: np.ndarray) -> np.ndarray:
+    """Source-port rewrite to sport + 1: forward_wire(F) = F with src_port + 1, as in §6.1."""
+    dec = np.zeros(len(keys), dtype=DECISION_DTYPE)
+    dec["nat_flags"] = NatFlag.RSP
+    dec["disposition"] = 1
+    dec["rsp"] = (keys["sport"].astype(np.uint32) + 1) & 0xFFFF
+    return dec
+
+
+def metas_for(seeds: np.ndarray) -> np.ndarray:
+    meta = np.zeros(len(seeds), dtype=META_DTYPE)
+    meta["owner_rg"] = seeds % 8  # RG 0 is not indexed; RG 3 holds n / 8
+    return meta
+
+
+def probe_seeds(n: int) -> np.ndarray:
+    """§6.2 probes make_key(17 i) at 16k; at 1M, 64 batches spread over the whole table so
+    the probes do not stay in cache."""
+    if n == SMALL:
+        return (np.arange(PROBES, dtype=np.uint64) * 17)[None, :]
+    return ((np.arange(PROBES * 64, dtype=np.uint64) * 2654435761) % n).reshape(64, PROBES)
+
+
+def as_tuples(keys: np.ndarray) -> list[tuple]:
+    return [
+        (int(r[0]), int(r[1]), int(r[2]), int(r[3]), r[5].tobytes(), r[6].tobytes())
+        for r in keys.tolist()
+    ]
+
+
+class Fixture:
+    """A populated table plus the equivalent dict-of-tuples structures."""
+
+    def __init__(self, n: int, with_alias: bool, with_dict: bool):
+        seeds = np.arange(n, dtype=np.uint64)
+        self.keys = make_keys(seeds)
+        self.decs = snat_decisions(self.keys)
+        self.metas = metas_for(seeds)
+        self.table = SessionTable(max_sessions=3 * n, hash_seed=99)
+        if with_alias:
+            fwd, rev = self.table.install_pair_batch(self.keys, self.decs, self.metas, S)
+            assert (fwd >= 0).all() and (rev >= 0).all()
+        else:
+            assert (self.table.install_batch(self.keys, self.decs, self.metas, S) >= 0).all()
+        ps = probe_seeds(n)
+        self.fwd = [make_keys(row) for row in ps]
+        self.rev = [reverse_wire(k, snat_decisions(k)) for k in self.fwd]
+        self.alias = [reverse_canonical(k) for k in self.fwd]
+        self.out = np.empty(PROBES, dtype=np.int64)
+        self.turn = 0
+        if with_dict:
+            self._build_dict(with_alias)
+
+    def _build_dict(self, with_alias: bool) -> None:
+        tk = as_tuples(self.keys)
+        rw = as_tuples(reverse_wire(self.keys, self.decs))
+        fw = as_tuples(forward_wire(self.keys, self.decs))
+        self.d, self.d_natrev, self.d_fwire, self.d_alias, self.d_rg = {}, {}, {}, {}, {}
+        for i, k in enumerate(tk):
+            self.d[k] = (i, 1, S)
+            self.d_natrev[rw[i]] = k
+            self.d_fwire[fw[i]] = k
+            rg = i % 8
+            if rg:
+                self.d_rg.setdefault(rg, set()).add(k)
+        if with_alias:
+            rc = as_tuples(reverse_canonical(self.keys))
+            for i, k in enumerate(rw):
+                self.d[k] = (i, 2, S)
+                self.d_alias[rc[i]] = k
+        self.t_fwd = [as_tuples(k) for k in self.fwd]
+        self.t_rev = [as_tuples(k) for k in self.rev]
+        self.t_alias = [as_tuples(k) for k in self.alias]
+
+    def next_batch(self) -> int:
+        self.turn = (self.turn + 1) % len(self.fwd)
+        return self.turn
+
+
+_cache: dict = {}
+
+
+def fixture(n: int, with_alias: bool = False, with_dict: bool = True) -> Fixture:
+    key = (n, with_alias, with_dict)
+    if key not in _cache:
+        _cache.clear()  # one large fixture alive at a time
+        _cache[key] = Fixture(n, with_alias, with_dict)
+    return _cache[key]
+
+
+SIZES = [pytest.param(SMALL, id="16k"), pytest.param(LARGE, id="1M")]
+
+
+# ------------------------------------------------------------------ lookup_forward
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_lookup_forward_batch(benchmark, n):
+    benchmark.group = f"lookup_forward-{n}"
+    f = fixture(n)
+
+    def run():
+        i = f.next_batch()
+        return f.table.lookup_batch(f.fwd[i], 2 * S, f.out)
+
+    assert benchmark(run) == PROBES
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_lookup_forward_dict(benchmark, n):
+    benchmark.group = f"lookup_forward-{n}"
+    f = fixture(n)
+    d = f.d
+
+    def run():
+        probes = f.t_fwd[f.next_batch()]
+        return sum(1 for k in probes if d.get(k) is not None)
+
+    assert benchmark(run) == PROBES
+
+
+def test_lookup_forward_dict_from_array(benchmark):
+    """The dict as a pipeline would use it: keys arrive in the parser's arrays."""
+    benchmark.group = f"lookup_forward-{SMALL}"
+    f = fixture(SMALL)
+    d = f.d
+
+    def run():
+        probes = f.fwd[f.next_batch()]
+        hits = 0
+        for r in probes.tolist():
+            if d.get((r[0], r[1], r[2], r[3], r[5].tobytes(), r[6].tobytes())) is not None:
+                hits += 1
+        return hits
+
+    assert benchmark(run) == PROBES
+
+
+def test_lookup_forward_scalar(benchmark):
+    """One Python call per key, for scale: the cost the batch API removes."""
+    benchmark.group = f"lookup_forward-{SMALL}"
+    f = fixture(SMALL)
+    rows = [f.fwd[0][i : i + 1] for i in range(PROBES)]
+
+    def run():
+        return sum(1 for r in rows if f.table.lookup(r, 2 * S) >= 0)
+
+    assert benchmark(run) == PROBES
+
+
+# ------------------------------------------------------------------ lookup_reverse_nat
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_lookup_reverse_nat_batch(benchmark, n):
+    benchmark.group = f"lookup_reverse_nat-{n}"
+    f = fixture(n)
+
+    def run():
+        return f.table.find_forward_nat_batch(f.rev[f.next_batch()], f.out)
+
+    assert benchmark(run) == PROBES
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_lookup_reverse_nat_dict(benchmark, n):
+    benchmark.group = f"lookup_reverse_nat-{n}"
+    f = fixture(n)
+    d, natrev = f.d, f.d_natrev
+
+    def run():
+        hits = 0
+        for k in f.t_rev[f.next_batch()]:
+            fk = natrev.get(k)
+            if fk is not None and d.get(fk) is not None:
+                hits += 1
+        return hits
+
+    assert benchmark(run) == PROBES
+
+
+# ------------------------------------------------------------------ lookup_alias
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_lookup_alias_batch(benchmark, n):
+    benchmark.group = f"lookup_alias-{n}"
+    f = fixture(n, with_alias=True)
+
+    def run():
+        return f.table.lookup_batch(f.alias[f.next_batch()], 2 * S, f.out)
+
+    assert benchmark(run) == PROBES
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_lookup_alias_dict(benchmark, n):
+    benchmark.group = f"lookup_alias-{n}"
+    f = fixture(n, with_alias=True)
+    d, alias = f.d, f.d_alias
+
+    def run():
+        hits = 0
+        for k in f.t_alias[f.next_batch()]:
+            rk = alias.get(k)
+            if rk is not None and d.get(rk) is not None:
+                hits += 1
+        return hits
+
+    assert benchmark(run) == PROBES
+
+
+# ------------------------------------------------------------------ insert+remove churn
+
+
+class Churn:
+    """Steady state of n/2 sessions; each round installs 256 new SNAT sessions (owner RG 1)
+    and removes them again, drains 256 deltas and runs the once-a-second GC."""
+
+    def __init__(self, n: int):
+        half = n // 2
+        seeds = np.arange(half, dtype=np.uint64)
+        keys = make_keys(seeds)
+        # the steady-state sessions must outlive the run: a long TCP timeout keeps them
+        self.table = SessionTable(max_sessions=n, tcp_timeout_s=10**8, hash_seed=5)
+        self.table.install_batch(keys, snat_decisions(keys), metas_for(seeds), S)
+        self.rounds = [
+            make_keys(np.arange(half + r * PROBES, half + (r + 1) * PROBES, dtype=np.uint64))
+            for r in range(64)
+        ]
+        self.decs = [snat_decisions(k) for k in self.rounds]
+        self.metas = np.zeros(PROBES, dtype=META_DTYPE)
+        self.metas["owner_rg"] = 1
+        self.out = np.empty(PROBES, dtype=np.int64)
+        self.turn = 0
+        self.now = S
+
+    def run(self) -> int:
+        t = self.table
+        self.turn = (self.turn + 1) % len(self.rounds)
+        self.now += S
+        keys = self.rounds[self.turn]
+        t.install_batch(keys, self.decs[self.turn], self.metas, self.now, out_handles=self.out)
+        removed = t.delete_batch(keys)
+        t.drain_deltas(256)
+        t.expire(self.now)
+        return removed
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_insert_churn_batch(benchmark, n):
+    benchmark.group = f"insert_churn-{n}"
+    c = Churn(n)
+    before = c.table.stats()
+    assert benchmark(c.run) == PROBES
+    after = c.table.stats()
+    assert len(c.table) == n // 2  # steady state
+    for name in ("nat_reverse_entries", "forward_wire_entries", "alias_entries"):
+        assert after[name] == before[name]  # indices do not leak during churn
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_insert_churn_dict(benchmark, n):
+    benchmark.group = f"insert_churn-{n}"
+    f = fixture(n)
+    d, natrev, fwire, rgset = f.d, f.d_natrev, f.d_fwire, f.d_rg.setdefault(1, set())
+    rounds = []
+    for r in range(64):
+        keys = make_keys(np.arange(n + r * PROBES, n + (r + 1) * PROBES, dtype=np.uint64))
+        decs = snat_decisions(keys)
+        rounds.append(
+            list(
+                zip(
+                    as_tuples(keys),
+                    as_tuples(reverse_wire(keys, decs)),
+                    as_tuples(reverse_canonical(keys)),
+                    as_tuples(forward_wire(keys, decs)),
+                    strict=True,
+                )
+            )
+        )
+    state = {"turn": 0}
+
+    def run():
+        state["turn"] = (state["turn"] + 1) % len(rounds)
+        batch = rounds[state["turn"]]
+        for k, rw, rc, fw in batch:
+            d[k] = (0, 1, S)
+            natrev[rw] = k
+            natrev[rc] = k
+            fwire[fw] = k
+            rgset.add(k)
+        for k, rw, rc, fw in batch:
+            del d[k]
+            if natrev.get(rw) == k:
+                del natrev[rw]
+            if natrev.get(rc) == k:
+                del natrev[rc]
+            if fwire.get(fw) == k:
+                del fwire[fw]
+            rgset.discard(k)
+        return len(batch)
+
+    assert benchmark(run) == PROBES
+
+
+# ------------------------------------------------------------------ owner-group export
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_owner_rg_export_table(benchmark, n):
+    benchmark.group = f"owner_rg_export-{n}"
+    f = fixture(n)
+    assert len(benchmark(f.table.owner_rg_keys, [3])) == (n - 3 + 7) // 8
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_owner_rg_export_dict(benchmark, n):
+    benchmark.group = f"owner_rg_export-{n}"
+    f = fixture(n)
+    assert len(benchmark(lambda: list(f.d_rg[3]))) == (n - 3 + 7) // 8
+
+
+# ------------------------------------------------------------------ GC drain (T10 shape)
+
+
+def test_gc_drain_touched_every_second(benchmark):
+    """K ~ N: 16k sessions touched every second, then one GC pop (all stale duplicates)."""
+    benchmark.group = "gc_drain-16k"
+    seeds = np.arange(SMALL, dtype=np.uint64)
+    keys = make_keys(seeds)
+    t = SessionTable(max_sessions=SMALL, hash_seed=3)
+    handles = t.install_batch(keys, snat_decisions(keys), metas_for(seeds), S)
+    state = {"now": S}
+
+    def run():
+        state["now"] += S
+        t.touch_batch(handles, state["now"])
+        t.expire(state["now"])
+        return t.last_pop_stats()["scanned"]
+
+    benchmark(run)
+
+
+# ------------------------------------------------------------------ memory per session
+
+
+def _rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.parametrize("pairs", [False, True], ids=["forward", "nat_pairs"])
+def test_memory_per_session_1m(benchmark, pairs):
+    """Heap bytes per session at 1M sessions (slab + every index + delta queue + wheel),
+    from the table's own accounting and cross-checked against the RSS growth."""
+    benchmark.group = "memory-1M"
+    _cache.clear()
+    n = LARGE // 2 if pairs else LARGE
+    seeds = np.arange(n, dtype=np.uint64)
+    keys = make_keys(seeds)
+    decs = snat_decisions(keys)
+    decs["nat_flags"] |= np.uint8(NatFlag.RS)
+    decs["rs"][:, 15] = 1
+    metas = metas_for(seeds)
+    rss0 = _rss_bytes()
+    t = SessionTable(max_sessions=LARGE, hash_seed=8)
+    if pairs:
+        t.install_pair_batch(keys, decs, metas, S)
+    else:
+        t.install_batch(keys, decs, metas, S)
+    t.drain_deltas(10_000)
+    rss = _rss_bytes() - rss0
+    assert len(t) == LARGE
+    per = t.memory_bytes() / len(t)
+    benchmark.extra_info["bytes_per_session"] = round(per, 1)
+    benchmark.extra_info["bytes_per_session_without_wheel"] = round(
+        t.memory_bytes(include_wheel=False) / len(t), 1
+    )
+    benchmark.extra_info["rss_bytes_per_session"] = round(rss / len(t), 1)
+    benchmark(len, t)

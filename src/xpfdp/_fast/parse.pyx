@@ -1,0 +1,127 @@
+# cython: language_level=3
+"""Batch L2-L4 parser: Ethernet frames in one buffer -> one PKT_META record per frame."""
+
+cimport numpy as cnp
+import numpy as np
+
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+
+from xpfdp._fast.meta cimport PARSE_STATUS_COUNT, pkt_meta_t
+from xpfdp._fast.parse cimport parse_one
+
+from xpfdp._fast.meta import PARSE_STATUS_NAMES, PKT_META
+
+cnp.import_array()
+
+
+cdef cnp.ndarray integer_array(object value, str name, int type_num, int alt_type_num,
+                              str dtype_name):
+    """`value` as a 1-D native-order numpy array of the given integer type (any stride)."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy {dtype_name} array, not {type(value).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>value
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if (t != type_num and t != alt_type_num) or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(f"{name} must have dtype {dtype_name}, not {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, not {arr.ndim}-D")
+    if arr.strides[0] % cnp.PyArray_ITEMSIZE(arr):
+        raise ValueError(f"{name} has a stride that is not a multiple of its item size")
+    return arr
+
+
+cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, object meta,
+                       bint writable):
+    """Fill `b` from (buf, addrs, lens, meta); returns the buffer array (keep it alive)."""
+    cdef cnp.ndarray data
+    cdef cnp.ndarray a = integer_array(addrs, "addrs", cnp.NPY_UINT64, cnp.NPY_ULONGLONG, "uint64")
+    cdef cnp.ndarray l = integer_array(lens, "lens", cnp.NPY_UINT32, cnp.NPY_UINT, "uint32")
+    cdef Py_ssize_t i, n = a.shape[0], bad = -1
+    cdef uint64_t buf_len
+    if isinstance(buf, np.ndarray):
+        data = <cnp.ndarray>buf
+        if cnp.PyArray_TYPE(data) != cnp.NPY_UINT8 or data.ndim != 1:
+            raise TypeError(f"buf must be a 1-D uint8 array, not {data.dtype} {data.ndim}-D")
+        if not cnp.PyArray_IS_C_CONTIGUOUS(data):
+            raise ValueError("buf must be contiguous")
+    else:
+        data = np.frombuffer(buf, dtype=np.uint8)   # bytearray, memoryview, mmap ...
+    if writable and not cnp.PyArray_ISWRITEABLE(data):
+        raise ValueError("buf is read-only; rewrites need a writable buffer")
+    if l.shape[0] != n:
+        raise ValueError(f"addrs has {n} entries but lens has {l.shape[0]}")
+    b.buf = <uint8_t*>cnp.PyArray_DATA(data)
+    b.addrs = <const uint64_t*>cnp.PyArray_DATA(a)
+    b.lens = <const uint32_t*>cnp.PyArray_DATA(l)
+    b.addr_step = a.strides[0] // 8
+    b.len_step = l.strides[0] // 4
+    b.n = n
+    b.meta = NULL
+    buf_len = data.shape[0]
+    with nogil:
+        for i in range(n):
+            if (b.addrs[i * b.addr_step] > buf_len
+                    or b.lens[i * b.len_step] > buf_len - b.addrs[i * b.addr_step]):
+                bad = i
+                break
+    if bad >= 0:
+        raise ValueError(
+            f"frame {bad} (addr {b.addrs[bad * b.addr_step]}, len {b.lens[bad * b.len_step]}) "
+            f"runs past the {buf_len}-byte buffer"
+        )
+    if meta is not None:
+        b.meta = meta_records(meta, n)
+    return data
+
+
+cdef pkt_meta_t* meta_records(object meta, Py_ssize_t n) except NULL:
+    """The records of a C-contiguous, writable PKT_META array of at least n entries."""
+    if not isinstance(meta, np.ndarray):
+        raise TypeError(f"meta must be a numpy array of dtype PKT_META, not {type(meta).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>meta
+    if arr.dtype is not PKT_META and arr.dtype != PKT_META:
+        raise TypeError(f"meta must have dtype xpfdp.parse.PKT_META, not {arr.dtype}")
+    if arr.ndim != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError("meta must be a 1-D C-contiguous array")
+    if not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError("meta must be writable")
+    if arr.shape[0] < n:
+        raise ValueError(f"meta holds {arr.shape[0]} records, {n} frames given")
+    return <pkt_meta_t*>cnp.PyArray_DATA(arr)
+
+
+def parse_batch(buf, addrs, lens, out):
+    """Parse frame i = buf[addrs[i]:addrs[i] + lens[i]] into out[i] (PKT_META), without the GIL.
+
+    `buf` is a uint8 array (or any buffer), `addrs` uint64 and `lens` uint32 arrays (strided
+    views such as the fields of a descriptor array are fine). Returns an int64 array of
+    PARSE_STATUS_COUNT counters, indexed by status code.
+    """
+    cdef frame_batch_t b
+    cdef Py_ssize_t i
+    if out is None:
+        raise TypeError("out must be a PKT_META array, not None")
+    owner = open_batch(&b, buf, addrs, lens, out, False)
+    counts = np.zeros(PARSE_STATUS_COUNT, dtype=np.int64)
+    cdef int64_t* c = <int64_t*>cnp.PyArray_DATA(counts)
+    with nogil:
+        for i in range(b.n):
+            parse_one(b.buf + b.addrs[i * b.addr_step], b.lens[i * b.len_step], b.meta + i)
+            c[b.meta[i].status] += 1
+    return counts
+
+
+def parse_frame(const uint8_t[::1] frame not None):
+    """Parse one Ethernet frame and return its PKT_META record (a numpy.void)."""
+    out = np.zeros(1, dtype=PKT_META)
+    cdef pkt_meta_t* m = <pkt_meta_t*>cnp.PyArray_DATA(out)
+    cdef const uint8_t* p = &frame[0] if frame.shape[0] else NULL
+    parse_one(p, <uint32_t>frame.shape[0], m)
+    return out[0]
+
+
+def status_name(int status):
+    """The name of a parse status code ("ok", "trunc_l4", ...)."""
+    if not 0 <= status < PARSE_STATUS_COUNT:
+        raise ValueError(f"unknown parse status {status}")
+    return PARSE_STATUS_NAMES[status]

@@ -1,0 +1,245 @@
+# AF_XDP core: UMEM, frame pools, bursts and ports (XskPort on a kernel socket, MemPort in
+# memory). Everything a per-packet loop needs is a cdef nogil method declared here, so the
+# pipeline module can drive ports without touching Python objects.
+
+from libc.stdint cimport int16_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+from xpfdp._fast.meta cimport pkt_meta_t
+
+
+cdef extern from "<linux/if_xdp.h>":
+    struct xdp_desc:
+        uint64_t addr
+        uint32_t len
+        uint32_t options
+
+    struct xdp_statistics:
+        uint64_t rx_dropped
+        uint64_t rx_invalid_descs
+        uint64_t tx_invalid_descs
+        uint64_t rx_ring_full
+        uint64_t rx_fill_ring_empty_descs
+        uint64_t tx_ring_empty_descs
+
+    struct xdp_options:
+        uint32_t flags
+
+    enum:
+        XDP_SHARED_UMEM
+        XDP_COPY
+        XDP_ZEROCOPY
+        XDP_USE_NEED_WAKEUP
+        XDP_STATISTICS
+        XDP_OPTIONS
+        XDP_OPTIONS_ZEROCOPY
+        XDP_PACKET_HEADROOM
+
+
+cdef extern from "<xdp/xsk.h>" nogil:
+    struct xsk_ring_prod:
+        uint32_t cached_prod
+        uint32_t cached_cons
+        uint32_t mask
+        uint32_t size
+        uint32_t *producer
+        uint32_t *consumer
+        void *ring
+        uint32_t *flags
+
+    struct xsk_ring_cons:
+        uint32_t cached_prod
+        uint32_t cached_cons
+        uint32_t mask
+        uint32_t size
+        uint32_t *producer
+        uint32_t *consumer
+        void *ring
+        uint32_t *flags
+
+    struct xsk_umem:
+        pass
+
+    struct xsk_socket:
+        pass
+
+    struct xsk_umem_config:
+        uint32_t fill_size
+        uint32_t comp_size
+        uint32_t frame_size
+        uint32_t frame_headroom
+        uint32_t flags
+
+    struct xsk_socket_config:
+        uint32_t rx_size
+        uint32_t tx_size
+        uint32_t libxdp_flags
+        uint32_t xdp_flags
+        uint16_t bind_flags
+
+    enum:
+        XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD
+
+    uint64_t *xsk_ring_prod__fill_addr(xsk_ring_prod *fill, uint32_t idx)
+    const uint64_t *xsk_ring_cons__comp_addr(const xsk_ring_cons *comp, uint32_t idx)
+    xdp_desc *xsk_ring_prod__tx_desc(xsk_ring_prod *tx, uint32_t idx)
+    const xdp_desc *xsk_ring_cons__rx_desc(const xsk_ring_cons *rx, uint32_t idx)
+    int xsk_ring_prod__needs_wakeup(const xsk_ring_prod *r)
+    uint32_t xsk_prod_nb_free(xsk_ring_prod *r, uint32_t nb)
+    uint32_t xsk_cons_nb_avail(xsk_ring_cons *r, uint32_t nb)
+    uint32_t xsk_ring_prod__reserve(xsk_ring_prod *prod, uint32_t nb, uint32_t *idx)
+    void xsk_ring_prod__submit(xsk_ring_prod *prod, uint32_t nb)
+    uint32_t xsk_ring_cons__peek(xsk_ring_cons *cons, uint32_t nb, uint32_t *idx)
+    void xsk_ring_cons__release(xsk_ring_cons *cons, uint32_t nb)
+
+    int xsk_umem__fd(const xsk_umem *umem)
+    int xsk_socket__fd(const xsk_socket *xsk)
+    int xsk_umem__create(xsk_umem **umem, void *umem_area, uint64_t size,
+                         xsk_ring_prod *fill, xsk_ring_cons *comp,
+                         const xsk_umem_config *config)
+    int xsk_socket__create(xsk_socket **xsk, const char *ifname, uint32_t queue_id,
+                           xsk_umem *umem, xsk_ring_cons *rx, xsk_ring_prod *tx,
+                           const xsk_socket_config *config)
+    int xsk_socket__create_shared(xsk_socket **xsk_ptr, const char *ifname,
+                                  uint32_t queue_id, xsk_umem *umem,
+                                  xsk_ring_cons *rx, xsk_ring_prod *tx,
+                                  xsk_ring_prod *fill, xsk_ring_cons *comp,
+                                  const xsk_socket_config *config)
+    int xsk_umem__delete(xsk_umem *umem)
+    void xsk_socket__delete(xsk_socket *xsk)
+
+
+# Per-port counters kept in plain C fields (no atomics: one owner thread per port).
+ctypedef struct port_stats_t:
+    uint64_t rx_packets
+    uint64_t rx_bytes
+    uint64_t tx_packets
+    uint64_t tx_bytes
+    uint64_t tx_kicks
+    uint64_t tx_kick_again      # sendto returned EAGAIN/EBUSY: kicked again
+    uint64_t tx_kick_errors     # sendto failed otherwise (ENOBUFS, ENETDOWN, ...)
+    uint64_t rx_wakeups         # poll(POLLIN) wakes of the driver for the fill ring
+    uint64_t fill_empty         # refills that found no frame left with the kernel
+    uint64_t fill_short         # fill slots wanted but not reserved (ring full)
+    uint64_t tx_ring_full       # tx_burst calls that could not place every descriptor
+    uint64_t completions
+    uint64_t bad_desc           # descriptors refused by tx/recycle (not owned, out of range)
+    uint64_t rx_oversize        # MemPort source frames too long for a frame (dropped)
+    uint64_t capture_dropped    # MemPort TX frames not captured (capture buffer full)
+
+
+cdef class Port
+
+
+cdef class Umem:
+    cdef uint8_t *area
+    cdef size_t area_bytes
+    cdef size_t mmap_bytes
+    cdef readonly bint hugepages
+    cdef readonly uint32_t frames
+    cdef readonly uint32_t frame_size
+    cdef readonly uint32_t headroom
+    cdef readonly uint32_t tx_frames
+    cdef readonly uint32_t ring_size    # fill and completion ring entries (power of 2)
+    cdef uint32_t frame_shift
+    cdef uint64_t *free_tx
+    cdef uint32_t n_free_tx
+    cdef uint64_t *pending_fill
+    cdef uint32_t n_pending_fill
+    cdef uint8_t *state                 # per frame: (port slot << 3) | FRAME_*
+    cdef uint32_t n_held
+    cdef xsk_umem *kumem
+    cdef xsk_ring_prod fill
+    cdef xsk_ring_cons comp
+    cdef bint rings_taken
+    cdef list ports
+    cdef object _buf
+
+    cdef bint owns(self, uint64_t addr, uint32_t length) noexcept nogil
+    cdef void route_home(self, uint64_t addr) noexcept nogil
+    cdef int claim_held(self, xdp_desc *d, uint32_t count) noexcept nogil
+    cdef void unclaim(self, xdp_desc *d, uint32_t count) noexcept nogil
+    cdef void take_claimed(self, xdp_desc *d, uint32_t count, uint8_t new_state) noexcept nogil
+    cdef int _attach_port(self, Port port) except -1
+    cdef void _reclaim(self, uint8_t slot) noexcept nogil
+    cdef int _register(self) except -1
+    cdef int _unregister_if_idle(self) except -1
+
+
+cdef class Burst:
+    cdef readonly object desc
+    cdef readonly object meta
+    cdef readonly object verdict
+    cdef xdp_desc *d
+    cdef pkt_meta_t *m
+    cdef int16_t *v
+    cdef uint32_t n
+    cdef readonly uint32_t capacity
+    cdef public Umem umem
+
+    cdef void swap_macs(self, uint32_t start, uint32_t count) noexcept nogil
+    cdef uint32_t _span(self, uint32_t start, count) except? 0xffffffff
+
+
+cdef class Port:
+    cdef readonly Umem umem
+    cdef port_stats_t st
+    cdef uint8_t slot
+    cdef uint32_t n_kernel_rx           # frames given to the fill ring, not yet received
+    cdef uint32_t n_tx_out              # frames in the TX ring or in flight, not yet completed
+    cdef uint32_t fill_target
+    cdef readonly bint closed
+
+    cdef int c_rx(self, Burst b) noexcept nogil
+    cdef int c_tx(self, Burst b, uint32_t start, uint32_t count) noexcept nogil
+    cdef int c_recycle(self, Burst b, uint32_t start, uint32_t count) noexcept nogil
+    cdef int c_alloc_tx(self, Burst b, uint32_t count) noexcept nogil
+    cdef void c_service(self) noexcept nogil
+    cdef int c_wait(self, int timeout_ms) noexcept nogil
+    cdef int _ready(self, Burst b) except -1
+
+
+cdef class XskPort(Port):
+    cdef xsk_socket *xsk
+    cdef xsk_ring_cons rx
+    cdef xsk_ring_prod tx
+    cdef xsk_ring_prod own_fill
+    cdef xsk_ring_cons own_comp
+    cdef xsk_ring_prod *fillq
+    cdef xsk_ring_cons *compq
+    cdef readonly int fd
+    cdef readonly bint zerocopy
+    cdef readonly uint32_t ring_size
+    cdef uint64_t last_wake_ns
+    cdef readonly str ifname
+    cdef readonly int queue
+    cdef readonly str attach_mode
+    cdef object program
+
+    cdef uint32_t reap(self) noexcept nogil
+    cdef void refill(self) noexcept nogil
+    cdef void kick_tx(self) noexcept nogil
+    cdef int _create(self, bytes name_b, bint primary, xsk_socket_config *cfg) except? 1
+
+
+cdef class MemPort(Port):
+    cdef object _src_buf
+    cdef object _src_off
+    cdef object _src_len
+    cdef const uint8_t *src_buf
+    cdef const uint64_t *src_off
+    cdef const uint32_t *src_len
+    cdef uint64_t n_src
+    cdef uint64_t pos
+    cdef readonly bint loop
+    cdef uint64_t *stock
+    cdef uint32_t n_stock
+    cdef readonly uint32_t ring_size
+    cdef object _cap_buf
+    cdef object _cap_len
+    cdef uint8_t *cap_buf
+    cdef uint32_t *cap_len
+    cdef uint32_t cap_frames
+    cdef uint32_t cap_frame_bytes
+    cdef uint32_t n_captured
+
+    cdef void _restock(self) noexcept nogil

@@ -1,0 +1,319 @@
+"""Load, attach and drive the xpfdp XDP redirect program through libbpf (cffi).
+
+One `XdpProgram` owns one loaded copy of `xsk_redirect.o` attached to one interface, so
+every interface has its own XSKMAP keyed by RX queue and its own counters. Attach tries
+native mode and falls back to generic for that interface only. Closing the program
+detaches it (only if it is still ours) and clears the map entries it wrote.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+
+from xpfdp._libbpf_cffi import ffi, lib
+
+OBJECT_PATH = Path(__file__).with_name("xsk_redirect.o")
+PROGRAM_NAME = "xpfdp_xsk_redirect"
+ABI_VERSION = lib.XPFDP_XSK_ABI_VERSION
+MAX_QUEUES = lib.XPFDP_XSK_MAX_QUEUES
+
+COUNTER_NAMES = ("redirected", "no_socket", "pass_arp", "pass_nd", "pass_non_ip", "pass_off")
+MODES = ("auto", "native", "generic")
+
+# Capability bits (linux/capability.h) needed to attach XDP and create AF_XDP sockets.
+_CAP_NET_ADMIN = 12
+_CAP_NET_RAW = 13
+_CAP_SYS_ADMIN = 21
+_CAP_BPF = 39
+
+
+class XdpError(OSError):
+    """An XDP or BPF operation failed; the message says which and why."""
+
+
+class ForeignXdpProgramError(XdpError):
+    """The interface already runs an XDP program that xpfdp did not attach."""
+
+
+def _effective_caps() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def require_capabilities() -> None:
+    """Raise PermissionError naming the missing capability before any BPF or XDP syscall."""
+    caps = _effective_caps()
+    if not caps >> _CAP_NET_ADMIN & 1:
+        raise PermissionError(
+            "xpfdp needs CAP_NET_ADMIN to attach XDP programs (run as root or grant it)"
+        )
+    if not caps >> _CAP_NET_RAW & 1:
+        raise PermissionError("xpfdp needs CAP_NET_RAW to create AF_XDP sockets")
+    if not (caps >> _CAP_BPF & 1 or caps >> _CAP_SYS_ADMIN & 1):
+        raise PermissionError("xpfdp needs CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs")
+
+
+def ifindex_of(ifname: str) -> int:
+    """Index of `ifname` in the calling thread's network namespace, or ValueError."""
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        raise ValueError(f"unknown interface {ifname!r} (not in this network namespace)") from None
+
+
+def _strerror(err: int) -> str:
+    buf = ffi.new("char[128]")
+    lib.libbpf_strerror(err, buf, 128)
+    return ffi.string(buf).decode()
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        raise XdpError(-ret, f"{what}: {_strerror(ret)}")
+    return ret
+
+
+def query_xdp(ifindex: int) -> tuple[int, str]:
+    """(program id, attach mode name) of the XDP program on `ifindex`; (0, "none") if none."""
+    opts = ffi.new("struct bpf_xdp_query_opts *")
+    opts.sz = ffi.sizeof("struct bpf_xdp_query_opts")
+    _check(lib.bpf_xdp_query(ifindex, 0, opts), f"query XDP on ifindex {ifindex}")
+    mode = {
+        lib.XDP_ATTACHED_NONE: "none",
+        lib.XDP_ATTACHED_DRV: "native",
+        lib.XDP_ATTACHED_SKB: "generic",
+        lib.XDP_ATTACHED_HW: "offload",
+        lib.XDP_ATTACHED_MULTI: "multi",
+    }.get(opts.attach_mode, "unknown")
+    return opts.prog_id, mode
+
+
+def _prog_id_of_fd(fd: int) -> int:
+    info = ffi.new("struct bpf_prog_info *")
+    size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_prog_info"))
+    _check(lib.bpf_obj_get_info_by_fd(fd, info, size), "read BPF program info")
+    return info.id
+
+
+def _prog_name_of_id(prog_id: int) -> str:
+    fd = lib.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        return "?"
+    try:
+        info = ffi.new("struct bpf_prog_info *")
+        size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_prog_info"))
+        if lib.bpf_obj_get_info_by_fd(fd, info, size) < 0:
+            return "?"
+        return ffi.string(info.name).decode(errors="replace")
+    finally:
+        lib.close(fd)
+
+
+def object_abi_version(path: Path = OBJECT_PATH) -> int:
+    """The ABI version compiled into a BPF object (its `xpfdp_abi_version` in .rodata)."""
+    obj = _open(path)
+    try:
+        return _rodata_abi(obj)
+    finally:
+        lib.bpf_object__close(obj)
+
+
+def _open(path: Path):
+    if not path.exists():
+        raise FileNotFoundError(
+            f"BPF object {path} is missing: run `make build` (clang compiles bpf/*.bpf.c)"
+        )
+    obj = lib.bpf_object__open_file(str(path).encode(), ffi.NULL)
+    err = lib.libbpf_get_error(obj)
+    if err:
+        raise XdpError(-err, f"open BPF object {path}: {_strerror(err)}")
+    return obj
+
+
+def _rodata_abi(obj) -> int:
+    rodata = lib.bpf_object__find_map_by_name(obj, b".rodata")
+    if rodata == ffi.NULL:
+        raise XdpError(errno.ENOENT, "BPF object has no .rodata ABI version")
+    size = ffi.new("size_t *")
+    value = lib.bpf_map__initial_value(rodata, size)
+    if value == ffi.NULL or size[0] < 4:
+        raise XdpError(errno.ENOENT, "BPF object has no .rodata ABI version")
+    return ffi.cast("uint32_t *", value)[0]
+
+
+class XdpProgram:
+    """The redirect program loaded and attached to one interface.
+
+    `mode` is "native", "generic" or "auto" (native, falling back to generic for this
+    interface only). The program starts with redirection on and non-IP traffic passed to
+    the kernel. Use as a context manager: leaving detaches it and clears the XSKMAP.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        mode: str = "auto",
+        *,
+        pass_non_ip: bool = True,
+        object_path: Path = OBJECT_PATH,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        require_capabilities()
+        self.ifname = ifname
+        self.ifindex = ifindex_of(ifname)
+        self._obj = ffi.NULL
+        self._attached_flags: int | None = None
+        self._queues: set[int] = set()
+        self.mode = ""
+        existing, _ = query_xdp(self.ifindex)
+        if existing:
+            raise ForeignXdpProgramError(
+                errno.EEXIST,
+                f"{ifname} already has an XDP program (id {existing}, "
+                f"{_prog_name_of_id(existing)!r}); detach it first "
+                f"(ip link set dev {ifname} xdp off)",
+            )
+        self._obj = _open(object_path)
+        try:
+            abi = _rodata_abi(self._obj)
+            if abi != ABI_VERSION:
+                raise XdpError(
+                    errno.EPROTO,
+                    f"BPF object ABI {abi} != extension ABI {ABI_VERSION}: "
+                    "stale build, run `make build`",
+                )
+            _check(lib.bpf_object__load(self._obj), f"load {object_path.name}")
+            prog = lib.bpf_object__find_program_by_name(self._obj, PROGRAM_NAME.encode())
+            self._prog_fd = lib.bpf_program__fd(prog)
+            self._xsks_fd = self._map_fd("xsks_map")
+            self._ctrl_fd = self._map_fd("xsk_ctrl")
+            self._counters_fd = self._map_fd("xsk_counters")
+            self.set_ctrl(redirect=True, pass_non_ip=pass_non_ip)
+            self.prog_id = _prog_id_of_fd(self._prog_fd)
+            self._attach(mode)
+        except BaseException:
+            self.close()
+            raise
+
+    def _map_fd(self, name: str) -> int:
+        m = lib.bpf_object__find_map_by_name(self._obj, name.encode())
+        if m == ffi.NULL:
+            raise XdpError(errno.ENOENT, f"BPF object has no map {name!r}")
+        return lib.bpf_map__fd(m)
+
+    def _attach(self, mode: str) -> None:
+        tries = {"native": ["native"], "generic": ["generic"], "auto": ["native", "generic"]}
+        errors = []
+        for attempt in tries[mode]:
+            flag = lib.XDP_FLAGS_DRV_MODE if attempt == "native" else lib.XDP_FLAGS_SKB_MODE
+            flags = flag | lib.XDP_FLAGS_UPDATE_IF_NOEXIST
+            ret = lib.bpf_xdp_attach(self.ifindex, self._prog_fd, flags, ffi.NULL)
+            if ret == 0:
+                self._attached_flags = flag
+                self.mode = attempt
+                return
+            errors.append(f"{attempt}: {_strerror(ret)}")
+        raise XdpError(
+            errno.EOPNOTSUPP,
+            f"cannot attach XDP to {self.ifname} in {mode} mode ({'; '.join(errors)})",
+        )
+
+    def set_ctrl(self, *, redirect: bool, pass_non_ip: bool) -> None:
+        """Switch redirection on/off and choose whether non-IP frames go to the kernel."""
+        ctrl = ffi.new("struct xpfdp_xsk_ctrl *")
+        ctrl.abi_version = ABI_VERSION
+        ctrl.redirect = int(redirect)
+        ctrl.pass_non_ip = int(pass_non_ip)
+        key = ffi.new("uint32_t *", 0)
+        _check(lib.bpf_map_update_elem(self._ctrl_fd, key, ctrl, 0), "update ctrl map")
+
+    def _check_queue(self, queue: int) -> None:
+        if not 0 <= queue < MAX_QUEUES:
+            raise ValueError(f"queue {queue} out of range [0, {MAX_QUEUES})")
+
+    def set_socket(self, queue: int, xsk_fd: int) -> None:
+        """Redirect frames arriving on RX `queue` to the AF_XDP socket `xsk_fd`."""
+        self._check_queue(queue)
+        key = ffi.new("uint32_t *", queue)
+        value = ffi.new("uint32_t *", xsk_fd)
+        _check(
+            lib.bpf_map_update_elem(self._xsks_fd, key, value, 0),
+            f"insert socket for queue {queue} into XSKMAP",
+        )
+        self._queues.add(queue)
+
+    def clear_socket(self, queue: int) -> None:
+        """Remove `queue`'s socket from the XSKMAP; its frames go back to the kernel."""
+        self._check_queue(queue)
+        key = ffi.new("uint32_t *", queue)
+        ret = lib.bpf_map_delete_elem(self._xsks_fd, key)
+        if ret < 0 and ret != -errno.ENOENT:
+            _check(ret, f"delete queue {queue} from XSKMAP")
+        self._queues.discard(queue)
+
+    def counters(self) -> dict[str, int]:
+        """Per-CPU counters of the program, summed over CPUs."""
+        ncpu = lib.libbpf_num_possible_cpus()
+        values = ffi.new("uint64_t[]", ncpu)
+        key = ffi.new("uint32_t *")
+        out = {}
+        for idx, name in enumerate(COUNTER_NAMES):
+            key[0] = idx
+            _check(lib.bpf_map_lookup_elem(self._counters_fd, key, values), "read counters")
+            out[name] = sum(values[i] for i in range(ncpu))
+        return out
+
+    @property
+    def attached(self) -> bool:
+        """True while this program is the one attached to the interface."""
+        return self._attached_flags is not None and query_xdp(self.ifindex)[0] == self.prog_id
+
+    def close(self) -> None:
+        """Clear our XSKMAP entries, detach (if still ours) and unload. Idempotent."""
+        if self._obj == ffi.NULL:
+            return
+        for queue in sorted(self._queues):
+            self.clear_socket(queue)
+        if self._attached_flags is not None:
+            try:
+                current, _ = query_xdp(self.ifindex)
+            except XdpError:
+                current = 0  # the interface is gone
+            if current == self.prog_id:
+                lib.bpf_xdp_detach(self.ifindex, self._attached_flags, ffi.NULL)
+            self._attached_flags = None
+        lib.bpf_object__close(self._obj)
+        self._obj = ffi.NULL
+
+    def __enter__(self) -> XdpProgram:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        prog_id = getattr(self, "prog_id", 0)
+        return f"XdpProgram({self.ifname!r}, mode={self.mode!r}, prog_id={prog_id})"
+
+
+__all__ = [
+    "ABI_VERSION",
+    "COUNTER_NAMES",
+    "MAX_QUEUES",
+    "ForeignXdpProgramError",
+    "XdpError",
+    "XdpProgram",
+    "ifindex_of",
+    "object_abi_version",
+    "query_xdp",
+    "require_capabilities",
+]

@@ -1,0 +1,119 @@
+"""The XDP redirect program and its libbpf loader (root)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import needs_root
+from xpfdp import bpf
+from xpfdp.bpf import XdpError, XdpProgram, query_xdp
+
+pytestmark = [needs_root, pytest.mark.root]
+BPF_DIR = Path(__file__).resolve().parents[1] / "bpf"
+
+
+def send_udp(link, count: int) -> None:
+    s = link.peer_socket()
+    for _ in range(count):
+        s.sendto(b"p" * 30, (link.dut_ip, 9))
+    s.close()
+
+
+def wait_for(program: XdpProgram, key: str, value: int) -> dict:
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        counters = program.counters()
+        if counters[key] >= value:
+            return counters
+        time.sleep(0.02)
+    return program.counters()
+
+
+def test_object_carries_the_extension_abi_version():
+    from xpfdp._fast.xsk import ABI_VERSION
+
+    assert bpf.object_abi_version() == bpf.ABI_VERSION == ABI_VERSION
+
+
+def test_stale_object_is_refused(tmp_path, topo):
+    link = topo.link()
+    stale = tmp_path / "stale.o"
+    subprocess.run(
+        ["clang", "-O2", "-g", "-target", "bpf", "-DXPFDP_XSK_ABI_VERSION=99", "-I", str(BPF_DIR),
+         "-I", "/usr/include/x86_64-linux-gnu", "-c", str(BPF_DIR / "xsk_redirect.bpf.c"),
+         "-o", str(stale)],
+        check=True,
+    )  # fmt: skip
+    assert bpf.object_abi_version(stale) == 99
+    with topo.dut.inside():
+        with pytest.raises(XdpError, match="stale build"):
+            XdpProgram(link.dut_if, object_path=stale)
+        assert query_xdp(socket.if_nametoindex(link.dut_if))[0] == 0
+
+
+def test_attach_native_then_detach(topo):
+    link = topo.link()
+    with topo.dut.inside():
+        ifindex = socket.if_nametoindex(link.dut_if)
+        with XdpProgram(link.dut_if) as prog:
+            assert prog.mode == "native" and prog.attached
+            assert query_xdp(ifindex) == (prog.prog_id, "native")
+        assert query_xdp(ifindex) == (0, "none")
+
+
+def test_generic_fallback_does_not_demote_other_interfaces(topo):
+    link = topo.link()
+    with topo.dut.inside():
+        with XdpProgram(link.dut_if, "auto") as veth_prog, XdpProgram("lo", "auto") as lo_prog:
+            assert lo_prog.mode == "generic"  # loopback has no native XDP
+            assert veth_prog.mode == "native"
+            assert query_xdp(socket.if_nametoindex(link.dut_if))[1] == "native"
+        with pytest.raises(XdpError, match="native"):
+            XdpProgram("lo", "native")
+
+
+def test_unbound_queue_falls_back_to_the_kernel(topo):
+    link = topo.link()
+    with topo.dut.inside(), XdpProgram(link.dut_if) as prog:
+        send_udp(link, 20)
+        counters = wait_for(prog, "no_socket", 20)
+    assert counters["no_socket"] == 20 and counters["redirected"] == 0
+
+
+def test_redirect_switched_off_passes_everything(topo):
+    link = topo.link()
+    with topo.dut.inside(), XdpProgram(link.dut_if) as prog:
+        prog.set_ctrl(redirect=False, pass_non_ip=True)
+        send_udp(link, 10)
+        counters = wait_for(prog, "pass_off", 10)
+    assert counters["pass_off"] == 10 and counters["no_socket"] == 0
+
+
+def test_non_ip_frames_follow_the_ctrl_setting(topo):
+    link = topo.link()
+    frame = bytes.fromhex(link.dut_mac.replace(":", "")) + b"\x02" * 6 + b"\x88\xb5" + b"x" * 50
+    with link.peer.inside():
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        raw.bind((link.peer_if, 0))
+    with topo.dut.inside(), XdpProgram(link.dut_if) as prog:
+        raw.send(frame)
+        assert wait_for(prog, "pass_non_ip", 1)["pass_non_ip"] == 1
+        prog.set_ctrl(redirect=True, pass_non_ip=False)
+        raw.send(frame)
+        counters = wait_for(prog, "no_socket", 1)
+    raw.close()
+    assert counters["pass_non_ip"] == 1 and counters["no_socket"] == 1
+
+
+def test_queue_range_is_checked(topo):
+    link = topo.link()
+    with topo.dut.inside(), XdpProgram(link.dut_if) as prog:
+        with pytest.raises(ValueError, match="queue 64 out of range"):
+            prog.set_socket(64, 0)
+        with pytest.raises(XdpError):
+            prog.set_socket(0, 0)  # fd 0 is not an AF_XDP socket
