@@ -24,6 +24,10 @@ Stages (``xpfdp.pipeline``), run in the order given:
 * ``MssClampStage(mss_v4, mss_v6=None)`` -- clamps SYN MSS options (v6 default mss_v4 - 20).
 * ``L2Stage()`` -- writes the next hop's source/destination MACs.
 * ``CountStage(name="count")`` -- packets and bytes reaching it.
+* ``CosStage({port: xpfdp.cos.Scheduler}, rules=[{"queue": id, "proto": 17 | "icmp",
+  "family": 4, "dscp": 46, "port": 53}, ...], default_queue=0)`` -- classify packets for
+  shaped ports into scheduler queues (admission drops ``cos_drop:<reason>``); the
+  pipeline drains each scheduler to TX every poll and settles back what the ring refuses.
 * ``PyStage(fn, name=None)`` -- ``fn(burst)`` once per burst with the GIL; may set
   ``burst.verdict[i]`` (-1 drop → ``user_drop``, >= 0 egress port) and edit frames via
   ``burst.frame(i)``. An exception stops the worker (``Pipeline.error``).
@@ -75,6 +79,7 @@ from xpfdp._fast.pipeline import (
     PARSE_STATUS_NAMES,
     VERDICT_DROP,
     VERDICT_PASS,
+    CosStage,
     CountStage,
     FlowCache,
     L2Stage,
@@ -271,6 +276,7 @@ __all__ = [
     "PARSE_STATUS_NAMES",
     "VERDICT_DROP",
     "VERDICT_PASS",
+    "CosStage",
     "CountStage",
     "FlowCache",
     "Forwarder",
