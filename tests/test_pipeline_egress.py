@@ -47,7 +47,7 @@ def shaped_pipeline(umem, source, *, capture=0):
 
 def test_cos_shapes_to_the_configured_rate_and_conserves_frames(umem_factory):
     u = umem_factory(4096)
-    pipe, sch, a, b = shaped_pipeline(u, frames(800))
+    pipe, _sch, _a, b = shaped_pipeline(u, frames(800))
     t0 = 10**15
     step_ns = 1_000_000
     for k in range(100):  # past the initial burst
@@ -72,7 +72,7 @@ def test_cos_shapes_to_the_configured_rate_and_conserves_frames(umem_factory):
 
 def test_cos_rules_classify_icmp_into_its_queue(umem_factory):
     u = umem_factory(4096)
-    pipe, sch, a, b = shaped_pipeline(u, frames(100, icmp_every=10), capture=100)
+    pipe, sch, _a, b = shaped_pipeline(u, frames(100, icmp_every=10), capture=100)
     for _ in range(3):
         pipe.poll(now_ns=10**15)  # no time passes: one burst of tokens, the rest queued
     assert pipe.stats()["rx_packets"] == 100
