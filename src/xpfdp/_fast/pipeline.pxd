@@ -8,7 +8,7 @@ from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
 from xpfdp._fast.cos cimport Scheduler, cosq_t
 from xpfdp._fast.meta cimport pkt_meta_t
 from xpfdp._fast.route cimport RouteTable
-from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, ssession_t
+from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, srec_t, ssession_t
 from xpfdp._fast.xsk cimport Burst, Port, Umem, xdp_desc
 
 cdef enum:
@@ -100,7 +100,7 @@ cdef class FlowCache:
     cdef uint64_t seed
 
     cdef fc_entry_t* find(self, const skey_t* k, uint16_t ingress, uint64_t route_gen,
-                          uint64_t config_gen, SessionTable table) noexcept nogil
+                          uint64_t config_gen, SessionTable table, srec_t** rec) noexcept nogil
     cdef void insert(self, const skey_t* k, uint16_t ingress, uint64_t route_gen,
                      uint64_t config_gen, int64_t handle, int32_t nh) noexcept nogil
 
