@@ -467,3 +467,57 @@ def test_bad_configuration_is_refused(umem_factory):
 
 def test_drop_reason_names_are_unique():
     assert len(set(DROP_REASONS)) == len(DROP_REASONS)
+
+
+def _frame_strategy():
+    from hypothesis import strategies as st
+
+    good = st.sampled_from(
+        [
+            bytes(lan_syn(0)),
+            bytes(lan_syn(1, ttl=1)),
+            bytes(
+                Ether(src=LAN_PEER, dst=LAN_MAC)
+                / IP(src="10.0.0.9", dst="192.0.2.7")
+                / UDP(sport=5, dport=6)
+            ),
+            bytes(
+                Ether(src=LAN_PEER, dst=LAN_MAC)
+                / IPv6(src="fd00::9", dst="2001:db8::1")
+                / TCP(sport=5, dport=6, flags="S", options=[("MSS", 1440)])
+            ),
+            bytes(wan_frame(IP(src="192.0.2.10", dst=SNAT4) / TCP(sport=80, dport=20000))),
+        ]
+    )
+    return st.tuples(good, st.integers(0, 200), st.integers(0, 255), st.booleans()).map(
+        lambda t: t[0][: max(1, len(t[0]) - t[1] % 40)] if t[3] else t[0]
+    )
+
+
+def test_any_mix_of_frames_is_conserved_and_checksummed(umem_factory):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    u = umem_factory(4096)
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(_frame_strategy(), max_size=150), st.lists(_frame_strategy(), max_size=150))
+    def check(lan_frames, wan_frames):
+        f = Firewall(u)
+        try:
+            to_wan, to_lan = f.send(lan=lan_frames, wan=wan_frames)  # checksums checked
+            st_ = f.pipe.stats()
+            assert st_["rx_packets"] == len(lan_frames) + len(wan_frames)
+            assert st_["tx_packets"] + st_["drops_total"] == st_["rx_packets"]
+            assert len(to_wan) + len(to_lan) == st_["tx_packets"]
+            for p in to_wan:
+                if p.haslayer(IP):
+                    assert p[IP].src == SNAT4
+            f.sessions.check_invariants()
+        finally:
+            f.close()
+            f.lan.close()
+            f.wan.close()
+        u.check_frames()
+
+    check()
