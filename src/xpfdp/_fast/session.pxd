@@ -276,5 +276,6 @@ cdef class SessionTable:
                               out_via_alias, bint refresh)
     cdef object _find_batch(self, keys, out_handles, bint nat)
     cdef object _rg_walk(self, rgs, int mode)
-    cdef object _check_secondary(self, str name, int which, int kind)
+    cdef object _check_secondary(self, str name, int kind)
+    cdef sindex_t* _index_named(self, str name) except NULL
     cdef object _idle(self)

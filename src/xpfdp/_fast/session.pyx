@@ -195,6 +195,7 @@ DELTA_DTYPE = np.dtype({
     "itemsize": sizeof(sdelta_t),
 })
 RECORD_BYTES = sizeof(srec_t)
+INDEX_NAMES = ("primary", "nat_reverse", "forward_wire", "alias")
 assert KEY_DTYPE.itemsize == 40
 
 # Python names of the C enums (session.pxd)
@@ -575,6 +576,18 @@ cdef class SessionTable:
         """Number of primary keys (never slab slots)."""
         self._idle()
         return self.primary.count
+
+    cdef sindex_t* _index_named(self, str name) except NULL:
+        """The index called `name` (primary, nat_reverse, forward_wire, alias)."""
+        if name == "primary":
+            return &self.primary
+        if name == "nat_reverse":
+            return &self.natrev
+        if name == "forward_wire":
+            return &self.fwire
+        if name == "alias":
+            return &self.alias
+        raise ValueError(f"index must be one of {INDEX_NAMES}, got {name!r}")
 
     cdef object _idle(self):
         """Refuse a call while a batch call of another thread runs without the GIL."""
@@ -2022,10 +2035,8 @@ cdef class SessionTable:
         cdef sindex_t* ix
         cdef uint32_t i, home
         cdef uint64_t e, disp
-        for name in ("primary", "nat_reverse", "forward_wire", "alias"):
-            ix = &self.primary if name == "primary" else (
-                &self.natrev if name == "nat_reverse" else (
-                    &self.fwire if name == "forward_wire" else &self.alias))
+        for name in INDEX_NAMES:
+            ix = self._index_named(name)
             disp = 0
             for i in range(ix.cap):
                 e = ix.slots[i]
@@ -2041,18 +2052,8 @@ cdef class SessionTable:
         to simulate a corrupted or stale mapping. index: primary, nat_reverse,
         forward_wire or alias."""
         self._idle()
-        ixs = {"primary": 0, "nat_reverse": 1, "forward_wire": 2, "alias": 3}
-        if index not in ixs:
-            raise ValueError(f"index must be one of {sorted(ixs)}")
+        cdef sindex_t* ix = self._index_named(index)
         k = _one(key, KEY_DTYPE, "key")
-        cdef sindex_t* ix = &self.primary
-        which = ixs[index]
-        if which == 1:
-            ix = &self.natrev
-        elif which == 2:
-            ix = &self.fwire
-        elif which == 3:
-            ix = &self.alias
         if not self.idx_reserve(ix, 1):
             raise MemoryError()
         self.idx_raw_put(ix, self.hash_c(<skey_t*>_ptr(k)), <uint32_t>(int(handle) & 0xFFFFFFFF))
@@ -2091,9 +2092,9 @@ cdef class SessionTable:
         if live != self.primary.count:
             raise AssertionError(f"I1: len {self.primary.count} != live records {live}")
         # I2/I3: every secondary entry points at a live record whose derived key it carries
-        for name, ix, kind in (("nat_reverse", 1, IX_NATREV), ("forward_wire", 2, IX_FWIRE),
-                               ("alias", 3, IX_ALIAS)):
-            self._check_secondary(name, ix, kind)
+        for name, kind in (("nat_reverse", IX_NATREV), ("forward_wire", IX_FWIRE),
+                           ("alias", IX_ALIAS)):
+            self._check_secondary(name, kind)
         # I5: owner-RG lists hold exactly the live records with owner_rg > 0, once each
         in_rg = np.zeros(self.rec_hwm, dtype=np.uint8)
         for i in range(self.rg_cap):
@@ -2156,12 +2157,10 @@ cdef class SessionTable:
                 "forward_wire": self.fwire.count, "alias": self.alias.count,
                 "owner_rg_members": rg_total, "wheel_entries": wcount}
 
-    cdef object _check_secondary(self, str name, int which, int kind):
-        cdef sindex_t* ix = &self.natrev
-        if which == 2:
-            ix = &self.fwire
-        elif which == 3:
-            ix = &self.alias
+    cdef object _check_secondary(self, str name, int kind):
+        """I2/I3 for one secondary index: every entry names a live record of the right
+        direction whose derived key carries the entry's tag."""
+        cdef sindex_t* ix = self._index_named(name)
         cdef uint32_t i, s, tag
         cdef uint64_t e
         cdef srec_t* r
