@@ -55,6 +55,7 @@ ctypedef struct pkt_ctx_t:
     skey_t key
     sdecision_t dec
     int64_t handle
+    uint64_t fch             # flow cache set hash of (ingress, key)
     int32_t nh               # next-hop index, -1 until routed
     uint8_t flags
     uint8_t why              # drop reason when verdict is DROP
@@ -99,8 +100,10 @@ cdef class FlowCache:
     cdef fc_stats_t st
     cdef uint64_t seed
 
-    cdef fc_entry_t* find(self, const skey_t* k, uint16_t ingress, uint64_t route_gen,
-                          uint64_t config_gen, SessionTable table, srec_t** rec) noexcept nogil
+    cdef uint64_t hash_key(self, const skey_t* k, uint16_t ingress) noexcept nogil
+    cdef fc_entry_t* find(self, const skey_t* k, uint16_t ingress, uint64_t h,
+                          uint64_t route_gen, uint64_t config_gen, SessionTable table,
+                          srec_t** rec) noexcept nogil
     cdef void insert(self, const skey_t* k, uint16_t ingress, uint64_t route_gen,
                      uint64_t config_gen, int64_t handle, int32_t nh) noexcept nogil
 
