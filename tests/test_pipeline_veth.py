@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import needs_root
-from xpfdp.pipeline import FlowCache, Forwarder, Pipeline, firewall_stages
-from xpfdp.ports import Umem, XskPort
+from xpfdp.pipeline import FlowCache, Forwarder, Pipeline, firewall_stages, xsk_workers
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
 
@@ -46,22 +45,31 @@ def test_firewall_pipeline_forwards_kernel_traffic_through_nat(topo):
                 digest.update(chunk)
             conn.sendall(digest.digest())
 
+    def build(queue, ports):
+        routes = RouteTable()
+        routes.add("10.77.1.0/24", 0)
+        routes.add("10.77.2.0/24", 1)
+        return Pipeline(
+            ports,
+            firewall_stages(0, 1, snat=snat_ip, mss=MSS_CLAMP),
+            routes=routes,
+            next_hops=[(0, lan.dut_mac, lan.peer_mac), (1, wan.dut_mac, wan.peer_mac)],
+            sessions=SessionTable(4096),
+            flow_cache=FlowCache(),
+            names=["lan", "wan"],
+        )
+
     with topo.dut.inside():
-        umem = Umem(8192, tx_frames=1024)
-        p_lan = XskPort(lan.dut_if, 0, umem, ring_size=1024, fill_target=2048)
-        p_wan = XskPort(wan.dut_if, 0, umem, ring_size=1024, fill_target=2048)
-    routes = RouteTable()
-    routes.add("10.77.1.0/24", 0)
-    routes.add("10.77.2.0/24", 1)
-    pipe = Pipeline(
-        [p_lan, p_wan],
-        firewall_stages(0, 1, snat=snat_ip, mss=MSS_CLAMP),
-        routes=routes,
-        next_hops=[(0, lan.dut_mac, lan.peer_mac), (1, wan.dut_mac, wan.peer_mac)],
-        sessions=SessionTable(4096),
-        flow_cache=FlowCache(),
-        names=["lan", "wan"],
-    )
+        (pipe,) = xsk_workers(
+            [lan.dut_if, wan.dut_if],
+            build,
+            frames=8192,
+            tx_frames=1024,
+            ring_size=1024,
+            fill_target=2048,
+        )
+    p_lan, p_wan = pipe.ports
+    umem = p_lan.umem
     fw = Forwarder([pipe], handle_signals=False)
     server = threading.Thread(target=serve_tcp)
     server.start()

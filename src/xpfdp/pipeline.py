@@ -60,6 +60,10 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
   Drop reasons are ``DROP_REASONS``. TX latency is submit → completion per accepted
   descriptor, bucket k counting latencies below ``bucket_upper_ns[k]``.
 
+``xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw)``:
+for each RX queue q a Umem and one XskPort per interface on it, then ``build(q, ports)``
+returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedulers).
+
 ``Forwarder(pipelines, *, handle_signals=True)``: one thread per pipeline (worker),
 ``start()``, ``stop()``, ``run(duration_s)``, context manager; ``errors`` lists worker
 failures (also re-raised by ``stop()``/``run()``); ``stats()`` is ``{"workers": [per
@@ -139,6 +143,33 @@ def merge_stats(snapshots):
     total["sessions"] = sessions
     total["flow_cache"] = cache or None
     return total
+
+
+def xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw):
+    """One worker per RX queue: for each queue q, a Umem and one XskPort per interface (in
+    `ifnames` order, all on that UMEM so forwarding needs no copy), then
+    `build(q, ports) -> Pipeline`. `port_kw` goes to XskPort (mode, ring_size, ...).
+    If anything fails, everything built so far is closed (ports before UMEMs)."""
+    from xpfdp.ports import Umem, XskPort
+
+    pipelines, opened = [], []
+    try:
+        for q in range(queues):
+            umem = Umem(frames, tx_frames=tx_frames)
+            ports: list = []
+            opened.append((umem, ports))
+            for name in ifnames:
+                ports.append(XskPort(name, q, umem, **port_kw))
+            pipelines.append(build(q, list(ports)))
+    except BaseException:
+        for p in pipelines:
+            p.close()
+        for umem, ports in opened:
+            for port in ports:
+                port.close()
+            umem.close()
+        raise
+    return pipelines
 
 
 class Forwarder:
@@ -292,4 +323,5 @@ __all__ = [
     "TtlStage",
     "firewall_stages",
     "merge_stats",
+    "xsk_workers",
 ]
