@@ -521,3 +521,31 @@ def test_any_mix_of_frames_is_conserved_and_checksummed(umem_factory):
         u.check_frames()
 
     check()
+
+
+def test_dnat_port_forward_and_its_replies(fw):
+    f = fw()
+    f.pipe.stages[1].add_dnat(1, 6, 8080, "10.0.0.5", 80)
+    syn = wan_frame(IP(src="203.0.113.9", dst=SNAT4) / TCP(sport=5555, dport=8080, flags="S"))
+    other = wan_frame(IP(src="203.0.113.9", dst=SNAT4) / TCP(sport=5555, dport=8081, flags="S"))
+    _, to_lan = f.send(wan=[syn, other])
+    assert len(to_lan) == 1
+    p = to_lan[0]
+    assert (p[IP].src, p[IP].dst, p[TCP].sport, p[TCP].dport) == (
+        "203.0.113.9",
+        "10.0.0.5",
+        5555,
+        80,
+    )
+    assert f.drops() == {"policy_denied": 1}
+    reply = (
+        Ether(src=LAN_PEER, dst=LAN_MAC)
+        / IP(src="10.0.0.5", dst="203.0.113.9")
+        / TCP(sport=80, dport=5555, flags="SA")
+    )
+    to_wan, _ = f.send(lan=[reply])
+    assert len(to_wan) == 1
+    q = to_wan[0]
+    assert (q[IP].src, q[IP].dst, q[TCP].sport, q[TCP].dport) == (SNAT4, "203.0.113.9", 8080, 5555)
+    with pytest.raises(ValueError, match="dport"):
+        f.pipe.stages[1].add_dnat(1, 6, 0, "10.0.0.5")

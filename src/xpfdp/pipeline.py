@@ -17,6 +17,8 @@ Stages (``xpfdp.pipeline``), run in the order given:
   ``policy_denied`` unless the packet matches a session. ``snat={egress_port: (addresses,
   (port_lo, port_hi))}``: new flows leaving through ``egress_port`` are SNATed to the
   address of their family with a free port (``set_snat()`` changes it later).
+  ``dnat=[(ingress, proto, dport, to_address, to_port)]`` / ``add_dnat(...)``: port
+  forwards; such new flows are allowed from ``ingress`` and routed to ``to_address``.
 * ``NatStage()`` -- applies the session's SNAT/DNAT (incremental checksums).
 * ``RouteStage()`` -- LPM on the post-NAT destination; verdict = next hop's port
   (``no_route`` otherwise); stores resolved flows in the flow cache.

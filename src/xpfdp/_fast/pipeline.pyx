@@ -98,6 +98,17 @@ LATENCY_BUCKET_UPPER_NS = tuple(1 << (k + 10) for k in range(LAT_BUCKETS - 1)) +
 
 cdef enum:
     EXPIRE_INTERVAL_NS = 1000000000
+    MAX_DNAT = 32
+
+cdef struct dnat_rule_t:
+    uint8_t ingress
+    uint8_t proto
+    uint8_t af
+    uint16_t dport
+    uint16_t to_port
+    uint8_t to_addr[16]
+
+cdef enum:
     IDLE_POLLS_BEFORE_WAIT = 64
 
 
@@ -325,11 +336,14 @@ cdef class SessionStage(Stage):
     cdef uint32_t cursor[MAX_PORTS]
     cdef readonly uint64_t nat_allocations
     cdef readonly uint64_t nat_collisions
+    cdef dnat_rule_t dnat[MAX_DNAT]
+    cdef uint32_t n_dnat
 
-    def __init__(self, *, new_flow_ports=None, snat=None):
+    def __init__(self, *, new_flow_ports=None, snat=None, dnat=()):
         """`new_flow_ports`: port indices that may open sessions. `snat`: {egress port index:
         (addresses, (port_lo, port_hi))} with addresses an IPv4 and/or IPv6 address (str or
-        list of up to one per family)."""
+        list of up to one per family). `dnat`: (ingress, proto, dport, to_address, to_port)
+        port-forward rules (see add_dnat)."""
         self.name = "session"
         if new_flow_ports is None:
             self.new_flow_mask = 0xFFFFFFFF
@@ -340,6 +354,8 @@ cdef class SessionStage(Stage):
                 self.new_flow_mask |= 1u << int(i)
         for egress, spec in (snat or {}).items():
             self.set_snat(egress, *spec)
+        for rule in dnat:
+            self.add_dnat(*rule)
 
     def set_snat(self, int egress, addresses, ports=(1024, 65535)):
         """SNAT new flows leaving through `egress` to `addresses` (one per family)."""
@@ -368,6 +384,35 @@ cdef class SessionStage(Stage):
         self.port_hi[egress] = hi
         self.cursor[egress] = 0
 
+    def add_dnat(self, int ingress, int proto, int dport, to_address, int to_port=0):
+        """Port forward: new flows arriving on port `ingress` for L4 `proto`/`dport` go to
+        `to_address` (and `to_port`, 0 = keep) and are allowed even when `ingress` may not
+        open flows otherwise. Replies are un-NATed through the session."""
+        if self.n_dnat >= MAX_DNAT:
+            raise ValueError(f"at most {MAX_DNAT} DNAT rules")
+        if not 0 <= ingress < MAX_PORTS:
+            raise ValueError(f"dnat: ingress port index {ingress} out of range")
+        if not 0 < proto < 256 or not 0 < dport < 65536 or not 0 <= to_port < 65536:
+            raise ValueError("dnat: proto in 1..255, dport in 1..65535, to_port in 0..65535")
+        ip = ipaddress.ip_address(to_address)
+        raw = ip.packed.ljust(16, b"\0")
+        cdef dnat_rule_t* r = &self.dnat[self.n_dnat]
+        r.ingress = <uint8_t>ingress
+        r.proto = <uint8_t>proto
+        r.af = 2 if ip.version == 4 else 10
+        r.dport = <uint16_t>dport
+        r.to_port = <uint16_t>to_port
+        memcpy(r.to_addr, <const char*>raw, 16)
+        self.n_dnat += 1
+
+    cdef int match_dnat(self, uint32_t ingress, const skey_t* k) noexcept nogil:
+        cdef uint32_t n
+        for n in range(self.n_dnat):
+            if (self.dnat[n].ingress == ingress and self.dnat[n].proto == k.proto
+                    and self.dnat[n].af == k.af and self.dnat[n].dport == k.dport):
+                return <int>n
+        return -1
+
     cdef bint reply_free(self, SessionTable t, const skey_t* rk) noexcept nogil:
         cdef bint alias
         return (t.lookup_c(rk, 0, 0, False, &alias) < 0
@@ -385,7 +430,10 @@ cdef class SessionStage(Stage):
         memset(&rk, 0, sizeof(skey_t))
         rk.af = k.af
         rk.proto = k.proto
-        memcpy(rk.src, k.dst, 16)
+        if d.nat_flags & NAT_RD:
+            memcpy(rk.src, d.rd, 16)
+        else:
+            memcpy(rk.src, k.dst, 16)
         if fam == 1:
             memcpy(rk.dst, self.snat_v4[e], 16)
         else:
@@ -399,7 +447,7 @@ cdef class SessionStage(Stage):
                 return 1
             self.nat_collisions += 1
             return -1
-        rk.sport = k.dport
+        rk.sport = d.rdp if d.nat_flags & NAT_RDP else k.dport
         span = <uint32_t>self.port_hi[e] - self.port_lo[e] + 1
         tries = span if span < 256 else 256
         while tries:
@@ -430,7 +478,7 @@ cdef class SessionStage(Stage):
         cdef int32_t nh
         cdef uint32_t e
         cdef smeta_t sm
-        cdef int rc
+        cdef int rc, dn
         # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
         for i in range(b.n):
             if b.v[i] == -1:
@@ -468,17 +516,26 @@ cdef class SessionStage(Stage):
                 c.dec = t.record_c(h).dec
                 c.flags |= CTX_HAS_DEC | CTX_FC_INSERT
                 continue
-            if not (self.new_flow_mask >> ingress) & 1:
+            memset(&c.dec, 0, sizeof(sdecision_t))
+            dn = self.match_dnat(ingress, &c.key)
+            if dn < 0 and not (self.new_flow_mask >> ingress) & 1:
                 drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
                 self.c_drops += 1
                 continue
-            nh = p.routes.lookup_addr(m.dst, m.ip_version)
+            if dn >= 0:   # a port forward: the flow goes to the rule's address and port
+                c.dec.nat_flags |= NAT_RD
+                memcpy(c.dec.rd, self.dnat[dn].to_addr, 16)
+                if self.dnat[dn].to_port:
+                    c.dec.nat_flags |= NAT_RDP
+                    c.dec.rdp = self.dnat[dn].to_port
+                nh = p.routes.lookup_addr(c.dec.rd, m.ip_version)
+            else:
+                nh = p.routes.lookup_addr(m.dst, m.ip_version)
             if nh < 0 or <uint32_t>nh >= p.n_nh:
                 drop_pkt(b, p.ctx, i, DROP_NO_ROUTE)
                 self.c_drops += 1
                 continue
             e = <uint32_t>p.nh[nh].port
-            memset(&c.dec, 0, sizeof(sdecision_t))
             c.dec.disposition = DISP_FORWARD_CANDIDATE
             c.dec.egress_port = <uint16_t>e
             if e < MAX_PORTS:
