@@ -549,3 +549,24 @@ def test_dnat_port_forward_and_its_replies(fw):
     assert (q[IP].src, q[IP].dst, q[TCP].sport, q[TCP].dport) == (SNAT4, "203.0.113.9", 8080, 5555)
     with pytest.raises(ValueError, match="dport"):
         f.pipe.stages[1].add_dnat(1, 6, 0, "10.0.0.5")
+
+
+def test_flow_cache_hits_keep_the_session_alive(fw):
+    f = fw(udp_timeout_s=5)
+    udp = (
+        Ether(src=LAN_PEER, dst=LAN_MAC)
+        / IP(src="10.0.0.2", dst="192.0.2.10")
+        / UDP(sport=9, dport=9)
+    )
+    t0 = time.monotonic_ns() + 10**9
+    for k in range(6):  # a packet every 2 s for 10 s, past twice the 5 s timeout
+        to_wan, _ = f.send(lan=[udp], now_ns=t0 + k * 2 * 10**9)
+        assert len(to_wan) == 1
+    st = f.pipe.stats()
+    # The forward entry stays alive; each direction has its own idle timer
+    # (SessionTable semantics), so the never-used reply entry expired.
+    assert st["flow_cache"]["hits"] == 5 and st["sessions"]["expired"] == 1
+    assert st["sessions"]["created"] == 1 and len(f.sessions) == 1
+    f.send(now_ns=t0 + 17 * 10**9)  # idle 7 s: now the forward entry expires too
+    assert f.pipe.stats()["sessions"]["expired"] == 2
+    assert len(f.sessions) == 0

@@ -503,8 +503,9 @@ cdef class SessionStage(Stage):
                 hit = p.fc.find(&c.key, <uint16_t>ingress, c.fch, route_gen,
                                 p.config_generation, t, &r)
                 if hit != NULL:
-                    r.last_seen_ns = p.now_ns          # keepalive, as touch_handle_c does
-                    t.push_to_wheel(<uint32_t>(<uint64_t>hit.handle), p.now_ns)
+                    # Keepalive. The wheel is lazy: an entry popped before last_seen +
+                    # timeout is rescheduled from last_seen, so no push is needed here.
+                    r.last_seen_ns = p.now_ns
                     c.handle = hit.handle
                     c.dec = r.dec
                     c.nh = hit.nh
