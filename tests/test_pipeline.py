@@ -570,3 +570,23 @@ def test_flow_cache_hits_keep_the_session_alive(fw):
     f.send(now_ns=t0 + 17 * 10**9)  # idle 7 s: now the forward entry expires too
     assert f.pipe.stats()["sessions"]["expired"] == 2
     assert len(f.sessions) == 0
+
+
+def test_a_user_stage_cannot_lose_frames_by_editing_the_arrays(umem_factory):
+    u = umem_factory(1024)
+    a, b = MemPort(u, None), MemPort(u, None, capture=16)
+
+    def vandal(burst):
+        burst.desc["addr"][0] = 12345  # not a frame we hold
+        burst.desc["len"][1] = 10**6  # past the frame
+        burst.desc["len"][2] = 40  # a legal truncation: kept
+        burst.verdict[:] = 1
+        burst.n = 0
+
+    pipe = Pipeline([a, b], [ParseStage(), PyStage(vandal)])
+    a.set_source(batch([lan_syn(i) for i in range(3)]))
+    pipe.run(until_idle=True)
+    out = b.captured()
+    assert [len(x) for x in out] == [len(bytes(lan_syn(0)))] * 2 + [40]
+    pipe.close()
+    u.check_frames()

@@ -147,6 +147,7 @@ cdef class Pipeline:
     cdef uint32_t start_port
     cdef readonly uint32_t burst_size
     cdef pkt_ctx_t* ctx
+    cdef xdp_desc* saved                # descriptors before a user stage ran
     cdef nexthop_t* nh
     cdef uint32_t n_nh
     cdef public RouteTable routes

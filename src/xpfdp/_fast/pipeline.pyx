@@ -856,6 +856,7 @@ cdef class Pipeline:
 
     def __cinit__(self):
         self.ctx = NULL
+        self.saved = NULL
         self.nh = NULL
         self.lat = NULL
         self.exp_buf = NULL
@@ -951,8 +952,9 @@ cdef class Pipeline:
                 self.has_py_stage = True
                 self.py_stage[k] = 1
         self.ctx = <pkt_ctx_t*>calloc(burst_size, sizeof(pkt_ctx_t))
+        self.saved = <xdp_desc*>calloc(burst_size, sizeof(xdp_desc))
         self.lat = <lat_fifo_t*>calloc(self.n_ports, sizeof(lat_fifo_t))
-        if self.ctx == NULL or self.lat == NULL:
+        if self.ctx == NULL or self.lat == NULL or self.saved == NULL:
             raise MemoryError("pipeline scratch")
         for i, x in enumerate(ports):
             self.lat[i].seen_completions = (<Port>x).st.completions
@@ -960,6 +962,7 @@ cdef class Pipeline:
 
     def __dealloc__(self):
         free(self.ctx)
+        free(self.saved)
         free(self.nh)
         free(self.lat)
         free(self.exp_buf)
@@ -1021,15 +1024,27 @@ cdef class Pipeline:
 
     cdef int run_py_stage(self, uint32_t k, Burst b) noexcept with gil:
         cdef PyStage s = <PyStage>self.stages[k]
-        cdef uint32_t i
-        for i in range(b.n):
+        cdef uint32_t i, n = b.n
+        for i in range(n):
             if b.v[i] != -1:
                 s.c_packets += 1
+            self.saved[i] = b.d[i]
+        err = None
         try:
             s.fn(b)
         except BaseException as exc:
+            err = exc
+        # The frames stay ours whatever the stage did to the arrays: count, addresses and
+        # options are restored; a length is kept only if it still fits its frame.
+        b.n = n
+        for i in range(n):
+            b.d[i].addr = self.saved[i].addr
+            b.d[i].options = 0
+            if not b.umem.owns(b.d[i].addr, b.d[i].len):
+                b.d[i].len = self.saved[i].len
+        if err is not None:
             if self._error is None:
-                self._error = exc
+                self._error = err
             self.stop_flag = True
             for i in range(b.n):
                 if b.v[i] != -1:
