@@ -590,3 +590,19 @@ def test_a_user_stage_cannot_lose_frames_by_editing_the_arrays(umem_factory):
     assert [len(x) for x in out] == [len(bytes(lan_syn(0)))] * 2 + [40]
     pipe.close()
     u.check_frames()
+
+
+def test_ipv6_syn_is_clamped_to_the_ipv6_mss(fw):
+    f = fw(mss=1400)
+    syn6 = (
+        Ether(src=LAN_PEER, dst=LAN_MAC)
+        / IPv6(src="fd00::2", dst="2001:db8::80")
+        / TCP(
+            sport=1234, dport=443, flags="S", options=[("MSS", 1440), ("NOP", None), ("WScale", 7)]
+        )
+    )
+    to_wan, _ = f.send(lan=[syn6])
+    assert len(to_wan) == 1
+    p = to_wan[0]
+    assert p[IPv6].src == SNAT6 and p[IPv6].hlim == 63
+    assert dict(p[TCP].options)["MSS"] == 1380  # mss_v6 defaults to mss_v4 - 20
