@@ -150,3 +150,14 @@ def test_merge_stats_sums_drops_and_latency():
     assert m["drops"] == {"no_route": 3, "ttl_expired": 4}
     assert m["tx_latency"]["counts"][0] == 2 and m["rx_packets"] == 2
     assert m["sessions"]["created"] == 2
+
+
+def test_workers_may_not_share_state():
+    a, b = worker(), worker()
+    shared = Pipeline(
+        [MemPort(a.ports[0].umem, None)], [], sessions=a.sessions, routes=RouteTable()
+    )
+    with pytest.raises(ValueError, match="share"):
+        Forwarder([a, shared])
+    shared.close(close_ports=True)
+    Forwarder([a, b]).close()

@@ -186,9 +186,17 @@ class Forwarder:
         self.pipelines = list(pipelines)
         if not self.pipelines:
             raise ValueError("a Forwarder needs at least one pipeline")
-        for p in self.pipelines:
+        owners: dict[int, int] = {}
+        for i, p in enumerate(self.pipelines):
             if not isinstance(p, Pipeline):
                 raise TypeError(f"expected Pipeline, got {type(p).__name__}")
+            owned = [p.sessions, p.flow_cache, *p.ports, *(x.umem for x in p.ports)]
+            for obj in {id(o): o for o in owned if o is not None}.values():
+                if owners.setdefault(id(obj), i) != i:
+                    raise ValueError(
+                        f"workers {owners[id(obj)]} and {i} share {type(obj).__name__}: "
+                        "each worker needs its own ports, UMEM, session table and flow cache"
+                    )
         self.errors: list[tuple[int, BaseException]] = []
         self._threads: list[threading.Thread] = []
         self._handle_signals = handle_signals
