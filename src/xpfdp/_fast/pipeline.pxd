@@ -5,8 +5,7 @@
 from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
-from xpfdp._fast.cos cimport Scheduler, cosq_t
-from xpfdp._fast.meta cimport pkt_meta_t
+from xpfdp._fast.cos cimport Scheduler
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, srec_t, ssession_t
 from xpfdp._fast.xsk cimport Burst, Port, Umem, xdp_desc

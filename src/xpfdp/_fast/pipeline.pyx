@@ -53,12 +53,10 @@ from xpfdp._fast.session cimport (
     skey_t,
     smeta_t,
     srec_t,
-    ssession_t,
 )
 from xpfdp._fast.xsk cimport Burst, Port, Umem, xdp_desc
 
 import ipaddress
-import time
 
 cdef extern from *:
     """
