@@ -161,3 +161,30 @@ def test_workers_may_not_share_state():
         Forwarder([a, shared])
     shared.close(close_ports=True)
     Forwarder([a, b]).close()
+
+
+def test_update_runs_in_each_worker_between_polls():
+    pipes = [worker(), worker()]
+    with Forwarder(pipes, handle_signals=False) as fw:
+        fw.start()
+        threads = []
+
+        def reroute(pipe):
+            threads.append(threading.current_thread().name)
+            pipe.routes.add("192.0.2.0/24", 0)  # send the flows back to the LAN port
+            pipe.set_next_hops([*HOPS])
+
+        fw.update(reroute)
+        assert sorted(threads) == ["xpfdp-worker-0", "xpfdp-worker-1"]
+        before = [p.ports[0].stats()["tx_packets"] for p in pipes]
+        threading.Event().wait(0.2)
+        after = [p.ports[0].stats()["tx_packets"] for p in pipes]
+        assert all(b > a for a, b in zip(before, after, strict=True))  # hairpinned to the LAN
+
+        def broken(pipe):
+            raise OSError("nope")
+
+        with pytest.raises(RuntimeError, match="update failed"):
+            fw.update(broken)
+        fw.stop()
+    assert all(p.closed for p in pipes)

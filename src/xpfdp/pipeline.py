@@ -68,7 +68,9 @@ returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedu
 
 ``Forwarder(pipelines, *, handle_signals=True)``: one thread per pipeline (worker),
 ``start()``, ``stop()``, ``run(duration_s)``, context manager; ``errors`` lists worker
-failures (also re-raised by ``stop()``/``run()``); ``stats()`` is ``{"workers": [per
+failures (also re-raised by ``stop()``/``run()``); ``update(fn)`` runs ``fn(pipeline)``
+in each worker's thread between polls -- the only safe way to change routes, next hops,
+NAT rules or sessions while running; ``stats()`` is ``{"workers": [per
 pipeline stats], "total": summed counters}``. Teardown closes pipelines, then ports
 (sockets), then UMEMs, also on exceptions and SIGINT/SIGTERM.
 """
@@ -204,13 +206,58 @@ class Forwarder:
         self._signalled: int | None = None
         self._closed = False
         self.started_ns = 0
+        self._update_lock = threading.Lock()
+        self._updates: list[list] = [[] for _ in self.pipelines]
 
     def _worker(self, index: int, pipe: Pipeline) -> None:
         try:
             while not self._stopping:
                 pipe.run(seconds=0.2)
+                self._run_updates(index, pipe)
         except BaseException as exc:  # reported, never silent
             self.errors.append((index, exc))
+
+    def _run_updates(self, index: int, pipe: Pipeline) -> None:
+        with self._update_lock:
+            todo = self._updates[index]
+            self._updates[index] = []
+        for fn, done, failures in todo:
+            try:
+                fn(pipe)
+            except BaseException as exc:  # handed to the caller of update()
+                failures.append((index, exc))
+            finally:
+                done.set()
+
+    def update(self, fn, timeout_s: float = 5.0) -> None:
+        """Run `fn(pipeline)` for every worker in that worker's own thread, between polls.
+
+        Route, next-hop, SNAT/DNAT and session-table changes must go through here while
+        the forwarder runs (the nogil loop reads those tables without locks). Waits until
+        every worker applied it; re-raises the first exception `fn` raised."""
+        failures: list = []
+        if not self._threads:
+            for i, p in enumerate(self.pipelines):
+                try:
+                    fn(p)
+                except BaseException as exc:
+                    failures.append((i, exc))
+        else:
+            events = []
+            with self._update_lock:
+                for i in range(len(self.pipelines)):
+                    done = threading.Event()
+                    self._updates[i].append((fn, done, failures))
+                    events.append(done)
+            for p in self.pipelines:
+                p.stop()  # leave run() now; the worker applies updates, then resumes
+            deadline = time.monotonic() + timeout_s
+            for i, done in enumerate(events):
+                if not done.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"worker {i} did not apply the update in {timeout_s} s")
+        if failures:
+            index, exc = failures[0]
+            raise RuntimeError(f"update failed on worker {index}: {exc!r}") from exc
 
     def start(self) -> Forwarder:
         """Start one thread per pipeline (and SIGINT/SIGTERM handlers in the main thread)."""
