@@ -1,0 +1,384 @@
+"""Forwarding pipelines: compiled stages over bursts, workers per RX queue, stats.
+
+A `Pipeline` is one worker. Each poll it receives a burst from every port (the first
+port rotates so none starves), runs its stages in order over the whole burst without the
+GIL, and queues every packet on its egress port's TX ring (in place when the egress port
+shares the UMEM, copied otherwise) or returns the frame as a drop counted by reason.
+
+Public API
+----------
+
+Stages (``xpfdp.pipeline``), run in the order given:
+
+* ``ParseStage(allow_non_ip=False)`` -- parser into ``burst.meta``; malformed frames are
+  dropped as ``parse_error:<status>``.
+* ``SessionStage(new_flow_ports=None, snat=None)`` -- flow cache → session table → new flow.
+  ``new_flow_ports``: port indices allowed to open sessions (None = any); others get
+  ``policy_denied`` unless the packet matches a session. ``snat={egress_port: (addresses,
+  (port_lo, port_hi))}``: new flows leaving through ``egress_port`` are SNATed to the
+  address of their family with a free port (``set_snat()`` changes it later).
+  ``dnat=[(ingress, proto, dport, to_address, to_port)]`` / ``add_dnat(...)``: port
+  forwards; such new flows are allowed from ``ingress`` and routed to ``to_address``.
+* ``NatStage()`` -- applies the session's SNAT/DNAT (incremental checksums).
+* ``RouteStage()`` -- LPM on the post-NAT destination; verdict = next hop's port
+  (``no_route`` otherwise); stores resolved flows in the flow cache.
+* ``TtlStage()`` -- TTL / hop limit decrement; ``ttl_expired`` drops.
+* ``MssClampStage(mss_v4, mss_v6=None)`` -- clamps SYN MSS options (v6 default mss_v4 - 20).
+* ``L2Stage()`` -- writes the next hop's source/destination MACs.
+* ``CountStage(name="count")`` -- packets and bytes reaching it.
+* ``CosStage({port: xpfdp.cos.Scheduler}, rules=[{"queue": id, "proto": 17 | "icmp",
+  "family": 4, "dscp": 46, "port": 53}, ...], default_queue=0)`` -- classify packets for
+  shaped ports into scheduler queues (admission drops ``cos_drop:<reason>``); the
+  pipeline drains each scheduler to TX every poll and settles back what the ring refuses.
+* ``PyStage(fn, name=None)`` -- ``fn(burst)`` once per burst with the GIL; may set
+  ``burst.verdict[i]`` (-1 drop → ``user_drop``, >= 0 egress port) and edit frames via
+  ``burst.frame(i)``. An exception stops the worker (``Pipeline.error``).
+
+``firewall_stages(lan, wan, snat=..., mss=...)`` returns the standard list
+parse → session → nat → route → ttl → mss_clamp → l2 → count.
+
+``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
+burst_size=64, names=None, tx_queue=4 * burst_size)``:
+
+* ``ports``: XskPort/MemPort list; the index is the port number used by verdicts and next
+  hops. ``routes``: ``xpfdp.route.RouteTable`` whose values index ``next_hops``, a list of
+  ``(port_index, src_mac, dst_mac)`` (MACs None: no L2 rewrite). ``sessions``:
+  ``xpfdp.session.SessionTable``. ``flow_cache``: ``FlowCache(sets=1024, ways=4)`` or None.
+* ``poll(now_ns=None) -> int``: one round (packets received). ``run(seconds=None, *,
+  max_packets=0, until_idle=False) -> int``; ``stop()`` from another thread.
+* ``set_next_hops(hops)``, ``invalidate()`` (config change: flow cache entries go stale;
+  route changes and session removal invalidate by themselves).
+* ``pending_tx()``, ``close(close_ports=False)`` (flushes, returns every held frame).
+* ``stats() -> dict``::
+
+      {"rx_packets", "tx_packets", "drops": {reason: n (non-zero only)}, "drops_total",
+       "polls", "idle_polls", "pending_tx",
+       "ports": {name: port.stats()}, "stages": {name: {"packets", "drops", ...}},
+       "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints]},
+       "sessions": {"active", "created", "expired"},
+       "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
+                      "capacity"} or None}
+
+  Drop reasons are ``DROP_REASONS``. TX latency is submit → completion per accepted
+  descriptor, bucket k counting latencies below ``bucket_upper_ns[k]``.
+
+``xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw)``:
+for each RX queue q a Umem and one XskPort per interface on it, then ``build(q, ports)``
+returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedulers).
+
+``Forwarder(pipelines, *, handle_signals=True)``: one thread per pipeline (worker),
+``start()``, ``stop()``, ``run(duration_s)``, context manager; ``errors`` lists worker
+failures (also re-raised by ``stop()``/``run()``); ``update(fn)`` runs ``fn(pipeline)``
+in each worker's thread between polls -- the only safe way to change routes, next hops,
+NAT rules or sessions while running; ``stats()`` is ``{"workers": [per
+pipeline stats], "total": summed counters}``. Teardown closes pipelines, then ports
+(sockets), then UMEMs, also on exceptions and SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+from xpfdp._fast.pipeline import (
+    DROP_REASONS,
+    LATENCY_BUCKET_UPPER_NS,
+    PARSE_STATUS_NAMES,
+    VERDICT_DROP,
+    VERDICT_PASS,
+    CosStage,
+    CountStage,
+    FlowCache,
+    L2Stage,
+    MssClampStage,
+    NatStage,
+    ParseStage,
+    Pipeline,
+    PyStage,
+    RouteStage,
+    SessionStage,
+    Stage,
+    TtlStage,
+)
+
+
+def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
+    """The stateful NAT firewall stage list: new flows only from port index `lan`, SNAT of
+    flows leaving through `wan` to `snat` (address or list, one per family), MSS clamp."""
+    stages = [
+        ParseStage(),
+        SessionStage(
+            new_flow_ports=[lan],
+            snat={wan: (snat, snat_ports)} if snat else None,
+        ),
+        NatStage(),
+        RouteStage(),
+        TtlStage(),
+    ]
+    if mss:
+        stages.append(MssClampStage(mss))
+    stages += [L2Stage(), CountStage()]
+    return stages
+
+
+_SUMMED = ("rx_packets", "tx_packets", "drops_total", "polls", "idle_polls", "pending_tx")
+
+
+def merge_stats(snapshots):
+    """Sum per-worker `Pipeline.stats()` dicts into one (drops, latency, sessions, cache)."""
+    total = {k: 0 for k in _SUMMED}
+    drops: dict[str, int] = {}
+    counts = [0] * len(LATENCY_BUCKET_UPPER_NS)
+    sessions = {"active": 0, "created": 0, "expired": 0}
+    cache: dict[str, int] = {}
+    for s in snapshots:
+        for k in _SUMMED:
+            total[k] += s[k]
+        for reason, n in s["drops"].items():
+            drops[reason] = drops.get(reason, 0) + n
+        counts = [a + b for a, b in zip(counts, s["tx_latency"]["counts"], strict=False)]
+        for k in sessions:
+            sessions[k] += s["sessions"][k]
+        for k, v in (s["flow_cache"] or {}).items():
+            cache[k] = cache.get(k, 0) + v
+    total["drops"] = drops
+    total["tx_latency"] = {"bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS), "counts": counts}
+    total["sessions"] = sessions
+    total["flow_cache"] = cache or None
+    return total
+
+
+def xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw):
+    """One worker per RX queue: for each queue q, a Umem and one XskPort per interface (in
+    `ifnames` order, all on that UMEM so forwarding needs no copy), then
+    `build(q, ports) -> Pipeline`. `port_kw` goes to XskPort (mode, ring_size, ...).
+    If anything fails, everything built so far is closed (ports before UMEMs)."""
+    from xpfdp.ports import Umem, XskPort
+
+    pipelines, opened = [], []
+    try:
+        for q in range(queues):
+            umem = Umem(frames, tx_frames=tx_frames)
+            ports: list = []
+            opened.append((umem, ports))
+            for name in ifnames:
+                ports.append(XskPort(name, q, umem, **port_kw))
+            pipelines.append(build(q, list(ports)))
+    except BaseException:
+        for p in pipelines:
+            p.close()
+        for umem, ports in opened:
+            for port in ports:
+                port.close()
+            umem.close()
+        raise
+    return pipelines
+
+
+class Forwarder:
+    """Runs pipelines (one per RX queue) each in its own thread with the GIL released.
+
+    Each pipeline owns its ports, UMEM, session table, flow cache and CoS state, so workers
+    share nothing on the hot path. A worker that raises is recorded in `errors` and the
+    exception is re-raised by `stop()`/`run()`.
+    """
+
+    def __init__(self, pipelines, *, handle_signals: bool = True):
+        self.pipelines = list(pipelines)
+        if not self.pipelines:
+            raise ValueError("a Forwarder needs at least one pipeline")
+        owners: dict[int, int] = {}
+        for i, p in enumerate(self.pipelines):
+            if not isinstance(p, Pipeline):
+                raise TypeError(f"expected Pipeline, got {type(p).__name__}")
+            owned = [p.sessions, p.flow_cache, *p.ports, *(x.umem for x in p.ports)]
+            for obj in {id(o): o for o in owned if o is not None}.values():
+                if owners.setdefault(id(obj), i) != i:
+                    raise ValueError(
+                        f"workers {owners[id(obj)]} and {i} share {type(obj).__name__}: "
+                        "each worker needs its own ports, UMEM, session table and flow cache"
+                    )
+        self.errors: list[tuple[int, BaseException]] = []
+        self._threads: list[threading.Thread] = []
+        self._handle_signals = handle_signals
+        self._old_handlers: dict[int, object] = {}
+        self._signalled: int | None = None
+        self._closed = False
+        self.started_ns = 0
+        self._update_lock = threading.Lock()
+        self._updates: list[list] = [[] for _ in self.pipelines]
+
+    def _worker(self, index: int, pipe: Pipeline) -> None:
+        try:
+            while not self._stopping:
+                pipe.run(seconds=0.2)
+                self._run_updates(index, pipe)
+        except BaseException as exc:  # reported, never silent
+            self.errors.append((index, exc))
+
+    def _run_updates(self, index: int, pipe: Pipeline) -> None:
+        with self._update_lock:
+            todo = self._updates[index]
+            self._updates[index] = []
+        for fn, done, failures in todo:
+            try:
+                fn(pipe)
+            except BaseException as exc:  # handed to the caller of update()
+                failures.append((index, exc))
+            finally:
+                done.set()
+
+    def update(self, fn, timeout_s: float = 5.0) -> None:
+        """Run `fn(pipeline)` for every worker in that worker's own thread, between polls.
+
+        Route, next-hop, SNAT/DNAT and session-table changes must go through here while
+        the forwarder runs (the nogil loop reads those tables without locks). Waits until
+        every worker applied it; re-raises the first exception `fn` raised."""
+        failures: list = []
+        if not self._threads:
+            for i, p in enumerate(self.pipelines):
+                try:
+                    fn(p)
+                except BaseException as exc:
+                    failures.append((i, exc))
+        else:
+            events = []
+            with self._update_lock:
+                for i in range(len(self.pipelines)):
+                    done = threading.Event()
+                    self._updates[i].append((fn, done, failures))
+                    events.append(done)
+            for p in self.pipelines:
+                p.stop()  # leave run() now; the worker applies updates, then resumes
+            deadline = time.monotonic() + timeout_s
+            for i, done in enumerate(events):
+                if not done.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"worker {i} did not apply the update in {timeout_s} s")
+        if failures:
+            index, exc = failures[0]
+            raise RuntimeError(f"update failed on worker {index}: {exc!r}") from exc
+
+    def start(self) -> Forwarder:
+        """Start one thread per pipeline (and SIGINT/SIGTERM handlers in the main thread)."""
+        if self._threads:
+            raise RuntimeError("forwarder already started")
+        if self._closed:
+            raise RuntimeError("forwarder is closed")
+        self._stopping = False
+        if self._handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self.started_ns = time.monotonic_ns()
+        for i, p in enumerate(self.pipelines):
+            t = threading.Thread(
+                target=self._worker, args=(i, p), name=f"xpfdp-worker-{i}", daemon=True
+            )
+            self._threads.append(t)
+            t.start()
+        return self
+
+    def _on_signal(self, signum, frame):
+        self._signalled = signum
+        self._stopping = True
+        for p in self.pipelines:
+            p.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while any worker thread is alive."""
+        return any(t.is_alive() for t in self._threads)
+
+    @property
+    def signalled(self) -> int | None:
+        """The signal number that stopped the forwarder, or None."""
+        return self._signalled
+
+    def stop(self) -> None:
+        """Stop and join the workers, restore signal handlers; re-raise a worker error."""
+        self._stopping = True
+        for p in self.pipelines:
+            p.stop()
+        for t in self._threads:
+            t.join()
+        self._threads = []
+        for sig, old in self._old_handlers.items():
+            signal.signal(sig, old)
+        self._old_handlers = {}
+        if self.errors:
+            index, exc = self.errors[0]
+            raise RuntimeError(f"worker {index} failed: {exc!r}") from exc
+
+    def run(self, duration_s: float) -> dict:
+        """Start, forward for `duration_s` (or until a signal or a worker error), stop;
+        returns `stats()`."""
+        self.start()
+        try:
+            deadline = time.monotonic() + duration_s
+            while time.monotonic() < deadline and not self._stopping and not self.errors:
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        finally:
+            self.stop()
+        return self.stats()
+
+    def stats(self) -> dict:
+        """{"workers": [Pipeline.stats() ...], "total": merged counters, "errors": [...]}."""
+        workers = [p.stats() for p in self.pipelines]
+        return {
+            "workers": workers,
+            "total": merge_stats(workers),
+            "errors": [f"worker {i}: {exc!r}" for i, exc in self.errors],
+            "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0,
+        }
+
+    def close(self) -> None:
+        """Stop workers, then tear down in dependency order: pipelines (held frames back),
+        ports (sockets; XDP programs detach with their last socket), UMEMs. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._threads:
+                self.stop()
+        finally:
+            self._closed = True
+            umems = []
+            for p in self.pipelines:
+                p.close()
+                for port in p.ports:
+                    if port.umem not in umems:
+                        umems.append(port.umem)
+                    port.close()
+            for u in umems:
+                u.close()
+
+    def __enter__(self) -> Forwarder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = [
+    "DROP_REASONS",
+    "LATENCY_BUCKET_UPPER_NS",
+    "PARSE_STATUS_NAMES",
+    "VERDICT_DROP",
+    "VERDICT_PASS",
+    "CosStage",
+    "CountStage",
+    "FlowCache",
+    "Forwarder",
+    "L2Stage",
+    "MssClampStage",
+    "NatStage",
+    "ParseStage",
+    "Pipeline",
+    "PyStage",
+    "RouteStage",
+    "SessionStage",
+    "Stage",
+    "TtlStage",
+    "firewall_stages",
+    "merge_stats",
+    "xsk_workers",
+]
