@@ -6,13 +6,18 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+TEXT = README.read_text()
+# (first line number of the block's code, code); padding keeps tracebacks on README lines.
+BLOCKS = [
+    (TEXT.count("\n", 0, m.start(1)), m.group(1))
+    for m in re.finditer(r"^```python\n(.*?)^```", TEXT, flags=re.S | re.M)
+]
 
 
 def test_readme_has_examples():
     assert len(BLOCKS) >= 5
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_block_runs(code):
-    exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+@pytest.mark.parametrize(("first_line", "code"), BLOCKS, ids=[f"line{n + 1}" for n, _ in BLOCKS])
+def test_readme_block_runs(first_line, code):
+    exec(compile("\n" * first_line + code, str(README), "exec"), {"__name__": "readme"})

@@ -3,7 +3,7 @@
 Per-packet work runs in Cython without the GIL (`xpfdp._fast`); Python composes pipelines,
 builds topologies and supervises workers. The public API is re-exported here; each concern
 keeps its own module (`xpfdp.csum`, `xpfdp.parse`, `xpfdp.ports`, `xpfdp.session`,
-`xpfdp.cos`, `xpfdp.route`, `xpfdp.topology`, `xpfdp.bpf`, `xpfdp.pcap`).
+`xpfdp.cos`, `xpfdp.route`, `xpfdp.pipeline`, `xpfdp.topology`, `xpfdp.bpf`, `xpfdp.pcap`).
 
 Importing xpfdp does not need root or libxdp at run time beyond the shared libraries the
 extensions link; creating an `XskPort` does.
@@ -14,6 +14,7 @@ from xpfdp._fast.meta import XDP_DESC
 from xpfdp.cos import FifoQueue, FlowFairQueue, Scheduler, TokenBucket
 from xpfdp.parse import PKT_META, parse_batch, parse_frame
 from xpfdp.pcap import FrameBatch, PcapError, read_pcap, write_pcap
+from xpfdp.pipeline import FlowCache, Forwarder, Pipeline, firewall_stages, xsk_workers
 from xpfdp.ports import Burst, FrameLeakError, MemPort, Umem, XskPort
 from xpfdp.route import RouteTable
 from xpfdp.session import (
@@ -41,11 +42,14 @@ __all__ = [
     "XDP_DESC",
     "Burst",
     "FifoQueue",
+    "FlowCache",
     "FlowFairQueue",
+    "Forwarder",
     "FrameBatch",
     "FrameLeakError",
     "MemPort",
     "PcapError",
+    "Pipeline",
     "RouteTable",
     "Scheduler",
     "SessionTable",
@@ -53,6 +57,7 @@ __all__ = [
     "Umem",
     "XskPort",
     "csum",
+    "firewall_stages",
     "keys_from_meta",
     "make_decision",
     "make_key",
@@ -62,4 +67,5 @@ __all__ = [
     "parse_frame",
     "read_pcap",
     "write_pcap",
+    "xsk_workers",
 ]
