@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +198,10 @@ def _port(value, path: str) -> int:
     return value
 
 
+def _ports(values: list, path: str) -> tuple[int, ...]:
+    return tuple(_port(v, f"{path}[{i}]") for i, v in enumerate(values))
+
+
 def _side(value, path: str) -> str:
     if value not in SIDES:
         raise ConfigError(f"{path}: must be 'lan' or 'wan', got {value!r}")
@@ -223,9 +226,8 @@ def _interface(config: dict, side: str) -> Interface:
             addresses.append(ipaddress.ip_interface(text))
         except ValueError as exc:
             raise ConfigError(f"{p}addresses[{i}]: {exc}") from None
-    mac = table.get("mac")
-    return Interface(side, name, tuple(addresses),
-                     _mac(_take(table, "mac", p, str), f"{p}mac") if mac is not None else None)  # fmt: skip
+    mac = _take(table, "mac", p, str, None)
+    return Interface(side, name, tuple(addresses), _mac(mac, f"{p}mac") if mac else None)
 
 
 def _routes(config: dict, lan: Interface, wan: Interface) -> tuple[Route, ...]:
@@ -338,9 +340,9 @@ def _cos(config: dict) -> CosConfig | None:
         bulk_buffer_bytes=buffer,
         priority_rate_bps=prio_rate,
         priority_protocols=tuple(protocols),
-        priority_udp_ports=tuple(_port(v, f"cos.priority.udp_ports[{i}]") for i, v in enumerate(udp)),
-        priority_tcp_ports=tuple(_port(v, f"cos.priority.tcp_ports[{i}]") for i, v in enumerate(tcp)),
-    )  # fmt: skip
+        priority_udp_ports=_ports(udp, "cos.priority.udp_ports"),
+        priority_tcp_ports=_ports(tcp, "cos.priority.tcp_ports"),
+    )
 
 
 def _forwarder(config: dict) -> ForwarderConfig:
@@ -402,6 +404,10 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
 
 def load_config(path: str | Path) -> FirewallConfig:
     """Read and validate a TOML firewall config; ConfigError on bad TOML or values."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        raise ConfigError("reading TOML configs needs Python >= 3.11 (tomllib)") from None
     path = Path(path)
     try:
         text = path.read_text()

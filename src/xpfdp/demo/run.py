@@ -166,9 +166,7 @@ def run_demo(
         if prometheus_port is not None:
             server = stack.enter_context(serve_prometheus(fw.stats, prometheus_port))
             emit(f"prometheus: http://127.0.0.1:{server.port}/metrics")
-        csum_before = {
-            ns.name: traffic.checksum_errors(ns) for ns in (topo.client, topo.server)
-        }
+        csum_before = {ns.name: traffic.checksum_errors(ns) for ns in (topo.client, topo.server)}
         report, bins = _exercise(topo, fw, config, mode, duration_s, flows, emit, stack)
         for ns in (topo.client, topo.server):
             delta = checksum_error_delta(csum_before[ns.name], traffic.checksum_errors(ns))
