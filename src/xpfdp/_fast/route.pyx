@@ -23,19 +23,6 @@ from xpfdp._fast.meta import PKT_META
 
 cnp.import_array()
 
-cdef struct route_slot_t:
-    uint64_t hi          # masked address bits 127..64 (IPv4 sits in bits 127..96)
-    uint64_t lo          # masked address bits 63..0
-    int32_t value        # the route's value; NO_ROUTE marks an empty slot
-    uint8_t family       # 4 or 6
-    uint8_t prefix_len
-
-cdef enum:
-    NO_ROUTE = -1
-    MAX_PREFIX_LEN = 128
-    INITIAL_SLOTS = 64
-
-
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
     """splitmix64 finaliser: spreads masked addresses over the slots."""
     x ^= x >> 30
@@ -111,14 +98,6 @@ cdef class RouteTable:
 
     `generation` grows on every change, so caches of lookup results can tell they are stale.
     """
-
-    cdef route_slot_t* slots
-    cdef uint64_t mask                                   # slot count - 1 (a power of two)
-    cdef uint64_t count
-    cdef uint32_t length_refs[2][MAX_PREFIX_LEN + 1]     # routes per (family, prefix length)
-    cdef uint8_t lengths[2][MAX_PREFIX_LEN + 1]          # prefix lengths in use, longest first
-    cdef int n_lengths[2]
-    cdef readonly uint64_t generation
 
     def __cinit__(self):
         self.slots = NULL
@@ -211,7 +190,13 @@ cdef class RouteTable:
                 n += 1
         self.n_lengths[f] = n
 
-    cdef inline int32_t lookup_words(self, uint64_t hi, uint64_t lo, uint8_t family) noexcept nogil:
+    cdef int32_t lookup_addr(self, const uint8_t* addr, uint8_t family) noexcept nogil:
+        """Value of the longest prefix covering a 16-byte address (IPv4 in bytes 0..3)."""
+        cdef uint64_t hi, lo
+        address_words(addr, family, &hi, &lo)
+        return self.lookup_words(hi, lo, family)
+
+    cdef int32_t lookup_words(self, uint64_t hi, uint64_t lo, uint8_t family) noexcept nogil:
         """Value of the longest prefix covering (hi, lo), or NO_ROUTE."""
         cdef int f = family_index(family), k
         cdef uint64_t mhi, mlo
