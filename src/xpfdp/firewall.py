@@ -76,12 +76,12 @@ class Interface:
 
 @dataclass(frozen=True)
 class Route:
-    """`destination` (a prefix) leaves through `interface` ("lan"/"wan") via `gateway`
-    (None: on-link)."""
+    """`destination` (a prefix) leaves through `interface` ("lan"/"wan") via `gateway`, a
+    listed neighbour (the forwarder resolves no addresses itself)."""
 
     destination: ipaddress.IPv4Network | ipaddress.IPv6Network
     interface: str
-    gateway: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    gateway: ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -242,16 +242,17 @@ def _routes(config: dict, lan: Interface, wan: Interface) -> tuple[Route, ...]:
         except ValueError as exc:
             raise ConfigError(f"{p}destination: {exc}") from None
         side = _side(_take(table, "interface", p, str), f"{p}interface")
-        gateway = None
-        if "gateway" in table:
-            gateway = _address(_take(table, "gateway", p, str), f"{p}gateway")
-            if gateway.version != dst.version:
-                raise ConfigError(f"{p}gateway: IPv{gateway.version} gateway for an "
-                                  f"IPv{dst.version} destination")  # fmt: skip
-            iface = lan if side == "lan" else wan
-            if not any(gateway in a.network for a in iface.addresses):
-                raise ConfigError(f"{p}gateway: {gateway} is not on a subnet of {side} "
-                                  f"({', '.join(map(str, iface.addresses))})")  # fmt: skip
+        if "gateway" not in table:
+            raise ConfigError(f"{p}gateway: missing (the forwarder does no ARP/ND: a route "
+                              "leaves through a gateway listed in neighbours)")  # fmt: skip
+        gateway = _address(_take(table, "gateway", p, str), f"{p}gateway")
+        if gateway.version != dst.version:
+            raise ConfigError(f"{p}gateway: IPv{gateway.version} gateway for an "
+                              f"IPv{dst.version} destination")  # fmt: skip
+        iface = lan if side == "lan" else wan
+        if not any(gateway in a.network for a in iface.addresses):
+            raise ConfigError(f"{p}gateway: {gateway} is not on a subnet of {side} "
+                              f"({', '.join(map(str, iface.addresses))})")  # fmt: skip
         routes.append(Route(dst, side, gateway))
     return tuple(routes)
 
@@ -389,11 +390,23 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
         for wa in wan.addresses:
             if la.version == wa.version and la.network.overlaps(wa.network):
                 raise ConfigError(f"wan.addresses: {wa} overlaps the LAN subnet {la}")
+    routes = _routes(config, lan, wan)
+    neighbours = _neighbours(config)
+    known = {(n.interface, n.address) for n in neighbours}
+    for i, route in enumerate(routes):
+        if (route.interface, route.gateway) not in known:
+            raise ConfigError(f"routes[{i}].gateway: {route.gateway} has no neighbours entry "
+                              f"on {route.interface} (its MAC is needed)")  # fmt: skip
+    for i, n in enumerate(neighbours):
+        iface = lan if n.interface == "lan" else wan
+        if not any(n.address in a.network for a in iface.addresses):
+            raise ConfigError(f"neighbours[{i}].address: {n.address} is not on a subnet of "
+                              f"{n.interface}")  # fmt: skip
     return FirewallConfig(
         lan=lan,
         wan=wan,
-        routes=_routes(config, lan, wan),
-        neighbours=_neighbours(config),
+        routes=routes,
+        neighbours=neighbours,
         snat_ports=_snat_ports(config),
         mss_clamp_bytes=_mss(config),
         cos=_cos(config),
@@ -421,3 +434,112 @@ def load_config(path: str | Path) -> FirewallConfig:
         return parse_config(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+# --- building the forwarder --------------------------------------------------------------
+
+PORT_LAN, PORT_WAN = 0, 1  # port indices inside each worker's pipeline
+FLOW_CACHE_SETS, FLOW_CACHE_WAYS = 1024, 4
+
+
+def _interface_mac(ifname: str, namespace: str | None) -> str:
+    from pyroute2 import IPRoute
+
+    with IPRoute(**({"netns": namespace} if namespace else {})) as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            where = f" in namespace {namespace}" if namespace else ""
+            raise ConfigError(f"interface {ifname!r} not found{where}")
+        return ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+
+
+def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]:
+    """Routes as (prefix, next-hop index) and next hops as (port, src_mac, dst_mac).
+
+    Every neighbour gets a host route (hosts on the connected subnets are reached only
+    through them: the forwarder does no ARP/ND); every configured route points at its
+    gateway's next hop. Interface MACs must be known (config or `resolve_macs`).
+    """
+    hops: list[tuple] = []
+    index: dict[tuple[str, object], int] = {}
+    prefixes: list[tuple[str, int]] = []
+    for n in config.neighbours:
+        iface = config.interface(n.interface)
+        if iface.mac is None:
+            raise ConfigError(f"{n.interface}.mac: unknown (resolve_macs() reads it)")
+        port = PORT_LAN if n.interface == "lan" else PORT_WAN
+        index[(n.interface, n.address)] = len(hops)
+        hops.append((port, iface.mac, n.mac))
+        prefixes.append((f"{n.address}/{n.address.max_prefixlen}", index[(n.interface, n.address)]))
+    for r in config.routes:
+        prefixes.append((str(r.destination), index[(r.interface, r.gateway)]))
+    return prefixes, hops
+
+
+def resolve_macs(config: FirewallConfig) -> FirewallConfig:
+    """The config with LAN/WAN MACs read from the interfaces where the file gave none."""
+    import dataclasses
+
+    sides = {}
+    for side in SIDES:
+        iface = config.interface(side)
+        if iface.mac is None:
+            iface = dataclasses.replace(iface, mac=_interface_mac(iface.name, config.namespace))
+        sides[side] = iface
+    return dataclasses.replace(config, **sides)
+
+
+def build_pipeline(config: FirewallConfig, lan_port, wan_port):
+    """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
+    parse → session (new flows only from the LAN, SNAT to the WAN addresses) → NAT →
+    route → TTL → MSS clamp → L2 rewrite → count."""
+    from xpfdp.pipeline import FlowCache, Pipeline, firewall_stages
+    from xpfdp.route import RouteTable
+    from xpfdp.session import SessionTable
+
+    prefixes, hops = routing(config)
+    routes = RouteTable()
+    for prefix, hop in prefixes:
+        routes.add(prefix, hop)
+    snat = [str(a) for a in (config.wan.address(4), config.wan.address(6)) if a is not None]
+    stages = firewall_stages(
+        PORT_LAN, PORT_WAN, snat=snat, snat_ports=config.snat_ports, mss=config.mss_clamp_bytes
+    )
+    return Pipeline(
+        [lan_port, wan_port],
+        stages,
+        routes=routes,
+        next_hops=hops,
+        sessions=SessionTable(config.forwarder.sessions),
+        flow_cache=FlowCache(FLOW_CACHE_SETS, FLOW_CACHE_WAYS),
+        names=list(SIDES),
+        burst_size=config.forwarder.burst,
+    )
+
+
+def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
+    """A `xpfdp.pipeline.Forwarder` with one worker per RX queue, each owning a UMEM and
+    AF_XDP sockets on both interfaces (created inside `config.namespace`). Not started;
+    closing it detaches everything. Needs root."""
+    import contextlib
+
+    from xpfdp.pipeline import Forwarder
+    from xpfdp.ports import Umem, XskPort
+    from xpfdp.topology import inside
+
+    config = resolve_macs(config)
+    f = config.forwarder
+    frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
+    port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
+    pipelines = []
+    with contextlib.ExitStack() as stack, inside(config.namespace):
+        for queue in range(f.queues):
+            umem = stack.enter_context(Umem(frames, tx_frames=0))
+            ports = [
+                stack.enter_context(XskPort(iface.name, queue, umem, **port_options))
+                for iface in (config.lan, config.wan)
+            ]
+            pipelines.append(build_pipeline(config, *ports))
+        forwarder = Forwarder(pipelines, handle_signals=handle_signals)
+        stack.pop_all()  # the forwarder owns them now: close() tears down in order
+    return forwarder
