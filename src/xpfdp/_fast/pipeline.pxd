@@ -5,10 +5,11 @@
 from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from xpfdp._fast.cos cimport Scheduler, cosq_t
 from xpfdp._fast.meta cimport pkt_meta_t
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, ssession_t
-from xpfdp._fast.xsk cimport Burst, Port, Umem
+from xpfdp._fast.xsk cimport Burst, Port, Umem, xdp_desc
 
 cdef enum:
     MAX_PORTS = 16
@@ -16,6 +17,8 @@ cdef enum:
     LAT_BUCKETS = 16
     LAT_FIFO = 1024          # submitted TX batches awaiting completion, per port
     VERDICT_PENDING = -3     # no stage has chosen an egress port yet
+    VERDICT_QUEUED = -4      # taken by a CoS queue (frame held there until transmitted)
+    MAX_COS_RULES = 32
 
 # Drop reasons: one counter each (names in pipeline.pyx DROP_REASONS, same order).
 cdef enum:
@@ -102,6 +105,14 @@ cdef class FlowCache:
                      uint64_t config_gen, int64_t handle, int32_t nh) noexcept nogil
 
 
+ctypedef struct cos_rule_t:
+    uint8_t proto            # 0: any
+    uint8_t family           # 0: any, 4 or 6
+    int16_t dscp             # -1: any
+    uint16_t port            # 0: any; else matches source or destination port
+    uint16_t queue_index     # class index in the egress port's scheduler
+
+
 cdef class Stage:
     cdef readonly str name
     cdef uint64_t c_packets
@@ -122,6 +133,12 @@ cdef class Pipeline:
     cdef PyObject* rxb[MAX_PORTS]
     cdef PyObject* txq[MAX_PORTS]       # pending TX per egress port (frames held by us)
     cdef PyObject* dropb[MAX_PORTS]     # drops of a burst received on port i
+    cdef list _cos_bursts
+    cdef list _copy_bursts
+    cdef PyObject* sched[MAX_PORTS]     # CoS Scheduler of egress port j, or NULL
+    cdef PyObject* cosb[MAX_PORTS]      # TX batch drained from sched[j]
+    cdef PyObject* cpb[MAX_PORTS]       # one-frame scratch: copy into port j's UMEM
+    cdef uint8_t cross[MAX_PORTS][MAX_PORTS]   # ports i and j use different UMEMs
     cdef uint32_t n_ports
     cdef uint32_t n_stages
     cdef uint32_t start_port
@@ -159,5 +176,9 @@ cdef class Pipeline:
     cdef void flush_tx(self, uint32_t j) noexcept nogil
     cdef void flush_queue(self, uint32_t j, Port port, Burst q) noexcept nogil
     cdef void reap_latency(self, uint32_t j) noexcept nogil
+    cdef int tx_stamped(self, uint32_t j, Port port, Burst q, uint32_t n) noexcept nogil
+    cdef void drain_cos(self, uint32_t j, Port port, Scheduler sch, Burst q) noexcept nogil
+    cdef uint8_t copy_out(self, Port port, Burst cp, Burst q, const xdp_desc* d,
+                          Umem src) noexcept nogil
     cdef uint32_t poll_c(self, uint64_t now_ns) noexcept nogil
     cdef int run_py_stage(self, uint32_t k, Burst b) noexcept with gil

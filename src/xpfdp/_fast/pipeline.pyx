@@ -19,6 +19,15 @@ from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, memset
 
+from xpfdp._fast.cos cimport (
+    Scheduler,
+    cos_item_t,
+    cos_meta_bucket,
+    cosq_admit,
+    cosq_pop,
+    cosq_t,
+    xdp_desc_t,
+)
 from xpfdp._fast.csum cimport (
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -634,6 +643,111 @@ cdef class CountStage(Stage):
 
 
 @cython.final
+cdef class CosStage(Stage):
+    """CoS classify + enqueue for shaped egress ports (one `xpfdp.cos` Scheduler each).
+
+    Packets routed to a port in `schedulers` are classified by the first matching rule
+    (else `default_queue`) and admitted to that queue; the pipeline then drains each
+    scheduler into its port's TX ring every poll and settles back exactly what the ring
+    refused. Admission drops are counted as cos_drop:<reason>. Rules are dicts with
+    "queue" (queue id) and any of "proto" (number, or "icmp" for ICMP and ICMPv6),
+    "family" (4/6), "dscp" (0..63) and "port" (source or destination port). Ports whose
+    UMEM differs from the ingress port's are not shaped (their frames are copied out).
+    """
+
+    cdef readonly dict schedulers
+    cdef cos_rule_t rules[MAX_PORTS][MAX_COS_RULES]
+    cdef uint32_t n_rules[MAX_PORTS]
+    cdef uint16_t default_q[MAX_PORTS]
+    cdef readonly uint64_t admitted
+    cdef readonly uint64_t ecn_marked
+
+    def __init__(self, schedulers, rules=(), *, int default_queue=0):
+        self.name = "cos"
+        self.schedulers = dict(schedulers)
+        expanded = []
+        for r in rules:
+            r = dict(r)
+            unknown = set(r) - {"queue", "proto", "family", "dscp", "port"}
+            if unknown or "queue" not in r:
+                raise ValueError(f"CoS rule {r!r}: needs 'queue', allows proto/family/dscp/port")
+            if r.get("proto") == "icmp":
+                expanded.append({**r, "proto": 1, "family": 4})
+                expanded.append({**r, "proto": 58, "family": 6})
+            else:
+                expanded.append(r)
+        if len(expanded) > MAX_COS_RULES:
+            raise ValueError(f"at most {MAX_COS_RULES} CoS rules")
+        for port, sch in self.schedulers.items():
+            if not 0 <= int(port) < MAX_PORTS:
+                raise ValueError(f"CoS: port index {port} out of range")
+            if not isinstance(sch, Scheduler):
+                raise TypeError(f"CoS: port {port} needs an xpfdp.cos Scheduler")
+            ids = list(sch.queue_ids)
+            if default_queue not in ids:
+                raise ValueError(f"CoS: default queue {default_queue} not in port {port}'s "
+                                 f"scheduler (queues {ids})")
+            self.default_q[port] = ids.index(default_queue)
+            self.n_rules[port] = len(expanded)
+            for k, r in enumerate(expanded):
+                if r["queue"] not in ids:
+                    raise ValueError(f"CoS rule {r!r}: queue not in port {port}'s scheduler")
+                self.rules[port][k].queue_index = ids.index(r["queue"])
+                self.rules[port][k].proto = int(r.get("proto", 0))
+                self.rules[port][k].family = int(r.get("family", 0))
+                self.rules[port][k].dscp = int(r.get("dscp", -1))
+                self.rules[port][k].port = int(r.get("port", 0))
+
+    cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
+        cdef uint32_t i, k, e, qi
+        cdef int16_t v
+        cdef pkt_meta_t* m
+        cdef cos_rule_t* r
+        cdef cos_item_t it
+        cdef cosq_t* q
+        cdef int rc
+        for i in range(b.n):
+            v = b.v[i]
+            if v == -1:
+                continue
+            self.c_packets += 1
+            if v < 0 or <uint32_t>v >= p.n_ports or p.sched[v] == NULL or p.cross[ingress][v]:
+                continue
+            e = <uint32_t>v
+            m = &b.m[i]
+            qi = self.default_q[e]
+            for k in range(self.n_rules[e]):
+                r = &self.rules[e][k]
+                if ((r.proto == 0 or r.proto == m.protocol)
+                        and (r.family == 0 or r.family == m.ip_version)
+                        and (r.dscp < 0 or r.dscp == (m.tos >> 2))
+                        and (r.port == 0 or ((m.flags & META_L4_VALID)
+                                             and (r.port == m.sport or r.port == m.dport)))):
+                    qi = r.queue_index
+                    break
+            q = (<Scheduler>p.sched[e]).classes[qi].q
+            it.addr = b.d[i].addr
+            it.len = b.d[i].len
+            it.options = 0
+            it.bucket = cos_meta_bucket(q.seed, q.mask, m) if q.flow_fair else 0
+            rc = cosq_admit(q, &it, b.umem.area + b.d[i].addr)
+            if rc <= 1:
+                b.v[i] = VERDICT_QUEUED
+                self.admitted += 1
+                self.ecn_marked += rc == 1
+            else:
+                drop_pkt(b, p.ctx, i, DROP_COS_FLOW_SHARE + rc - 2)
+                self.c_drops += 1
+        return 0
+
+    def stats(self):
+        out = Stage.stats(self)
+        out["admitted"] = self.admitted
+        out["ecn_marked"] = self.ecn_marked
+        return out
+
+
+@cython.final
 cdef class PyStage(Stage):
     """A Python callable run once per burst with the GIL: `fn(burst)`.
 
@@ -714,6 +828,29 @@ cdef class Pipeline:
         self._rx_bursts = []
         self._tx_bursts = []
         self._drop_bursts = []
+        self._cos_bursts = []
+        self._copy_bursts = []
+        for i, x in enumerate(ports):
+            for j, y in enumerate(ports):
+                self.cross[i][j] = (<Port>x).umem is not (<Port>y).umem
+            cb = Burst(64)
+            cb.umem = (<Port>x).umem
+            cp = Burst(1)
+            cp.umem = (<Port>x).umem
+            self._cos_bursts.append(cb)
+            self._copy_bursts.append(cp)
+            self.cosb[i] = <PyObject*>cb
+            self.cpb[i] = <PyObject*>cp
+            self.sched[i] = NULL
+        for st in stages:
+            if isinstance(st, CosStage):
+                for j, sch in (<CosStage>st).schedulers.items():
+                    if j >= len(ports):
+                        raise ValueError(f"CoS: port index {j} out of range "
+                                         f"(pipeline has {len(ports)} ports)")
+                    if self.sched[j] != NULL and <object>self.sched[j] is not sch:
+                        raise ValueError(f"CoS: two schedulers for port {j}")
+                    self.sched[j] = <PyObject*>sch
         for i, x in enumerate(ports):
             rb = Burst(burst_size)
             rb.umem = (<Port>x).umem
@@ -851,10 +988,19 @@ cdef class Pipeline:
             if v >= 0:
                 if <uint32_t>v >= self.n_ports:
                     why = DROP_BAD_EGRESS
+                elif self.cross[ingress][v]:
+                    why = self.copy_out(<Port>self.ports[v], <Burst>self.cpb[v],
+                                        <Burst>self.txq[v], &b.d[i], b.umem)
+                    if why == 0xFF:   # copied: the received frame goes home, not a drop
+                        db.d[nd] = b.d[i]
+                        nd += 1
+                        continue
                 elif enqueue(<Burst>self.txq[v], &b.d[i]):
                     continue
                 else:
                     why = DROP_TX_RING_FULL
+            elif v == VERDICT_QUEUED:
+                continue
             elif v == -1:
                 why = self.ctx[i].why
                 if why == 0xFF:
@@ -899,28 +1045,61 @@ cdef class Pipeline:
                 L.len -= 1
         L.seen_completions += done
 
+    cdef uint8_t copy_out(self, Port port, Burst cp, Burst q, const xdp_desc* d,
+                          Umem src) noexcept nogil:
+        """Copy a frame into a TX frame of `port`'s UMEM and queue it; 0xFF or a reason."""
+        if q.n >= q.capacity:
+            return DROP_TX_RING_FULL
+        if d.len > port.umem.frame_size or port.c_alloc_tx(cp, 1) != 1:
+            return DROP_COPY_NO_FRAME
+        memcpy(port.umem.area + cp.d[0].addr, src.area + d.addr, d.len)
+        cp.d[0].len = d.len
+        enqueue(q, &cp.d[0])
+        cp.n = 0
+        return 0xFF
+
+    cdef int tx_stamped(self, uint32_t j, Port port, Burst q, uint32_t n) noexcept nogil:
+        """Submit q.d[0:n] to port j's TX ring, stamping the accepted prefix for latency."""
+        cdef lat_fifo_t* L = &self.lat[j]
+        cdef uint64_t t0 = xpfdp_pipe_now_ns()
+        cdef int s = port.c_tx(q, 0, n)
+        if s <= 0:   # < 0: a descriptor we do not hold (cannot happen with our queues)
+            return 0
+        self.tx_packets += <uint32_t>s
+        if L.len < LAT_FIFO:
+            L.stamp_ns[(L.head + L.len) % LAT_FIFO] = t0
+            L.count[(L.head + L.len) % LAT_FIFO] = <uint32_t>s
+            L.len += 1
+        else:
+            L.seen_completions += <uint32_t>s   # FIFO full: not stamped
+        return s
+
+    cdef void drain_cos(self, uint32_t j, Port port, Scheduler sch, Burst q) noexcept nogil:
+        """Drain the scheduler into TX; the part the ring refuses is settled back (exact
+        rollback), its frames staying held by the queues."""
+        cdef uint32_t n, rounds = 0
+        cdef int s
+        while rounds < 8:
+            rounds += 1
+            n = sch.drain_batch(<xdp_desc_t*>q.d, q.capacity, self.now_ns)
+            if n == 0:
+                break
+            s = self.tx_stamped(j, port, q, n)
+            sch.settle_batch(<uint32_t>s)
+            if <uint32_t>s < n:
+                break
+        self.reap_latency(j)
+
     cdef void flush_tx(self, uint32_t j) noexcept nogil:
         self.flush_queue(j, <Port>self.ports[j], <Burst>self.txq[j])
 
     cdef void flush_queue(self, uint32_t j, Port port, Burst q) noexcept nogil:
         """Transmit egress queue j; refused frames stay queued (still held by us)."""
-        cdef lat_fifo_t* L = &self.lat[j]
-        cdef uint64_t t0
         cdef int s
         if q.n == 0:
             return
-        t0 = xpfdp_pipe_now_ns()
-        s = port.c_tx(q, 0, q.n)
-        if s < 0:   # a descriptor we do not hold: impossible unless memory is corrupted
-            s = 0
+        s = self.tx_stamped(j, port, q, q.n)
         if s > 0:
-            self.tx_packets += <uint32_t>s
-            if L.len < LAT_FIFO:
-                L.stamp_ns[(L.head + L.len) % LAT_FIFO] = t0
-                L.count[(L.head + L.len) % LAT_FIFO] = <uint32_t>s
-                L.len += 1
-            else:
-                L.seen_completions += <uint32_t>s   # FIFO full: not stamped
             if <uint32_t>s < q.n:
                 memmove(q.d, q.d + s, (q.n - <uint32_t>s) * sizeof(xdp_desc))
             q.n -= <uint32_t>s
@@ -945,6 +1124,9 @@ cdef class Pipeline:
         self.start_port = (self.start_port + 1) % self.n_ports
         for r in range(self.n_ports):
             self.flush_tx(r)
+            if self.sched[r] != NULL:
+                self.drain_cos(r, <Port>self.ports[r], <Scheduler>self.sched[r],
+                               <Burst>self.cosb[r])
             (<Port>self.ports[r]).c_service()
             self.reap_latency(r)
         if self.sessions is not None and (now_ns - self.last_expire_ns >= EXPIRE_INTERVAL_NS
@@ -1054,9 +1236,29 @@ cdef class Pipeline:
         return [(<Burst>self.txq[k]).n for k in range(self.n_ports)]
 
     def drop_pending(self):
-        """Return every queued TX frame to its pool (counted as shutdown drops)."""
-        cdef uint32_t k, n
+        """Return every queued TX frame (TX queues and CoS queues) to its pool, counted as
+        shutdown drops."""
+        cdef uint32_t k, n, c
         cdef Burst q
+        cdef Scheduler sch
+        cdef cos_item_t it
+        for k in range(self.n_ports):
+            if self.sched[k] == NULL:
+                continue
+            sch = <Scheduler>self.sched[k]
+            q = <Burst>self.cosb[k]
+            for c in range(sch.n_classes):
+                while True:
+                    n = 0
+                    while n < q.capacity and cosq_pop(sch.classes[c].q, False, &it) == 0:
+                        q.d[n].addr = it.addr
+                        q.d[n].len = it.len
+                        q.d[n].options = 0
+                        n += 1
+                    if n == 0:
+                        break
+                    (<Port>self.ports[k]).c_recycle(q, 0, n)
+                    self.drops[DROP_SHUTDOWN] += n
         for k in range(self.n_ports):
             q = <Burst>self.txq[k]
             n = q.n
