@@ -489,10 +489,51 @@ def resolve_macs(config: FirewallConfig) -> FirewallConfig:
     return dataclasses.replace(config, **sides)
 
 
+QUEUE_BULK, QUEUE_PRIORITY = 0, 1  # CoS queue ids on WAN egress
+
+
+def wan_scheduler(cos: CosConfig):
+    """The WAN egress Scheduler: root token bucket at the configured rate over an exact
+    MQFQ bulk queue (guarantee; surplus sharing when below the root rate) and a strict
+    high-priority FIFO queue with its own guarantee."""
+    from xpfdp.cos import Scheduler
+
+    sch = Scheduler(cos.rate_bps // 8, burst_bytes=cos.burst_bytes)
+    sch.add_queue(
+        QUEUE_BULK,
+        priority=5,
+        transmit_rate_bytes_per_s=cos.bulk_guarantee_bps // 8,
+        exact=True,
+        buffer_bytes=cos.bulk_buffer_bytes,
+        surplus_sharing=cos.bulk_guarantee_bps < cos.rate_bps,
+    )
+    sch.add_queue(QUEUE_PRIORITY, priority=0, transmit_rate_bytes_per_s=cos.priority_rate_bps // 8)
+    return sch
+
+
+def cos_rules(cos: CosConfig) -> list[dict]:
+    """CoS classification rules putting ICMP/DNS-like traffic in the priority queue."""
+    rules = []
+    protocols = set(cos.priority_protocols)
+    if {PROTOCOLS["icmp"], PROTOCOLS["icmpv6"]} <= protocols:
+        rules.append({"queue": QUEUE_PRIORITY, "proto": "icmp"})
+        protocols -= {PROTOCOLS["icmp"], PROTOCOLS["icmpv6"]}
+    for proto in sorted(protocols):
+        rule = {"queue": QUEUE_PRIORITY, "proto": proto}
+        if proto in (PROTOCOLS["icmp"], PROTOCOLS["icmpv6"]):
+            rule["family"] = 4 if proto == PROTOCOLS["icmp"] else 6
+        rules.append(rule)
+    for proto, ports in ((PROTOCOLS["udp"], cos.priority_udp_ports),
+                         (PROTOCOLS["tcp"], cos.priority_tcp_ports)):  # fmt: skip
+        rules.extend({"queue": QUEUE_PRIORITY, "proto": proto, "port": p} for p in ports)
+    return rules
+
+
 def build_pipeline(config: FirewallConfig, lan_port, wan_port):
     """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
     parse → session (new flows only from the LAN, SNAT to the WAN addresses) → NAT →
-    route → TTL → MSS clamp → L2 rewrite → count."""
+    route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured)."""
+    from xpfdp._fast.pipeline import CosStage
     from xpfdp.pipeline import FlowCache, Pipeline, firewall_stages
     from xpfdp.route import RouteTable
     from xpfdp.session import SessionTable
@@ -505,6 +546,14 @@ def build_pipeline(config: FirewallConfig, lan_port, wan_port):
     stages = firewall_stages(
         PORT_LAN, PORT_WAN, snat=snat, snat_ports=config.snat_ports, mss=config.mss_clamp_bytes
     )
+    if config.cos is not None:
+        stages.append(
+            CosStage(
+                {PORT_WAN: wan_scheduler(config.cos)},
+                rules=cos_rules(config.cos),
+                default_queue=QUEUE_BULK,
+            )
+        )
     return Pipeline(
         [lan_port, wan_port],
         stages,

@@ -247,6 +247,7 @@ def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
     time.sleep(0.3)  # the last bytes reach the sink
     sink.close()
 
+    before_probe = drop_counts(fw.stats())
     _probe_unsolicited(topo)
     time.sleep(0.3)
     after = fw.stats()
@@ -278,7 +279,9 @@ def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
     notes = []
     unsolicited = None
     if mode == "xpfdp":
-        unsolicited = drops.get("policy_denied", 0)
+        unsolicited = drop_counts(after).get("policy_denied", 0) - before_probe.get(
+            "policy_denied", 0
+        )
     else:
         notes.append("kernel baseline: plain routing (no NAT, MSS clamp or shaping)")
     cos = config.cos if config is not None else None
