@@ -80,6 +80,18 @@ class FirewallTopology:
         self.client = s.enter_context(Namespace(prefix=self.prefix))
         self.firewall = s.enter_context(Namespace(prefix=self.prefix))
         self.server = s.enter_context(Namespace(prefix=self.prefix))
+        for ns in (self.client, self.firewall, self.server):
+            # Quiet IPv6 on the links created next: no router solicitations, SLAAC or DAD,
+            # and MLD reports sent at once, so the only later traffic is the demo's own.
+            for key in (
+                "router_solicitations=0",
+                "accept_ra=0",
+                "autoconf=0",
+                "accept_dad=0",
+                "mldv1_unsolicited_report_interval=10",
+                "mldv2_unsolicited_report_interval=10",  # ms
+            ):
+                ns.run("sysctl", "-qw", f"net.ipv6.conf.default.{key}")
         lan = s.enter_context(VethPair(self.firewall, self.client, mtu=MTU_BYTES))
         wan = s.enter_context(VethPair(self.firewall, self.server, mtu=MTU_BYTES))
         self.lan_if, self.client_if = lan.a, lan.b
