@@ -4,4 +4,6 @@ import sys
 
 from xpfdp.cli import main
 
-sys.exit(main())
+# Guarded: pyroute2 starts helper processes that re-import the main module.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,10 @@ Ctrl-C/SIGTERM (forwarder first, then links, then namespaces).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import os
+import signal
 import socket
 import sys
 import threading
@@ -137,9 +140,11 @@ def run_demo(
     mss_clamp: int = DEFAULT_MSS_CLAMP_BYTES,
     out_dir: str | Path = "demo-out",
     prometheus_port: int | None = None,
-    emit: Callable[[str], None] = print,
+    emit: Callable[[str], None] | None = None,
 ) -> DemoReport:
-    """Run the whole demo and return its report (also printed through `emit`)."""
+    """Run the whole demo and return its report (also printed through `emit`, by default
+    to stdout line by line)."""
+    emit = emit or functools.partial(print, flush=True)
     if duration_s < WARMUP_S + 1:
         raise ValueError(f"duration_s must be >= {WARMUP_S + 1} s, got {duration_s}")
     if not 1 <= flows <= 16:
@@ -313,12 +318,30 @@ def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
     return report, bins
 
 
+@contextlib.contextmanager
+def sigterm_unwinds():
+    """Within the block SIGTERM raises SystemExit in this process, so every `with` unwinds
+    and tears down. A forked child that inherited the handler (pyroute2 runs namespace
+    helpers in forked processes and stops them with SIGTERM) exits at once instead: if it
+    unwound our stack it would delete our namespaces from under us."""
+    owner = os.getpid()
+
+    def _exit(signum, frame):
+        if os.getpid() != owner:
+            os._exit(128 + signum)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main_demo(args) -> int:
     """CLI body of `xpfdp demo` (arguments from xpfdp.cli)."""
-    from xpfdp.ports import handle_signals
-
     try:
-        with handle_signals():
+        with sigterm_unwinds():
             report = run_demo(
                 mode=args.mode,
                 duration_s=args.duration,
