@@ -43,11 +43,23 @@ ICMP/DNS). `load_config()` parses and validates it (every error names the offend
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pyroute2 import IPRoute
+
+from xpfdp._fast.pipeline import CosStage
+from xpfdp.cos import Scheduler
+from xpfdp.pipeline import FlowCache, Forwarder, Pipeline, firewall_stages
+from xpfdp.ports import Umem, XskPort
+from xpfdp.route import RouteTable
+from xpfdp.session import SessionTable
+from xpfdp.topology import inside
 
 SIDES = ("lan", "wan")
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
@@ -443,8 +455,6 @@ FLOW_CACHE_SETS, FLOW_CACHE_WAYS = 1024, 4
 
 
 def _interface_mac(ifname: str, namespace: str | None) -> str:
-    from pyroute2 import IPRoute
-
     with IPRoute(**({"netns": namespace} if namespace else {})) as ipr:
         found = ipr.link_lookup(ifname=ifname)
         if not found:
@@ -478,8 +488,6 @@ def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]
 
 def resolve_macs(config: FirewallConfig) -> FirewallConfig:
     """The config with LAN/WAN MACs read from the interfaces where the file gave none."""
-    import dataclasses
-
     sides = {}
     for side in SIDES:
         iface = config.interface(side)
@@ -496,8 +504,6 @@ def wan_scheduler(cos: CosConfig):
     """The WAN egress Scheduler: root token bucket at the configured rate over an exact
     MQFQ bulk queue (guarantee; surplus sharing when below the root rate) and a strict
     high-priority FIFO queue with its own guarantee."""
-    from xpfdp.cos import Scheduler
-
     sch = Scheduler(cos.rate_bps // 8, burst_bytes=cos.burst_bytes)
     sch.add_queue(
         QUEUE_BULK,
@@ -533,11 +539,6 @@ def build_pipeline(config: FirewallConfig, lan_port, wan_port):
     """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
     parse → session (new flows only from the LAN, SNAT to the WAN addresses) → NAT →
     route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured)."""
-    from xpfdp._fast.pipeline import CosStage
-    from xpfdp.pipeline import FlowCache, Pipeline, firewall_stages
-    from xpfdp.route import RouteTable
-    from xpfdp.session import SessionTable
-
     prefixes, hops = routing(config)
     routes = RouteTable()
     for prefix, hop in prefixes:
@@ -566,22 +567,30 @@ def build_pipeline(config: FirewallConfig, lan_port, wan_port):
     )
 
 
+class NamespacedForwarder(Forwarder):
+    """A Forwarder whose teardown runs inside the network namespace of its interfaces:
+    XDP programs are detached through rtnetlink of the calling thread's namespace, so
+    closing from anywhere else would leave them attached."""
+
+    def __init__(self, pipelines, *, namespace: str | None, handle_signals: bool = True):
+        super().__init__(pipelines, handle_signals=handle_signals)
+        self.namespace = namespace
+
+    def close(self) -> None:
+        with inside(self.namespace):
+            super().close()
+
+
 def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     """A `xpfdp.pipeline.Forwarder` with one worker per RX queue, each owning a UMEM and
     AF_XDP sockets on both interfaces (created inside `config.namespace`). Not started;
-    closing it detaches everything. Needs root."""
-    import contextlib
-
-    from xpfdp.pipeline import Forwarder
-    from xpfdp.ports import Umem, XskPort
-    from xpfdp.topology import inside
-
+    closing it (in the namespace) detaches everything. Needs root."""
     config = resolve_macs(config)
     f = config.forwarder
     frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
     port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
     pipelines = []
-    with contextlib.ExitStack() as stack, inside(config.namespace):
+    with inside(config.namespace), contextlib.ExitStack() as stack:  # unwinds inside the ns
         for queue in range(f.queues):
             umem = stack.enter_context(Umem(frames, tx_frames=0))
             ports = [
@@ -589,6 +598,8 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
                 for iface in (config.lan, config.wan)
             ]
             pipelines.append(build_pipeline(config, *ports))
-        forwarder = Forwarder(pipelines, handle_signals=handle_signals)
+        forwarder = NamespacedForwarder(
+            pipelines, namespace=config.namespace, handle_signals=handle_signals
+        )
         stack.pop_all()  # the forwarder owns them now: close() tears down in order
     return forwarder

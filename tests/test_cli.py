@@ -1,0 +1,142 @@
+"""The `xpfdp` command: help, config checking, and `forward` on real namespaces (root)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import needs_root
+from xpfdp.cli import EXIT_CONFIG, build_parser, main
+from xpfdp.demo import traffic
+from xpfdp.demo.topology import FirewallTopology
+
+VALID_TOML = """
+[lan]
+interface = "lan0"
+addresses = ["10.10.1.1/24"]
+[wan]
+interface = "wan0"
+addresses = ["10.10.2.1/24"]
+[[neighbours]]
+interface = "wan"
+address = "10.10.2.2"
+mac = "02:00:00:00:02:02"
+[[routes]]
+destination = "0.0.0.0/0"
+interface = "wan"
+gateway = "10.10.2.2"
+"""
+
+
+def run_cli(*argv, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "xpfdp", *argv], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["forward", "--help"], ["demo", "--help"]])
+def test_help_of_every_command(argv):
+    out = run_cli(*argv)
+    assert out.returncode == 0 and out.stdout.startswith("usage: xpfdp")
+    expected = {
+        "--help": ["forward", "demo"],
+        "forward": ["--config", "--duration", "--prometheus-port"],
+        "demo": ["--mode", "--flows", "--shaper-mbps"],
+    }
+    for word in expected[argv[0]]:
+        assert word in out.stdout
+
+
+def test_check_accepts_a_valid_config(tmp_path, capsys):
+    path = tmp_path / "fw.toml"
+    path.write_text(VALID_TOML)
+    assert main(["forward", "--config", str(path), "--check"]) == 0
+    assert "OK (lan0 <-> wan0)" in capsys.readouterr().out
+
+
+def test_invalid_config_exits_2_with_one_line_naming_the_key(tmp_path):
+    path = tmp_path / "fw.toml"
+    path.write_text(VALID_TOML.replace('gateway = "10.10.2.2"', 'gateway = "10.10.9.9"'))
+    out = run_cli("forward", "--config", str(path), "--check")
+    assert out.returncode == EXIT_CONFIG
+    assert out.stderr.strip().splitlines() == [
+        f"xpfdp: config error: {path}: routes[0].gateway: 10.10.9.9 is not on a subnet of "
+        "wan (10.10.2.1/24)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["forward"],  # --config is required
+        ["forward", "--config", "x", "--duration", "-1"],
+        ["forward", "--config", "x", "--prometheus-port", "70000"],
+        ["demo", "--mode", "ebpf"],
+        ["frobnicate"],
+    ],
+)
+def test_bad_arguments_are_usage_errors(argv):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(argv)
+    assert info.value.code == 2
+
+
+def _toml(value) -> str:
+    if isinstance(value, str):
+        return '"' + value + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+def config_toml(config: dict) -> str:
+    """TOML text for the demo topology's config dict (tables, arrays of tables, scalars)."""
+    lines = [f"{k} = {_toml(v)}" for k, v in config.items() if not isinstance(v, (dict, list))]
+    for key, value in config.items():
+        if isinstance(value, dict):
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {_toml(v)}" for k, v in value.items() if not isinstance(v, dict)]
+            for sub, table in value.items():
+                if isinstance(table, dict):
+                    lines.append(f"[{key}.{sub}]")
+                    lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for table in value:
+                lines.append(f"[[{key}]]")
+                lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+@needs_root
+@pytest.mark.root
+def test_forward_runs_the_config_and_detaches_on_exit(tmp_path):
+    with FirewallTopology(prefix="xt") as topo:
+        config = topo.firewall_config(mss={"clamp_bytes": 1400}, cos={"rate_mbps": 50})
+        path = tmp_path / "fw.toml"
+        path.write_text(config_toml(config))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xpfdp", "forward", "--config", str(path), "--duration", "4",
+             "--prometheus-port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout.readline().startswith("prometheus: http://127.0.0.1:")
+            assert proc.stdout.readline().startswith(f"forwarding {topo.lan_if} <-> {topo.wan_if}")
+            replies = traffic.ping(topo.client, topo.server_v4, 5)
+            replies6 = traffic.ping(topo.client, topo.server_v6, 5)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err
+        assert (replies, replies6) == (5, 5)
+        status = [line for line in out.splitlines() if " pps " in line]
+        assert len(status) >= 2 and all("sessions" in line for line in status)
+        assert "forwarded " in out.splitlines()[-1] and "sessions created 2" in out
+        time.sleep(0.1)
+        for ifname in (topo.lan_if, topo.wan_if):  # the XDP program left with the process
+            assert "xdp" not in topo.firewall.run("ip", "link", "show", ifname).stdout
