@@ -140,3 +140,31 @@ def test_forward_runs_the_config_and_detaches_on_exit(tmp_path):
         time.sleep(0.1)
         for ifname in (topo.lan_if, topo.wan_if):  # the XDP program left with the process
             assert "xdp" not in topo.firewall.run("ip", "link", "show", ifname).stdout
+
+
+@needs_root
+@pytest.mark.root
+def test_firewall_example_from_flags(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "firewall.py"
+    with FirewallTopology(prefix="xt") as topo:
+        argv = [
+            sys.executable, str(example), "--netns", topo.firewall.name, "--duration", "3",
+            "--lan", topo.lan_if, "--lan-address", f"{topo.lan_v4}/24",
+            "--wan", topo.wan_if, "--wan-address", f"{topo.wan_v4}/24",
+            "--neighbour", f"lan,{topo.client_v4},{topo.client_mac}",
+            "--neighbour", f"wan,{topo.server_v4},{topo.server_mac}",
+            "--route", f"0.0.0.0/0,wan,{topo.server_v4}", "--mss", "1400",
+        ]  # fmt: skip
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().startswith("forwarding ")
+            replies = traffic.ping(topo.client, topo.server_v4, 3)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err
+        assert replies == 3 and "sessions created 1" in out

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
@@ -83,8 +84,7 @@ def _summary(snapshot: dict) -> str:
 
 def forward(args) -> int:
     """Body of `xpfdp forward`."""
-    from xpfdp.firewall import ConfigError, build_forwarder, load_config
-    from xpfdp.stats import StatusLine, serve_prometheus
+    from xpfdp.firewall import ConfigError, load_config
 
     try:
         config = load_config(args.config)
@@ -94,35 +94,47 @@ def forward(args) -> int:
     if args.check:
         print(f"{args.config}: OK ({config.lan.name} <-> {config.wan.name})")
         return 0
-    server = None
-    with build_forwarder(config) as fw:
-        if args.prometheus_port is not None:
+    return run_forwarder(
+        config, duration_s=args.duration, prometheus_port=args.prometheus_port, quiet=args.quiet
+    )
+
+
+def run_forwarder(
+    config, *, duration_s: float | None = None, prometheus_port: int | None = None,
+    quiet: bool = False,
+) -> int:  # fmt: skip
+    """Run the firewall of a validated config until `duration_s` passes, a signal arrives
+    or a worker fails; one status line per second, a summary at the end. Returns the exit
+    status: 0, or 128 + the signal number (a worker failure raises)."""
+    from xpfdp.firewall import build_forwarder
+    from xpfdp.stats import StatusLine, serve_prometheus
+
+    with build_forwarder(config) as fw, contextlib.ExitStack() as stack:
+        if prometheus_port is not None:
             try:
-                server = serve_prometheus(fw.stats, args.prometheus_port)
+                server = stack.enter_context(serve_prometheus(fw.stats, prometheus_port))
             except RuntimeError as exc:
                 print(f"xpfdp: {exc}", file=sys.stderr)
                 return EXIT_CONFIG
             print(f"prometheus: http://127.0.0.1:{server.port}/metrics", flush=True)
-        try:
-            fw.start()
-            print(f"forwarding {config.lan.name} <-> {config.wan.name} "
-                  f"({len(fw.pipelines)} worker(s))", flush=True)  # fmt: skip
-            status = StatusLine()
-            status.update(fw.stats())
-            start = time.monotonic()
-            while fw.running and not fw.errors:
-                if args.duration and time.monotonic() - start >= args.duration:
-                    break
-                time.sleep(1.0 if not args.duration else min(1.0, args.duration))
-                line = status.update(fw.stats())
-                if line and not args.quiet:
-                    print(line, flush=True)
-            fw.stop()
-            print(_summary(fw.stats()), flush=True)
-        finally:
-            if server is not None:
-                server.close()
-    return 0
+        fw.start()
+        print(f"forwarding {config.lan.name} <-> {config.wan.name} "
+              f"({len(fw.pipelines)} worker(s))", flush=True)  # fmt: skip
+        status = StatusLine()
+        status.update(fw.stats())
+        start = time.monotonic()
+        while fw.running and not fw.errors and fw.signalled is None:
+            left = duration_s - (time.monotonic() - start) if duration_s else 1.0
+            if left <= 0:
+                break
+            time.sleep(min(1.0, left))
+            line = status.update(fw.stats())
+            if line and not quiet:
+                print(line, flush=True)
+        fw.stop()
+        print(_summary(fw.stats()), flush=True)
+        signalled = fw.signalled
+    return 128 + signalled if signalled else 0
 
 
 def main(argv: list[str] | None = None) -> int:
