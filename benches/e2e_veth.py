@@ -13,9 +13,13 @@ namespaces, XDP program and UMEM geometry:
 * ``rxdrop`` -- the C generator in the peer namespace sends as fast as it can; the receiver
   under test (examples/rxdrop.py vs ``xsk_ref rxdrop``) counts and drops.
 
-Each run's rate is the median of its per-second rates (first second skipped). Reports the
-median rate of each side and the median of the per-pair ratios xpfdp / C (each xpfdp run
-directly follows a C run). Usage: ``.venv/bin/python benches/e2e_veth.py --duration 5 --rounds 2``
+Each run's rate is the median of its per-second rates (first second skipped), and its CPU
+cost the median of (process CPU time / packets) per second, in ns/packet. Reports the
+medians of each side and the medians of the per-pair ratios xpfdp / C (each xpfdp run
+directly follows a C run). On veth the kernel copy dominates; the CPU column shows the
+userspace process's own cost.
+
+Usage: ``.venv/bin/python benches/e2e_veth.py --duration 4 --rounds 5 --cpu 1 --sender-cpu 0``
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from xpfdp.topology import Namespace, VethPair  # noqa: E402
 
 BPF_DIR = ROOT / "src" / "xpfdp" / "bpf"
 EXAMPLES = ROOT / "examples"
-RATE = re.compile(r"(?:rx|tx|l2fwd|rxdrop|txgen)\s+([\d.]+) Mpps")
+STATUS = re.compile(r"(?:rx|tx|l2fwd|rxdrop|txgen)\s+([\d.]+) Mpps.*? cpu (\d+)%")
 
 
 def build_reference(out_dir: Path) -> Path:
@@ -67,14 +71,18 @@ def start(argv: list[str], netns: str, pin: list[str] | None = None) -> subproce
     return proc
 
 
-def finish(proc: subprocess.Popen) -> float:
+def finish(proc: subprocess.Popen) -> tuple[float, float]:
+    """(Mpps, CPU ns per packet) of a finished run: medians over its per-second lines,
+    the first second skipped."""
     out, err = proc.communicate(timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f"{proc.args} failed: {err.strip()}")
-    rates = [float(m.group(1)) for m in RATE.finditer(out)]
-    if len(rates) < 2:
+    lines = [(float(m.group(1)), float(m.group(2))) for m in STATUS.finditer(out)][1:]
+    if not lines:
         raise RuntimeError(f"too few status lines from {proc.args}: {out!r}")
-    return statistics.median(rates[1:])
+    mpps = statistics.median(r for r, _ in lines)
+    cpu_ns = statistics.median(c * 10 / r if r else float("inf") for r, c in lines)
+    return mpps, cpu_ns
 
 
 def inject(peer: Namespace, ifname: str, dst_mac: str, src_mac: str, count: int) -> None:
@@ -170,19 +178,26 @@ def main(argv=None) -> int:
                     dut.disable_offloads(v.a)
                     peer.disable_offloads(v.b)
                     res = WORKLOADS[workload](args, ref, dut, peer, v)
-            c, py = statistics.median(res["C"]), statistics.median(res["xpfdp"])
-            # Each xpfdp run directly follows a C run: the per-pair ratio cancels slow
-            # drifts of background load, so its median is the headline number.
-            paired = statistics.median(p / c for c, p in zip(res["C"], res["xpfdp"], strict=True))
-            rows.append((workload, c, py, paired, res))
+            rows.append((workload, res))
     print(
-        f"\n{'workload':8} {'C Mpps':>8} {'xpfdp Mpps':>10} {'ratio':>6}  "
-        "(median of paired ratios)  runs (C | xpfdp)"
+        f"\n{'workload':8} {'C Mpps':>7} {'xpfdp':>7} {'ratio':>6} {'C cpu':>7} {'xpfdp':>7}"
+        f" {'ratio':>6}   (rates, CPU ns/packet; ratios = median of paired xpfdp/C runs)"
     )
-    for workload, c, py, ratio, res in rows:
-        runs_c = ", ".join(f"{x:.3f}" for x in res["C"])
-        runs_py = ", ".join(f"{x:.3f}" for x in res["xpfdp"])
-        print(f"{workload:8} {c:8.3f} {py:10.3f} {ratio:6.3f}  [{runs_c}] | [{runs_py}]")
+    for workload, res in rows:
+        c_rate, c_cpu = (statistics.median(v) for v in zip(*res["C"], strict=True))
+        p_rate, p_cpu = (statistics.median(v) for v in zip(*res["xpfdp"], strict=True))
+        # Each xpfdp run directly follows a C run: per-pair ratios cancel slow drifts of
+        # background load, so their medians are the headline numbers.
+        pairs = list(zip(res["C"], res["xpfdp"], strict=True))
+        rate_ratio = statistics.median(p[0] / c[0] for c, p in pairs)
+        cpu_ratio = statistics.median(p[1] / c[1] for c, p in pairs)
+        print(
+            f"{workload:8} {c_rate:7.3f} {p_rate:7.3f} {rate_ratio:6.3f} {c_cpu:7.0f} "
+            f"{p_cpu:7.0f} {cpu_ratio:6.3f}"
+        )
+        for name in ("C", "xpfdp"):
+            runs = ", ".join(f"{r:.3f} Mpps/{c:.0f} ns" for r, c in res[name])
+            print(f"    {name:6} {runs}")
     return 0
 
 

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         burst = Burst(args.batch)
         start = time.monotonic()
         while not args.duration or time.monotonic() - start < args.duration:
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.process_time()
             if b is None:
                 rx, tx, dropped = forward(a, a, burst, 1.0, swap_macs=True)
                 line = f"rx {rx / 1e6 / (time.monotonic() - t0):7.3f} Mpps tx {tx} drop {dropped}"
@@ -65,8 +65,13 @@ def main(argv=None) -> int:
                 line = (
                     f"a->b {ab / dt / 1e6:7.3f} Mpps b->a {ba / dt / 1e6:7.3f} Mpps drop {dropped}"
                 )
+            cpu = (time.process_time() - cpu0) / (time.monotonic() - t0) * 100
             s = a.stats()
-            print(f"{line} fill_empty {s['fill_empty']} kicks {s['tx_kicks']}", flush=True)
+            print(
+                f"{line} cpu {cpu:.0f}% total {s['rx_packets']} fill_empty {s['fill_empty']} "
+                f"kicks {s['tx_kicks']}",
+                flush=True,
+            )
         umem.check_frames()
     return 0
 

@@ -42,14 +42,15 @@ def main(argv=None) -> int:
         start = time.monotonic()
         total = 0
         while not args.duration or time.monotonic() - start < args.duration:
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.process_time()
             pkts, nbytes = drain(port, burst, 1.0)
             dt = time.monotonic() - t0
+            cpu = (time.process_time() - cpu0) / dt * 100
             total += pkts
             s = port.stats()
             print(
                 f"rx {pkts / dt / 1e6:7.3f} Mpps {nbytes * 8 / dt / 1e9:7.3f} Gb/s "
-                f"total {total} fill_empty {s['fill_empty']} "
+                f"cpu {cpu:.0f}% total {total} fill_empty {s['fill_empty']} "
                 f"kernel rx_dropped {s['rx_dropped']} rx_ring_full {s['rx_ring_full']}",
                 flush=True,
             )

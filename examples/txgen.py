@@ -120,14 +120,15 @@ def main(argv=None) -> int:
             )
             if second <= 0:
                 break
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.process_time()
             sent, refused = generate(port, burst, tpl, second, args.rate)
             dt = time.monotonic() - t0
+            cpu = (time.process_time() - cpu0) / dt * 100
             total += sent
             s = port.stats()
             print(
                 f"tx {sent / dt / 1e6:7.3f} Mpps {sent * args.size * 8 / dt / 1e9:7.3f} Gb/s "
-                f"total {total} refused {refused} ring_full {s['tx_ring_full']} "
+                f"cpu {cpu:.0f}% total {total} refused {refused} ring_full {s['tx_ring_full']} "
                 f"kicks {s['tx_kicks']} "
                 f"completions {s['completions']}",
                 flush=True,

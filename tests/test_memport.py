@@ -24,6 +24,7 @@ def test_umem_starts_with_every_frame_in_its_pool(umem_factory):
         "held": 0,
         "pending_fill": 96,
         "free_tx": 32,
+        "pending_tx": 0,
         "tx_ring": 0,
     }
     assert u.buf.dtype == np.uint8 and len(u.buf) == 128 * 4096
@@ -182,7 +183,9 @@ def test_swap_mac_addresses(umem_factory):
 
 
 ops = st.lists(
-    st.tuples(st.sampled_from(["rx", "tx", "recycle", "alloc", "poll"]), st.integers(0, 70)),
+    st.tuples(
+        st.sampled_from(["rx", "tx", "queue", "recycle", "alloc", "poll"]), st.integers(0, 70)
+    ),
     max_size=40,
 )
 
@@ -204,12 +207,17 @@ def test_frames_are_conserved_under_any_operation_sequence(ops, tx_ring):
                 sent = port.tx_burst(b, 0, min(k, b.n))
                 port.recycle(b, sent)
                 b.n = 0
+            elif op == "queue" and b.n:
+                assert port.queue_tx(b, 0, min(k, b.n)) == min(k, b.n)
+                port.recycle(b, min(k, b.n))
+                b.n = 0
             elif op == "recycle" and b.n:
                 port.recycle(b)
                 b.n = 0
             elif op == "poll":
                 port.poll()
             counts = u.check_frames()
+            assert counts["pending_tx"] <= 2 * tx_ring
             assert counts["held"] == b.n
         if b.n:
             port.recycle(b)
@@ -265,3 +273,27 @@ def test_burst_count_and_descriptors_cannot_point_outside(umem_factory):
     b.desc["addr"][0] = good
     port.recycle(b)
     b.n = 0
+
+
+def test_queue_tx_keeps_order_bounds_the_queue_and_drops_oldest(umem_factory):
+    u = umem_factory(512, tx_frames=256)
+    port = MemPort(u, ring_size=32, capture=512)
+    b = Burst(64)
+    for round_ in range(3):
+        assert port.alloc_tx(b, 64) == 64
+        for i in range(64):
+            a = int(b.desc["addr"][i])
+            u.buf[a : a + 60] = round_ * 64 + i
+        b.desc["len"][:64] = 60
+        assert port.queue_tx(b) == 64  # the port owns them all now
+        b.n = 0
+        assert u.check_frames()["held"] == 0
+    # Each call the ring takes 32 and the queue holds 64 (2 x ring): of 192 offered, 3 x 32
+    # went out, 32 wait, and 64 were dropped, always the oldest waiting ones.
+    assert u.check_frames()["pending_tx"] == 32
+    assert port.stats()["tx_queue_drops"] == 64
+    port.poll()
+    assert u.check_frames()["pending_tx"] == 0
+    got = [f[0] for f in port.captured()]
+    assert got == sorted(got)  # FIFO: never reordered
+    assert set(range(192)) - set(got) == set(range(32, 64)) | set(range(96, 128))

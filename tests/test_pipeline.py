@@ -467,3 +467,142 @@ def test_bad_configuration_is_refused(umem_factory):
 
 def test_drop_reason_names_are_unique():
     assert len(set(DROP_REASONS)) == len(DROP_REASONS)
+
+
+def _frame_strategy():
+    from hypothesis import strategies as st
+
+    good = st.sampled_from(
+        [
+            bytes(lan_syn(0)),
+            bytes(lan_syn(1, ttl=1)),
+            bytes(
+                Ether(src=LAN_PEER, dst=LAN_MAC)
+                / IP(src="10.0.0.9", dst="192.0.2.7")
+                / UDP(sport=5, dport=6)
+            ),
+            bytes(
+                Ether(src=LAN_PEER, dst=LAN_MAC)
+                / IPv6(src="fd00::9", dst="2001:db8::1")
+                / TCP(sport=5, dport=6, flags="S", options=[("MSS", 1440)])
+            ),
+            bytes(wan_frame(IP(src="192.0.2.10", dst=SNAT4) / TCP(sport=80, dport=20000))),
+        ]
+    )
+    return st.tuples(good, st.integers(0, 200), st.integers(0, 255), st.booleans()).map(
+        lambda t: t[0][: max(1, len(t[0]) - t[1] % 40)] if t[3] else t[0]
+    )
+
+
+def test_any_mix_of_frames_is_conserved_and_checksummed(umem_factory):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    u = umem_factory(4096)
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(_frame_strategy(), max_size=150), st.lists(_frame_strategy(), max_size=150))
+    def check(lan_frames, wan_frames):
+        f = Firewall(u)
+        try:
+            to_wan, to_lan = f.send(lan=lan_frames, wan=wan_frames)  # checksums checked
+            st_ = f.pipe.stats()
+            assert st_["rx_packets"] == len(lan_frames) + len(wan_frames)
+            assert st_["tx_packets"] + st_["drops_total"] == st_["rx_packets"]
+            assert len(to_wan) + len(to_lan) == st_["tx_packets"]
+            for p in to_wan:
+                if p.haslayer(IP):
+                    assert p[IP].src == SNAT4
+            f.sessions.check_invariants()
+        finally:
+            f.close()
+            f.lan.close()
+            f.wan.close()
+        u.check_frames()
+
+    check()
+
+
+def test_dnat_port_forward_and_its_replies(fw):
+    f = fw()
+    f.pipe.stages[1].add_dnat(1, 6, 8080, "10.0.0.5", 80)
+    syn = wan_frame(IP(src="203.0.113.9", dst=SNAT4) / TCP(sport=5555, dport=8080, flags="S"))
+    other = wan_frame(IP(src="203.0.113.9", dst=SNAT4) / TCP(sport=5555, dport=8081, flags="S"))
+    _, to_lan = f.send(wan=[syn, other])
+    assert len(to_lan) == 1
+    p = to_lan[0]
+    assert (p[IP].src, p[IP].dst, p[TCP].sport, p[TCP].dport) == (
+        "203.0.113.9",
+        "10.0.0.5",
+        5555,
+        80,
+    )
+    assert f.drops() == {"policy_denied": 1}
+    reply = (
+        Ether(src=LAN_PEER, dst=LAN_MAC)
+        / IP(src="10.0.0.5", dst="203.0.113.9")
+        / TCP(sport=80, dport=5555, flags="SA")
+    )
+    to_wan, _ = f.send(lan=[reply])
+    assert len(to_wan) == 1
+    q = to_wan[0]
+    assert (q[IP].src, q[IP].dst, q[TCP].sport, q[TCP].dport) == (SNAT4, "203.0.113.9", 8080, 5555)
+    with pytest.raises(ValueError, match="dport"):
+        f.pipe.stages[1].add_dnat(1, 6, 0, "10.0.0.5")
+
+
+def test_flow_cache_hits_keep_the_session_alive(fw):
+    f = fw(udp_timeout_s=5)
+    udp = (
+        Ether(src=LAN_PEER, dst=LAN_MAC)
+        / IP(src="10.0.0.2", dst="192.0.2.10")
+        / UDP(sport=9, dport=9)
+    )
+    t0 = time.monotonic_ns() + 10**9
+    for k in range(6):  # a packet every 2 s for 10 s, past twice the 5 s timeout
+        to_wan, _ = f.send(lan=[udp], now_ns=t0 + k * 2 * 10**9)
+        assert len(to_wan) == 1
+    st = f.pipe.stats()
+    # The forward entry stays alive; each direction has its own idle timer
+    # (SessionTable semantics), so the never-used reply entry expired.
+    assert st["flow_cache"]["hits"] == 5 and st["sessions"]["expired"] == 1
+    assert st["sessions"]["created"] == 1 and len(f.sessions) == 1
+    f.send(now_ns=t0 + 17 * 10**9)  # idle 7 s: now the forward entry expires too
+    assert f.pipe.stats()["sessions"]["expired"] == 2
+    assert len(f.sessions) == 0
+
+
+def test_a_user_stage_cannot_lose_frames_by_editing_the_arrays(umem_factory):
+    u = umem_factory(1024)
+    a, b = MemPort(u, None), MemPort(u, None, capture=16)
+
+    def vandal(burst):
+        burst.desc["addr"][0] = 12345  # not a frame we hold
+        burst.desc["len"][1] = 10**6  # past the frame
+        burst.desc["len"][2] = 40  # a legal truncation: kept
+        burst.verdict[:] = 1
+        burst.n = 0
+
+    pipe = Pipeline([a, b], [ParseStage(), PyStage(vandal)])
+    a.set_source(batch([lan_syn(i) for i in range(3)]))
+    pipe.run(until_idle=True)
+    out = b.captured()
+    assert [len(x) for x in out] == [len(bytes(lan_syn(0)))] * 2 + [40]
+    pipe.close()
+    u.check_frames()
+
+
+def test_ipv6_syn_is_clamped_to_the_ipv6_mss(fw):
+    f = fw(mss=1400)
+    syn6 = (
+        Ether(src=LAN_PEER, dst=LAN_MAC)
+        / IPv6(src="fd00::2", dst="2001:db8::80")
+        / TCP(
+            sport=1234, dport=443, flags="S", options=[("MSS", 1440), ("NOP", None), ("WScale", 7)]
+        )
+    )
+    to_wan, _ = f.send(lan=[syn6])
+    assert len(to_wan) == 1
+    p = to_wan[0]
+    assert p[IPv6].src == SNAT6 and p[IPv6].hlim == 63
+    assert dict(p[TCP].options)["MSS"] == 1380  # mss_v6 defaults to mss_v4 - 20

@@ -473,3 +473,37 @@ def test_frames_conserved_under_random_operations_on_a_live_socket(topo, umem_fa
             s = port.stats()
             assert s["bad_desc"] == 0 and s["tx_invalid_descs"] == 0
             assert s["rx_packets"] > 0 and s["completions"] > 0
+
+
+def test_queued_tx_stays_bounded_while_tx_is_blocked(topo, umem_factory):
+    """queue_tx to a blocked port: the pending queue stops at 2 x ring (oldest dropped and
+    recycled), the TX ring holds the rest, and ingress keeps receiving everything."""
+    ingress, egress = topo.link(), topo.link()
+    with topo.dut.inside():
+        umem = umem_factory(8192, tx_frames=64)
+        rx_port = XskPort(ingress.dut_if, 0, umem, ring_size=128, fill_target=512)
+        tx_port = XskPort(egress.dut_if, 0, umem, ring_size=64, fill_target=64)
+        try:
+            topo.dut.run("ip", "link", "set", egress.dut_if, "down")
+            sender = ingress.peer_socket()
+            b = Burst(64)
+            received = 0
+            for round_ in range(1, 11):
+                for _ in range(100):
+                    sender.sendto(b"q" * 64, (ingress.dut_ip, 9))
+                deadline = time.monotonic() + 2
+                while received < 100 * round_ and time.monotonic() < deadline:
+                    n = rx_port.rx_burst(b)
+                    if n:
+                        assert tx_port.queue_tx(b) == n
+                        b.n = 0
+                        received += n
+                assert umem.check_frames()["pending_tx"] <= 128
+            assert received == 1000
+            counts = umem.check_frames()
+            assert counts["pending_tx"] == 128 and counts["tx_ring"] == 64
+            assert tx_port.stats()["tx_queue_drops"] == 1000 - 128 - 64
+            assert rx_port.stats()["rx_dropped"] == 0
+        finally:
+            tx_port.close()
+            rx_port.close()

@@ -5,7 +5,7 @@
  * It loads the same XDP program as xpfdp (src/xpfdp/bpf/xsk_redirect.o), uses the same
  * UMEM geometry (4096-byte frames, 256 B headroom), rings (1024, fill 2048), batch (64)
  * and copy-mode kick loop, and prints one line per second:
- *   <mode> <Mpps> Mpps total <packets>
+ *   <mode> <Mpps> Mpps cpu <percent of one CPU>% total <packets>
  *
  * usage: xsk_ref rxdrop|txgen|l2fwd IFNAME SECONDS BPF_OBJECT [DST_MAC SIZE]
  * build: cc -O2 -I bpf -o xsk_ref benches/c/xsk_ref.c -lxdp -lbpf
@@ -63,6 +63,14 @@ static uint64_t now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -316,7 +324,7 @@ int main(int argc, char **argv)
 	static struct port port;
 	struct bpf_object *obj;
 	uint64_t (*step)(struct port *);
-	uint64_t total = 0, last_total = 0, iterations = 0, start, next_report, end;
+	uint64_t total = 0, last_total = 0, iterations = 0, start, next_report, end, last_cpu;
 	int ifindex, xsks_fd, fd;
 	uint32_t zero = 0, rx_frames;
 
@@ -345,6 +353,7 @@ int main(int argc, char **argv)
 		die("XSKMAP insert", errno);
 	start = now_ns();
 	next_report = start + 1000000000ull;
+	last_cpu = cpu_ns();
 	end = start + (uint64_t)(atof(argv[3]) * 1e9);
 	printf("%s on %s: ready\n", argv[1], argv[2]);
 	fflush(stdout);
@@ -354,12 +363,16 @@ int main(int argc, char **argv)
 			uint64_t now = now_ns();
 
 			if (now >= next_report) {
-				printf("%s %7.3f Mpps total %llu\n", argv[1],
-				       (double)(total - last_total) / 1e6 /
-					       ((double)(now - next_report) / 1e9 + 1.0),
+				double secs = (double)(now - next_report) / 1e9 + 1.0;
+				uint64_t cpu = cpu_ns();
+
+				printf("%s %7.3f Mpps cpu %.0f%% total %llu\n", argv[1],
+				       (double)(total - last_total) / 1e6 / secs,
+				       (double)(cpu - last_cpu) / 1e7 / secs,
 				       (unsigned long long)total);
 				fflush(stdout);
 				last_total = total;
+				last_cpu = cpu;
 				next_report = now + 1000000000ull;
 			}
 			if (now >= end)

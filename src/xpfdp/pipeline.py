@@ -17,6 +17,8 @@ Stages (``xpfdp.pipeline``), run in the order given:
   ``policy_denied`` unless the packet matches a session. ``snat={egress_port: (addresses,
   (port_lo, port_hi))}``: new flows leaving through ``egress_port`` are SNATed to the
   address of their family with a free port (``set_snat()`` changes it later).
+  ``dnat=[(ingress, proto, dport, to_address, to_port)]`` / ``add_dnat(...)``: port
+  forwards; such new flows are allowed from ``ingress`` and routed to ``to_address``.
 * ``NatStage()`` -- applies the session's SNAT/DNAT (incremental checksums).
 * ``RouteStage()`` -- LPM on the post-NAT destination; verdict = next hop's port
   (``no_route`` otherwise); stores resolved flows in the flow cache.
@@ -24,6 +26,10 @@ Stages (``xpfdp.pipeline``), run in the order given:
 * ``MssClampStage(mss_v4, mss_v6=None)`` -- clamps SYN MSS options (v6 default mss_v4 - 20).
 * ``L2Stage()`` -- writes the next hop's source/destination MACs.
 * ``CountStage(name="count")`` -- packets and bytes reaching it.
+* ``CosStage({port: xpfdp.cos.Scheduler}, rules=[{"queue": id, "proto": 17 | "icmp",
+  "family": 4, "dscp": 46, "port": 53}, ...], default_queue=0)`` -- classify packets for
+  shaped ports into scheduler queues (admission drops ``cos_drop:<reason>``); the
+  pipeline drains each scheduler to TX every poll and settles back what the ring refuses.
 * ``PyStage(fn, name=None)`` -- ``fn(burst)`` once per burst with the GIL; may set
   ``burst.verdict[i]`` (-1 drop → ``user_drop``, >= 0 egress port) and edit frames via
   ``burst.frame(i)``. An exception stops the worker (``Pipeline.error``).
@@ -56,9 +62,15 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
   Drop reasons are ``DROP_REASONS``. TX latency is submit → completion per accepted
   descriptor, bucket k counting latencies below ``bucket_upper_ns[k]``.
 
+``xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw)``:
+for each RX queue q a Umem and one XskPort per interface on it, then ``build(q, ports)``
+returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedulers).
+
 ``Forwarder(pipelines, *, handle_signals=True)``: one thread per pipeline (worker),
 ``start()``, ``stop()``, ``run(duration_s)``, context manager; ``errors`` lists worker
-failures (also re-raised by ``stop()``/``run()``); ``stats()`` is ``{"workers": [per
+failures (also re-raised by ``stop()``/``run()``); ``update(fn)`` runs ``fn(pipeline)``
+in each worker's thread between polls -- the only safe way to change routes, next hops,
+NAT rules or sessions while running; ``stats()`` is ``{"workers": [per
 pipeline stats], "total": summed counters}``. Teardown closes pipelines, then ports
 (sockets), then UMEMs, also on exceptions and SIGINT/SIGTERM.
 """
@@ -75,6 +87,7 @@ from xpfdp._fast.pipeline import (
     PARSE_STATUS_NAMES,
     VERDICT_DROP,
     VERDICT_PASS,
+    CosStage,
     CountStage,
     FlowCache,
     L2Stage,
@@ -136,6 +149,33 @@ def merge_stats(snapshots):
     return total
 
 
+def xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw):
+    """One worker per RX queue: for each queue q, a Umem and one XskPort per interface (in
+    `ifnames` order, all on that UMEM so forwarding needs no copy), then
+    `build(q, ports) -> Pipeline`. `port_kw` goes to XskPort (mode, ring_size, ...).
+    If anything fails, everything built so far is closed (ports before UMEMs)."""
+    from xpfdp.ports import Umem, XskPort
+
+    pipelines, opened = [], []
+    try:
+        for q in range(queues):
+            umem = Umem(frames, tx_frames=tx_frames)
+            ports: list = []
+            opened.append((umem, ports))
+            for name in ifnames:
+                ports.append(XskPort(name, q, umem, **port_kw))
+            pipelines.append(build(q, list(ports)))
+    except BaseException:
+        for p in pipelines:
+            p.close()
+        for umem, ports in opened:
+            for port in ports:
+                port.close()
+            umem.close()
+        raise
+    return pipelines
+
+
 class Forwarder:
     """Runs pipelines (one per RX queue) each in its own thread with the GIL released.
 
@@ -148,9 +188,17 @@ class Forwarder:
         self.pipelines = list(pipelines)
         if not self.pipelines:
             raise ValueError("a Forwarder needs at least one pipeline")
-        for p in self.pipelines:
+        owners: dict[int, int] = {}
+        for i, p in enumerate(self.pipelines):
             if not isinstance(p, Pipeline):
                 raise TypeError(f"expected Pipeline, got {type(p).__name__}")
+            owned = [p.sessions, p.flow_cache, *p.ports, *(x.umem for x in p.ports)]
+            for obj in {id(o): o for o in owned if o is not None}.values():
+                if owners.setdefault(id(obj), i) != i:
+                    raise ValueError(
+                        f"workers {owners[id(obj)]} and {i} share {type(obj).__name__}: "
+                        "each worker needs its own ports, UMEM, session table and flow cache"
+                    )
         self.errors: list[tuple[int, BaseException]] = []
         self._threads: list[threading.Thread] = []
         self._handle_signals = handle_signals
@@ -158,13 +206,58 @@ class Forwarder:
         self._signalled: int | None = None
         self._closed = False
         self.started_ns = 0
+        self._update_lock = threading.Lock()
+        self._updates: list[list] = [[] for _ in self.pipelines]
 
     def _worker(self, index: int, pipe: Pipeline) -> None:
         try:
             while not self._stopping:
                 pipe.run(seconds=0.2)
+                self._run_updates(index, pipe)
         except BaseException as exc:  # reported, never silent
             self.errors.append((index, exc))
+
+    def _run_updates(self, index: int, pipe: Pipeline) -> None:
+        with self._update_lock:
+            todo = self._updates[index]
+            self._updates[index] = []
+        for fn, done, failures in todo:
+            try:
+                fn(pipe)
+            except BaseException as exc:  # handed to the caller of update()
+                failures.append((index, exc))
+            finally:
+                done.set()
+
+    def update(self, fn, timeout_s: float = 5.0) -> None:
+        """Run `fn(pipeline)` for every worker in that worker's own thread, between polls.
+
+        Route, next-hop, SNAT/DNAT and session-table changes must go through here while
+        the forwarder runs (the nogil loop reads those tables without locks). Waits until
+        every worker applied it; re-raises the first exception `fn` raised."""
+        failures: list = []
+        if not self._threads:
+            for i, p in enumerate(self.pipelines):
+                try:
+                    fn(p)
+                except BaseException as exc:
+                    failures.append((i, exc))
+        else:
+            events = []
+            with self._update_lock:
+                for i in range(len(self.pipelines)):
+                    done = threading.Event()
+                    self._updates[i].append((fn, done, failures))
+                    events.append(done)
+            for p in self.pipelines:
+                p.stop()  # leave run() now; the worker applies updates, then resumes
+            deadline = time.monotonic() + timeout_s
+            for i, done in enumerate(events):
+                if not done.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"worker {i} did not apply the update in {timeout_s} s")
+        if failures:
+            index, exc = failures[0]
+            raise RuntimeError(f"update failed on worker {index}: {exc!r}") from exc
 
     def start(self) -> Forwarder:
         """Start one thread per pipeline (and SIGINT/SIGTERM handlers in the main thread)."""
@@ -271,6 +364,7 @@ __all__ = [
     "PARSE_STATUS_NAMES",
     "VERDICT_DROP",
     "VERDICT_PASS",
+    "CosStage",
     "CountStage",
     "FlowCache",
     "Forwarder",
@@ -286,4 +380,5 @@ __all__ = [
     "TtlStage",
     "firewall_stages",
     "merge_stats",
+    "xsk_workers",
 ]

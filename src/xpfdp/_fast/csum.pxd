@@ -18,6 +18,7 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from xpfdp._fast.meta cimport (
+    META_FRAGMENT,
     META_L4_VALID,
     PARSE_NONFIRST_FRAG,
     PARSE_OK,
@@ -232,6 +233,52 @@ cdef inline bint l4_checksum_valid(
     if protocol != PROTO_ICMP:
         seed = pseudo_header_sum(l3, ip_version, protocol, l4_len)
     return csum_partial(l4, l4_len, seed) == 0xFFFF
+
+
+# ---- whole-frame checksums on a parsed frame -------------------------------------------
+
+cdef inline bint l4_checksummable(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
+    """A whole, unfragmented TCP/UDP/ICMP/ICMPv6 segment lies inside the frame."""
+    if m.status != PARSE_OK or not (m.flags & META_L4_VALID) or (m.flags & META_FRAGMENT):
+        return False
+    if l4_checksum_offset(m.protocol) < 0:
+        return False
+    if m.protocol == PROTO_ICMP and m.ip_version != 4:
+        return False
+    return <uint32_t>m.l3_off + m.l3_len <= frame_len
+
+
+cdef inline void checksums_fix(
+    uint8_t* f, uint32_t frame_len, const pkt_meta_t* m
+) noexcept nogil:
+    """Recompute the IPv4 header and L4 checksums of a parsed frame from scratch."""
+    cdef uint8_t* l3 = f + m.l3_off
+    cdef uint8_t* l4 = f + m.l4_off
+    if not meta_l3_ok(m, frame_len):
+        return
+    if m.ip_version == 4:
+        store_be16(l3 + 10, ipv4_header_checksum(l3, (l3[0] & 0x0F) * 4))
+    if l4_checksummable(m, frame_len):
+        store_be16(
+            l4 + l4_checksum_offset(m.protocol),
+            l4_checksum(l3, l4, m.l3_off + m.l3_len - m.l4_off, m.ip_version, m.protocol),
+        )
+
+
+cdef inline bint checksums_valid(
+    const uint8_t* f, uint32_t frame_len, const pkt_meta_t* m
+) noexcept nogil:
+    """Full-recompute oracle: IPv4 header sum and pseudo-header + segment sum fold to 0xFFFF."""
+    cdef const uint8_t* l3 = f + m.l3_off
+    if not meta_l3_ok(m, frame_len):
+        return False
+    if m.ip_version == 4 and csum_partial(l3, (l3[0] & 0x0F) * 4, 0) != 0xFFFF:
+        return False
+    if l4_checksummable(m, frame_len):
+        return l4_checksum_valid(
+            l3, f + m.l4_off, m.l3_off + m.l3_len - m.l4_off, m.ip_version, m.protocol
+        )
+    return True
 
 
 # ---- Rewrite kernels on a parsed frame -----------------------------------------------------

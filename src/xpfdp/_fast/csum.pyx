@@ -24,7 +24,6 @@ from libc.stdint cimport int16_t, int32_t, uint8_t, uint16_t, uint32_t
 from xpfdp._fast.csum cimport (
     ECN_MARKED,
     ECN_NOT_ECT,
-    PROTO_ICMP,
     REWRITE_BAD_L4_CSUM,
     REWRITE_DONE,
     REWRITE_SKIPPED,
@@ -32,17 +31,14 @@ from xpfdp._fast.csum cimport (
     csum_apply,
     csum_delta_words,
     csum_finish,
+    checksums_fix,
+    checksums_valid,
     csum_partial,
     csum_replace16,
     csum_replace32,
     ecn_mark_ce,
-    ipv4_header_checksum,
-    l4_checksum,
-    l4_checksum_offset,
-    l4_checksum_valid,
     load_be16,
     meta_ip_header_ok,
-    meta_l3_ok,
     mss_clamp,
     nat_rewrite,
     store_be16,
@@ -51,8 +47,6 @@ from xpfdp._fast.csum cimport (
     ttl_decrement,
 )
 from xpfdp._fast.meta cimport (
-    META_FRAGMENT,
-    META_L4_VALID,
     PARSE_NONFIRST_FRAG,
     PARSE_OK,
     pkt_meta_t,
@@ -66,48 +60,6 @@ cnp.import_array()
 # Result codes of the batch rewrites (see csum.pxd).
 RESULT_NAMES = ("unchanged", "done", "skipped", "bad_l4_csum")
 ECN_RESULT_NAMES = ("not_ect", "marked", "already_ce")
-
-
-# ---- checksums on a parsed frame -----------------------------------------------------------
-
-cdef inline bint l4_checksummable(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
-    """A whole, unfragmented TCP/UDP/ICMP/ICMPv6 segment lies inside the frame."""
-    if m.status != PARSE_OK or not (m.flags & META_L4_VALID) or (m.flags & META_FRAGMENT):
-        return False
-    if l4_checksum_offset(m.protocol) < 0:
-        return False
-    if m.protocol == PROTO_ICMP and m.ip_version != 4:
-        return False
-    return <uint32_t>m.l3_off + m.l3_len <= frame_len
-
-
-cdef inline void fix_one(uint8_t* f, uint32_t frame_len, const pkt_meta_t* m) noexcept nogil:
-    """Recompute the IPv4 header and L4 checksums of a parsed frame from scratch."""
-    cdef uint8_t* l3 = f + m.l3_off
-    cdef uint8_t* l4 = f + m.l4_off
-    if not meta_l3_ok(m, frame_len):
-        return
-    if m.ip_version == 4:
-        store_be16(l3 + 10, ipv4_header_checksum(l3, (l3[0] & 0x0F) * 4))
-    if l4_checksummable(m, frame_len):
-        store_be16(
-            l4 + l4_checksum_offset(m.protocol),
-            l4_checksum(l3, l4, m.l3_off + m.l3_len - m.l4_off, m.ip_version, m.protocol),
-        )
-
-
-cdef inline bint verify_one(const uint8_t* f, uint32_t frame_len, const pkt_meta_t* m) noexcept nogil:
-    """Full-recompute oracle: IPv4 header sum and pseudo-header + segment sum fold to 0xFFFF."""
-    cdef const uint8_t* l3 = f + m.l3_off
-    if not meta_l3_ok(m, frame_len):
-        return False
-    if m.ip_version == 4 and csum_partial(l3, (l3[0] & 0x0F) * 4, 0) != 0xFFFF:
-        return False
-    if l4_checksummable(m, frame_len):
-        return l4_checksum_valid(
-            l3, f + m.l4_off, m.l3_off + m.l3_len - m.l4_off, m.ip_version, m.protocol
-        )
-    return True
 
 
 # ---- scalar API ----------------------------------------------------------------------------
@@ -195,7 +147,7 @@ def fix_checksums(frame):
     try:
         parse_one(f, <uint32_t>view.len, &m)
         parsed_l3(&m)
-        fix_one(f, <uint32_t>view.len, &m)
+        checksums_fix(f, <uint32_t>view.len, &m)
     finally:
         PyBuffer_Release(&view)
 
@@ -213,7 +165,7 @@ def checksums_ok(frame):
     try:
         parse_one(f, <uint32_t>view.len, &m)
         parsed_l3(&m)
-        ok = verify_one(f, <uint32_t>view.len, &m)
+        ok = checksums_valid(f, <uint32_t>view.len, &m)
     finally:
         PyBuffer_Release(&view)
     return ok
@@ -280,7 +232,12 @@ def packed_address(address):
 
     Parsed strings are cached (up to 4096), so repeating an address costs a dict lookup.
     """
-    cdef bytes packed
+    return packed(address)
+
+
+cdef bytes packed(object address):
+    """packed_address without the Python call (used on every scalar and batch NAT call)."""
+    cdef bytes text_packed
     if address is None:
         return None
     if type(address) is bytes and (len(<bytes>address) == 4 or len(<bytes>address) == 16):
@@ -290,15 +247,17 @@ def packed_address(address):
             raise ValueError(f"a packed address has 4 or 16 bytes, not {len(address)}")
         return address if type(address) is bytes else bytes(address)
     if isinstance(address, str):
-        packed = _packed_by_text.get(address)
-        if packed is None:
-            packed = ipaddress.ip_address(address).packed
+        text_packed = _packed_by_text.get(address)
+        if text_packed is None:
+            text_packed = ipaddress.ip_address(address).packed
             if len(_packed_by_text) < 4096:
-                _packed_by_text[address] = packed
-        return packed
+                _packed_by_text[address] = text_packed
+        return text_packed
     if isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         return address.packed
-    raise TypeError(f"address must be str, bytes or an ipaddress object, not {type(address).__name__}")
+    raise TypeError(
+        f"address must be str, bytes or an ipaddress object, not {type(address).__name__}"
+    )
 
 
 cdef int32_t port_or_keep(object port, str name) except -2:
@@ -325,8 +284,8 @@ def rewrite_nat(frame, *, src=None, dst=None, sport=None, dport=None):
     Raises ValueError for a frame that is not IP, a family mismatch, or an IPv6 UDP datagram
     with a zero checksum.
     """
-    cdef bytes src_b = packed_address(src)
-    cdef bytes dst_b = packed_address(dst)
+    cdef bytes src_b = packed(src)
+    cdef bytes dst_b = packed(dst)
     cdef int32_t sport_v = port_or_keep(sport, "sport")
     cdef int32_t dport_v = port_or_keep(dport, "dport")
     cdef Py_buffer view
@@ -388,7 +347,7 @@ def fix_checksums_batch(buf, addrs, lens, meta):
     owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
     with nogil:
         for i in range(b.n):
-            fix_one(frame_at(&b, i), len_at(&b, i), b.meta + i)
+            checksums_fix(frame_at(&b, i), len_at(&b, i), b.meta + i)
 
 
 def checksums_ok_batch(buf, addrs, lens, meta):
@@ -400,7 +359,7 @@ def checksums_ok_batch(buf, addrs, lens, meta):
     cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
     with nogil:
         for i in range(b.n):
-            o[i] = verify_one(frame_at(&b, i), len_at(&b, i), b.meta + i)
+            o[i] = checksums_valid(frame_at(&b, i), len_at(&b, i), b.meta + i)
     return out
 
 
@@ -523,7 +482,7 @@ cdef object address_rows(object value, Py_ssize_t n, const uint8_t** base, Py_ss
             base[0] = &rows[0, 0]
             stride[0] = rows.strides[0]
         return rows
-    one = packed_address(value)
+    one = packed(value)
     base[0] = <const uint8_t*><char*>one
     version[0] = 4 if len(one) == 4 else 6
     return one

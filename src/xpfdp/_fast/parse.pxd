@@ -186,7 +186,9 @@ cdef inline uint8_t parse_ipv6(
     return parse_l4(f, pos, l3_end, m)
 
 
-cdef inline void parse_one(const uint8_t* frame, uint32_t frame_len, pkt_meta_t* out) noexcept nogil:
+cdef inline void parse_one(
+    const uint8_t* frame, uint32_t frame_len, pkt_meta_t* out
+) noexcept nogil:
     """Parse one Ethernet frame into `out` (every field reset first)."""
     cdef uint16_t ethertype
     cdef uint32_t l3 = 14

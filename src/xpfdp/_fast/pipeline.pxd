@@ -5,10 +5,9 @@
 from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
-from xpfdp._fast.cos cimport Scheduler, cosq_t
-from xpfdp._fast.meta cimport pkt_meta_t
+from xpfdp._fast.cos cimport Scheduler
 from xpfdp._fast.route cimport RouteTable
-from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, ssession_t
+from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, srec_t, ssession_t
 from xpfdp._fast.xsk cimport Burst, Port, Umem, xdp_desc
 
 cdef enum:
@@ -55,6 +54,7 @@ ctypedef struct pkt_ctx_t:
     skey_t key
     sdecision_t dec
     int64_t handle
+    uint64_t fch             # flow cache set hash of (ingress, key)
     int32_t nh               # next-hop index, -1 until routed
     uint8_t flags
     uint8_t why              # drop reason when verdict is DROP
@@ -99,8 +99,10 @@ cdef class FlowCache:
     cdef fc_stats_t st
     cdef uint64_t seed
 
-    cdef fc_entry_t* find(self, const skey_t* k, uint16_t ingress, uint64_t route_gen,
-                          uint64_t config_gen, SessionTable table) noexcept nogil
+    cdef uint64_t hash_key(self, const skey_t* k, uint16_t ingress) noexcept nogil
+    cdef fc_entry_t* find(self, const skey_t* k, uint16_t ingress, uint64_t h,
+                          uint64_t route_gen, uint64_t config_gen, SessionTable table,
+                          srec_t** rec) noexcept nogil
     cdef void insert(self, const skey_t* k, uint16_t ingress, uint64_t route_gen,
                      uint64_t config_gen, int64_t handle, int32_t nh) noexcept nogil
 
@@ -144,6 +146,7 @@ cdef class Pipeline:
     cdef uint32_t start_port
     cdef readonly uint32_t burst_size
     cdef pkt_ctx_t* ctx
+    cdef xdp_desc* saved                # descriptors before a user stage ran
     cdef nexthop_t* nh
     cdef uint32_t n_nh
     cdef public RouteTable routes

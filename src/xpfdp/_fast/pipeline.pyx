@@ -53,12 +53,10 @@ from xpfdp._fast.session cimport (
     skey_t,
     smeta_t,
     srec_t,
-    ssession_t,
 )
 from xpfdp._fast.xsk cimport Burst, Port, Umem, xdp_desc
 
 import ipaddress
-import time
 
 cdef extern from *:
     """
@@ -71,8 +69,11 @@ cdef extern from *:
     """
     uint64_t xpfdp_pipe_now_ns() nogil
 
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
+cdef extern from *:
+    """
+    #define xpfdp_pipe_prefetch(p) __builtin_prefetch((p), 0, 3)
+    """
+    void xpfdp_pipe_prefetch(const void* p) nogil
 
 VERDICT_DROP = -1
 VERDICT_PASS = -2
@@ -95,6 +96,17 @@ LATENCY_BUCKET_UPPER_NS = tuple(1 << (k + 10) for k in range(LAT_BUCKETS - 1)) +
 
 cdef enum:
     EXPIRE_INTERVAL_NS = 1000000000
+    MAX_DNAT = 32
+
+cdef struct dnat_rule_t:
+    uint8_t ingress
+    uint8_t proto
+    uint8_t af
+    uint16_t dport
+    uint16_t to_port
+    uint8_t to_addr[16]
+
+cdef enum:
     IDLE_POLLS_BEFORE_WAIT = 64
 
 
@@ -121,12 +133,11 @@ cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
 
 
 cdef inline uint64_t key_hash(const skey_t* k, uint16_t ingress, uint64_t seed) noexcept nogil:
+    """Five independent multiplies (they overlap in the pipeline) folded by one mix."""
     cdef const uint64_t* w = <const uint64_t*>k     # 40 bytes: 5 words (pad is zeroed)
-    cdef uint64_t h = seed ^ ingress
-    cdef int i
-    for i in range(5):
-        h = mix64(h ^ w[i])
-    return h
+    return mix64((w[0] ^ seed) * 0x9E3779B97F4A7C15ULL + (w[1] ^ ingress) * 0xC2B2AE3D27D4EB4FULL
+                 + w[2] * 0x165667B19E3779F9ULL + w[3] * 0xD6E8FEB86659FD93ULL
+                 + w[4] * 0xFF51AFD7ED558CCDULL)
 
 
 cdef inline bint key_eq(const skey_t* a, const skey_t* b) noexcept nogil:
@@ -182,15 +193,24 @@ cdef class FlowCache:
     def __dealloc__(self):
         free(self.e)
 
-    cdef fc_entry_t* find(self, const skey_t* k, uint16_t ingress, uint64_t route_gen,
-                          uint64_t config_gen, SessionTable table) noexcept nogil:
+    cdef uint64_t hash_key(self, const skey_t* k, uint16_t ingress) noexcept nogil:
+        """The set hash of (ingress, k); prefetches the set's entries."""
         cdef uint64_t h = key_hash(k, ingress, self.seed)
+        xpfdp_pipe_prefetch(self.e + (h & (self.sets - 1)) * self.ways)
+        return h
+
+    cdef fc_entry_t* find(self, const skey_t* k, uint16_t ingress, uint64_t h,
+                          uint64_t route_gen, uint64_t config_gen, SessionTable table,
+                          srec_t** rec) noexcept nogil:
+        """The valid entry for (ingress, k) (set hash `h`) with its live session record in
+        `rec`, or NULL (a stale entry is invalidated and counted)."""
         cdef fc_entry_t* row = self.e + (h & (self.sets - 1)) * self.ways
         cdef uint32_t w
         for w in range(self.ways):
             if row[w].valid and row[w].ingress == ingress and key_eq(&row[w].key, k):
+                rec[0] = table.record_c(row[w].handle)
                 if (row[w].route_gen != route_gen or row[w].config_gen != config_gen
-                        or table.record_c(row[w].handle) == NULL):
+                        or rec[0] == NULL):
                     row[w].valid = 0
                     self.st.stale += 1
                     self.st.misses += 1
@@ -314,11 +334,14 @@ cdef class SessionStage(Stage):
     cdef uint32_t cursor[MAX_PORTS]
     cdef readonly uint64_t nat_allocations
     cdef readonly uint64_t nat_collisions
+    cdef dnat_rule_t dnat[MAX_DNAT]
+    cdef uint32_t n_dnat
 
-    def __init__(self, *, new_flow_ports=None, snat=None):
+    def __init__(self, *, new_flow_ports=None, snat=None, dnat=()):
         """`new_flow_ports`: port indices that may open sessions. `snat`: {egress port index:
         (addresses, (port_lo, port_hi))} with addresses an IPv4 and/or IPv6 address (str or
-        list of up to one per family)."""
+        list of up to one per family). `dnat`: (ingress, proto, dport, to_address, to_port)
+        port-forward rules (see add_dnat)."""
         self.name = "session"
         if new_flow_ports is None:
             self.new_flow_mask = 0xFFFFFFFF
@@ -329,6 +352,8 @@ cdef class SessionStage(Stage):
                 self.new_flow_mask |= 1u << int(i)
         for egress, spec in (snat or {}).items():
             self.set_snat(egress, *spec)
+        for rule in dnat:
+            self.add_dnat(*rule)
 
     def set_snat(self, int egress, addresses, ports=(1024, 65535)):
         """SNAT new flows leaving through `egress` to `addresses` (one per family)."""
@@ -357,6 +382,35 @@ cdef class SessionStage(Stage):
         self.port_hi[egress] = hi
         self.cursor[egress] = 0
 
+    def add_dnat(self, int ingress, int proto, int dport, to_address, int to_port=0):
+        """Port forward: new flows arriving on port `ingress` for L4 `proto`/`dport` go to
+        `to_address` (and `to_port`, 0 = keep) and are allowed even when `ingress` may not
+        open flows otherwise. Replies are un-NATed through the session."""
+        if self.n_dnat >= MAX_DNAT:
+            raise ValueError(f"at most {MAX_DNAT} DNAT rules")
+        if not 0 <= ingress < MAX_PORTS:
+            raise ValueError(f"dnat: ingress port index {ingress} out of range")
+        if not 0 < proto < 256 or not 0 < dport < 65536 or not 0 <= to_port < 65536:
+            raise ValueError("dnat: proto in 1..255, dport in 1..65535, to_port in 0..65535")
+        ip = ipaddress.ip_address(to_address)
+        raw = ip.packed.ljust(16, b"\0")
+        cdef dnat_rule_t* r = &self.dnat[self.n_dnat]
+        r.ingress = <uint8_t>ingress
+        r.proto = <uint8_t>proto
+        r.af = 2 if ip.version == 4 else 10
+        r.dport = <uint16_t>dport
+        r.to_port = <uint16_t>to_port
+        memcpy(r.to_addr, <const char*>raw, 16)
+        self.n_dnat += 1
+
+    cdef int match_dnat(self, uint32_t ingress, const skey_t* k) noexcept nogil:
+        cdef uint32_t n
+        for n in range(self.n_dnat):
+            if (self.dnat[n].ingress == ingress and self.dnat[n].proto == k.proto
+                    and self.dnat[n].af == k.af and self.dnat[n].dport == k.dport):
+                return <int>n
+        return -1
+
     cdef bint reply_free(self, SessionTable t, const skey_t* rk) noexcept nogil:
         cdef bint alias
         return (t.lookup_c(rk, 0, 0, False, &alias) < 0
@@ -374,7 +428,10 @@ cdef class SessionStage(Stage):
         memset(&rk, 0, sizeof(skey_t))
         rk.af = k.af
         rk.proto = k.proto
-        memcpy(rk.src, k.dst, 16)
+        if d.nat_flags & NAT_RD:
+            memcpy(rk.src, d.rd, 16)
+        else:
+            memcpy(rk.src, k.dst, 16)
         if fam == 1:
             memcpy(rk.dst, self.snat_v4[e], 16)
         else:
@@ -388,7 +445,7 @@ cdef class SessionStage(Stage):
                 return 1
             self.nat_collisions += 1
             return -1
-        rk.sport = k.dport
+        rk.sport = d.rdp if d.nat_flags & NAT_RDP else k.dport
         span = <uint32_t>self.port_hi[e] - self.port_lo[e] + 1
         tries = span if span < 256 else 256
         while tries:
@@ -414,29 +471,41 @@ cdef class SessionStage(Stage):
         cdef fc_entry_t* hit
         cdef int64_t h, hf, hr
         cdef bint alias
+        cdef srec_t* r = NULL
         cdef uint64_t route_gen = p.routes.generation
         cdef int32_t nh
         cdef uint32_t e
         cdef smeta_t sm
-        cdef int rc
+        cdef int rc, dn
+        # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
         for i in range(b.n):
             if b.v[i] == -1:
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
-            m = &b.m[i]
-            if not key_from_meta(m, &c.key):
+            if not key_from_meta(&b.m[i], &c.key):
                 if not (self.new_flow_mask >> ingress) & 1:
                     drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
                 continue
             c.flags |= CTX_HAS_KEY
+            if p.fc is not None:
+                c.fch = p.fc.hash_key(&c.key, <uint16_t>ingress)
+        # Pass 2: flow cache, session table, new flows.
+        for i in range(b.n):
+            c = &p.ctx[i]
+            if b.v[i] == -1 or not (c.flags & CTX_HAS_KEY):
+                continue
+            m = &b.m[i]
             if p.fc is not None and not (m.protocol == PROTO_TCP and m.tcp_flags & 0x05):
-                hit = p.fc.find(&c.key, <uint16_t>ingress, route_gen, p.config_generation, t)
+                hit = p.fc.find(&c.key, <uint16_t>ingress, c.fch, route_gen,
+                                p.config_generation, t, &r)
                 if hit != NULL:
-                    t.touch_handle_c(hit.handle, p.now_ns)
+                    # Keepalive. The wheel is lazy: an entry popped before last_seen +
+                    # timeout is rescheduled from last_seen, so no push is needed here.
+                    r.last_seen_ns = p.now_ns
                     c.handle = hit.handle
-                    c.dec = t.record_c(hit.handle).dec
+                    c.dec = r.dec
                     c.nh = hit.nh
                     c.flags |= CTX_HAS_DEC | CTX_CACHED
                     continue
@@ -446,17 +515,26 @@ cdef class SessionStage(Stage):
                 c.dec = t.record_c(h).dec
                 c.flags |= CTX_HAS_DEC | CTX_FC_INSERT
                 continue
-            if not (self.new_flow_mask >> ingress) & 1:
+            memset(&c.dec, 0, sizeof(sdecision_t))
+            dn = self.match_dnat(ingress, &c.key)
+            if dn < 0 and not (self.new_flow_mask >> ingress) & 1:
                 drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
                 self.c_drops += 1
                 continue
-            nh = p.routes.lookup_addr(m.dst, m.ip_version)
+            if dn >= 0:   # a port forward: the flow goes to the rule's address and port
+                c.dec.nat_flags |= NAT_RD
+                memcpy(c.dec.rd, self.dnat[dn].to_addr, 16)
+                if self.dnat[dn].to_port:
+                    c.dec.nat_flags |= NAT_RDP
+                    c.dec.rdp = self.dnat[dn].to_port
+                nh = p.routes.lookup_addr(c.dec.rd, m.ip_version)
+            else:
+                nh = p.routes.lookup_addr(m.dst, m.ip_version)
             if nh < 0 or <uint32_t>nh >= p.n_nh:
                 drop_pkt(b, p.ctx, i, DROP_NO_ROUTE)
                 self.c_drops += 1
                 continue
             e = <uint32_t>p.nh[nh].port
-            memset(&c.dec, 0, sizeof(sdecision_t))
             c.dec.disposition = DISP_FORWARD_CANDIDATE
             c.dec.egress_port = <uint16_t>e
             if e < MAX_PORTS:
@@ -776,6 +854,7 @@ cdef class Pipeline:
 
     def __cinit__(self):
         self.ctx = NULL
+        self.saved = NULL
         self.nh = NULL
         self.lat = NULL
         self.exp_buf = NULL
@@ -871,8 +950,9 @@ cdef class Pipeline:
                 self.has_py_stage = True
                 self.py_stage[k] = 1
         self.ctx = <pkt_ctx_t*>calloc(burst_size, sizeof(pkt_ctx_t))
+        self.saved = <xdp_desc*>calloc(burst_size, sizeof(xdp_desc))
         self.lat = <lat_fifo_t*>calloc(self.n_ports, sizeof(lat_fifo_t))
-        if self.ctx == NULL or self.lat == NULL:
+        if self.ctx == NULL or self.lat == NULL or self.saved == NULL:
             raise MemoryError("pipeline scratch")
         for i, x in enumerate(ports):
             self.lat[i].seen_completions = (<Port>x).st.completions
@@ -880,6 +960,7 @@ cdef class Pipeline:
 
     def __dealloc__(self):
         free(self.ctx)
+        free(self.saved)
         free(self.nh)
         free(self.lat)
         free(self.exp_buf)
@@ -941,15 +1022,27 @@ cdef class Pipeline:
 
     cdef int run_py_stage(self, uint32_t k, Burst b) noexcept with gil:
         cdef PyStage s = <PyStage>self.stages[k]
-        cdef uint32_t i
-        for i in range(b.n):
+        cdef uint32_t i, n = b.n
+        for i in range(n):
             if b.v[i] != -1:
                 s.c_packets += 1
+            self.saved[i] = b.d[i]
+        err = None
         try:
             s.fn(b)
         except BaseException as exc:
+            err = exc
+        # The frames stay ours whatever the stage did to the arrays: count, addresses and
+        # options are restored; a length is kept only if it still fits its frame.
+        b.n = n
+        for i in range(n):
+            b.d[i].addr = self.saved[i].addr
+            b.d[i].options = 0
+            if not b.umem.owns(b.d[i].addr, b.d[i].len):
+                b.d[i].len = self.saved[i].len
+        if err is not None:
             if self._error is None:
-                self._error = exc
+                self._error = err
             self.stop_flag = True
             for i in range(b.n):
                 if b.v[i] != -1:

@@ -4,9 +4,10 @@
 # (KEY_DTYPE, DECISION_DTYPE, META_DTYPE in session.pyx, built from these offsets).
 # Handles are int64: (generation << 32) | slot; -1 means "no session".
 
+cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
-from xpfdp._fast.meta cimport pkt_meta_t
+from xpfdp._fast.meta cimport META_L4_VALID, PARSE_NONFIRST_FRAG, PARSE_OK, pkt_meta_t
 
 # 40-byte directional 5-tuple. IPv4 addresses use bytes 0..3; `pad` is ignored by hash and
 # equality. ICMP/ICMPv6 echo: sport = identifier, dport = 0.
@@ -134,6 +135,31 @@ cdef enum:
     DELTA_CLOSE = 2
 
 
+cdef inline bint key_from_meta_c(const pkt_meta_t* m, skey_t* k) noexcept nogil:
+    """Session key of one parsed packet; False (and an all-zero key) if it has none.
+
+    IPv4/IPv6 packets parsed OK, or non-first fragments (ports 0), get a key. ICMP and
+    ICMPv6 keys carry the echo identifier in sport and 0 in dport.
+    """
+    cdef int i
+    for i in range(40):
+        (<uint8_t*>k)[i] = 0
+    if (m.status != PARSE_OK and m.status != PARSE_NONFIRST_FRAG) or \
+            (m.ip_version != 4 and m.ip_version != 6):
+        return False
+    k.af = 2 if m.ip_version == 4 else 10
+    k.proto = m.protocol
+    for i in range(4 if m.ip_version == 4 else 16):
+        k.src[i] = m.src[i]
+        k.dst[i] = m.dst[i]
+    if m.flags & META_L4_VALID:
+        k.sport = m.sport
+        k.dport = 0 if m.protocol == 1 or m.protocol == 58 else m.dport
+    return True
+
+
+# final: method calls are direct C calls (no vtable), so the compiler can inline them
+@cython.final
 cdef class SessionTable:
     cdef srec_t* recs
     cdef uint32_t rec_cap
@@ -189,6 +215,7 @@ cdef class SessionTable:
     cdef uint64_t c_delta_pushed
     cdef uint64_t c_delta_drops
     cdef uint64_t c_delta_drained
+    cdef bint busy        # a batch call is running without the GIL (see _idle)
 
     # nogil entry points for the pipeline
     cdef int64_t lookup_c(self, const skey_t* k, uint64_t now_ns, uint8_t tcp_flags,
@@ -216,7 +243,10 @@ cdef class SessionTable:
     cdef int64_t idx_pos(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h) noexcept nogil
     cdef bint idx_reserve(self, sindex_t* ix, uint32_t extra) noexcept nogil
     cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil
-    cdef void idx_remove_if(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil
+    cdef void idx_remove_if(self, sindex_t* ix, const skey_t* k, uint32_t slot) noexcept nogil
+    cdef int64_t idx_probe(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
+                           uint32_t* empty_at) noexcept nogil
+    cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
     cdef void idx_delete_at(self, sindex_t* ix, uint32_t pos) noexcept nogil
     cdef void idx_raw_put(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
     cdef bint reserve_insert(self) noexcept nogil
@@ -230,7 +260,7 @@ cdef class SessionTable:
     cdef void rg_delete_at(self, uint32_t pos) noexcept nogil
     cdef bint rg_link(self, uint32_t slot) noexcept nogil
     cdef void rg_unlink(self, uint32_t slot) noexcept nogil
-    cdef bint remove_slot(self, uint32_t slot) noexcept nogil
+    cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil
     cdef bint remove_key(self, const skey_t* k) noexcept nogil
     cdef uint32_t timeout_s(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
     cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil
@@ -246,4 +276,6 @@ cdef class SessionTable:
                               out_via_alias, bint refresh)
     cdef object _find_batch(self, keys, out_handles, bint nat)
     cdef object _rg_walk(self, rgs, int mode)
-    cdef object _check_secondary(self, str name, int which, int kind)
+    cdef object _check_secondary(self, str name, int kind)
+    cdef sindex_t* _index_named(self, str name) except NULL
+    cdef object _idle(self)

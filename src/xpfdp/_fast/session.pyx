@@ -16,7 +16,6 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
-from xpfdp._fast.meta cimport META_L4_VALID, PARSE_NONFIRST_FRAG, PARSE_OK, pkt_meta_t
 
 cnp.import_array()
 
@@ -39,10 +38,15 @@ cdef extern from *:
         uint64_t w[5];
         memcpy(w, p, 40);
         w[0] &= XS_W0_MASK;
-        uint64_t a = xs_mum(w[0] ^ 0xa0761d6478bd642full, w[1] ^ seed);
-        uint64_t b = xs_mum(w[2] ^ 0xe7037ed1a0b428dbull, w[3] ^ seed ^ 0x589965cc75374cc3ull);
-        uint64_t c = xs_mum(w[4] ^ 0x8ebc6af09c88c6e3ull, a ^ b ^ 0x1d8e4e27c47d124full);
-        return xs_mum(c ^ seed, 0x9E3779B97F4A7C15ull);
+        /* Each word is multiplied by a constant (never by another data word, so no input
+           can zero a product and erase the rest of the key); the five products are
+           independent, then folded by one data-by-data multiply. */
+        uint64_t a = xs_mum(w[0] ^ seed ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull);
+        uint64_t b = xs_mum(w[1] ^ seed ^ 0x8ebc6af09c88c6e3ull, 0x589965cc75374cc3ull);
+        uint64_t c = xs_mum(w[2] ^ seed ^ 0x1d8e4e27c47d124full, 0x9E3779B97F4A7C15ull);
+        uint64_t d = xs_mum(w[3] ^ seed ^ 0xc2b2ae3d27d4eb4full, 0x165667b19e3779f9ull);
+        uint64_t e = xs_mum(w[4] ^ seed ^ 0x27d4eb2f165667c5ull, 0x85ebca77c2b2ae63ull);
+        return xs_mum(a ^ c ^ e ^ 0xff51afd7ed558ccdull, b ^ d ^ 0xc4ceb9fe1a85ec53ull);
     }
     #define xs_prefetch(p) __builtin_prefetch((p), 0, 3)
     static inline int xs_key_eq(const void *a, const void *b) {
@@ -191,6 +195,7 @@ DELTA_DTYPE = np.dtype({
     "itemsize": sizeof(sdelta_t),
 })
 RECORD_BYTES = sizeof(srec_t)
+INDEX_NAMES = ("primary", "nat_reverse", "forward_wire", "alias")
 assert KEY_DTYPE.itemsize == 40
 
 # Python names of the C enums (session.pxd)
@@ -334,13 +339,15 @@ cdef inline int64_t make_handle(uint32_t gen, uint32_t slot) noexcept nogil:
 # Array argument checks (Python side of every batch call)
 
 cdef object _need(object arr, object dtype, str name, bint writeable=False):
+    """Check a batch argument (cheaply: this runs once per batch call)."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy array of {dtype}, got {type(arr).__name__}")
-    if arr.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {arr.dtype}")
-    if arr.ndim != 1 or not arr.flags.c_contiguous:
+    cdef cnp.ndarray a = <cnp.ndarray>arr
+    if a.dtype is not dtype and a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {a.dtype}")
+    if cnp.PyArray_NDIM(a) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{name} must be a 1-D C-contiguous array")
-    if writeable and not arr.flags.writeable:
+    if writeable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{name} must be writeable")
     return arr
 
@@ -488,28 +495,9 @@ def keys_from_meta(meta, out_keys):
     cdef Py_ssize_t i, n = meta.shape[0], made = 0
     cdef pkt_meta_t* mp = <pkt_meta_t*>_ptr(meta)
     cdef skey_t* kp = <skey_t*>_ptr(out_keys)
-    cdef skey_t* k
-    cdef pkt_meta_t* m
     with nogil:
         for i in range(n):
-            m = &mp[i]
-            k = &kp[i]
-            memset(k, 0, sizeof(skey_t))
-            if (m.status != PARSE_OK and m.status != PARSE_NONFIRST_FRAG) or \
-                    (m.ip_version != 4 and m.ip_version != 6):
-                continue
-            k.af = 2 if m.ip_version == 4 else 10
-            k.proto = m.protocol
-            if m.ip_version == 4:
-                memcpy(k.src, m.src, 4)
-                memcpy(k.dst, m.dst, 4)
-            else:
-                memcpy(k.src, m.src, 16)
-                memcpy(k.dst, m.dst, 16)
-            if m.flags & META_L4_VALID:
-                k.sport = m.sport
-                k.dport = 0 if is_icmp(m.protocol) else m.dport
-            made += 1
+            made += key_from_meta_c(&mp[i], &kp[i])
     return made
 
 
@@ -569,6 +557,7 @@ cdef class SessionTable:
     def set_timeouts(self, tcp_timeout_s=0, udp_timeout_s=0, icmp_timeout_s=0):
         """Set idle timeouts in whole seconds (0 = default 300/60/60). Only affects later
         installs, lookups and updates; existing sessions keep their timeout."""
+        self._idle()
         vals = []
         for name, v, dflt in (("tcp_timeout_s", tcp_timeout_s, DEFAULT_TCP_TIMEOUT_S),
                               ("udp_timeout_s", udp_timeout_s, DEFAULT_UDP_TIMEOUT_S),
@@ -585,7 +574,26 @@ cdef class SessionTable:
 
     def __len__(self):
         """Number of primary keys (never slab slots)."""
+        self._idle()
         return self.primary.count
+
+    cdef sindex_t* _index_named(self, str name) except NULL:
+        """The index called `name` (primary, nat_reverse, forward_wire, alias)."""
+        if name == "primary":
+            return &self.primary
+        if name == "nat_reverse":
+            return &self.natrev
+        if name == "forward_wire":
+            return &self.fwire
+        if name == "alias":
+            return &self.alias
+        raise ValueError(f"index must be one of {INDEX_NAMES}, got {name!r}")
+
+    cdef object _idle(self):
+        """Refuse a call while a batch call of another thread runs without the GIL."""
+        if self.busy:
+            raise RuntimeError("SessionTable is not thread-safe: a batch call from another "
+                               "thread is running on it")
 
     # ----------------------------------------------------------------- internals: hashing
 
@@ -647,6 +655,14 @@ cdef class SessionTable:
     # ----------------------------------------------------------------- internals: indices
 
     cdef int64_t idx_pos(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h) noexcept nogil:
+        cdef uint32_t empty_at
+        return self.idx_probe(ix, kind, k, h, &empty_at)
+
+    cdef int64_t idx_probe(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
+                           uint32_t* empty_at) noexcept nogil:
+        """Position of k's validated entry, or -1 with the empty slot that ended the probe
+        (where k would be inserted) in `empty_at`."""
+        empty_at[0] = NO_SLOT
         if ix.cap == 0:
             return -1
         cdef uint32_t tag = <uint32_t>(h >> 32)
@@ -655,6 +671,7 @@ cdef class SessionTable:
         while True:
             e = ix.slots[i]
             if <uint32_t>e == NO_SLOT:
+                empty_at[0] = i
                 return -1
             if <uint32_t>(e >> 32) == tag and self.matches(kind, <uint32_t>e, k):
                 return i
@@ -706,17 +723,40 @@ cdef class SessionTable:
     cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil:
         """Map k -> slot; an existing entry for k is overwritten (last writer wins)."""
         cdef uint64_t h = self.hash_c(k)
-        cdef int64_t pos = self.idx_pos(ix, kind, k, h)
+        cdef uint32_t empty_at
+        cdef int64_t pos = self.idx_probe(ix, kind, k, h, &empty_at)
         if pos >= 0:
             ix.slots[pos] = (h >> 32 << 32) | slot
         else:
-            self.idx_raw_put(ix, h, slot)
+            ix.slots[empty_at] = (h >> 32 << 32) | slot
+            ix.count += 1
 
-    cdef void idx_remove_if(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil:
-        """Value-guarded removal: drop k's entry only if it still maps to `slot`."""
-        cdef int64_t pos = self.idx_pos(ix, kind, k, self.hash_c(k))
-        if pos >= 0 and <uint32_t>ix.slots[pos] == slot:
-            self.idx_delete_at(ix, <uint32_t>pos)
+    cdef void idx_remove_if(self, sindex_t* ix, const skey_t* k, uint32_t slot) noexcept nogil:
+        """Value-guarded removal: drop k's entry only if it still maps to `slot`.
+
+        The entry is found by its exact (tag(k), slot) value, with no record access. Only
+        the two reverse keys of one record can share that value (equal 32-bit tags); they
+        are always removed together, so which one goes first does not matter.
+        """
+        self.idx_remove_value(ix, self.hash_c(k), slot)
+
+    cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil:
+        """Delete the entry (tag(h), slot) if present."""
+        if ix.cap == 0:
+            return
+        cdef uint64_t want = (h >> 32 << 32) | slot
+        cdef uint32_t i = home_of(<uint32_t>(h >> 32), ix.cap)
+        cdef uint64_t e
+        while True:
+            e = ix.slots[i]
+            if <uint32_t>e == NO_SLOT:
+                return
+            if e == want:
+                self.idx_delete_at(ix, i)
+                return
+            i += 1
+            if i == ix.cap:
+                i = 0
 
     cdef void idx_delete_at(self, sindex_t* ix, uint32_t pos) noexcept nogil:
         """Backward-shift deletion: keeps every probe chain intact without tombstones."""
@@ -943,29 +983,30 @@ cdef class SessionTable:
         cdef srec_t* r = &self.recs[slot]
         if not (r.meta.flags & SM_REVERSE):
             k_reverse_wire(&r.key, &r.dec, &t)
-            self.idx_remove_if(&self.natrev, IX_NATREV, &t, slot)
+            self.idx_remove_if(&self.natrev, &t, slot)
             k_reverse_canonical(&r.key, &t)
-            self.idx_remove_if(&self.natrev, IX_NATREV, &t, slot)
+            self.idx_remove_if(&self.natrev, &t, slot)
             k_forward_wire(&r.key, &r.dec, &t)
-            self.idx_remove_if(&self.fwire, IX_FWIRE, &t, slot)
+            self.idx_remove_if(&self.fwire, &t, slot)
         else:
             k_translated(&r.key, &r.dec, &t)
-            self.idx_remove_if(&self.alias, IX_ALIAS, &t, slot)
+            self.idx_remove_if(&self.alias, &t, slot)
         self.rg_unlink(slot)
 
-    cdef bint remove_slot(self, uint32_t slot) noexcept nogil:
-        """The single removal path: secondaries (value-guarded), owner RG, primary, slab."""
-        cdef skey_t k = self.recs[slot].key
+    cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil:
+        """The single removal path: secondaries (value-guarded), owner RG, primary, slab.
+        `h` is the hash of the record's key."""
         self.unindex_secondary(slot)
-        self.idx_remove_if(&self.primary, IX_PRIMARY, &k, slot)
+        self.idx_remove_value(&self.primary, h, slot)
         self.slab_free(slot)
         return True
 
     cdef bint remove_key(self, const skey_t* k) noexcept nogil:
-        cdef int64_t slot = self.primary_slot(k)
-        if slot < 0:
+        cdef uint64_t h = self.hash_c(k)
+        cdef int64_t pos = self.idx_pos(&self.primary, IX_PRIMARY, k, h)
+        if pos < 0:
             return False
-        return self.remove_slot(<uint32_t>slot)
+        return self.remove_slot(<uint32_t>self.primary.slots[pos], h)
 
     # ----------------------------------------------------------------- internals: timing
 
@@ -1064,16 +1105,17 @@ cdef class SessionTable:
             return -1
         cdef uint64_t h = self.hash_c(k)
         cdef int64_t pos
+        cdef uint32_t empty_at
         if not self.reserve_insert():  # first: a rehash would move index positions
             self.c_alloc_failures += 1
             self.c_create_drops += 1
             return -1
-        pos = self.idx_pos(&self.primary, IX_PRIMARY, k, h)
+        pos = self.idx_probe(&self.primary, IX_PRIMARY, k, h, &empty_at)
         if capped and pos < 0 and self.primary.count >= self.max_sessions:
             self.c_create_drops += 1
             return -1
         if pos >= 0:
-            self.remove_slot(<uint32_t>self.primary.slots[pos])
+            self.remove_slot(<uint32_t>self.primary.slots[pos], h)
             self.c_replacements += 1
         cdef uint32_t slot = self.slab_alloc()
         cdef srec_t* r = &self.recs[slot]
@@ -1091,7 +1133,11 @@ cdef class SessionTable:
         r.last_seen_ns = now_ns
         r.expires_after_s = self.timeout_s(k.proto, tcp_flags)
         r.wheel_tick = TICK_NEVER
-        self.idx_raw_put(&self.primary, h, slot)
+        if pos < 0:  # nothing moved since the probe: its empty slot is k's place
+            self.primary.slots[empty_at] = (h >> 32 << 32) | slot
+            self.primary.count += 1
+        else:
+            self.idx_raw_put(&self.primary, h, slot)
         self.index_secondary(slot)
         self.push_to_wheel(slot, now_ns)
         self.c_installs += 1
@@ -1115,7 +1161,10 @@ cdef class SessionTable:
         cdef bint with_reverse
         out_fwd[0] = -1
         out_rev[0] = -1
-        if d.disposition == DISP_LOCAL_DELIVERY or not key_valid(k):
+        if not key_valid(k):
+            self.c_create_drops += 1
+            return 0
+        if d.disposition == DISP_LOCAL_DELIVERY:
             return 0
         with_reverse = not (d.disposition == DISP_FABRIC_REDIRECT and
                             not (m.flags & SM_FABRIC_INGRESS))
@@ -1238,6 +1287,7 @@ cdef class SessionTable:
         Refusals are counted: the table is full and the key is new, or the key is invalid.
         A replaced entry emits no delta; a new local forward entry emits an Open delta.
         """
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1249,26 +1299,39 @@ cdef class SessionTable:
     def install_batch(self, keys, decisions, metas, uint64_t now_ns, origins=None,
                       tcp_flags=None, out_handles=None):
         """install() for each row, in order, without the GIL; returns the int64 handles."""
+        self._idle()
         _need(keys, KEY_DTYPE, "keys")
         _need(decisions, DECISION_DTYPE, "decisions")
         _need(metas, META_DTYPE, "metas")
         _same_len(keys, decisions, "keys", "decisions")
         _same_len(keys, metas, "keys", "metas")
         cdef Py_ssize_t i, n = keys.shape[0]
-        org = _u8_per_key(ORIGIN_FORWARD_FLOW if origins is None else origins, n, "origins")
-        if n and org[:n].max() >= ORIGIN_COUNT:
-            raise ValueError(f"origins must be 0..{ORIGIN_COUNT - 1}")
-        fl = _u8_per_key(tcp_flags, n, "tcp_flags")
+        # a scalar origin / flag is read through a stride of 0 (no per-call array)
+        cdef uint8_t o_one = ORIGIN_FORWARD_FLOW, f_one = 0
+        cdef uint8_t* op = &o_one
+        cdef uint8_t* fp = &f_one
+        cdef Py_ssize_t ostep = 0, fstep = 0
+        if isinstance(origins, int):
+            o_one = _check_origin(origins)
+        elif origins is not None:
+            org = _u8_per_key(origins, n, "origins")
+            if n and org[:n].max() >= ORIGIN_COUNT:
+                raise ValueError(f"origins must be 0..{ORIGIN_COUNT - 1}")
+            op, ostep = <uint8_t*>_ptr(org), 1
+        if tcp_flags is not None:
+            fl = _u8_per_key(tcp_flags, n, "tcp_flags")
+            fp, fstep = <uint8_t*>_ptr(fl), 1
         out = _out_i64(out_handles, n, "out_handles")
         cdef skey_t* kp = <skey_t*>_ptr(keys)
         cdef sdecision_t* dp = <sdecision_t*>_ptr(decisions)
         cdef smeta_t* mp = <smeta_t*>_ptr(metas)
-        cdef uint8_t* op = <uint8_t*>_ptr(org)
-        cdef uint8_t* fp = <uint8_t*>_ptr(fl)
         cdef int64_t* hp = <int64_t*>_ptr(out)
+        self.busy = True
         with nogil:
             for i in range(n):
-                hp[i] = self.install_c(&kp[i], &dp[i], &mp[i], op[i], now_ns, fp[i])
+                hp[i] = self.install_c(&kp[i], &dp[i], &mp[i], op[i * ostep], now_ns,
+                                       fp[i * fstep])
+        self.busy = False
         return out
 
     def install_pair(self, key, decision=None, meta=None, uint64_t now_ns=0, tcp_flags=0,
@@ -1280,6 +1343,7 @@ cdef class SessionTable:
         installed for LocalDelivery; the reverse entry is skipped for a FabricRedirect that
         did not arrive over the fabric. The pair is admitted whole or not at all.
         """
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1292,6 +1356,7 @@ cdef class SessionTable:
     def install_pair_batch(self, keys, decisions, metas, uint64_t now_ns, tcp_flags=None,
                            reverse_egress_ports=None, out_forward=None, out_reverse=None):
         """install_pair() for each row, in order, without the GIL; returns (fwd, rev)."""
+        self._idle()
         _need(keys, KEY_DTYPE, "keys")
         _need(decisions, DECISION_DTYPE, "decisions")
         _need(metas, META_DTYPE, "metas")
@@ -1313,10 +1378,12 @@ cdef class SessionTable:
         cdef uint16_t* rp = <uint16_t*>_ptr(rep)
         cdef int64_t* fo = <int64_t*>_ptr(of)
         cdef int64_t* ro = <int64_t*>_ptr(orv)
+        self.busy = True
         with nogil:
             for i in range(n):
                 self.install_pair_c(&kp[i], &dp[i], &mp[i], now_ns, fp[i], rp[i],
                                     &fo[i], &ro[i])
+        self.busy = False
         return of, orv
 
     def upsert_synced(self, key, decision=None, meta=None, uint64_t now_ns=0,
@@ -1324,6 +1391,7 @@ cdef class SessionTable:
         """Import a peer's session (HA). Refused (-1) if a local, not peer-synced entry with
         the same key exists and `allow_replace_local` is false. Never capped by
         max_sessions, never emits deltas. Returns the handle."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1348,6 +1416,7 @@ cdef class SessionTable:
         origin is rejected. On accept, decision, meta, origin, last_seen, timeout and the
         closing flag (from `tcp_flags`) are rewritten. Returns whether it was accepted.
         """
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1386,6 +1455,7 @@ cdef class SessionTable:
 
     def refresh_local(self, key, decision, meta, uint64_t now_ns, tcp_flags=0):
         """update_session keeping the current origin: refuses peer-synced entries."""
+        self._idle()
         h = self.peek(key)
         if h < 0:
             return False
@@ -1394,6 +1464,7 @@ cdef class SessionTable:
 
     def refresh_for_ha_activation(self, key, decision, meta, uint64_t now_ns, tcp_flags=0):
         """update_session keeping the current origin and always accepting (RG activation)."""
+        self._idle()
         h = self.peek(key)
         if h < 0:
             return False
@@ -1402,11 +1473,13 @@ cdef class SessionTable:
 
     def promote_synced(self, key, decision, meta, origin, uint64_t now_ns, tcp_flags=0):
         """update_session with a new (local) origin: promotes a peer-synced entry."""
+        self._idle()
         return self.update_session(key, decision, meta, origin, now_ns, tcp_flags, False)
 
     def refresh_for_ha_transition(self, key, decision, meta, uint64_t now_ns):
         """New decision and meta, last_seen = now; origin, timeout and closing are kept.
         Never emits a delta. Returns whether the key existed."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         d = _one(decision, DECISION_DTYPE, "decision")
         m = _one(meta, META_DTYPE, "meta")
@@ -1431,6 +1504,7 @@ cdef class SessionTable:
     def delete(self, key):
         """Remove one entry and every index entry pointing at it. Emits no Close delta
         (callers clean up HA state themselves). Returns whether it existed."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         if self.remove_key(<skey_t*>_ptr(k)):
             self.c_deletes += 1
@@ -1439,18 +1513,22 @@ cdef class SessionTable:
 
     def delete_batch(self, keys):
         """delete() for each key in order, without the GIL; returns how many existed."""
+        self._idle()
         _need(keys, KEY_DTYPE, "keys")
         cdef Py_ssize_t i, n = keys.shape[0], removed = 0
         cdef skey_t* kp = <skey_t*>_ptr(keys)
+        self.busy = True
         with nogil:
             for i in range(n):
                 if self.remove_key(&kp[i]):
                     removed += 1
             self.c_deletes += removed
+        self.busy = False
         return removed
 
     def touch(self, key, uint64_t now_ns):
         """Keepalive by primary key (no alias): last_seen = now; timeout unchanged."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef int64_t slot = self.primary_slot(<skey_t*>_ptr(k))
         if slot < 0:
@@ -1460,18 +1538,22 @@ cdef class SessionTable:
 
     def touch_batch(self, handles, uint64_t now_ns):
         """Keepalive by handle; stale handles are skipped. Returns how many were touched."""
+        self._idle()
         _need(handles, np.dtype(np.int64), "handles")
         cdef Py_ssize_t i, n = handles.shape[0], touched = 0
         cdef int64_t* hp = <int64_t*>_ptr(handles)
+        self.busy = True
         with nogil:
             for i in range(n):
                 touched += self.touch_handle_c(hp[i], now_ns)
+        self.busy = False
         return touched
 
     # ================================================================= Python API: reads
 
     def lookup(self, key, uint64_t now_ns, tcp_flags=0):
         """Refreshing lookup (primary key, then reverse-translated alias); handle or -1."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef uint8_t f = _u8_per_key(tcp_flags, 1, "tcp_flags")[0]
         cdef bint alias
@@ -1479,6 +1561,7 @@ cdef class SessionTable:
 
     def peek(self, key):
         """lookup() without refreshing anything; handle or -1."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef bint alias
         cdef int64_t h = self.lookup_c(<skey_t*>_ptr(k), 0, 0, False, &alias)
@@ -1492,10 +1575,12 @@ cdef class SessionTable:
                      out_via_alias=None):
         """lookup() for each key in order, without the GIL. Fills `out_handles` (int64,
         -1 = miss) and optionally `out_via_alias` (uint8); returns the number of hits."""
+        self._idle()
         return self._lookup_batch(keys, now_ns, out_handles, tcp_flags, out_via_alias, True)
 
     def peek_batch(self, keys, out_handles=None, out_via_alias=None):
         """Non-refreshing lookup_batch (counters are not touched either)."""
+        self._idle()
         return self._lookup_batch(keys, 0, out_handles, None, out_via_alias, False)
 
     cdef object _lookup_batch(self, keys, uint64_t now_ns, out_handles, tcp_flags,
@@ -1503,7 +1588,14 @@ cdef class SessionTable:
         _need(keys, KEY_DTYPE, "keys")
         cdef Py_ssize_t i, n = keys.shape[0], hits = 0
         out = _out_i64(out_handles, n, "out_handles")
-        fl = _u8_per_key(tcp_flags, n, "tcp_flags")
+        cdef uint8_t f_one = 0
+        cdef uint8_t* fp = &f_one
+        cdef Py_ssize_t fstep = 0
+        if isinstance(tcp_flags, int):
+            f_one = _u8_per_key(tcp_flags, 1, "tcp_flags")[0]
+        elif tcp_flags is not None:
+            fl = _u8_per_key(tcp_flags, n, "tcp_flags")
+            fp, fstep = <uint8_t*>_ptr(fl), 1
         cdef uint8_t* ap = NULL
         if out_via_alias is not None:
             _need(out_via_alias, np.dtype(np.uint8), "out_via_alias", True)
@@ -1512,11 +1604,11 @@ cdef class SessionTable:
             ap = <uint8_t*>_ptr(out_via_alias)
         cdef skey_t* kp = <skey_t*>_ptr(keys)
         cdef int64_t* hp = <int64_t*>_ptr(out)
-        cdef uint8_t* fp = <uint8_t*>_ptr(fl)
         cdef bint alias
         cdef uint64_t lookups = self.c_lookups, hits0 = self.c_hits, ah = self.c_alias_hits
         cdef uint64_t hb[PIPE]
         cdef Py_ssize_t base, m, j
+        self.busy = True
         with nogil:
             base = 0
             while base < n:
@@ -1534,7 +1626,7 @@ cdef class SessionTable:
                                                                       hb[j + PF_RECORD]):
                         self.prefetch_record(&self.alias, hb[j + PF_RECORD])
                     i = base + j
-                    hp[i] = self.lookup_h(&kp[i], hb[j], now_ns, fp[i], refresh, &alias)
+                    hp[i] = self.lookup_h(&kp[i], hb[j], now_ns, fp[i * fstep], refresh, &alias)
                     if hp[i] >= 0:
                         hits += 1
                     if ap != NULL:
@@ -1544,25 +1636,30 @@ cdef class SessionTable:
                 self.c_lookups = lookups
                 self.c_hits = hits0
                 self.c_alias_hits = ah
+        self.busy = False
         return hits
 
     def find_forward_nat(self, reply_key):
         """The forward session a reply matches (reverse-wire or reverse-canonical key);
         handle or -1. Read-only."""
+        self._idle()
         k = _one(reply_key, KEY_DTYPE, "reply_key")
         return self.find_forward_nat_c(<skey_t*>_ptr(k))
 
     def find_forward_wire(self, wire_key):
         """The forward session whose post-NAT packet is `wire_key`; handle or -1."""
+        self._idle()
         k = _one(wire_key, KEY_DTYPE, "wire_key")
         return self.find_forward_wire_c(<skey_t*>_ptr(k))
 
     def find_forward_nat_batch(self, keys, out_handles=None):
         """find_forward_nat for each key, without the GIL; returns the number of hits."""
+        self._idle()
         return self._find_batch(keys, out_handles, True)
 
     def find_forward_wire_batch(self, keys, out_handles=None):
         """find_forward_wire for each key, without the GIL; returns the number of hits."""
+        self._idle()
         return self._find_batch(keys, out_handles, False)
 
     cdef object _find_batch(self, keys, out_handles, bint nat):
@@ -1574,6 +1671,7 @@ cdef class SessionTable:
         cdef uint64_t hb[PIPE]
         cdef Py_ssize_t base, m, j
         cdef sindex_t* ix = &self.natrev if nat else &self.fwire
+        self.busy = True
         with nogil:
             base = 0
             while base < n:
@@ -1595,25 +1693,30 @@ cdef class SessionTable:
                     if hp[i] >= 0:
                         hits += 1
                 base += m
+        self.busy = False
         return hits
 
     def records(self, handles):
         """SESSION_DTYPE copies of the records named by `handles` (valid = 0 if stale)."""
+        self._idle()
         hs = np.ascontiguousarray(handles, dtype=np.int64).reshape(-1)
         cdef Py_ssize_t i, n = hs.shape[0]
         out = np.zeros(n, dtype=SESSION_DTYPE)
         cdef int64_t* hp = <int64_t*>_ptr(hs)
         cdef ssession_t* op = <ssession_t*>_ptr(out)
+        self.busy = True
         with nogil:
             for i in range(n):
                 if self.record_c(hp[i]) != NULL:
                     self.fill_session(<uint32_t>hp[i], &op[i])
                 else:
                     op[i].handle = -1
+        self.busy = False
         return out
 
     def entry(self, key):
         """The record stored under primary `key` (SESSION_DTYPE scalar), or None."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef int64_t slot = self.primary_slot(<skey_t*>_ptr(k))
         if slot < 0:
@@ -1621,11 +1724,13 @@ cdef class SessionTable:
         return self.records([make_handle(self.recs[slot].generation, <uint32_t>slot)])[0]
 
     def __contains__(self, key):
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         return self.primary_slot(<skey_t*>_ptr(k)) >= 0
 
     def keys(self):
         """Every primary key (KEY_DTYPE array, slab order)."""
+        self._idle()
         cdef uint32_t s
         cdef Py_ssize_t j = 0
         out = np.empty(self.primary.count, dtype=KEY_DTYPE)
@@ -1659,6 +1764,7 @@ cdef class SessionTable:
 
     def wheel_entries_for(self, key):
         """How many wheel entries name the session under primary `key` (for tests)."""
+        self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef int64_t slot = self.primary_slot(<skey_t*>_ptr(k))
         if slot < 0:
@@ -1674,6 +1780,7 @@ cdef class SessionTable:
 
     def last_pop_stats(self):
         """What the last expire() call saw: scanned = gone + stale + expired + re_bucketed."""
+        self._idle()
         return {"scanned": self.pop_stats[POP_SCANNED], "dropped_gone": self.pop_stats[POP_GONE],
                 "dropped_stale": self.pop_stats[POP_STALE],
                 "expired": self.pop_stats[POP_EXPIRED],
@@ -1683,6 +1790,7 @@ cdef class SessionTable:
         """Collect sessions idle longer than their timeout (strictly), at most once per
         1 s GC interval. Returns the removed sessions as a SESSION_DTYPE array (handles
         already stale). Local forward sessions emit a Close delta."""
+        self._idle()
         memset(self.pop_stats, 0, sizeof(self.pop_stats))
         if self.gc_started and (now_ns < self.last_gc_ns_ or
                                 now_ns - self.last_gc_ns_ < C_TICK_NS):
@@ -1692,8 +1800,10 @@ cdef class SessionTable:
         cdef ssession_t* buf = NULL
         cdef size_t cap = 0
         cdef Py_ssize_t n
+        self.busy = True
         with nogil:
             n = self.expire_c(now_ns, &buf, &cap)
+        self.busy = False
         if n < 0:
             free(buf)
             raise MemoryError("expire could not allocate its result")
@@ -1747,7 +1857,7 @@ cdef class SessionTable:
                     n += 1
                     if emits_deltas(r):
                         self.push_delta(DELTA_CLOSE, r, 0)
-                    self.remove_slot(slot)
+                    self.remove_slot(slot, self.hash_c(&r.key))
                     self.pop_stats[POP_EXPIRED] += 1
                 else:
                     exp_tick = (r.last_seen_ns + <uint64_t>r.expires_after_s * C_TICK_NS) // C_TICK_NS
@@ -1771,6 +1881,7 @@ cdef class SessionTable:
 
     def drain_deltas(self, max_deltas=256):
         """Pop up to max(max_deltas, 1) queued deltas (DELTA_DTYPE array), oldest first."""
+        self._idle()
         cdef uint32_t want = max(int(max_deltas), 1), i
         cdef uint32_t n = min(want, self.delta_len)
         out = np.empty(n, dtype=DELTA_DTYPE)
@@ -1813,6 +1924,7 @@ cdef class SessionTable:
             kout = <skey_t*>_ptr(out)
             dout = <sdelta_t*>_ptr(out)
             j = 0
+            self.busy = True
             with nogil:
                 s = self.rg_heads[pos]
                 while s != NO_SLOT and j < cap:
@@ -1837,6 +1949,7 @@ cdef class SessionTable:
                         dout[j].dec = r.dec
                         dout[j].meta = r.meta
                         j += 1
+            self.busy = False
             chunks.append(out[:j])
         if not chunks:
             return np.zeros(0, dtype=DELTA_DTYPE if mode == 2 else KEY_DTYPE)
@@ -1846,23 +1959,27 @@ cdef class SessionTable:
 
     def owner_rg_keys(self, rgs):
         """Primary keys of every session owned by any of the RGs in `rgs` (KEY_DTYPE)."""
+        self._idle()
         return self._rg_walk(rgs, 0)
 
     def demote_owner_rg(self, rg):
         """Mark every session of `rg` (forward and reverse) SyncImport unless already
         peer-synced; returns all of their keys. Indices are untouched."""
+        self._idle()
         return self._rg_walk([rg], 1)
 
     def export_owner_rg(self, rgs):
         """Open deltas (fabric_redirect_sync = 1) for the local forward sessions of `rgs`
         that a peer should own: not peer-synced, not seeds, not fabric-ingress,
         ForwardCandidate or FabricRedirect. Returned directly (lossless), not queued."""
+        self._idle()
         return self._rg_walk(rgs, 2)
 
     # ================================================================= introspection
 
     def stats(self):
         """Every counter and size, as a dict of ints."""
+        self._idle()
         return {
             "sessions": self.primary.count,
             "installs": self.c_installs,
@@ -1899,6 +2016,7 @@ cdef class SessionTable:
     def memory_bytes(self, include_wheel=True):
         """Heap bytes held by the slab, all indices, the delta queue and (optionally) the
         timer wheel."""
+        self._idle()
         cdef uint64_t total = <uint64_t>self.rec_cap * sizeof(srec_t)
         total += (<uint64_t>self.primary.cap + self.natrev.cap + self.fwire.cap +
                   self.alias.cap) * sizeof(uint64_t)
@@ -1910,22 +2028,32 @@ cdef class SessionTable:
                 total += <uint64_t>self.wheel[b].cap * sizeof(swheel_entry_t)
         return total
 
+    def index_load(self):
+        """Per index: (entries, capacity, mean probe displacement); a hash-quality check."""
+        self._idle()
+        out = {}
+        cdef sindex_t* ix
+        cdef uint32_t i, home
+        cdef uint64_t e, disp
+        for name in INDEX_NAMES:
+            ix = self._index_named(name)
+            disp = 0
+            for i in range(ix.cap):
+                e = ix.slots[i]
+                if <uint32_t>e == NO_SLOT:
+                    continue
+                home = home_of(<uint32_t>(e >> 32), ix.cap)
+                disp += i - home if i >= home else i + ix.cap - home
+            out[name] = (ix.count, ix.cap, (<double>disp) / ix.count if ix.count else 0.0)
+        return out
+
     def _debug_inject(self, index, key, handle):
         """Test hook: add a raw entry key -> slot(handle) to an index without validation,
         to simulate a corrupted or stale mapping. index: primary, nat_reverse,
         forward_wire or alias."""
-        ixs = {"primary": 0, "nat_reverse": 1, "forward_wire": 2, "alias": 3}
-        if index not in ixs:
-            raise ValueError(f"index must be one of {sorted(ixs)}")
+        self._idle()
+        cdef sindex_t* ix = self._index_named(index)
         k = _one(key, KEY_DTYPE, "key")
-        cdef sindex_t* ix = &self.primary
-        which = ixs[index]
-        if which == 1:
-            ix = &self.natrev
-        elif which == 2:
-            ix = &self.fwire
-        elif which == 3:
-            ix = &self.alias
         if not self.idx_reserve(ix, 1):
             raise MemoryError()
         self.idx_raw_put(ix, self.hash_c(<skey_t*>_ptr(k)), <uint32_t>(int(handle) & 0xFFFFFFFF))
@@ -1933,6 +2061,7 @@ cdef class SessionTable:
     def check_invariants(self):
         """O(N) scan of invariants I1-I7 (sessions.md §2.7); raises AssertionError naming
         the first violation, returns a summary dict otherwise."""
+        self._idle()
         cdef uint32_t s, i, b, live = 0, pos
         cdef srec_t* r
         cdef uint64_t e
@@ -1963,9 +2092,9 @@ cdef class SessionTable:
         if live != self.primary.count:
             raise AssertionError(f"I1: len {self.primary.count} != live records {live}")
         # I2/I3: every secondary entry points at a live record whose derived key it carries
-        for name, ix, kind in (("nat_reverse", 1, IX_NATREV), ("forward_wire", 2, IX_FWIRE),
-                               ("alias", 3, IX_ALIAS)):
-            self._check_secondary(name, ix, kind)
+        for name, kind in (("nat_reverse", IX_NATREV), ("forward_wire", IX_FWIRE),
+                           ("alias", IX_ALIAS)):
+            self._check_secondary(name, kind)
         # I5: owner-RG lists hold exactly the live records with owner_rg > 0, once each
         in_rg = np.zeros(self.rec_hwm, dtype=np.uint8)
         for i in range(self.rg_cap):
@@ -2028,12 +2157,10 @@ cdef class SessionTable:
                 "forward_wire": self.fwire.count, "alias": self.alias.count,
                 "owner_rg_members": rg_total, "wheel_entries": wcount}
 
-    cdef object _check_secondary(self, str name, int which, int kind):
-        cdef sindex_t* ix = &self.natrev
-        if which == 2:
-            ix = &self.fwire
-        elif which == 3:
-            ix = &self.alias
+    cdef object _check_secondary(self, str name, int kind):
+        """I2/I3 for one secondary index: every entry names a live record of the right
+        direction whose derived key carries the entry's tag."""
+        cdef sindex_t* ix = self._index_named(name)
         cdef uint32_t i, s, tag
         cdef uint64_t e
         cdef srec_t* r

@@ -125,6 +125,7 @@ ctypedef struct port_stats_t:
     uint64_t bad_desc           # descriptors refused by tx/recycle (not owned, out of range)
     uint64_t rx_oversize        # MemPort source frames too long for a frame (dropped)
     uint64_t capture_dropped    # MemPort TX frames not captured (capture buffer full)
+    uint64_t tx_queue_drops     # oldest pending-TX frames dropped because the queue was full
 
 
 cdef class Port
@@ -187,12 +188,20 @@ cdef class Port:
     cdef uint32_t n_kernel_rx           # frames given to the fill ring, not yet received
     cdef uint32_t n_tx_out              # frames in the TX ring or in flight, not yet completed
     cdef uint32_t fill_target
+    cdef xdp_desc *pend                 # pending-TX FIFO (ring of pend_cap descriptors)
+    cdef uint32_t pend_head
+    cdef uint32_t pend_len
+    cdef uint32_t pend_cap
     cdef readonly bint closed
 
     cdef int c_rx(self, Burst b) noexcept nogil
     cdef int c_tx(self, Burst b, uint32_t start, uint32_t count) noexcept nogil
     cdef int c_recycle(self, Burst b, uint32_t start, uint32_t count) noexcept nogil
     cdef int c_alloc_tx(self, Burst b, uint32_t count) noexcept nogil
+    cdef int c_queue_tx(self, Burst b, uint32_t start, uint32_t count) noexcept nogil
+    cdef uint32_t c_flush_tx(self) noexcept nogil
+    cdef uint32_t submit(self, const xdp_desc *d, uint32_t count) noexcept nogil
+    cdef int _alloc_pending(self, uint32_t capacity) except -1
     cdef void c_service(self) noexcept nogil
     cdef int c_wait(self, int timeout_ms) noexcept nogil
     cdef int _ready(self, Burst b) except -1

@@ -8,6 +8,7 @@ Every frame of a `Umem` is always in exactly one state, recorded in a per-frame 
 * ``held`` -- owned by the caller through a `Burst` (after rx_burst or alloc_tx);
 * ``pending_fill`` -- waiting to go back to a fill ring;
 * ``free_tx`` -- a transmit frame ready to be written;
+* ``pending_tx`` -- handed to a port's bounded TX queue (`queue_tx`), waiting for ring space;
 * ``tx_ring`` -- submitted to a TX ring, completion not yet reaped.
 
 Frames ``[0, tx_frames)`` are transmit frames and always come home to ``free_tx``; the others
@@ -99,6 +100,7 @@ cdef enum:
     FRAME_HELD = 4
     FRAME_TX = 5
     FRAME_CLAIMED = 6  # transient inside tx/recycle calls; never visible between calls
+    FRAME_PENDING_TX = 7
     STATE_MASK = 7
     SLOT_SHIFT = 3
     MAX_PORTS_PER_UMEM = 31
@@ -123,13 +125,15 @@ _BIND_RETRY_SLEEP_S = 0.01
 STAT_NAMES = (
     "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_kicks", "tx_kick_again",
     "tx_kick_errors", "rx_wakeups", "fill_empty", "fill_short", "tx_ring_full",
-    "completions", "bad_desc", "rx_oversize", "capture_dropped",
+    "completions", "bad_desc", "rx_oversize", "capture_dropped", "tx_queue_drops",
 )
 KERNEL_STAT_NAMES = (
     "rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full",
     "rx_fill_ring_empty_descs", "tx_ring_empty_descs",
 )
-FRAME_STATES = ("fill_ring", "rx_ring", "held", "pending_fill", "free_tx", "tx_ring")
+FRAME_STATES = (
+    "fill_ring", "rx_ring", "held", "pending_fill", "free_tx", "pending_tx", "tx_ring",
+)
 
 
 class FrameLeakError(AssertionError):
@@ -203,7 +207,8 @@ cdef class Umem:
         self.tx_frames = ntx
         self.ring_size = _next_pow2(max(frames, 64))
         self.area_bytes = <size_t>frames * frame_size
-        self.mmap_bytes = (self.area_bytes + _HUGE_PAGE_BYTES - 1) // _HUGE_PAGE_BYTES * _HUGE_PAGE_BYTES
+        self.mmap_bytes = ((self.area_bytes + _HUGE_PAGE_BYTES - 1)
+                           // _HUGE_PAGE_BYTES * _HUGE_PAGE_BYTES)
         p = mmap(NULL, self.mmap_bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0)
         self.hugepages = p != MAP_FAILED
@@ -309,11 +314,13 @@ cdef class Umem:
         cdef uint8_t st
         for fi in range(self.frames):
             st = self.state[fi]
-            if (st >> SLOT_SHIFT) == slot and (st & STATE_MASK) in (FRAME_KERNEL_RX, FRAME_TX):
+            if (st >> SLOT_SHIFT) == slot and (st & STATE_MASK) in (
+                    FRAME_KERNEL_RX, FRAME_TX, FRAME_PENDING_TX):
                 self.route_home(<uint64_t>fi << self.frame_shift)
 
     cdef int _register(self) except -1:
-        """Register the area with the kernel (first XskPort); fill/comp rings are sized to hold every frame."""
+        """Register the area with the kernel (first XskPort). The fill and completion rings
+        are sized to hold every frame."""
         cdef xsk_umem_config cfg
         cdef int ret
         if self.kumem != NULL:
@@ -325,7 +332,8 @@ cdef class Umem:
         cfg.frame_size = self.frame_size
         cfg.frame_headroom = self.headroom
         cfg.flags = 0
-        ret = xsk_umem__create(&self.kumem, self.area, self.area_bytes, &self.fill, &self.comp, &cfg)
+        ret = xsk_umem__create(&self.kumem, self.area, self.area_bytes, &self.fill, &self.comp,
+                               &cfg)
         if ret:
             self.kumem = NULL
             raise OSError(-ret, f"xsk_umem__create: {os.strerror(-ret)}")
@@ -360,7 +368,8 @@ cdef class Umem:
         problems = []
         for i in range(self.n_free_tx):
             a = self.free_tx[i]
-            if a >> self.frame_shift >= self.frames or self.state[a >> self.frame_shift] != FRAME_FREE_TX:
+            if (a >> self.frame_shift >= self.frames
+                    or self.state[a >> self.frame_shift] != FRAME_FREE_TX):
                 problems.append(f"free_tx entry {i} (addr {a}) is not a free TX frame")
         for i in range(self.n_pending_fill):
             a = self.pending_fill[i]
@@ -369,18 +378,21 @@ cdef class Umem:
                 problems.append(f"pending_fill entry {i} (addr {a}) is not a pending fill frame")
         kernel_rx = sum((<Port>p).n_kernel_rx for p in self.ports)
         tx_out = sum((<Port>p).n_tx_out for p in self.ports)
+        pending_tx = sum((<Port>p).pend_len for p in self.ports)
         rx_ring = sum(p._rx_ring_depth() for p in self.ports)
         counts = dict(zip(FRAME_STATES, (
             kernel_rx - rx_ring, rx_ring, self.n_held, self.n_pending_fill, self.n_free_tx,
-            tx_out)))
+            pending_tx, tx_out)))
         recorded = {
             "kernel_rx": by_state[FRAME_KERNEL_RX], "held": by_state[FRAME_HELD],
             "pending_fill": by_state[FRAME_PENDING_FILL], "free_tx": by_state[FRAME_FREE_TX],
-            "tx_ring": by_state[FRAME_TX], "unassigned": by_state[0] + by_state[6] + by_state[7],
+            "pending_tx": by_state[FRAME_PENDING_TX], "tx_ring": by_state[FRAME_TX],
+            "unassigned": by_state[0] + by_state[FRAME_CLAIMED],
         }
         expected = {
             "kernel_rx": kernel_rx, "held": self.n_held, "pending_fill": self.n_pending_fill,
-            "free_tx": self.n_free_tx, "tx_ring": tx_out, "unassigned": 0,
+            "free_tx": self.n_free_tx, "pending_tx": pending_tx, "tx_ring": tx_out,
+            "unassigned": 0,
         }
         if recorded != expected:
             problems.append(f"per-frame records {recorded} != pool counters {expected}")
@@ -507,6 +519,59 @@ cdef class Port:
         if type(self) is Port:
             raise TypeError("Port is abstract: use XskPort or MemPort")
 
+    def __dealloc__(self):
+        free(self.pend)
+
+    cdef int _alloc_pending(self, uint32_t capacity) except -1:
+        self.pend = <xdp_desc *>calloc(capacity, sizeof(xdp_desc))
+        if not self.pend:
+            raise MemoryError()
+        self.pend_cap = capacity
+        return 0
+
+    cdef uint32_t submit(self, const xdp_desc *d, uint32_t count) noexcept nogil:
+        """Put frames the port already owns on the TX ring; return how many fit."""
+        return 0
+
+    cdef int c_queue_tx(self, Burst b, uint32_t start, uint32_t count) noexcept nogil:
+        cdef int bad = self.umem.claim_held(b.d + start, count)
+        cdef uint32_t i, tail
+        cdef uint64_t a
+        if bad >= 0:
+            self.st.bad_desc += 1
+            return -1 - bad
+        for i in range(start, start + count):
+            if self.pend_len == self.pend_cap:  # full: drop the oldest
+                self.umem.route_home(self.pend[self.pend_head].addr)
+                self.pend_head = (self.pend_head + 1) % self.pend_cap
+                self.pend_len -= 1
+                self.st.tx_queue_drops += 1
+            tail = (self.pend_head + self.pend_len) % self.pend_cap
+            self.pend[tail] = b.d[i]
+            self.pend[tail].options = 0
+            a = b.d[i].addr
+            self.umem.state[a >> self.umem.frame_shift] = (
+                (self.slot << SLOT_SHIFT) | FRAME_PENDING_TX)
+            self.pend_len += 1
+        self.umem.n_held -= count
+        self.c_flush_tx()
+        return <int>count
+
+    cdef uint32_t c_flush_tx(self) noexcept nogil:
+        """Move pending-TX frames, oldest first, onto the TX ring while it has room."""
+        cdef uint32_t chunk, got, total = 0
+        while self.pend_len:
+            chunk = self.pend_cap - self.pend_head
+            if chunk > self.pend_len:
+                chunk = self.pend_len
+            got = self.submit(self.pend + self.pend_head, chunk)
+            self.pend_head = (self.pend_head + got) % self.pend_cap
+            self.pend_len -= got
+            total += got
+            if got < chunk:
+                break
+        return total
+
     cdef int c_rx(self, Burst b) noexcept nogil:
         return 0
 
@@ -600,8 +665,26 @@ cdef class Port:
                              "caller (out of range, bad length, or already given back)")
         return n
 
+    def queue_tx(self, Burst burst, uint32_t start=0, count=None):
+        """Hand descriptors [start, start+count) to the port for transmission, in order.
+
+        Unlike tx_burst the port takes every frame: what the TX ring cannot take now waits
+        in a bounded FIFO (2 x ring_size) that every later call drains first; when it is
+        full the oldest waiting frame is dropped (counted in tx_queue_drops). Returns count.
+        """
+        self._ready(burst)
+        cdef uint32_t c = burst._span(start, count)
+        cdef int n
+        with nogil:
+            n = self.c_queue_tx(burst, start, c)
+        if n < 0:
+            raise ValueError(f"descriptor {start - 1 - n} does not name a frame held by the "
+                             "caller (out of range, bad length, or already given back)")
+        return n
+
     def alloc_tx(self, Burst burst, uint32_t count):
-        """Take up to `count` free transmit frames into `burst` (addr set, len 0); return how many."""
+        """Take up to `count` free transmit frames into `burst` (addr set, len 0); return
+        how many."""
         self._ready(burst)
         if burst.n:
             raise ValueError("alloc_tx needs an empty burst (recycle or transmit its frames first)")
@@ -630,11 +713,13 @@ cdef class Port:
         cdef port_stats_t *s = &self.st
         vals = (s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes, s.tx_kicks,
                 s.tx_kick_again, s.tx_kick_errors, s.rx_wakeups, s.fill_empty, s.fill_short,
-                s.tx_ring_full, s.completions, s.bad_desc, s.rx_oversize, s.capture_dropped)
-        out = dict(zip(STAT_NAMES, vals))
+                s.tx_ring_full, s.completions, s.bad_desc, s.rx_oversize, s.capture_dropped,
+                s.tx_queue_drops)
+        out = dict(zip(STAT_NAMES, vals, strict=True))
         depth = self._rx_ring_depth()
         out["frames_fill_ring"] = self.n_kernel_rx - depth
         out["frames_rx_ring"] = depth
+        out["frames_pending_tx"] = self.pend_len
         out["frames_tx_ring"] = self.n_tx_out
         return out
 
@@ -693,6 +778,7 @@ cdef class XskPort(Port):
         self.ifname = ifname
         self.queue = queue
         self.ring_size = ring_size
+        self._alloc_pending(2 * ring_size)
         ft = min(2 * ring_size, umem.ring_size) if fill_target is None else int(fill_target)
         if ft < 1 or ft > umem.ring_size:
             raise ValueError(f"fill_target must be in [1, {umem.ring_size}]")
@@ -791,6 +877,7 @@ cdef class XskPort(Port):
                 self.umem._reclaim(self.slot)
                 self.n_kernel_rx = 0
                 self.n_tx_out = 0
+                self.pend_len = 0
                 self.umem.ports.remove(self)
             try:
                 if self.program is not None:
@@ -823,7 +910,7 @@ cdef class XskPort(Port):
 
     cdef void refill(self) noexcept nogil:
         cdef uint32_t want, got, idx, i
-        cdef uint64_t now
+        cdef uint64_t now, addr
         if self.n_kernel_rx == 0:
             self.st.fill_empty += 1
         if self.n_kernel_rx >= self.fill_target:
@@ -838,8 +925,9 @@ cdef class XskPort(Port):
         got = _reserve_up_to(self.fillq, want, &idx)
         for i in range(got):
             self.umem.n_pending_fill -= 1
-            xsk_ring_prod__fill_addr(self.fillq, idx + i)[0] = self.umem.pending_fill[self.umem.n_pending_fill]
-            self.umem.state[self.umem.pending_fill[self.umem.n_pending_fill] >> self.umem.frame_shift] = (
+            addr = self.umem.pending_fill[self.umem.n_pending_fill]
+            xsk_ring_prod__fill_addr(self.fillq, idx + i)[0] = addr
+            self.umem.state[addr >> self.umem.frame_shift] = (
                 (self.slot << SLOT_SHIFT) | FRAME_KERNEL_RX)
         xsk_ring_prod__submit(self.fillq, got)
         self.n_kernel_rx += got
@@ -877,6 +965,8 @@ cdef class XskPort(Port):
         cdef uint64_t nbytes = 0
         cdef const xdp_desc *d
         self.reap()
+        if self.pend_len:
+            self.c_flush_tx()
         self.refill()
         n = xsk_ring_cons__peek(&self.rx, b.capacity, &idx)
         for i in range(n):
@@ -892,26 +982,22 @@ cdef class XskPort(Port):
         self.st.rx_bytes += nbytes
         return <int>n
 
-    cdef int c_tx(self, Burst b, uint32_t start, uint32_t count) noexcept nogil:
+    cdef uint32_t submit(self, const xdp_desc *src, uint32_t count) noexcept nogil:
         cdef uint32_t idx, got, i
         cdef uint64_t nbytes = 0
         cdef xdp_desc *d
-        cdef int bad = self.umem.claim_held(b.d + start, count)
-        if bad >= 0:
-            self.st.bad_desc += 1
-            return -1 - bad
+        cdef uint8_t tx_state = (self.slot << SLOT_SHIFT) | FRAME_TX
         self.reap()
         got = _reserve_up_to(&self.tx, count, &idx)
         if got < count:
             self.st.tx_ring_full += 1
-            self.umem.unclaim(b.d + start + got, count - got)
         for i in range(got):
             d = xsk_ring_prod__tx_desc(&self.tx, idx + i)
-            d.addr = b.d[start + i].addr
-            d.len = b.d[start + i].len
+            d.addr = src[i].addr
+            d.len = src[i].len
             d.options = 0
             nbytes += d.len
-        self.umem.take_claimed(b.d + start, got, (self.slot << SLOT_SHIFT) | FRAME_TX)
+            self.umem.state[d.addr >> self.umem.frame_shift] = tx_state
         xsk_ring_prod__submit(&self.tx, got)
         self.n_tx_out += got
         self.st.tx_packets += got
@@ -919,11 +1005,24 @@ cdef class XskPort(Port):
         if self.n_tx_out:
             self.kick_tx()
             self.reap()
+        return got
+
+    cdef int c_tx(self, Burst b, uint32_t start, uint32_t count) noexcept nogil:
+        cdef uint32_t got
+        cdef int bad = self.umem.claim_held(b.d + start, count)
+        if bad >= 0:
+            self.st.bad_desc += 1
+            return -1 - bad
+        got = self.submit(b.d + start, count)
+        self.umem.n_held -= got
+        if got < count:
+            self.umem.unclaim(b.d + start + got, count - got)
         self.refill()  # fill keeps flowing even when TX is backed up
         return <int>got
 
     cdef void c_service(self) noexcept nogil:
         self.reap()
+        self.c_flush_tx()
         if self.n_tx_out and not self.zerocopy:
             self.kick_tx()
             self.reap()
@@ -970,6 +1069,7 @@ cdef class MemPort(Port):
         validate_ring_size(ring_size)
         self.umem = umem
         self.ring_size = ring_size
+        self._alloc_pending(2 * ring_size)
         self.loop = loop
         ft = min(2 * ring_size, umem.ring_size) if fill_target is None else int(fill_target)
         if ft < 1 or ft > umem.ring_size:
@@ -1030,7 +1130,8 @@ cdef class MemPort(Port):
         while self.n_stock < self.fill_target and self.umem.n_pending_fill:
             self.umem.n_pending_fill -= 1
             a = self.umem.pending_fill[self.umem.n_pending_fill]
-            self.umem.state[a >> self.umem.frame_shift] = (self.slot << SLOT_SHIFT) | FRAME_KERNEL_RX
+            self.umem.state[a >> self.umem.frame_shift] = (
+                (self.slot << SLOT_SHIFT) | FRAME_KERNEL_RX)
             self.stock[self.n_stock] = a
             self.n_stock += 1
         self.n_kernel_rx = self.n_stock
@@ -1039,6 +1140,8 @@ cdef class MemPort(Port):
         cdef uint32_t n = 0, room = self.umem.frame_size - self.umem.headroom - XDP_PACKET_HEADROOM
         cdef uint32_t length
         cdef uint64_t a, nbytes = 0
+        if self.pend_len:
+            self.c_flush_tx()
         self._restock()
         if self.n_stock == 0:
             self.st.fill_empty += 1
@@ -1069,36 +1172,41 @@ cdef class MemPort(Port):
         self.st.rx_bytes += nbytes
         return <int>n
 
-    cdef int c_tx(self, Burst b, uint32_t start, uint32_t count) noexcept nogil:
+    cdef uint32_t submit(self, const xdp_desc *d, uint32_t count) noexcept nogil:
         cdef uint32_t i, got = count
         cdef uint64_t nbytes = 0
-        cdef xdp_desc *d
-        cdef int bad
         if got > self.ring_size:
             got = self.ring_size
             self.st.tx_ring_full += 1
-        bad = self.umem.claim_held(b.d + start, got)
+        for i in range(got):
+            nbytes += d[i].len
+            if self.n_captured < self.cap_frames:
+                memcpy(self.cap_buf + <size_t>self.n_captured * self.cap_frame_bytes,
+                       self.umem.area + d[i].addr, d[i].len)
+                self.cap_len[self.n_captured] = d[i].len
+                self.n_captured += 1
+            elif self.cap_frames:
+                self.st.capture_dropped += 1
+            self.umem.route_home(d[i].addr)
+        self.st.tx_packets += got
+        self.st.tx_bytes += nbytes
+        self.st.completions += got
+        return got
+
+    cdef int c_tx(self, Burst b, uint32_t start, uint32_t count) noexcept nogil:
+        cdef uint32_t got = count if count <= self.ring_size else self.ring_size
+        cdef int bad = self.umem.claim_held(b.d + start, got)
         if bad >= 0:
             self.st.bad_desc += 1
             return -1 - bad
         self.umem.n_held -= got
-        for i in range(got):
-            d = &b.d[start + i]
-            nbytes += d.len
-            if self.n_captured < self.cap_frames:
-                memcpy(self.cap_buf + <size_t>self.n_captured * self.cap_frame_bytes,
-                       self.umem.area + d.addr, d.len)
-                self.cap_len[self.n_captured] = d.len
-                self.n_captured += 1
-            elif self.cap_frames:
-                self.st.capture_dropped += 1
-            self.umem.route_home(d.addr)
-        self.st.tx_packets += got
-        self.st.tx_bytes += nbytes
-        self.st.completions += got
+        self.submit(b.d + start, got)
+        if got < count:
+            self.st.tx_ring_full += 1
         return <int>got
 
     cdef void c_service(self) noexcept nogil:
+        self.c_flush_tx()
         self._restock()
 
     cdef int c_wait(self, int timeout_ms) noexcept nogil:
@@ -1120,6 +1228,7 @@ cdef class MemPort(Port):
         self.umem._reclaim(self.slot)
         self.n_stock = 0
         self.n_kernel_rx = 0
+        self.pend_len = 0
         self.umem.ports.remove(self)
 
     def __repr__(self):
@@ -1281,6 +1390,7 @@ def bridge(Port a, Port b, Burst burst, double seconds):
     if a.umem is not b.umem:
         raise ValueError("bridge() needs both ports on one UMEM")
     a._ready(burst)
+    b._ready(burst)
     cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
     cdef uint64_t ab = 0, ba = 0, dropped = 0, got_ab, got_ba
     cdef uint32_t empty = 0, it = 0
