@@ -61,9 +61,9 @@ def open_shaper(a_if, b_if, a_hosts, b_hosts, rate_bps, netns=None) -> Namespace
 
 
 def run(fw: NamespacedForwarder, duration_s: float | None) -> None:
-    """Forward with one status line per second until the duration ends or ^C."""
+    """Forward (the forwarder is started) with one status line per second until the
+    duration ends or ^C."""
     status = StatusLine()
-    fw.start()
     status.update(fw.stats())
     start = time.monotonic()
     while fw.running and fw.signalled is None:
@@ -71,7 +71,6 @@ def run(fw: NamespacedForwarder, duration_s: float | None) -> None:
             break
         time.sleep(1.0)
         print(status.update(fw.stats()), flush=True)
-    fw.stop()
 
 
 def demo(rate_bps: int, flows: int, duration_s: float) -> int:
@@ -95,6 +94,7 @@ def demo(rate_bps: int, flows: int, duration_s: float) -> int:
         senders = [threading.Thread(target=traffic.bulk_send, daemon=True,
                                     args=(host_a, "10.20.0.2", i, duration_s, None, results[i]))
                    for i in range(flows)]  # fmt: skip
+        fw.start()
         start = time.monotonic() - t0
         for t in senders:
             t.start()
@@ -103,14 +103,17 @@ def demo(rate_bps: int, flows: int, duration_s: float) -> int:
             t.join(timeout=10)
         time.sleep(0.2)
         sink.close()
+        fw.stop()
         window = (start + 1.0, start + duration_s - 0.2)
         rates = [steady_rate_bps(sink.flows[r.flow_id].bins, *window) for r in results]
         for r, rate in zip(results, rates, strict=True):
             ok = sink.flows[r.flow_id].sha256 == r.sha256
             print(f"flow {r.flow_id}: {rate / 1e6:8.1f} Mbit/s {'intact' if ok else 'CORRUPT'}")
         wire = sum(rates) * 1514 / 1448  # goodput -> frame bytes (MSS 1448 with timestamps)
-        print(f"aggregate goodput {sum(rates) / 1e6:.1f} Mbit/s (~{wire / 1e6:.1f} on the wire) "
-              f"vs configured {rate_bps / 1e6:.1f}; Jain's index {jain_index(rates):.3f}")  # fmt: skip
+        print(
+            f"aggregate goodput {sum(rates) / 1e6:.1f} Mbit/s (~{wire / 1e6:.1f} on the wire) "
+            f"vs configured {rate_bps / 1e6:.1f}; Jain's index {jain_index(rates):.3f}"
+        )
     return 0
 
 
@@ -132,7 +135,9 @@ def main(argv=None) -> int:
     if not (args.a and args.b and args.a_host and args.b_host):
         p.error("give --a, --b, --a-host and --b-host (or --demo)")
     with open_shaper(args.a, args.b, args.a_host, args.b_host, rate_bps, args.netns) as fw:
+        fw.start()
         run(fw, args.duration)
+        fw.stop()
     return 0
 
 

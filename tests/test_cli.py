@@ -168,3 +168,21 @@ def test_firewall_example_from_flags(tmp_path):
                 proc.wait()
         assert proc.returncode == 0, err
         assert replies == 3 and "sessions created 1" in out
+
+
+@needs_root
+@pytest.mark.root
+def test_shaper_example_demo_is_fair_and_at_rate():
+    import re
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "shaper.py"
+    out = subprocess.run(
+        [sys.executable, str(example), "--demo", "--rate-mbps", "80", "--duration", "4",
+         "--flows", "3"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count(" intact") == 3 and "CORRUPT" not in out.stdout
+    wire, jain = re.search(r"~([\d.]+) on the wire\) .* Jain's index ([\d.]+)", out.stdout).groups()
+    assert float(wire) == pytest.approx(80, rel=0.05) and float(jain) >= 0.95

@@ -53,9 +53,8 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from xpfdp._fast.pipeline import CosStage
 from xpfdp.cos import Scheduler
-from xpfdp.pipeline import FlowCache, Forwarder, Pipeline, firewall_stages
+from xpfdp.pipeline import CosStage, FlowCache, Forwarder, Pipeline, firewall_stages
 from xpfdp.ports import Umem, XskPort
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
