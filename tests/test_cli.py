@@ -12,6 +12,7 @@ from tests.conftest import needs_root
 from xpfdp.cli import EXIT_CONFIG, build_parser, main
 from xpfdp.demo import traffic
 from xpfdp.demo.topology import FirewallTopology
+from xpfdp.firewall import to_toml
 
 VALID_TOML = """
 [lan]
@@ -84,39 +85,13 @@ def test_bad_arguments_are_usage_errors(argv):
     assert info.value.code == 2
 
 
-def _toml(value) -> str:
-    if isinstance(value, str):
-        return '"' + value + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return str(value)
-
-
-def config_toml(config: dict) -> str:
-    """TOML text for the demo topology's config dict (tables, arrays of tables, scalars)."""
-    lines = [f"{k} = {_toml(v)}" for k, v in config.items() if not isinstance(v, (dict, list))]
-    for key, value in config.items():
-        if isinstance(value, dict):
-            lines.append(f"[{key}]")
-            lines += [f"{k} = {_toml(v)}" for k, v in value.items() if not isinstance(v, dict)]
-            for sub, table in value.items():
-                if isinstance(table, dict):
-                    lines.append(f"[{key}.{sub}]")
-                    lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
-            for table in value:
-                lines.append(f"[[{key}]]")
-                lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
-
-
 @needs_root
 @pytest.mark.root
 def test_forward_runs_the_config_and_detaches_on_exit(tmp_path):
     with FirewallTopology(prefix="xt") as topo:
         config = topo.firewall_config(mss={"clamp_bytes": 1400}, cos={"rate_mbps": 50})
         path = tmp_path / "fw.toml"
-        path.write_text(config_toml(config))
+        path.write_text(to_toml(config))
         proc = subprocess.Popen(
             [sys.executable, "-m", "xpfdp", "forward", "--config", str(path), "--duration", "4",
              "--prometheus-port", "0"],

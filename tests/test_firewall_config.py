@@ -20,6 +20,7 @@ from xpfdp.firewall import (
     load_config,
     parse_config,
     routing,
+    to_toml,
 )
 from xpfdp.pcap import FrameBatch
 from xpfdp.ports import MemPort
@@ -151,6 +152,12 @@ def test_toml_file_round_trip(tmp_path):
 def test_invalid_values_name_their_key(changes, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(config(**changes))
+
+
+def test_to_toml_round_trips_through_the_parser(tmp_path):
+    path = tmp_path / "fw.toml"
+    path.write_text(to_toml({**VALID, "namespace": 'odd "name"'}))
+    assert load_config(path) == parse_config({**VALID, "namespace": 'odd "name"'})
 
 
 def test_config_errors_are_value_errors_and_name_the_file(tmp_path):

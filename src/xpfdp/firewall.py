@@ -447,6 +447,39 @@ def load_config(path: str | Path) -> FirewallConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """TOML text of a config dict in the schema `parse_config` reads (scalars, tables one
+    level deep with sub-tables, arrays of tables), e.g. to save a generated config."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in config.items()
+             if not isinstance(v, dict) and not (isinstance(v, list) and v and
+                                                 isinstance(v[0], dict))]  # fmt: skip
+    for key, value in config.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            lines += [
+                f"{k} = {_toml_value(v)}" for k, v in value.items() if not isinstance(v, dict)
+            ]
+            for sub, table in value.items():
+                if isinstance(table, dict):
+                    lines.append(f"[{key}.{sub}]")
+                    lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for table in value:
+                lines.append(f"\n[[{key}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
 # --- building the forwarder --------------------------------------------------------------
 
 PORT_LAN, PORT_WAN = 0, 1  # port indices inside each worker's pipeline

@@ -159,9 +159,12 @@ def run_demo(
         )
         config = None
         if mode == "xpfdp":
-            from xpfdp.firewall import build_forwarder, parse_config
+            from xpfdp.firewall import build_forwarder, parse_config, to_toml
 
-            config = parse_config(demo_config(topo, shaper_mbps, mss_clamp))
+            raw_config = demo_config(topo, shaper_mbps, mss_clamp)
+            config = parse_config(raw_config)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "fw.toml").write_text(to_toml(raw_config))  # `xpfdp forward` reads it
             fw = stack.enter_context(build_forwarder(config, handle_signals=False))
             fw.start()
             emit(f"forwarder: xpfdp, {len(fw.pipelines)} worker(s) in {topo.firewall.name}")
