@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -98,10 +100,12 @@ def test_forward_runs_the_config_and_detaches_on_exit(tmp_path):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            assert proc.stdout.readline().startswith("prometheus: http://127.0.0.1:")
+            banner = proc.stdout.readline()
+            assert banner.startswith("prometheus: http://127.0.0.1:")
             assert proc.stdout.readline().startswith(f"forwarding {topo.lan_if} <-> {topo.wan_if}")
             replies = traffic.ping(topo.client, topo.server_v4, 5)
             replies6 = traffic.ping(topo.client, topo.server_v6, 5)
+            metrics = urllib.request.urlopen(banner.split()[1], timeout=5).read().decode()
             out, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
@@ -109,6 +113,9 @@ def test_forward_runs_the_config_and_detaches_on_exit(tmp_path):
                 proc.wait()
         assert proc.returncode == 0, err
         assert (replies, replies6) == (5, 5)
+        assert re.search(r'^xpfdp_rx_packets_total\{worker="0"\} (\d+)', metrics, re.M)
+        assert 'xpfdp_sessions_created_total{worker="0"} 2.0' in metrics
+        assert 'xpfdp_port_tx_packets_total{port="wan",worker="0"}' in metrics
         status = [line for line in out.splitlines() if " pps " in line]
         assert len(status) >= 2 and all("sessions" in line for line in status)
         assert "forwarded " in out.splitlines()[-1] and "sessions created 2" in out
@@ -148,7 +155,6 @@ def test_firewall_example_from_flags(tmp_path):
 @needs_root
 @pytest.mark.root
 def test_shaper_example_demo_is_fair_and_at_rate():
-    import re
     from pathlib import Path
 
     example = Path(__file__).resolve().parents[1] / "examples" / "shaper.py"
