@@ -967,7 +967,8 @@ cdef class Pipeline:
 
     def set_next_hops(self, next_hops):
         """Replace the next-hop table: a sequence of (port index, src MAC, dst MAC) with
-        MACs as "aa:bb:..", bytes or None (no L2 rewrite). Route values index it."""
+        MACs as "aa:bb:..", bytes or None (no L2 rewrite). Route values index it.
+        Not while the pipeline polls in another thread: use Forwarder.update()."""
         hops = list(next_hops)
         cdef nexthop_t* new = <nexthop_t*>calloc(max(len(hops), 1), sizeof(nexthop_t))
         if new == NULL:
