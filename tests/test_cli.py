@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import needs_root
-from xpfdp.cli import EXIT_CONFIG, build_parser, main
+from xpfdp.cli import EXIT_CONFIG, EXIT_START, build_parser, main
 from xpfdp.demo import traffic
 from xpfdp.demo.topology import FirewallTopology
 from xpfdp.firewall import to_toml
@@ -69,6 +69,16 @@ def test_invalid_config_exits_2_with_one_line_naming_the_key(tmp_path):
         f"xpfdp: config error: {path}: routes[0].gateway: 10.10.9.9 is not on a subnet of "
         "wan (10.10.2.1/24)"
     ]
+
+
+def test_forward_on_missing_interfaces_exits_3_with_one_line(tmp_path):
+    path = tmp_path / "fw.toml"
+    path.write_text(VALID_TOML.replace('"lan0"', '"xpfdp-nolan"'))
+    out = run_cli("forward", "--config", str(path), "--duration", "1")
+    assert out.returncode == EXIT_START
+    assert out.stderr.strip() == (
+        "xpfdp: cannot start the forwarder: interface 'xpfdp-nolan' not found"
+    )
 
 
 @pytest.mark.parametrize(

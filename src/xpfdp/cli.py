@@ -14,6 +14,7 @@ import sys
 import time
 
 EXIT_CONFIG = 2  # the config (or a dependency it needs) is unusable
+EXIT_START = 3  # the config is valid but the forwarder cannot start here
 
 
 def _positive_float(text: str) -> float:
@@ -106,10 +107,15 @@ def run_forwarder(
     """Run the firewall of a validated config until `duration_s` passes, a signal arrives
     or a worker fails; one status line per second, a summary at the end. Returns the exit
     status: 0, or 128 + the signal number (a worker failure raises)."""
-    from xpfdp.firewall import build_forwarder
+    from xpfdp.firewall import ConfigError, build_forwarder
     from xpfdp.stats import StatusLine, serve_prometheus
 
-    with build_forwarder(config) as fw, contextlib.ExitStack() as stack:
+    try:
+        forwarder = build_forwarder(config)
+    except (ConfigError, OSError) as exc:  # missing interface, no privileges, no XDP
+        print(f"xpfdp: cannot start the forwarder: {exc}", file=sys.stderr)
+        return EXIT_START
+    with forwarder as fw, contextlib.ExitStack() as stack:
         if prometheus_port is not None:
             try:
                 server = stack.enter_context(serve_prometheus(fw.stats, prometheus_port))
