@@ -34,6 +34,7 @@ def test_demo_shapes_fairly_and_reports_nat(tmp_path):
         emit=lines.append,
     )
     assert report.ok, "\n".join(lines)
+    assert report.frames_conserved.startswith("yes")  # every UMEM frame accounted for
     # the aggregate rate through the shaper is within 5 % of configured
     assert report.wan_wire_bps == pytest.approx(SHAPER_MBPS * 1e6, rel=0.05)
     # 4 equal TCP flows (3 IPv4, 1 IPv6) through one exact MQFQ class

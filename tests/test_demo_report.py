@@ -74,6 +74,9 @@ def test_report_ok_requires_intact_flows_no_checksum_errors_and_pings():
     assert not report(flows=[flow(0, 1e8, error="ConnectionResetError")]).ok
     assert not report(checksum_errors={"Tcp": 1}).ok
     assert not report(pings={"ipv4": [2, 3]}).ok
+    assert report(frames_conserved="yes (12,544 frames)").ok
+    assert not report(frames_conserved="NO: 3 frames missing").ok
+    assert "frames conserved: NO: 3" in format_report(report(frames_conserved="NO: 3"))
 
 
 def test_report_text_has_every_section():

@@ -80,17 +80,19 @@ class DemoReport:
     unsolicited_dropped: int | None
     checksum_errors: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    frames_conserved: str | None = None  # UMEM frame accounting after the run (xpfdp)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def ok(self) -> bool:
-        """Every flow intact, no checksum errors, every ping answered."""
+        """Every flow intact, no checksum errors, every ping answered, frames conserved."""
         return (
             all(f.intact and not f.error for f in self.flows)
             and not any(self.checksum_errors.values())
             and all(replies == sent for replies, sent in self.pings.values())
+            and (self.frames_conserved is None or self.frames_conserved.startswith("yes"))
         )
 
 
@@ -163,6 +165,8 @@ def format_report(r: DemoReport) -> str:
         lines.append(f"unsolicited WAN -> LAN probes dropped: {r.unsolicited_dropped}")
     total_csum = sum(r.checksum_errors.values())
     lines.append(f"checksum errors at the receivers: {total_csum} (must be 0)")
+    if r.frames_conserved is not None:
+        lines.append(f"frames conserved: {r.frames_conserved}")
     lines.extend(f"note: {n}" for n in r.notes)
     lines.append("result: " + ("OK" if r.ok else "FAILED"))
     return "\n".join(lines)

@@ -109,6 +109,22 @@ def session_counts(snapshot: dict) -> dict[str, int]:
     return out
 
 
+def frames_conserved(fw) -> str:
+    """Stop the workers, return every frame the pipelines hold, and check each UMEM's
+    frame accounting: "yes (N frames)" or the leak found."""
+    from xpfdp.ports import FrameLeakError
+
+    fw.stop()
+    frames = 0
+    for pipe in fw.pipelines:
+        pipe.close()
+        try:
+            frames += sum(pipe.ports[0].umem.check_frames().values())
+        except FrameLeakError as exc:
+            return f"NO: {exc}"
+    return f"yes ({frames:,} frames)"
+
+
 def _probe_unsolicited(topo: FirewallTopology) -> None:
     """Send UDP datagrams from the WAN side to the firewall's WAN address: no session
     matches them, so a stateful firewall must drop them."""
@@ -180,6 +196,8 @@ def run_demo(
             delta = checksum_error_delta(csum_before[ns.name], traffic.checksum_errors(ns))
             for proto, n in delta.items():
                 report.checksum_errors[proto] = report.checksum_errors.get(proto, 0) + n
+        if mode == "xpfdp":
+            report.frames_conserved = frames_conserved(fw)
     emit(format_report(report))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
