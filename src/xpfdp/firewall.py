@@ -616,7 +616,12 @@ class NamespacedForwarder(Forwarder):
 def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     """A `xpfdp.pipeline.Forwarder` with one worker per RX queue, each owning a UMEM and
     AF_XDP sockets on both interfaces (created inside `config.namespace`). Not started;
-    closing it (in the namespace) detaches everything. Needs root."""
+    closing it (in the namespace) detaches everything. Needs root.
+
+    Each worker keeps its own session table, so with `forwarder.queues` > 1 the NIC must
+    hash both directions of a flow to the same queue index (symmetric RSS); veth does not
+    guarantee that, which is why the demo uses one queue.
+    """
     config = resolve_macs(config)
     f = config.forwarder
     frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
