@@ -13,9 +13,11 @@
                    NAT, route, TTL, MSS clamp, L2 rewrite, count; no shaper) on both ports.
    Rates are the programs' own per-second counts (medians, first second skipped); the
    headline ratio is the median of per-round ratios to the C run of the same round.
-2. ``tcp`` -- TCP goodput of 4 flows (3 IPv4, 1 IPv6) through the xpfdp firewall vs the
-   same namespaces forwarded by the Linux kernel (plain routing: no NAT/clamp/shaping
-   there), with the demo's own traffic and measurement code, interleaved per round.
+2. ``tcp`` -- TCP goodput of 4 flows (3 IPv4, 1 IPv6, SHA-256 checked) through the xpfdp
+   firewall (no shaper) vs the same namespaces forwarded by the Linux kernel (plain
+   routing: no NAT/clamp/shaping there), with the demo's traffic code, interleaved per
+   round. The firewall runs as `xpfdp forward` in its own process and, as a third row, in
+   the demo's process (whose Python traffic threads then share that process).
 
 Usage: ``.venv/bin/python benches/e2e_firewall.py --duration 5 --rounds 3``
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import socket
 import statistics
 import struct
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -39,7 +43,9 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benches")]
 
 import e2e_veth as harness  # noqa: E402
 
-from xpfdp.demo.run import demo_config, run_demo  # noqa: E402
+from xpfdp.demo import traffic  # noqa: E402
+from xpfdp.demo.report import steady_rate_bps  # noqa: E402
+from xpfdp.demo.run import WARMUP_S, demo_config, run_demo  # noqa: E402
 from xpfdp.demo.topology import FirewallTopology  # noqa: E402
 from xpfdp.firewall import to_toml  # noqa: E402
 
@@ -120,15 +126,53 @@ def run_loop(args, ref: Path, answer: Path, tmp: Path) -> dict[str, list[float]]
     return results
 
 
+def tcp_goodput_bps(topo: FirewallTopology, duration_s: float, flows: int = 4) -> float:
+    """Aggregate steady-state goodput of `flows` TCP flows (the last one IPv6) from client
+    to server, measured at the server; every flow must arrive intact."""
+    t0 = time.monotonic()
+    sink = traffic.BulkSink(topo.server, t0, (topo.server_v4, topo.server_v6))
+    results = [traffic.SendResult(i) for i in range(flows)]
+    targets = [topo.server_v6 if i == flows - 1 else topo.server_v4 for i in range(flows)]
+    senders = [threading.Thread(target=traffic.bulk_send,
+                                args=(topo.client, targets[i], i, duration_s, None, results[i]))
+               for i in range(flows)]  # fmt: skip
+    start = time.monotonic() - t0
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join(timeout=duration_s + 30)
+    time.sleep(0.3)
+    sink.close()
+    for r in results:
+        rec = sink.flows.get(r.flow_id)
+        if r.error or rec is None or rec.sha256 != r.sha256:
+            raise RuntimeError(f"flow {r.flow_id} failed: {r.error or 'bytes differ'}")
+    window = (start + WARMUP_S, start + duration_s - 0.2)
+    return sum(steady_rate_bps(sink.flows[r.flow_id].bins, *window) for r in results)
+
+
 def run_tcp(args, tmp: Path) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"kernel": [], "xpfdp": []}
+    """Per round: kernel forwarding, the xpfdp firewall in its own process (`xpfdp
+    forward`), and the demo's in-process forwarder (traffic threads share its process)."""
+    results: dict[str, list[float]] = {"kernel": [], "xpfdp": [], "xpfdp-in-process": []}
     for _ in range(args.rounds):
-        for mode in results:
-            report = run_demo(mode=mode, duration_s=args.duration, flows=4, shaper_mbps=None,
-                              out_dir=tmp / mode, emit=lambda line: None)  # fmt: skip
-            if not report.ok:
-                raise RuntimeError(f"{mode} TCP run failed its checks")
-            results[mode].append(report.aggregate_bps / 1e9)
+        with FirewallTopology(mode="kernel", prefix="xb") as topo:
+            results["kernel"].append(tcp_goodput_bps(topo, args.duration) / 1e9)
+        with FirewallTopology(mode="xpfdp", prefix="xb") as topo:
+            config = tmp / "fw-tcp.toml"
+            config.write_text(to_toml(demo_config(topo, shaper_mbps=None, mss_clamp=1360)))
+            proc = harness.start([sys.executable, "-m", "xpfdp", "forward", "--config",
+                                  str(config), "--quiet"], topo.firewall.name)  # fmt: skip
+            try:
+                results["xpfdp"].append(tcp_goodput_bps(topo, args.duration) / 1e9)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=30)
+        report = run_demo(mode="xpfdp", duration_s=args.duration, flows=4, shaper_mbps=None,
+                          out_dir=tmp / "demo", emit=lambda line: None)  # fmt: skip
+        if not report.ok:
+            raise RuntimeError("in-process xpfdp TCP run failed its checks")
+        results["xpfdp-in-process"].append(report.aggregate_bps / 1e9)
     return results
 
 
@@ -157,10 +201,10 @@ def main(argv=None) -> int:
         if "tcp" in workloads:
             res = run_tcp(args, tmp)
             print(f"\nTCP goodput, 4 flows, {args.rounds} rounds x {args.duration:g} s (Gbit/s)")
-            for name, rates in res.items():
+            for name, rates in res.items():  # name: kernel, xpfdp, xpfdp-in-process
                 ratio = statistics.median(r / k for r, k in zip(rates, res["kernel"], strict=True))
                 runs = ", ".join(f"{r:.2f}" for r in rates)
-                print(f"  {name:7} {statistics.median(rates):6.2f} Gbit/s  x{ratio:5.3f} of "
+                print(f"  {name:16} {statistics.median(rates):6.2f} Gbit/s  x{ratio:5.3f} of "
                       f"kernel  [{runs}]")  # fmt: skip
     return 0
 
