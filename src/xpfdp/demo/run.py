@@ -35,6 +35,7 @@ from xpfdp.demo.report import (
     steady_rate_bps,
 )
 from xpfdp.demo.topology import FirewallTopology
+from xpfdp.firewall import build_forwarder, parse_config, to_toml
 from xpfdp.stats import StatusLine, serve_prometheus
 
 WARMUP_S = 1.0  # bulk seconds left out of the steady-state rates (slow start, queue fill)
@@ -175,12 +176,10 @@ def run_demo(
         )
         config = None
         if mode == "xpfdp":
-            from xpfdp.firewall import build_forwarder, parse_config, to_toml
-
             raw_config = demo_config(topo, shaper_mbps, mss_clamp)
             config = parse_config(raw_config)
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "fw.toml").write_text(to_toml(raw_config))  # `xpfdp forward` reads it
+            (out_dir / "fw.toml").write_text(to_toml(raw_config))  # this run's config
             fw = stack.enter_context(build_forwarder(config, handle_signals=False))
             fw.start()
             emit(f"forwarder: xpfdp, {len(fw.pipelines)} worker(s) in {topo.firewall.name}")
