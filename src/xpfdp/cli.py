@@ -1,0 +1,157 @@
+"""The `xpfdp` command (also `python -m xpfdp`).
+
+* ``xpfdp forward --config fw.toml [--duration S] [--prometheus-port P] [--check]``: run the
+  NAT firewall a TOML file describes (xpfdp.firewall), one status line per second, until
+  the duration ends or Ctrl-C/SIGTERM; ``--check`` only validates the file.
+* ``xpfdp demo``: the end-to-end demo (xpfdp.demo.run): namespaces, real traffic, report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+
+EXIT_CONFIG = 2  # the config (or a dependency it needs) is unusable
+EXIT_START = 3  # the config is valid but the forwarder cannot start here
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0..65535, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `xpfdp` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="xpfdp", description="AF_XDP packet processing for Python: forwarder and demo."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{forward,demo}")
+
+    fwd = sub.add_parser(
+        "forward",
+        help="run the LAN/WAN NAT firewall described by a TOML config",
+        description="Run the routing NAT firewall of a TOML config (see xpfdp.firewall) with "
+        "one status line per second. Needs root (AF_XDP, XDP).",
+    )
+    fwd.add_argument("--config", required=True, help="firewall TOML file")
+    fwd.add_argument("--duration", type=_positive_float, help="seconds to run (default: until ^C)")
+    fwd.add_argument(
+        "--prometheus-port", type=_port, help="serve Prometheus metrics on 127.0.0.1:PORT"
+    )
+    fwd.add_argument("--check", action="store_true", help="validate the config and exit")
+    fwd.add_argument("--quiet", action="store_true", help="no per-second status lines")
+
+    demo = sub.add_parser(
+        "demo",
+        help="client -- firewall -- server namespaces, real traffic, report",
+        description="Build client, firewall and server namespaces joined by veth pairs, "
+        "forward with xpfdp (or the kernel, --mode kernel), run TCP bulk flows, a UDP "
+        "request/response flow and pings with kernel sockets, print live status and a "
+        "report, write report.json and a throughput plot. Needs root.",
+    )
+    demo.add_argument("--mode", choices=("xpfdp", "kernel"), default="xpfdp")
+    demo.add_argument("--duration", type=_positive_float, default=10.0, help="bulk seconds")
+    demo.add_argument("--flows", type=int, default=4, help="TCP bulk flows (last one IPv6)")
+    demo.add_argument(
+        "--shaper-mbps", type=float, default=400.0, help="WAN egress rate (0: no shaping)"
+    )
+    demo.add_argument("--mss-clamp", type=int, default=1360, help="TCP MSS clamp (bytes)")
+    demo.add_argument("--out-dir", default="demo-out", help="report.json and throughput.png")
+    demo.add_argument("--prometheus-port", type=_port, help="serve metrics on 127.0.0.1:PORT")
+    return parser
+
+
+def _summary(snapshot: dict) -> str:
+    total = snapshot.get("total", snapshot)
+    drops = ", ".join(f"{k} {v}" for k, v in sorted(total.get("drops", {}).items())) or "none"
+    sessions = total.get("sessions", {})
+    return (
+        f"forwarded {total.get('tx_packets', 0):,} of {total.get('rx_packets', 0):,} packets; "
+        f"sessions created {sessions.get('created', 0):,} expired "
+        f"{sessions.get('expired', 0):,}; drops: {drops}"
+    )
+
+
+def forward(args) -> int:
+    """Body of `xpfdp forward`."""
+    from xpfdp.firewall import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"xpfdp: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check:
+        print(f"{args.config}: OK ({config.lan.name} <-> {config.wan.name})")
+        return 0
+    return run_forwarder(
+        config, duration_s=args.duration, prometheus_port=args.prometheus_port, quiet=args.quiet
+    )
+
+
+def run_forwarder(
+    config, *, duration_s: float | None = None, prometheus_port: int | None = None,
+    quiet: bool = False,
+) -> int:  # fmt: skip
+    """Run the firewall of a validated config until `duration_s` passes, a signal arrives
+    or a worker fails; one status line per second, a summary at the end. Returns the exit
+    status: 0, or 128 + the signal number (a worker failure raises)."""
+    from xpfdp.firewall import ConfigError, build_forwarder
+    from xpfdp.stats import StatusLine, serve_prometheus
+
+    try:
+        forwarder = build_forwarder(config)
+    except (ConfigError, OSError) as exc:  # missing interface, no privileges, no XDP
+        print(f"xpfdp: cannot start the forwarder: {exc}", file=sys.stderr)
+        return EXIT_START
+    with forwarder as fw, contextlib.ExitStack() as stack:
+        if prometheus_port is not None:
+            try:
+                server = stack.enter_context(serve_prometheus(fw.stats, prometheus_port))
+            except RuntimeError as exc:
+                print(f"xpfdp: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
+            print(f"prometheus: http://127.0.0.1:{server.port}/metrics", flush=True)
+        fw.start()
+        print(f"forwarding {config.lan.name} <-> {config.wan.name} "
+              f"({len(fw.pipelines)} worker(s))", flush=True)  # fmt: skip
+        status = StatusLine()
+        status.update(fw.stats())
+        start = time.monotonic()
+        while fw.running and not fw.errors and fw.signalled is None:
+            left = duration_s - (time.monotonic() - start) if duration_s else 1.0
+            if left <= 0:
+                break
+            time.sleep(min(1.0, left))
+            line = status.update(fw.stats())
+            if line and not quiet:
+                print(line, flush=True)
+        fw.stop()
+        print(_summary(fw.stats()), flush=True)
+        signalled = fw.signalled
+    return 128 + signalled if signalled else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `xpfdp` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "forward":
+        return forward(args)
+    from xpfdp.demo.run import main_demo
+
+    return main_demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

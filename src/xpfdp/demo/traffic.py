@@ -1,0 +1,319 @@
+"""Real traffic with kernel sockets in the demo's client and server namespaces.
+
+* `BulkSink` (server): accepts TCP bulk flows, records per flow the bytes per time bin,
+  a SHA-256 of the payload, the peer address it saw (the SNAT address) and the MSS the
+  server's TCP settled on (`TCP_MAXSEG` on the accepted socket).
+* `bulk_send` (client): one TCP flow sending a deterministic pseudo-random stream for a
+  duration, hashing what it sent.
+* `EchoServer` / `mouse_rtts_us` (server/client): a small UDP request/response flow on the
+  DNS port whose round-trip times measure latency under load.
+* `ping`: ICMP/ICMPv6 echo through a datagram ("ping") socket.
+
+Sockets are created inside a namespace and keep it; the work runs in threads (socket calls
+and SHA-256 release the GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+from xpfdp.topology import Namespace
+
+BIN_S = 0.1  # time resolution of per-flow throughput samples
+CHUNK_BYTES = 64 * 1024
+BULK_PORT = 5001
+MOUSE_PORT = 53  # the DNS port: the firewall's priority class carries it
+_HELLO = struct.Struct("!I")  # first 4 bytes of a bulk flow: its flow id
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+@dataclass
+class FlowRecord:
+    """What the server saw of one TCP bulk flow."""
+
+    flow_id: int
+    peer: str
+    mss_bytes: int
+    started_s: float
+    bytes_received: int = 0
+    sha256: str = ""
+    bins: list[int] = field(default_factory=list)  # bytes received per BIN_S since t0
+
+    def add(self, t_s: float, nbytes: int) -> None:
+        i = int(t_s / BIN_S)
+        if i >= len(self.bins):
+            self.bins.extend([0] * (i + 1 - len(self.bins)))
+        self.bins[i] += nbytes
+        self.bytes_received += nbytes
+
+
+class BulkSink:
+    """TCP sink in `ns` on `BULK_PORT` for IPv4 and IPv6; `flows` maps flow id to record.
+
+    All times are seconds since `t0` (a `time.monotonic()` value shared with the client).
+    """
+
+    def __init__(self, ns: Namespace, t0: float, addresses: tuple[str, ...]) -> None:
+        self.t0 = t0
+        self.flows: dict[int, FlowRecord] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._listeners: list[socket.socket] = []
+        with ns.inside():
+            for address in addresses:
+                s = socket.socket(_family(address), socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((address, BULK_PORT))
+                s.listen(64)
+                s.settimeout(0.2)
+                self._listeners.append(s)
+        self._stop = threading.Event()
+        for s in self._listeners:
+            self._spawn(self._accept_loop, s)
+
+    def _spawn(self, target, *args) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._spawn(self._receive, conn, peer[0])
+
+    def _receive(self, conn: socket.socket, peer: str) -> None:
+        conn.settimeout(30)
+        with conn:
+            hello = b""
+            while len(hello) < _HELLO.size:
+                part = conn.recv(_HELLO.size - len(hello))
+                if not part:
+                    return
+                hello += part
+            (flow_id,) = _HELLO.unpack(hello)
+            mss = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+            record = FlowRecord(flow_id, peer, mss, time.monotonic() - self.t0)
+            with self._lock:
+                self.flows[flow_id] = record
+            digest = hashlib.sha256()
+            buf = bytearray(256 * 1024)
+            view = memoryview(buf)
+            while True:
+                try:
+                    n = conn.recv_into(buf)
+                except OSError:
+                    break
+                if n == 0:
+                    break
+                digest.update(view[:n])
+                record.add(time.monotonic() - self.t0, n)
+            record.sha256 = digest.hexdigest()
+
+    def close(self) -> None:
+        """Stop accepting and wait (bounded) for receivers to finish."""
+        self._stop.set()
+        for s in self._listeners:
+            s.close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+@dataclass
+class SendResult:
+    """What the client sent on one TCP bulk flow."""
+
+    flow_id: int
+    bytes_sent: int = 0
+    sha256: str = ""
+    error: str = ""
+
+
+def _pattern(flow_id: int) -> bytes:
+    """A deterministic pseudo-random block per flow (so flows are not byte-identical)."""
+    seed = hashlib.sha256(f"xpfdp-flow-{flow_id}".encode()).digest()
+    return hashlib.shake_256(seed).digest(CHUNK_BYTES)
+
+
+def bulk_send(
+    ns: Namespace,
+    server: str,
+    flow_id: int,
+    duration_s: float | None = None,
+    total_bytes: int | None = None,
+    result: SendResult | None = None,
+) -> SendResult:
+    """Send one TCP flow from `ns` to `server` until `duration_s` passes or `total_bytes`
+    are sent, then close the write side and wait for the server to finish reading."""
+    result = result or SendResult(flow_id)
+    block = _pattern(flow_id)
+    digest = hashlib.sha256()
+    try:
+        with ns.inside():
+            s = socket.socket(_family(server), socket.SOCK_STREAM)
+        with s:
+            s.settimeout(10)
+            s.connect((server, BULK_PORT))
+            s.sendall(_HELLO.pack(flow_id))
+            deadline = time.monotonic() + duration_s if duration_s else None
+            while True:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                chunk = block
+                if total_bytes is not None:
+                    left = total_bytes - result.bytes_sent
+                    if left <= 0:
+                        break
+                    chunk = block[:left]
+                s.sendall(chunk)
+                digest.update(chunk)
+                result.bytes_sent += len(chunk)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(4096):  # the server closes after reading everything
+                pass
+    except OSError as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.sha256 = digest.hexdigest()
+    return result
+
+
+class EchoServer:
+    """UDP echo on `MOUSE_PORT` for each address in `ns` (the mouse flow's far end)."""
+
+    def __init__(self, ns: Namespace, addresses: tuple[str, ...]) -> None:
+        self.peers: set[str] = set()
+        self._socks = []
+        with ns.inside():
+            for address in addresses:
+                s = socket.socket(_family(address), socket.SOCK_DGRAM)
+                s.bind((address, MOUSE_PORT))
+                s.settimeout(0.2)
+                self._socks.append(s)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(s,), daemon=True) for s in self._socks
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _loop(self, s: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = s.recvfrom(2048)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.peers.add(peer[0])
+            s.sendto(data, peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2)
+        for s in self._socks:
+            s.close()
+
+
+@dataclass
+class MouseResult:
+    """Round-trip times of the request/response flow; `lost` requests got no reply."""
+
+    rtts_us: list[float] = field(default_factory=list)
+    lost: int = 0
+
+
+def mouse_rtts_us(
+    ns: Namespace,
+    server: str,
+    duration_s: float,
+    interval_s: float = 0.005,
+    stop: threading.Event | None = None,
+    result: MouseResult | None = None,
+) -> MouseResult:
+    """Send 64-byte UDP requests from `ns` every `interval_s` for `duration_s` (or until
+    `stop` is set), waiting for each reply (timeout 0.5 s); record the RTTs in µs."""
+    result = result or MouseResult()
+    with ns.inside():
+        s = socket.socket(_family(server), socket.SOCK_DGRAM)
+    with s:
+        s.settimeout(0.5)
+        s.connect((server, MOUSE_PORT))
+        deadline = time.monotonic() + duration_s
+        seq = 0
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
+            seq += 1
+            request = struct.pack("!Q", seq) + bytes(56)
+            t_send = time.perf_counter_ns()
+            s.send(request)
+            try:
+                while True:
+                    reply = s.recv(2048)
+                    if reply[:8] == request[:8]:
+                        break
+                result.rtts_us.append((time.perf_counter_ns() - t_send) / 1000)
+            except TimeoutError:
+                result.lost += 1
+            time.sleep(interval_s)
+    return result
+
+
+def ping(ns: Namespace, address: str, count: int = 3, timeout_s: float = 1.0) -> int:
+    """Send `count` ICMP (or ICMPv6) echo requests from `ns`; return the replies received.
+
+    Uses a datagram ICMP socket: the kernel fills in the identifier and checksums, so a
+    reply arrives only if the path translated and checksummed it correctly both ways.
+    """
+    v6 = ":" in address
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
+    echo_request, echo_reply = (128, 129) if v6 else (8, 0)
+    with ns.inside():
+        s = socket.socket(family, socket.SOCK_DGRAM, proto)
+    replies = 0
+    with s:
+        s.settimeout(timeout_s)
+        s.connect((address, 0))
+        payload = os.urandom(32)
+        for seq in range(1, count + 1):
+            s.send(struct.pack("!BBHHH", echo_request, 0, 0, 0, seq) + payload)
+            try:
+                while True:
+                    reply = s.recv(2048)
+                    rtype, _, _, _, rseq = struct.unpack("!BBHHH", reply[:8])
+                    if rtype == echo_reply and rseq == seq and reply[8:] == payload:
+                        replies += 1
+                        break
+            except TimeoutError:
+                pass
+    return replies
+
+
+def checksum_errors(ns: Namespace) -> dict[str, int]:
+    """The kernel's receive checksum error counters in `ns` (TCP, UDP, ICMP; v4 and v6)."""
+    counters: dict[str, int] = {}
+    snmp = ns.run("cat", "/proc/net/snmp").stdout.splitlines()
+    for head, values in zip(snmp[::2], snmp[1::2], strict=False):
+        proto, names = head.split(":", 1)
+        _, nums = values.split(":", 1)
+        for name, value in zip(names.split(), nums.split(), strict=True):
+            if name == "InCsumErrors":
+                counters[proto] = int(value)
+    for line in ns.run("cat", "/proc/net/snmp6").stdout.splitlines():
+        name, _, value = line.partition(" ")
+        if name.endswith("InCsumErrors"):
+            counters[name.removesuffix("InCsumErrors")] = int(value.strip())
+    return counters

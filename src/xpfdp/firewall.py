@@ -1,0 +1,642 @@
+"""Routing NAT firewall between a LAN and a WAN interface, described by a TOML file.
+
+The config names two interfaces with their addresses, static routes and neighbours, SNAT
+of LAN sources to the WAN address with a port range, the MSS clamp and class-of-service
+shaping on WAN egress (an exact MQFQ class for bulk traffic, a priority class for
+ICMP/DNS). `load_config()` parses and validates it (every error names the offending key);
+`build_forwarder()` turns it into a running pipeline (xpfdp.pipeline). Example::
+
+    namespace = "fw"                      # optional: network namespace of the interfaces
+
+    [lan]
+    interface = "lan0"
+    addresses = ["10.10.1.1/24", "fd00:a::1/64"]
+
+    [wan]
+    interface = "wan0"
+    addresses = ["10.10.2.1/24", "fd00:b::1/64"]
+
+    [[routes]]
+    destination = "0.0.0.0/0"
+    interface = "wan"
+    gateway = "10.10.2.2"
+
+    [[neighbours]]
+    interface = "wan"
+    address = "10.10.2.2"
+    mac = "02:00:00:00:00:02"
+
+    [nat]
+    snat_ports = [20000, 59999]
+
+    [mss]
+    clamp_bytes = 1360
+
+    [cos]
+    rate_mbps = 200
+    [cos.bulk]
+    guarantee_mbps = 150
+    [cos.priority]
+    protocols = ["icmp", "icmpv6"]
+    udp_ports = [53]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from xpfdp.cos import Scheduler
+from xpfdp.pipeline import CosStage, FlowCache, Forwarder, Pipeline, firewall_stages
+from xpfdp.ports import Umem, XskPort
+from xpfdp.route import RouteTable
+from xpfdp.session import SessionTable
+from xpfdp.topology import inside
+
+SIDES = ("lan", "wan")
+PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+MSS_MIN_BYTES = 536  # RFC 879 default: a clamp below it would break ordinary hosts
+XDP_MODES = ("auto", "native", "generic")
+
+
+class ConfigError(ValueError):
+    """An invalid firewall config; the message names the key (`cos.bulk.rate_mbps: ...`)."""
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One side of the firewall: kernel interface name, its addresses, optional MAC."""
+
+    side: str
+    name: str
+    addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]
+    mac: str | None = None
+
+    def address(self, version: int):
+        """The first address of IP `version` (4 or 6), or None."""
+        return next((a.ip for a in self.addresses if a.version == version), None)
+
+
+@dataclass(frozen=True)
+class Route:
+    """`destination` (a prefix) leaves through `interface` ("lan"/"wan") via `gateway`, a
+    listed neighbour (the forwarder resolves no addresses itself)."""
+
+    destination: ipaddress.IPv4Network | ipaddress.IPv6Network
+    interface: str
+    gateway: ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A static neighbour: `address` on `interface` ("lan"/"wan") has MAC `mac`."""
+
+    interface: str
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    mac: str
+
+
+@dataclass(frozen=True)
+class CosConfig:
+    """WAN egress shaping: root rate, the exact (MQFQ) bulk class's guarantee and buffer,
+    and what the priority class carries."""
+
+    rate_bps: int
+    burst_bytes: int | None
+    bulk_guarantee_bps: int
+    bulk_buffer_bytes: int | None
+    priority_rate_bps: int
+    priority_protocols: tuple[int, ...]
+    priority_udp_ports: tuple[int, ...]
+    priority_tcp_ports: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ForwarderConfig:
+    """Worker geometry: RX queues (one worker each), ring and burst sizes, XDP mode,
+    session table capacity."""
+
+    queues: int = 1
+    ring_size: int = 2048
+    burst: int = 64
+    xdp_mode: str = "auto"
+    sessions: int = 65536
+
+
+@dataclass(frozen=True)
+class FirewallConfig:
+    """A validated firewall config (see the module docstring for the TOML form)."""
+
+    lan: Interface
+    wan: Interface
+    routes: tuple[Route, ...]
+    neighbours: tuple[Neighbour, ...]
+    snat_ports: tuple[int, int]
+    mss_clamp_bytes: int | None
+    cos: CosConfig | None
+    forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
+    namespace: str | None = None
+
+    def interface(self, side: str) -> Interface:
+        """The Interface of `side` ("lan" or "wan")."""
+        return self.lan if side == "lan" else self.wan
+
+
+# --- parsing helpers: each raises ConfigError naming the key -----------------------------
+
+
+def _take(table: dict, key: str, path: str, kind, default=...):
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{path}{key}: missing")
+        return default
+    value = table[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ConfigError(f"{path}{key}: expected {_kind_name(kinds)}, got a boolean")
+    if not isinstance(value, kinds):
+        raise ConfigError(f"{path}{key}: expected {_kind_name(kinds)}, got {value!r}")
+    return value
+
+
+def _kind_name(kinds: tuple) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list",
+             dict: "a table", bool: "a boolean"}  # fmt: skip
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _no_extra(table: dict, allowed: set[str], path: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        where = path.rstrip(".") or "top level"
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)}; allowed: "
+                          f"{', '.join(sorted(allowed))}")  # fmt: skip
+
+
+def _positive(value, path: str, *, maximum: int | None = None) -> int | float:
+    if value <= 0:
+        raise ConfigError(f"{path}: must be > 0, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{path}: must be <= {maximum}, got {value}")
+    return value
+
+
+def _mac(value: str, path: str) -> str:
+    mac = value.lower()
+    if not _MAC.match(mac):
+        raise ConfigError(f"{path}: not a MAC address (aa:bb:cc:dd:ee:ff): {value!r}")
+    return mac
+
+
+def _address(value: str, path: str):
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{path}: not an IPv4/IPv6 address: {value!r}") from None
+
+
+def _port(value, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ConfigError(f"{path}: a port must be an integer in 1..65535, got {value!r}")
+    return value
+
+
+def _ports(values: list, path: str) -> tuple[int, ...]:
+    return tuple(_port(v, f"{path}[{i}]") for i, v in enumerate(values))
+
+
+def _side(value, path: str) -> str:
+    if value not in SIDES:
+        raise ConfigError(f"{path}: must be 'lan' or 'wan', got {value!r}")
+    return value
+
+
+def _interface(config: dict, side: str) -> Interface:
+    table = _take(config, side, "", dict)
+    p = f"{side}."
+    _no_extra(table, {"interface", "addresses", "mac"}, p)
+    name = _take(table, "interface", p, str)
+    if not 1 <= len(name) <= 15:
+        raise ConfigError(f"{p}interface: 1..15 characters (IFNAMSIZ), got {name!r}")
+    raw = _take(table, "addresses", p, list)
+    if not raw:
+        raise ConfigError(f"{p}addresses: at least one address/prefix is needed")
+    addresses = []
+    for i, text in enumerate(raw):
+        if not isinstance(text, str) or "/" not in text:
+            raise ConfigError(f"{p}addresses[{i}]: expected 'address/prefixlen', got {text!r}")
+        try:
+            addresses.append(ipaddress.ip_interface(text))
+        except ValueError as exc:
+            raise ConfigError(f"{p}addresses[{i}]: {exc}") from None
+    mac = _take(table, "mac", p, str, None)
+    return Interface(side, name, tuple(addresses), _mac(mac, f"{p}mac") if mac else None)
+
+
+def _routes(config: dict, lan: Interface, wan: Interface) -> tuple[Route, ...]:
+    routes = []
+    for i, table in enumerate(_take(config, "routes", "", list, [])):
+        p = f"routes[{i}]."
+        if not isinstance(table, dict):
+            raise ConfigError(f"routes[{i}]: expected a table, got {table!r}")
+        _no_extra(table, {"destination", "interface", "gateway"}, p)
+        try:
+            dst = ipaddress.ip_network(_take(table, "destination", p, str))
+        except ValueError as exc:
+            raise ConfigError(f"{p}destination: {exc}") from None
+        side = _side(_take(table, "interface", p, str), f"{p}interface")
+        if "gateway" not in table:
+            raise ConfigError(f"{p}gateway: missing (the forwarder does no ARP/ND: a route "
+                              "leaves through a gateway listed in neighbours)")  # fmt: skip
+        gateway = _address(_take(table, "gateway", p, str), f"{p}gateway")
+        if gateway.version != dst.version:
+            raise ConfigError(f"{p}gateway: IPv{gateway.version} gateway for an "
+                              f"IPv{dst.version} destination")  # fmt: skip
+        iface = lan if side == "lan" else wan
+        if not any(gateway in a.network for a in iface.addresses):
+            raise ConfigError(f"{p}gateway: {gateway} is not on a subnet of {side} "
+                              f"({', '.join(map(str, iface.addresses))})")  # fmt: skip
+        routes.append(Route(dst, side, gateway))
+    return tuple(routes)
+
+
+def _neighbours(config: dict) -> tuple[Neighbour, ...]:
+    out = []
+    for i, table in enumerate(_take(config, "neighbours", "", list, [])):
+        p = f"neighbours[{i}]."
+        if not isinstance(table, dict):
+            raise ConfigError(f"neighbours[{i}]: expected a table, got {table!r}")
+        _no_extra(table, {"interface", "address", "mac"}, p)
+        out.append(Neighbour(
+            _side(_take(table, "interface", p, str), f"{p}interface"),
+            _address(_take(table, "address", p, str), f"{p}address"),
+            _mac(_take(table, "mac", p, str), f"{p}mac"),
+        ))  # fmt: skip
+    return tuple(out)
+
+
+def _snat_ports(config: dict) -> tuple[int, int]:
+    table = _take(config, "nat", "", dict, {})
+    _no_extra(table, {"snat_ports"}, "nat.")
+    ports = _take(table, "snat_ports", "nat.", list, [20000, 59999])
+    if len(ports) != 2:
+        raise ConfigError(f"nat.snat_ports: expected [first, last], got {ports!r}")
+    first = _port(ports[0], "nat.snat_ports[0]")
+    last = _port(ports[1], "nat.snat_ports[1]")
+    if first > last:
+        raise ConfigError(f"nat.snat_ports: first {first} > last {last}")
+    if first < 1024:
+        raise ConfigError(f"nat.snat_ports: {first} is a well-known port; start at >= 1024")
+    return first, last
+
+
+def _mss(config: dict) -> int | None:
+    table = _take(config, "mss", "", dict, {})
+    _no_extra(table, {"clamp_bytes"}, "mss.")
+    clamp = _take(table, "clamp_bytes", "mss.", int, None)
+    if clamp is not None and not MSS_MIN_BYTES <= clamp <= 65495:
+        raise ConfigError(f"mss.clamp_bytes: must be in {MSS_MIN_BYTES}..65495, got {clamp}")
+    return clamp
+
+
+def _mbps(table: dict, key: str, path: str, default=...) -> int | None:
+    value = _take(table, key, path, (int, float), default)
+    if value is None:
+        return None
+    return int(_positive(value, f"{path}{key}", maximum=400_000) * 1_000_000)
+
+
+def _cos(config: dict) -> CosConfig | None:
+    if "cos" not in config:
+        return None
+    table = _take(config, "cos", "", dict)
+    _no_extra(table, {"rate_mbps", "burst_bytes", "bulk", "priority"}, "cos.")
+    rate_bps = _mbps(table, "rate_mbps", "cos.")
+    burst = _take(table, "burst_bytes", "cos.", int, None)
+    if burst is not None:
+        _positive(burst, "cos.burst_bytes")
+    bulk = _take(table, "bulk", "cos.", dict, {})
+    _no_extra(bulk, {"guarantee_mbps", "buffer_bytes"}, "cos.bulk.")
+    guarantee = _mbps(bulk, "guarantee_mbps", "cos.bulk.", None) or rate_bps
+    if guarantee > rate_bps:
+        raise ConfigError(f"cos.bulk.guarantee_mbps: {guarantee / 1e6:g} exceeds the root "
+                          f"rate {rate_bps / 1e6:g}")  # fmt: skip
+    buffer = _take(bulk, "buffer_bytes", "cos.bulk.", int, None)
+    if buffer is not None:
+        _positive(buffer, "cos.bulk.buffer_bytes")
+    prio = _take(table, "priority", "cos.", dict, {})
+    _no_extra(prio, {"rate_mbps", "protocols", "udp_ports", "tcp_ports"}, "cos.priority.")
+    prio_rate = _mbps(prio, "rate_mbps", "cos.priority.", None) or max(rate_bps // 10, 1_000_000)
+    if prio_rate > rate_bps:
+        raise ConfigError("cos.priority.rate_mbps: exceeds the root rate")
+    protocols = []
+    for i, name in enumerate(_take(prio, "protocols", "cos.priority.", list, ["icmp", "icmpv6"])):
+        if name not in PROTOCOLS:
+            raise ConfigError(f"cos.priority.protocols[{i}]: unknown protocol {name!r}; "
+                              f"known: {', '.join(PROTOCOLS)}")  # fmt: skip
+        protocols.append(PROTOCOLS[name])
+    udp = _take(prio, "udp_ports", "cos.priority.", list, [53])
+    tcp = _take(prio, "tcp_ports", "cos.priority.", list, [])
+    return CosConfig(
+        rate_bps=rate_bps,
+        burst_bytes=burst,
+        bulk_guarantee_bps=guarantee,
+        bulk_buffer_bytes=buffer,
+        priority_rate_bps=prio_rate,
+        priority_protocols=tuple(protocols),
+        priority_udp_ports=_ports(udp, "cos.priority.udp_ports"),
+        priority_tcp_ports=_ports(tcp, "cos.priority.tcp_ports"),
+    )
+
+
+def _forwarder(config: dict) -> ForwarderConfig:
+    table = _take(config, "forwarder", "", dict, {})
+    p = "forwarder."
+    _no_extra(table, {"queues", "ring_size", "burst", "xdp_mode", "sessions"}, p)
+    d = ForwarderConfig()
+    queues = _positive(_take(table, "queues", p, int, d.queues), f"{p}queues", maximum=64)
+    ring = _take(table, "ring_size", p, int, d.ring_size)
+    if ring < 64 or ring & (ring - 1) or ring > 16384:
+        raise ConfigError(f"{p}ring_size: a power of two in 64..16384, got {ring}")
+    burst = _positive(_take(table, "burst", p, int, d.burst), f"{p}burst", maximum=256)
+    mode = _take(table, "xdp_mode", p, str, d.xdp_mode)
+    if mode not in XDP_MODES:
+        raise ConfigError(f"{p}xdp_mode: one of {', '.join(XDP_MODES)}, got {mode!r}")
+    sessions = _positive(_take(table, "sessions", p, int, d.sessions), f"{p}sessions")
+    return ForwarderConfig(queues, ring, burst, mode, sessions)
+
+
+def parse_config(config: dict[str, Any]) -> FirewallConfig:
+    """Validate a config dict (as loaded from TOML) into a FirewallConfig.
+
+    Raises ConfigError naming the first offending key.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"top level: expected a table, got {type(config).__name__}")
+    _no_extra(
+        config,
+        {"namespace", "lan", "wan", "routes", "neighbours", "nat", "mss", "cos", "forwarder"},
+        "",
+    )
+    namespace = _take(config, "namespace", "", str, None)
+    lan = _interface(config, "lan")
+    wan = _interface(config, "wan")
+    if lan.name == wan.name:
+        raise ConfigError(f"wan.interface: same interface as lan ({lan.name!r})")
+    for version in (4, 6):
+        if lan.address(version) is None and wan.address(version) is not None:
+            raise ConfigError(f"lan.addresses: WAN has IPv{version} but LAN has none")
+        if lan.address(version) is not None and wan.address(version) is None:
+            raise ConfigError(f"wan.addresses: LAN has IPv{version} but WAN has no "
+                              f"IPv{version} address to translate to")  # fmt: skip
+    for la in lan.addresses:
+        for wa in wan.addresses:
+            if la.version == wa.version and la.network.overlaps(wa.network):
+                raise ConfigError(f"wan.addresses: {wa} overlaps the LAN subnet {la}")
+    routes = _routes(config, lan, wan)
+    neighbours = _neighbours(config)
+    known = {(n.interface, n.address) for n in neighbours}
+    for i, route in enumerate(routes):
+        if (route.interface, route.gateway) not in known:
+            raise ConfigError(f"routes[{i}].gateway: {route.gateway} has no neighbours entry "
+                              f"on {route.interface} (its MAC is needed)")  # fmt: skip
+    for i, n in enumerate(neighbours):
+        iface = lan if n.interface == "lan" else wan
+        if not any(n.address in a.network for a in iface.addresses):
+            raise ConfigError(f"neighbours[{i}].address: {n.address} is not on a subnet of "
+                              f"{n.interface}")  # fmt: skip
+    return FirewallConfig(
+        lan=lan,
+        wan=wan,
+        routes=routes,
+        neighbours=neighbours,
+        snat_ports=_snat_ports(config),
+        mss_clamp_bytes=_mss(config),
+        cos=_cos(config),
+        forwarder=_forwarder(config),
+        namespace=namespace,
+    )
+
+
+def load_config(path: str | Path) -> FirewallConfig:
+    """Read and validate a TOML firewall config; ConfigError on bad TOML or values."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        raise ConfigError("reading TOML configs needs Python >= 3.11 (tomllib)") from None
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """TOML text of a config dict in the schema `parse_config` reads (scalars, tables one
+    level deep with sub-tables, arrays of tables), e.g. to save a generated config."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in config.items()
+             if not isinstance(v, dict) and not (isinstance(v, list) and v and
+                                                 isinstance(v[0], dict))]  # fmt: skip
+    for key, value in config.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            lines += [
+                f"{k} = {_toml_value(v)}" for k, v in value.items() if not isinstance(v, dict)
+            ]
+            for sub, table in value.items():
+                if isinstance(table, dict):
+                    lines.append(f"[{key}.{sub}]")
+                    lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for table in value:
+                lines.append(f"\n[[{key}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+# --- building the forwarder --------------------------------------------------------------
+
+PORT_LAN, PORT_WAN = 0, 1  # port indices inside each worker's pipeline
+FLOW_CACHE_SETS, FLOW_CACHE_WAYS = 1024, 4
+
+
+def _interface_mac(ifname: str, namespace: str | None) -> str:
+    with IPRoute(**({"netns": namespace} if namespace else {})) as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            where = f" in namespace {namespace}" if namespace else ""
+            raise ConfigError(f"interface {ifname!r} not found{where}")
+        return ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+
+
+def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]:
+    """Routes as (prefix, next-hop index) and next hops as (port, src_mac, dst_mac).
+
+    Every neighbour gets a host route (hosts on the connected subnets are reached only
+    through them: the forwarder does no ARP/ND); every configured route points at its
+    gateway's next hop. Interface MACs must be known (config or `resolve_macs`).
+    """
+    hops: list[tuple] = []
+    index: dict[tuple[str, object], int] = {}
+    prefixes: list[tuple[str, int]] = []
+    for n in config.neighbours:
+        iface = config.interface(n.interface)
+        if iface.mac is None:
+            raise ConfigError(f"{n.interface}.mac: unknown (resolve_macs() reads it)")
+        port = PORT_LAN if n.interface == "lan" else PORT_WAN
+        index[(n.interface, n.address)] = len(hops)
+        hops.append((port, iface.mac, n.mac))
+        prefixes.append((f"{n.address}/{n.address.max_prefixlen}", index[(n.interface, n.address)]))
+    for r in config.routes:
+        prefixes.append((str(r.destination), index[(r.interface, r.gateway)]))
+    return prefixes, hops
+
+
+def resolve_macs(config: FirewallConfig) -> FirewallConfig:
+    """The config with LAN/WAN MACs read from the interfaces where the file gave none."""
+    sides = {}
+    for side in SIDES:
+        iface = config.interface(side)
+        if iface.mac is None:
+            iface = dataclasses.replace(iface, mac=_interface_mac(iface.name, config.namespace))
+        sides[side] = iface
+    return dataclasses.replace(config, **sides)
+
+
+QUEUE_BULK, QUEUE_PRIORITY = 0, 1  # CoS queue ids on WAN egress
+
+
+def wan_scheduler(cos: CosConfig):
+    """The WAN egress Scheduler: root token bucket at the configured rate over an exact
+    MQFQ bulk queue (guarantee; surplus sharing when below the root rate) and a strict
+    high-priority FIFO queue with its own guarantee."""
+    sch = Scheduler(cos.rate_bps // 8, burst_bytes=cos.burst_bytes)
+    sch.add_queue(
+        QUEUE_BULK,
+        priority=5,
+        transmit_rate_bytes_per_s=cos.bulk_guarantee_bps // 8,
+        exact=True,
+        buffer_bytes=cos.bulk_buffer_bytes,
+        surplus_sharing=cos.bulk_guarantee_bps < cos.rate_bps,
+    )
+    sch.add_queue(QUEUE_PRIORITY, priority=0, transmit_rate_bytes_per_s=cos.priority_rate_bps // 8)
+    return sch
+
+
+def cos_rules(cos: CosConfig) -> list[dict]:
+    """CoS classification rules putting ICMP/DNS-like traffic in the priority queue."""
+    rules = []
+    protocols = set(cos.priority_protocols)
+    if {PROTOCOLS["icmp"], PROTOCOLS["icmpv6"]} <= protocols:
+        rules.append({"queue": QUEUE_PRIORITY, "proto": "icmp"})
+        protocols -= {PROTOCOLS["icmp"], PROTOCOLS["icmpv6"]}
+    for proto in sorted(protocols):
+        rule = {"queue": QUEUE_PRIORITY, "proto": proto}
+        if proto in (PROTOCOLS["icmp"], PROTOCOLS["icmpv6"]):
+            rule["family"] = 4 if proto == PROTOCOLS["icmp"] else 6
+        rules.append(rule)
+    for proto, ports in ((PROTOCOLS["udp"], cos.priority_udp_ports),
+                         (PROTOCOLS["tcp"], cos.priority_tcp_ports)):  # fmt: skip
+        rules.extend({"queue": QUEUE_PRIORITY, "proto": proto, "port": p} for p in ports)
+    return rules
+
+
+def build_pipeline(config: FirewallConfig, lan_port, wan_port):
+    """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
+    parse → session (new flows only from the LAN, SNAT to the WAN addresses) → NAT →
+    route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured)."""
+    prefixes, hops = routing(config)
+    routes = RouteTable()
+    for prefix, hop in prefixes:
+        routes.add(prefix, hop)
+    snat = [str(a) for a in (config.wan.address(4), config.wan.address(6)) if a is not None]
+    stages = firewall_stages(
+        PORT_LAN, PORT_WAN, snat=snat, snat_ports=config.snat_ports, mss=config.mss_clamp_bytes
+    )
+    if config.cos is not None:
+        stages.append(
+            CosStage(
+                {PORT_WAN: wan_scheduler(config.cos)},
+                rules=cos_rules(config.cos),
+                default_queue=QUEUE_BULK,
+            )
+        )
+    return Pipeline(
+        [lan_port, wan_port],
+        stages,
+        routes=routes,
+        next_hops=hops,
+        sessions=SessionTable(config.forwarder.sessions),
+        flow_cache=FlowCache(FLOW_CACHE_SETS, FLOW_CACHE_WAYS),
+        names=list(SIDES),
+        burst_size=config.forwarder.burst,
+    )
+
+
+class NamespacedForwarder(Forwarder):
+    """A Forwarder whose teardown runs inside the network namespace of its interfaces:
+    XDP programs are detached through rtnetlink of the calling thread's namespace, so
+    closing from anywhere else would leave them attached."""
+
+    def __init__(self, pipelines, *, namespace: str | None, handle_signals: bool = True):
+        super().__init__(pipelines, handle_signals=handle_signals)
+        self.namespace = namespace
+
+    def close(self) -> None:
+        with inside(self.namespace):
+            super().close()
+
+
+def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
+    """A `xpfdp.pipeline.Forwarder` with one worker per RX queue, each owning a UMEM and
+    AF_XDP sockets on both interfaces (created inside `config.namespace`). Not started;
+    closing it (in the namespace) detaches everything. Needs root.
+
+    Each worker keeps its own session table, so with `forwarder.queues` > 1 the NIC must
+    hash both directions of a flow to the same queue index (symmetric RSS); veth does not
+    guarantee that, which is why the demo uses one queue.
+    """
+    config = resolve_macs(config)
+    f = config.forwarder
+    frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
+    port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
+    pipelines = []
+    with inside(config.namespace), contextlib.ExitStack() as stack:  # unwinds inside the ns
+        for queue in range(f.queues):
+            umem = stack.enter_context(Umem(frames, tx_frames=0))
+            ports = [
+                stack.enter_context(XskPort(iface.name, queue, umem, **port_options))
+                for iface in (config.lan, config.wan)
+            ]
+            pipelines.append(build_pipeline(config, *ports))
+        forwarder = NamespacedForwarder(
+            pipelines, namespace=config.namespace, handle_signals=handle_signals
+        )
+        stack.pop_all()  # the forwarder owns them now: close() tears down in order
+    return forwarder
