@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.py scripts/install-deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" wheel \
 		"Cython>=3.0.10" "numpy>=1.26" "cffi>=1.16"
-	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[test,plot,dev]'
+	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[test,plot,metrics,dev]'
 	@touch $@
 
 # Rebuilds only what changed (.pyx, bpf/*.bpf.c); quiet when nothing did.
@@ -26,9 +26,9 @@ build: $(STAMP)
 test: deps
 	$(PY) -m pytest tests
 
-# Until the forwarder lands: generate SYNs, clamp MSS, NAT and TTL them, verify, report.
+# The NAT firewall between client and server namespaces, real traffic, then the report.
 demo: deps
-	$(PY) examples/clamp_pcap.py --out-dir demo-out
+	$(PY) -m xpfdp demo --out-dir demo-out
 
 bench: deps
 	$(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,mean,ops \

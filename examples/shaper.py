@@ -22,8 +22,7 @@ from xpfdp.cos import Scheduler
 from xpfdp.cos.fairness import jain_index
 from xpfdp.demo import traffic
 from xpfdp.demo.report import steady_rate_bps
-from xpfdp.firewall import NamespacedForwarder
-from xpfdp.pipeline import CosStage, CountStage, ParseStage, Pipeline, RouteStage
+from xpfdp.pipeline import CosStage, CountStage, Forwarder, ParseStage, Pipeline, RouteStage
 from xpfdp.ports import Umem, XskPort
 from xpfdp.route import RouteTable
 from xpfdp.stats import StatusLine
@@ -48,19 +47,18 @@ def shaper_pipeline(a, b, a_hosts, b_hosts, rate_bps: int) -> Pipeline:
                     names=["a", "b"])  # fmt: skip
 
 
-def open_shaper(a_if, b_if, a_hosts, b_hosts, rate_bps, netns=None) -> NamespacedForwarder:
+def open_shaper(a_if, b_if, a_hosts, b_hosts, rate_bps, netns=None) -> Forwarder:
     """A forwarder (one worker, queue 0) running the shaper bridge in `netns`."""
     with inside(netns), contextlib.ExitStack() as stack:
         umem = stack.enter_context(Umem(6 * RING + 512, tx_frames=0))
         ports = [stack.enter_context(XskPort(i, 0, umem, ring_size=RING, fill_target=2 * RING))
                  for i in (a_if, b_if)]  # fmt: skip
-        fw = NamespacedForwarder([shaper_pipeline(*ports, a_hosts, b_hosts, rate_bps)],
-                                 namespace=netns)  # fmt: skip
+        fw = Forwarder([shaper_pipeline(*ports, a_hosts, b_hosts, rate_bps)])
         stack.pop_all()
     return fw
 
 
-def run(fw: NamespacedForwarder, duration_s: float | None) -> None:
+def run(fw: Forwarder, duration_s: float | None) -> None:
     """Forward (the forwarder is started) with one status line per second until the
     duration ends or ^C."""
     status = StatusLine()

@@ -66,6 +66,17 @@ def test_attach_native_then_detach(topo):
         assert query_xdp(ifindex) == (0, "none")
 
 
+def test_close_from_another_namespace_detaches_in_the_program_namespace(topo):
+    link = topo.link()
+    with topo.dut.inside():
+        ifindex = socket.if_nametoindex(link.dut_if)
+        prog = XdpProgram(link.dut_if)
+        assert query_xdp(ifindex)[0] == prog.prog_id
+    prog.close()  # the calling thread is back in the root namespace
+    with topo.dut.inside():
+        assert query_xdp(ifindex) == (0, "none")
+
+
 def test_generic_fallback_does_not_demote_other_interfaces(topo):
     link = topo.link()
     with topo.dut.inside():

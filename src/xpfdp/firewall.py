@@ -599,24 +599,10 @@ def build_pipeline(config: FirewallConfig, lan_port, wan_port):
     )
 
 
-class NamespacedForwarder(Forwarder):
-    """A Forwarder whose teardown runs inside the network namespace of its interfaces:
-    XDP programs are detached through rtnetlink of the calling thread's namespace, so
-    closing from anywhere else would leave them attached."""
-
-    def __init__(self, pipelines, *, namespace: str | None, handle_signals: bool = True):
-        super().__init__(pipelines, handle_signals=handle_signals)
-        self.namespace = namespace
-
-    def close(self) -> None:
-        with inside(self.namespace):
-            super().close()
-
-
 def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     """A `xpfdp.pipeline.Forwarder` with one worker per RX queue, each owning a UMEM and
     AF_XDP sockets on both interfaces (created inside `config.namespace`). Not started;
-    closing it (in the namespace) detaches everything. Needs root.
+    closing it, from any namespace, detaches everything. Needs root.
 
     Each worker keeps its own session table, so with `forwarder.queues` > 1 the NIC must
     hash both directions of a flow to the same queue index (symmetric RSS); veth does not
@@ -635,8 +621,6 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
                 for iface in (config.lan, config.wan)
             ]
             pipelines.append(build_pipeline(config, *ports))
-        forwarder = NamespacedForwarder(
-            pipelines, namespace=config.namespace, handle_signals=handle_signals
-        )
+        forwarder = Forwarder(pipelines, handle_signals=handle_signals)
         stack.pop_all()  # the forwarder owns them now: close() tears down in order
     return forwarder

@@ -96,9 +96,17 @@ _xsk._set_program_registry(programs)
 @contextlib.contextmanager
 def handle_signals() -> Iterator[None]:
     """Within the block, SIGTERM raises SystemExit (SIGINT already raises
-    KeyboardInterrupt), so context managers unwind and tear everything down."""
+    KeyboardInterrupt), so context managers unwind and tear everything down.
+
+    Only in this process: a forked child that inherited the handler (pyroute2 runs
+    namespace helpers in forked processes and stops them with SIGTERM) exits at once, since
+    unwinding its copy of our stack would delete our namespaces from under us.
+    """
+    owner = os.getpid()
 
     def _exit(signum, frame):
+        if os.getpid() != owner:
+            os._exit(128 + signum)
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, _exit)

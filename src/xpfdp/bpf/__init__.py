@@ -8,8 +8,12 @@ detaches it (only if it is still ours) and clears the map entries it wrote.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
+import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from xpfdp._libbpf_cffi import ffi, lib
@@ -27,6 +31,33 @@ _CAP_NET_ADMIN = 12
 _CAP_NET_RAW = 13
 _CAP_SYS_ADMIN = 21
 _CAP_BPF = 39
+
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def _inside_netns(netns_fd: int) -> Iterator[None]:
+    """Run the body with the calling thread in the network namespace open at `netns_fd`.
+
+    rtnetlink (attach, query, detach) works in the calling thread's namespace and ifindexes
+    are per namespace, so a program must be detached from the namespace it was attached in.
+    """
+    if os.fstat(netns_fd).st_ino == os.stat("/proc/thread-self/ns/net").st_ino:
+        yield
+        return
+    home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        if _libc.setns(netns_fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise XdpError(err, f"setns into the program's namespace: {os.strerror(err)}")
+        try:
+            yield
+        finally:
+            _libc.setns(home_fd, _CLONE_NEWNET)
+    finally:
+        os.close(home_fd)
 
 
 class XdpError(OSError):
@@ -180,6 +211,8 @@ class XdpProgram:
                 f"(ip link set dev {ifname} xdp off)",
             )
         self._obj = _open(object_path)
+        # Detach must happen in this namespace, whichever thread closes the program.
+        self._netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
             abi = _rodata_abi(self._obj)
             if abi != ABI_VERSION:
@@ -281,15 +314,17 @@ class XdpProgram:
         for queue in sorted(self._queues):
             self.clear_socket(queue)
         if self._attached_flags is not None:
-            try:
-                current, _ = query_xdp(self.ifindex)
-            except XdpError:
-                current = 0  # the interface is gone
-            if current == self.prog_id:
-                lib.bpf_xdp_detach(self.ifindex, self._attached_flags, ffi.NULL)
+            with _inside_netns(self._netns_fd):
+                try:
+                    current, _ = query_xdp(self.ifindex)
+                except XdpError:
+                    current = 0  # the interface is gone
+                if current == self.prog_id:
+                    lib.bpf_xdp_detach(self.ifindex, self._attached_flags, ffi.NULL)
             self._attached_flags = None
         lib.bpf_object__close(self._obj)
         self._obj = ffi.NULL
+        os.close(self._netns_fd)
 
     def __enter__(self) -> XdpProgram:
         return self

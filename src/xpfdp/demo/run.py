@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
-import signal
 import socket
 import sys
 import threading
@@ -36,6 +34,7 @@ from xpfdp.demo.report import (
 )
 from xpfdp.demo.topology import FirewallTopology
 from xpfdp.firewall import build_forwarder, parse_config, to_toml
+from xpfdp.ports import handle_signals
 from xpfdp.stats import StatusLine, serve_prometheus
 
 WARMUP_S = 1.0  # bulk seconds left out of the steady-state rates (slow start, queue fill)
@@ -338,30 +337,10 @@ def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
     return report, bins
 
 
-@contextlib.contextmanager
-def sigterm_unwinds():
-    """Within the block SIGTERM raises SystemExit in this process, so every `with` unwinds
-    and tears down. A forked child that inherited the handler (pyroute2 runs namespace
-    helpers in forked processes and stops them with SIGTERM) exits at once instead: if it
-    unwound our stack it would delete our namespaces from under us."""
-    owner = os.getpid()
-
-    def _exit(signum, frame):
-        if os.getpid() != owner:
-            os._exit(128 + signum)
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main_demo(args) -> int:
     """CLI body of `xpfdp demo` (arguments from xpfdp.cli)."""
     try:
-        with sigterm_unwinds():
+        with handle_signals():
             report = run_demo(
                 mode=args.mode,
                 duration_s=args.duration,
