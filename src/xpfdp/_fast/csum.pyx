@@ -20,6 +20,7 @@ from cpython.buffer cimport (
     PyObject_GetBuffer,
 )
 from libc.stdint cimport int16_t, int32_t, uint8_t, uint16_t, uint32_t
+from libc.string cimport memset
 
 from xpfdp._fast.csum cimport (
     ECN_MARKED,
@@ -40,6 +41,9 @@ from xpfdp._fast.csum cimport (
     load_be16,
     meta_ip_header_ok,
     mss_clamp,
+    nat_apply,
+    nat_plan_init,
+    nat_plan_t,
     nat_rewrite,
     store_be16,
     tcp_mss_offset,
@@ -532,26 +536,35 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
     cdef Py_ssize_t src_stride, dst_stride, sport_stride, dport_stride
     cdef int src_version, dst_version
     cdef int32_t sport_one, dport_one
-    owners = (
-        address_rows(src, n, &src_base, &src_stride, &src_version),
-        address_rows(dst, n, &dst_base, &dst_stride, &dst_version),
-        port_rows(sport, n, &sport_base, &sport_stride, &sport_one),
-        port_rows(dport, n, &dport_base, &dport_stride, &dport_one),
-    )
+    cdef nat_plan_t plan
+    src_owner = address_rows(src, n, &src_base, &src_stride, &src_version)
+    dst_owner = address_rows(dst, n, &dst_base, &dst_stride, &dst_version)
+    sport_owner = port_rows(sport, n, &sport_base, &sport_stride, &sport_one)
+    dport_owner = port_rows(dport, n, &dport_base, &dport_stride, &dport_one)
     out = results(n, cnp.NPY_UINT8)
     cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
+    cdef bint one_decision = (src_stride == 0 and dst_stride == 0 and sport_stride == 0
+                              and dport_stride == 0)
     with nogil:
-        for i in range(n):
-            if (src_version and src_version != m[i].ip_version) or (
-                dst_version and dst_version != m[i].ip_version
-            ):
-                o[i] = REWRITE_SKIPPED
-                continue
-            o[i] = nat_rewrite(
-                frame_at(&b, i), len_at(&b, i), m + i,
-                src_base + i * src_stride if src_base != NULL else NULL,
-                dst_base + i * dst_stride if dst_base != NULL else NULL,
-                sport_base[i * sport_stride], dport_base[i * dport_stride],
-            )
-    del owners
+        if one_decision and src_version and dst_version and src_version != dst_version:
+            memset(o, REWRITE_SKIPPED, n)   # no frame is of both families
+        elif one_decision:
+            # One decision for the whole batch: decoded once, its address sums precomputed.
+            nat_plan_init(&plan, src_version or dst_version, src_base, dst_base,
+                          sport_one, dport_one)
+            for i in range(n):
+                o[i] = nat_apply(frame_at(&b, i), len_at(&b, i), m + i, &plan)
+        else:
+            for i in range(n):
+                if (src_version and src_version != m[i].ip_version) or (
+                    dst_version and dst_version != m[i].ip_version
+                ):
+                    o[i] = REWRITE_SKIPPED
+                    continue
+                o[i] = nat_rewrite(
+                    frame_at(&b, i), len_at(&b, i), m + i,
+                    src_base + i * src_stride if src_base != NULL else NULL,
+                    dst_base + i * dst_stride if dst_base != NULL else NULL,
+                    sport_base[i * sport_stride], dport_base[i * dport_stride],
+                )
     return out
