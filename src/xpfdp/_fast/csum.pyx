@@ -477,7 +477,11 @@ cdef object address_rows(object value, Py_ssize_t n, const uint8_t** base, Py_ss
     version[0] = 0
     if value is None:
         return None
-    if isinstance(value, np.ndarray):
+    if type(value) is bytes and (len(<bytes>value) == 4 or len(<bytes>value) == 16):
+        base[0] = <const uint8_t*><char*>value
+        version[0] = 4 if len(<bytes>value) == 4 else 6
+        return value
+    if isinstance(value, cnp.ndarray):
         rows = value
         if rows.shape[0] != n or rows.shape[1] != 16 or (n and rows.strides[1] != 1):
             raise ValueError(f"per-frame addresses must be uint8 rows of shape ({n}, 16), "
@@ -501,7 +505,10 @@ cdef object port_rows(object value, Py_ssize_t n, const int32_t** base, Py_ssize
     cdef const int32_t[::1] rows
     stride[0] = 0
     base[0] = scratch
-    if isinstance(value, np.ndarray):
+    if value is None:
+        scratch[0] = -1
+        return None
+    if isinstance(value, cnp.ndarray):
         if value.dtype.kind not in "iu":
             raise TypeError(f"per-frame ports must be an integer array, not {value.dtype}")
         rows = np.ascontiguousarray(value, dtype=np.int32)
