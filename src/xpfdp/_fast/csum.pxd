@@ -289,7 +289,9 @@ cdef inline bint meta_l3_ok(const pkt_meta_t* m, uint32_t frame_len) noexcept no
     """The record describes a whole IP packet inside the frame (fragments included)."""
     if m.status != PARSE_OK and m.status != PARSE_NONFIRST_FRAG:
         return False
-    return meta_ip_header_ok(m, frame_len)
+    return <uint32_t>m.l3_off + (20 if m.ip_version == 4 else 40) <= frame_len and (
+        m.ip_version == 4 or m.ip_version == 6
+    )
 
 
 cdef inline bint meta_ip_header_ok(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
@@ -416,6 +418,9 @@ cdef inline uint32_t address_swap(
     memcpy(field, new_words, 4 * n_words32)
     memcpy(meta_field, new_words, 4 * n_words32)
     changed[0] = True
+    if n_words32 == 1:   # one word: its two halves are a fold csum_apply can take as is
+        return <uint32_t>(old_complement_sum & 0xFFFF) + <uint32_t>(old_complement_sum >> 16) \
+            + new_sum
     return <uint32_t>csum_fold(old_complement_sum) + new_sum
 
 
@@ -463,9 +468,9 @@ cdef inline int nat_apply(
     its dport when only that is given. A stored IPv4 UDP checksum of 0 stays 0; a computed
     UDP 0 becomes 0xFFFF. Non-first fragments have no L4 header: only addresses change.
     """
-    if not meta_l3_ok(m, frame_len):
-        return REWRITE_SKIPPED
     if p.ip_version != m.ip_version and (p.has_src or p.has_dst):
+        return REWRITE_SKIPPED
+    if not meta_l3_ok(m, frame_len):
         return REWRITE_SKIPPED
     cdef uint8_t* l3 = frame + m.l3_off
     cdef uint8_t* l4 = frame + m.l4_off
