@@ -418,10 +418,10 @@ cdef inline uint32_t address_swap(
     memcpy(field, new_words, 4 * n_words32)
     memcpy(meta_field, new_words, 4 * n_words32)
     changed[0] = True
-    if n_words32 == 1:   # one word: its two halves are a fold csum_apply can take as is
-        return <uint32_t>(old_complement_sum & 0xFFFF) + <uint32_t>(old_complement_sum >> 16) \
-            + new_sum
-    return <uint32_t>csum_fold(old_complement_sum) + new_sum
+    # Two folds (not four) leave < 0x20004: congruent mod 0xFFFF, 0 only for a 0 sum, and
+    # small enough for csum_apply, which is all eqn. 3 needs of a delta.
+    old_complement_sum = (old_complement_sum & 0xFFFFFFFFU) + (old_complement_sum >> 32)
+    return <uint32_t>((old_complement_sum & 0xFFFF) + (old_complement_sum >> 16)) + new_sum
 
 
 cdef inline uint32_t addresses_swap(

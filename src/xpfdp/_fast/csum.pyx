@@ -555,23 +555,21 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
     with nogil:
         if one_decision and src_version and dst_version and src_version != dst_version:
             memset(o, REWRITE_SKIPPED, n)   # no frame is of both families
+            n = 0
         elif one_decision:
             # One decision for the whole batch: decoded once, its address sums precomputed.
             nat_plan_init(&plan, src_version or dst_version, src_base, dst_base,
                           sport_one, dport_one)
-            for i in range(n):
-                o[i] = nat_apply(frame_at(&b, i), len_at(&b, i), m + i, &plan)
-        else:
-            for i in range(n):
+        for i in range(n):
+            if not one_decision:
                 if (src_version and src_version != m[i].ip_version) or (
                     dst_version and dst_version != m[i].ip_version
                 ):
                     o[i] = REWRITE_SKIPPED
                     continue
-                o[i] = nat_rewrite(
-                    frame_at(&b, i), len_at(&b, i), m + i,
-                    src_base + i * src_stride if src_base != NULL else NULL,
-                    dst_base + i * dst_stride if dst_base != NULL else NULL,
-                    sport_base[i * sport_stride], dport_base[i * dport_stride],
-                )
+                nat_plan_init(&plan, m[i].ip_version,
+                              src_base + i * src_stride if src_base != NULL else NULL,
+                              dst_base + i * dst_stride if dst_base != NULL else NULL,
+                              sport_base[i * sport_stride], dport_base[i * dport_stride])
+            o[i] = nat_apply(frame_at(&b, i), len_at(&b, i), m + i, &plan)
     return out
