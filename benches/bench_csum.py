@@ -300,16 +300,6 @@ def test_nat_python_reference(benchmark, family):
     )
 
 
-def test_nat_scapy(benchmark):
-    benchmark.group = "nat-v4"
-    run_scalar(benchmark, tcp_frame(0x10), scapy_snat)
-
-
-def test_nat_dpkt(benchmark):
-    benchmark.group = "nat-v4"
-    run_scalar(benchmark, tcp_frame(0x10), dpkt_snat)
-
-
 # ---- TTL ---------------------------------------------------------------------------------------
 
 
@@ -345,11 +335,17 @@ def test_ttl_python_reference(benchmark):
     run_scalar(benchmark, tcp_frame(0x10), ref.decrement_ttl)
 
 
-def test_ttl_scapy(benchmark):
-    benchmark.group = "ttl"
-    run_scalar(benchmark, tcp_frame(0x10), scapy_ttl)
+# ---- the NAT and TTL rewrites by packet libraries (parse to objects, rewrite, serialise) ------
+
+LIBRARY_REWRITES = {
+    ("nat-v4", "scapy"): scapy_snat,
+    ("nat-v4", "dpkt"): dpkt_snat,
+    ("ttl", "scapy"): scapy_ttl,
+    ("ttl", "dpkt"): dpkt_ttl,
+}
 
 
-def test_ttl_dpkt(benchmark):
-    benchmark.group = "ttl"
-    run_scalar(benchmark, tcp_frame(0x10), dpkt_ttl)
+@pytest.mark.parametrize(("group", "library"), sorted(LIBRARY_REWRITES))
+def test_library_rewrite(benchmark, group, library):
+    benchmark.group = group
+    run_scalar(benchmark, tcp_frame(0x10), LIBRARY_REWRITES[group, library])
