@@ -33,6 +33,7 @@ cdef extern from *:
     static inline uint64_t xpfdp_load_ne64(const void *p) { uint64_t v; memcpy(&v, p, 8); return v; }
     static inline uint32_t xpfdp_load_ne32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
     static inline uint16_t xpfdp_load_ne16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+    static inline void xpfdp_store_ne16(void *p, uint16_t v) { memcpy(p, &v, 2); }
     #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     #define XPFDP_LITTLE_ENDIAN 0
     #else
@@ -42,6 +43,7 @@ cdef extern from *:
     uint64_t load_ne64 "xpfdp_load_ne64"(const void* p) noexcept nogil
     uint32_t load_ne32 "xpfdp_load_ne32"(const void* p) noexcept nogil
     uint16_t load_ne16 "xpfdp_load_ne16"(const void* p) noexcept nogil
+    void store_ne16 "xpfdp_store_ne16"(void* p, uint16_t v) noexcept nogil
     const int LITTLE_ENDIAN "XPFDP_LITTLE_ENDIAN"
 
 
@@ -287,7 +289,9 @@ cdef inline bint meta_l3_ok(const pkt_meta_t* m, uint32_t frame_len) noexcept no
     """The record describes a whole IP packet inside the frame (fragments included)."""
     if m.status != PARSE_OK and m.status != PARSE_NONFIRST_FRAG:
         return False
-    return meta_ip_header_ok(m, frame_len)
+    return <uint32_t>m.l3_off + (20 if m.ip_version == 4 else 40) <= frame_len and (
+        m.ip_version == 4 or m.ip_version == 6
+    )
 
 
 cdef inline bint meta_ip_header_ok(const pkt_meta_t* m, uint32_t frame_len) noexcept nogil:
@@ -334,58 +338,151 @@ cdef inline bint is_icmp_echo(uint8_t protocol, uint8_t icmp_type) noexcept nogi
     return False
 
 
-cdef inline bint address_replace4(
-    uint8_t* field, uint8_t* meta_field, const uint8_t* new, uint32_t* delta
-) noexcept nogil:
-    """Write a new IPv4 address if it differs, adding its eqn. 3 terms to `delta`."""
-    if new == NULL or load_ne32(field) == load_ne32(new):
-        return False
-    delta[0] = csum_delta_words(delta[0], field, new, 2)
-    memcpy(field, new, 4)
-    memcpy(meta_field, new, 4)
-    return True
+# ---- NAT: a per-call plan applied per packet -------------------------------------------
+#
+# The checksum arithmetic of NAT runs on native-order words (memcpy loads, no byte shuffles):
+# one's-complement sums commute with byte swapping (RFC 1071 §2(B)), and a delta that is
+# congruent mod 0xFFFF and zero exactly when the big-endian one is zero gives eqn. 3 the same
+# result, so the stored checksums are bit-identical to big-endian word arithmetic.
+
+ctypedef struct nat_plan_t:
+    uint8_t ip_version      # family the addresses are for (0: no address given)
+    bint has_src
+    bint has_dst
+    int n_words32           # 32-bit words per address: 1 (IPv4) or 4 (IPv6)
+    uint32_t src_words[4]   # new addresses as native-order loads (copies: frames can't alias)
+    uint32_t dst_words[4]
+    uint32_t src_sum        # folded native-order sum of the new address's words
+    uint32_t dst_sum
+    int32_t sport           # new port in host order, -1: keep
+    int32_t dport
 
 
-cdef inline bint address_replace16(
-    uint8_t* field, uint8_t* meta_field, const uint8_t* new, uint32_t* delta
-) noexcept nogil:
-    """Write a new IPv6 address if it differs, adding its eqn. 3 terms to `delta`."""
-    if new == NULL or (
-        load_ne64(field) == load_ne64(new) and load_ne64(field + 8) == load_ne64(new + 8)
-    ):
-        return False
-    delta[0] = csum_delta_words(delta[0], field, new, 8)
-    memcpy(field, new, 16)
-    memcpy(meta_field, new, 16)
-    return True
+cdef inline uint32_t words32_sum(const uint32_t* words, int n_words32) noexcept nogil:
+    """Folded one's-complement sum of native 32-bit words (0 only if every word is 0)."""
+    cdef uint64_t s = 0
+    cdef int k
+    for k in range(n_words32):
+        s += words[k]
+    return csum_fold(s)
 
 
-cdef inline int nat_rewrite(
-    uint8_t* frame,
-    uint32_t frame_len,
-    pkt_meta_t* m,
+cdef inline void nat_plan_init(
+    nat_plan_t* p,
+    uint8_t ip_version,
     const uint8_t* new_src,
     const uint8_t* new_dst,
     int32_t new_sport,
     int32_t new_dport,
 ) noexcept nogil:
-    """SNAT/DNAT in place: addresses (NULL = keep, 4 or 16 bytes by family) and ports (-1 = keep).
+    """Decode one NAT decision (addresses NULL = keep, 4 or 16 bytes by `ip_version`; ports
+    -1 = keep) into a plan, precomputing the new addresses' word sums once."""
+    cdef int k
+    p.ip_version = ip_version
+    p.n_words32 = 1 if ip_version == 4 else (4 if ip_version == 6 else 0)
+    p.has_src = new_src != NULL and p.n_words32 > 0
+    p.has_dst = new_dst != NULL and p.n_words32 > 0
+    p.src_sum = p.dst_sum = 0
+    for k in range(4):
+        p.src_words[k] = p.dst_words[k] = 0
+    if p.has_src:
+        memcpy(p.src_words, new_src, 4 * p.n_words32)
+        p.src_sum = words32_sum(p.src_words, p.n_words32)
+    if p.has_dst:
+        memcpy(p.dst_words, new_dst, 4 * p.n_words32)
+        p.dst_sum = words32_sum(p.dst_words, p.n_words32)
+    p.sport = new_sport
+    p.dport = new_dport
 
-    IPv4 header checksum and the TCP/UDP/ICMPv6 checksum (pseudo-header) follow by eqn. 3 in
-    one accumulator. For ICMP/ICMPv6 echo the identifier is the port: `new_sport`, or
-    `new_dport` when only that is given. A stored IPv4 UDP checksum of 0 stays 0; a computed
+
+cdef inline uint32_t address_swap(
+    uint8_t* field,
+    uint8_t* meta_field,
+    const uint32_t* new_words,
+    uint32_t new_sum,
+    int n_words32,
+    bint* changed,
+) noexcept nogil:
+    """Write a new address over `field` (and the record) if it differs; return its eqn. 3
+    delta (native order), 0 when it is already the new address."""
+    cdef uint64_t old_complement_sum = 0
+    cdef uint32_t differ = 0
+    cdef uint32_t w
+    cdef int k
+    for k in range(n_words32):
+        w = load_ne32(field + 4 * k)
+        differ |= w ^ new_words[k]
+        old_complement_sum += <uint32_t>~w
+    if differ == 0:
+        return 0
+    memcpy(field, new_words, 4 * n_words32)
+    memcpy(meta_field, new_words, 4 * n_words32)
+    changed[0] = True
+    # Two folds (not four) leave < 0x20004: congruent mod 0xFFFF, 0 only for a 0 sum, and
+    # small enough for csum_apply, which is all eqn. 3 needs of a delta.
+    old_complement_sum = (old_complement_sum & 0xFFFFFFFFU) + (old_complement_sum >> 32)
+    return <uint32_t>((old_complement_sum & 0xFFFF) + (old_complement_sum >> 16)) + new_sum
+
+
+cdef inline uint32_t addresses_swap(
+    uint8_t* src_field, pkt_meta_t* m, const nat_plan_t* p, int n_words32, bint* changed
+) noexcept nogil:
+    """The plan's source and destination (adjacent at `src_field`) swapped in; their delta."""
+    cdef uint32_t delta = 0
+    if p.has_src:
+        delta = address_swap(src_field, m.src, p.src_words, p.src_sum, n_words32, changed)
+    if p.has_dst:
+        delta += address_swap(src_field + 4 * n_words32, m.dst, p.dst_words, p.dst_sum,
+                              n_words32, changed)
+    return delta
+
+
+cdef inline uint32_t port_swap(
+    uint8_t* field, uint16_t* meta_a, uint16_t* meta_b, int32_t new_port, bint* changed
+) noexcept nogil:
+    """Write a new port (host order, -1 = keep) if it differs, and into the record's
+    `meta_a`/`meta_b` (the same field, or sport and dport for an echo identifier); return
+    its native eqn. 3 delta."""
+    if new_port < 0:
+        return 0
+    cdef uint16_t old_ne = load_ne16(field)
+    cdef uint16_t new_ne = <uint16_t>new_port
+    if LITTLE_ENDIAN:
+        new_ne = bswap16(new_ne)
+    if old_ne == new_ne:
+        return 0
+    store_ne16(field, new_ne)
+    meta_a[0] = meta_b[0] = <uint16_t>new_port
+    changed[0] = True
+    return <uint32_t><uint16_t>~old_ne + new_ne
+
+
+cdef inline int nat_apply(
+    uint8_t* frame, uint32_t frame_len, pkt_meta_t* m, const nat_plan_t* p
+) noexcept nogil:
+    """SNAT/DNAT one parsed frame in place by a plan; REWRITE_SKIPPED if the plan's addresses
+    are for the other family.
+
+    IPv4 header checksum and the TCP/UDP/ICMPv6 checksum (pseudo-header) follow by eqn. 3,
+    each updated once. For ICMP/ICMPv6 echo the identifier is the port: the plan's sport, or
+    its dport when only that is given. A stored IPv4 UDP checksum of 0 stays 0; a computed
     UDP 0 becomes 0xFFFF. Non-first fragments have no L4 header: only addresses change.
     """
+    if p.ip_version != m.ip_version and (p.has_src or p.has_dst):
+        return REWRITE_SKIPPED
     if not meta_l3_ok(m, frame_len):
         return REWRITE_SKIPPED
     cdef uint8_t* l3 = frame + m.l3_off
     cdef uint8_t* l4 = frame + m.l4_off
     cdef uint32_t addr_delta = 0
     cdef uint32_t port_delta = 0
-    cdef bint changed
+    cdef bint changed = False
     cdef int csum_off = -1     # L4 checksum field, -1: no L4 checksum to maintain
     cdef bint pseudo = True    # the L4 checksum covers the addresses (not ICMPv4)
     cdef bint udp = m.protocol == PROTO_UDP
+    cdef bint echo
+    cdef int32_t new_sport = p.sport
+    cdef int32_t new_dport = p.dport
     cdef uint16_t stored
 
     if m.status == PARSE_OK and (m.flags & META_L4_VALID):
@@ -398,10 +495,11 @@ cdef inline int nat_rewrite(
         ):
             csum_off = 2    # ICMPv6 sums the pseudo-header for every type, ICMPv4 never
             pseudo = m.protocol == PROTO_ICMPV6
-            if is_icmp_echo(m.protocol, m.icmp_type) and new_sport < 0:
-                new_sport = new_dport
-            elif not is_icmp_echo(m.protocol, m.icmp_type):
+            echo = is_icmp_echo(m.protocol, m.icmp_type)
+            if not echo:
                 new_sport = -1
+            elif new_sport < 0:
+                new_sport = new_dport
             new_dport = -1
         else:
             new_sport = new_dport = -1
@@ -409,49 +507,51 @@ cdef inline int nat_rewrite(
             return REWRITE_SKIPPED
     else:
         new_sport = new_dport = -1
-    if udp and csum_off >= 0 and m.ip_version == 6 and load_be16(l4 + 6) == 0:
+    if udp and csum_off >= 0 and m.ip_version == 6 and load_ne16(l4 + 6) == 0:
         return REWRITE_BAD_L4_CSUM
 
+    # Constant address widths per family, so the word loops and copies unroll.
     if m.ip_version == 4:
-        changed = address_replace4(l3 + 12, m.src, new_src, &addr_delta)
-        changed |= address_replace4(l3 + 16, m.dst, new_dst, &addr_delta)
-        if changed:
-            store_be16(l3 + 10, csum_apply(load_be16(l3 + 10), addr_delta))
+        addr_delta = addresses_swap(l3 + 12, m, p, 1, &changed)
+        if addr_delta != 0:
+            store_ne16(l3 + 10, csum_apply(load_ne16(l3 + 10), addr_delta))
     else:
-        changed = address_replace16(l3 + 8, m.src, new_src, &addr_delta)
-        changed |= address_replace16(l3 + 24, m.dst, new_dst, &addr_delta)
+        addr_delta = addresses_swap(l3 + 8, m, p, 4, &changed)
 
     if csum_off == 2:   # ICMP: an echo identifier is the port (new_sport is -1 otherwise)
-        if new_sport >= 0 and load_be16(l4 + 4) != new_sport:
-            port_delta = csum_delta16(0, load_be16(l4 + 4), <uint16_t>new_sport)
-            store_be16(l4 + 4, <uint16_t>new_sport)
-            m.sport = m.dport = <uint16_t>new_sport
-            changed = True
+        port_delta = port_swap(l4 + 4, &m.sport, &m.dport, new_sport, &changed)
     else:
-        if new_sport >= 0 and load_be16(l4) != new_sport:
-            port_delta = csum_delta16(0, load_be16(l4), <uint16_t>new_sport)
-            store_be16(l4, <uint16_t>new_sport)
-            m.sport = <uint16_t>new_sport
-            changed = True
-        if new_dport >= 0 and load_be16(l4 + 2) != new_dport:
-            port_delta = csum_delta16(port_delta, load_be16(l4 + 2), <uint16_t>new_dport)
-            store_be16(l4 + 2, <uint16_t>new_dport)
-            m.dport = <uint16_t>new_dport
-            changed = True
+        port_delta = port_swap(l4, &m.sport, &m.sport, new_sport, &changed)
+        port_delta += port_swap(l4 + 2, &m.dport, &m.dport, new_dport, &changed)
 
     if not changed:
         return REWRITE_UNCHANGED
     if csum_off >= 0:
-        stored = load_be16(l4 + csum_off)
+        stored = load_ne16(l4 + csum_off)
         if not (udp and stored == 0):
             if pseudo:
                 port_delta += addr_delta
-            if port_delta != 0:
-                stored = csum_apply(stored, port_delta)
-                if udp and stored == 0:
-                    stored = 0xFFFF
-                store_be16(l4 + csum_off, stored)
+            stored = csum_apply(stored, port_delta)
+            if udp and stored == 0:
+                stored = 0xFFFF
+            store_ne16(l4 + csum_off, stored)
     return REWRITE_DONE
+
+
+cdef inline int nat_rewrite(
+    uint8_t* frame,
+    uint32_t frame_len,
+    pkt_meta_t* m,
+    const uint8_t* new_src,
+    const uint8_t* new_dst,
+    int32_t new_sport,
+    int32_t new_dport,
+) noexcept nogil:
+    """SNAT/DNAT in place: addresses (NULL = keep, 4 or 16 bytes by the frame's family) and
+    ports (-1 = keep); one plan for one frame (see nat_apply)."""
+    cdef nat_plan_t plan
+    nat_plan_init(&plan, m.ip_version, new_src, new_dst, new_sport, new_dport)
+    return nat_apply(frame, frame_len, m, &plan)
 
 
 # tcp_mss_offset results besides an offset.

@@ -20,6 +20,7 @@ from cpython.buffer cimport (
     PyObject_GetBuffer,
 )
 from libc.stdint cimport int16_t, int32_t, uint8_t, uint16_t, uint32_t
+from libc.string cimport memset
 
 from xpfdp._fast.csum cimport (
     ECN_MARKED,
@@ -40,6 +41,9 @@ from xpfdp._fast.csum cimport (
     load_be16,
     meta_ip_header_ok,
     mss_clamp,
+    nat_apply,
+    nat_plan_init,
+    nat_plan_t,
     nat_rewrite,
     store_be16,
     tcp_mss_offset,
@@ -473,7 +477,11 @@ cdef object address_rows(object value, Py_ssize_t n, const uint8_t** base, Py_ss
     version[0] = 0
     if value is None:
         return None
-    if isinstance(value, np.ndarray):
+    if type(value) is bytes and (len(<bytes>value) == 4 or len(<bytes>value) == 16):
+        base[0] = <const uint8_t*><char*>value
+        version[0] = 4 if len(<bytes>value) == 4 else 6
+        return value
+    if isinstance(value, cnp.ndarray):
         rows = value
         if rows.shape[0] != n or rows.shape[1] != 16 or (n and rows.strides[1] != 1):
             raise ValueError(f"per-frame addresses must be uint8 rows of shape ({n}, 16), "
@@ -497,7 +505,10 @@ cdef object port_rows(object value, Py_ssize_t n, const int32_t** base, Py_ssize
     cdef const int32_t[::1] rows
     stride[0] = 0
     base[0] = scratch
-    if isinstance(value, np.ndarray):
+    if value is None:
+        scratch[0] = -1
+        return None
+    if isinstance(value, cnp.ndarray):
         if value.dtype.kind not in "iu":
             raise TypeError(f"per-frame ports must be an integer array, not {value.dtype}")
         rows = np.ascontiguousarray(value, dtype=np.int32)
@@ -532,26 +543,33 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
     cdef Py_ssize_t src_stride, dst_stride, sport_stride, dport_stride
     cdef int src_version, dst_version
     cdef int32_t sport_one, dport_one
-    owners = (
-        address_rows(src, n, &src_base, &src_stride, &src_version),
-        address_rows(dst, n, &dst_base, &dst_stride, &dst_version),
-        port_rows(sport, n, &sport_base, &sport_stride, &sport_one),
-        port_rows(dport, n, &dport_base, &dport_stride, &dport_one),
-    )
+    cdef nat_plan_t plan
+    src_owner = address_rows(src, n, &src_base, &src_stride, &src_version)
+    dst_owner = address_rows(dst, n, &dst_base, &dst_stride, &dst_version)
+    sport_owner = port_rows(sport, n, &sport_base, &sport_stride, &sport_one)
+    dport_owner = port_rows(dport, n, &dport_base, &dport_stride, &dport_one)
     out = results(n, cnp.NPY_UINT8)
     cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
+    cdef bint one_decision = (src_stride == 0 and dst_stride == 0 and sport_stride == 0
+                              and dport_stride == 0)
     with nogil:
+        if one_decision and src_version and dst_version and src_version != dst_version:
+            memset(o, REWRITE_SKIPPED, n)   # no frame is of both families
+            n = 0
+        elif one_decision:
+            # One decision for the whole batch: decoded once, its address sums precomputed.
+            nat_plan_init(&plan, src_version or dst_version, src_base, dst_base,
+                          sport_one, dport_one)
         for i in range(n):
-            if (src_version and src_version != m[i].ip_version) or (
-                dst_version and dst_version != m[i].ip_version
-            ):
-                o[i] = REWRITE_SKIPPED
-                continue
-            o[i] = nat_rewrite(
-                frame_at(&b, i), len_at(&b, i), m + i,
-                src_base + i * src_stride if src_base != NULL else NULL,
-                dst_base + i * dst_stride if dst_base != NULL else NULL,
-                sport_base[i * sport_stride], dport_base[i * dport_stride],
-            )
-    del owners
+            if not one_decision:
+                if (src_version and src_version != m[i].ip_version) or (
+                    dst_version and dst_version != m[i].ip_version
+                ):
+                    o[i] = REWRITE_SKIPPED
+                    continue
+                nat_plan_init(&plan, m[i].ip_version,
+                              src_base + i * src_stride if src_base != NULL else NULL,
+                              dst_base + i * dst_stride if dst_base != NULL else NULL,
+                              sport_base[i * sport_stride], dport_base[i * dport_stride])
+            o[i] = nat_apply(frame_at(&b, i), len_at(&b, i), m + i, &plan)
     return out

@@ -17,7 +17,7 @@ cnp.import_array()
 cdef cnp.ndarray integer_array(object value, str name, int type_num, int alt_type_num,
                               str dtype_name):
     """`value` as a 1-D native-order numpy array of the given integer type (any stride)."""
-    if not isinstance(value, np.ndarray):
+    if not isinstance(value, cnp.ndarray):
         raise TypeError(f"{name} must be a numpy {dtype_name} array, not {type(value).__name__}")
     cdef cnp.ndarray arr = <cnp.ndarray>value
     cdef int t = cnp.PyArray_TYPE(arr)
@@ -38,7 +38,7 @@ cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, 
     cdef cnp.ndarray l = integer_array(lens, "lens", cnp.NPY_UINT32, cnp.NPY_UINT, "uint32")
     cdef Py_ssize_t i, n = a.shape[0], bad = -1
     cdef uint64_t buf_len
-    if isinstance(buf, np.ndarray):
+    if isinstance(buf, cnp.ndarray):
         data = <cnp.ndarray>buf
         if cnp.PyArray_TYPE(data) != cnp.NPY_UINT8 or data.ndim != 1:
             raise TypeError(f"buf must be a 1-D uint8 array, not {data.dtype} {data.ndim}-D")
@@ -76,7 +76,7 @@ cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, 
 
 cdef pkt_meta_t* meta_records(object meta, Py_ssize_t n) except NULL:
     """The records of a C-contiguous, writable PKT_META array of at least n entries."""
-    if not isinstance(meta, np.ndarray):
+    if not isinstance(meta, cnp.ndarray):
         raise TypeError(f"meta must be a numpy array of dtype PKT_META, not {type(meta).__name__}")
     cdef cnp.ndarray arr = <cnp.ndarray>meta
     if arr.dtype is not PKT_META and arr.dtype != PKT_META:
