@@ -39,6 +39,7 @@ from xpfdp._fast.csum cimport (
     nat_rewrite,
     ttl_decrement,
 )
+from xpfdp._fast.hash cimport mix64
 from xpfdp._fast.meta cimport META_L4_VALID, PARSE_OK, pkt_meta_t
 from xpfdp._fast.parse cimport parse_one
 from xpfdp._fast.route cimport RouteTable
@@ -121,15 +122,6 @@ cdef inline bint enqueue(Burst q, const xdp_desc* d) noexcept nogil:
 cdef inline void drop_pkt(Burst b, pkt_ctx_t* ctx, uint32_t i, uint8_t why) noexcept nogil:
     b.v[i] = -1
     ctx[i].why = why
-
-
-cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
-    x ^= x >> 30
-    x *= 0xBF58476D1CE4E5B9ULL
-    x ^= x >> 27
-    x *= 0x94D049BB133111EBULL
-    x ^= x >> 31
-    return x
 
 
 cdef inline uint64_t key_hash(const skey_t* k, uint16_t ingress, uint64_t seed) noexcept nogil:

@@ -17,21 +17,12 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
+from xpfdp._fast.hash cimport mix64
 from xpfdp._fast.meta cimport pkt_meta_t
 
 from xpfdp._fast.meta import PKT_META
 
 cnp.import_array()
-
-cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
-    """splitmix64 finaliser: spreads masked addresses over the slots."""
-    x ^= x >> 30
-    x *= 0xBF58476D1CE4E5B9ULL
-    x ^= x >> 27
-    x *= 0x94D049BB133111EBULL
-    x ^= x >> 31
-    return x
-
 
 cdef inline uint64_t slot_hash(uint64_t hi, uint64_t lo, uint8_t family,
                                uint8_t prefix_len) noexcept nogil:
