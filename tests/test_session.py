@@ -1015,7 +1015,8 @@ def test_concurrent_call_during_a_nogil_batch_is_refused():
 
 def test_hash_spreads_structured_keys():
     """Keys that differ in one port or one address byte still spread over the index: the
-    mean linear-probe displacement stays near the random-hash value (0.5 at load 1/2)."""
+    mean linear-probe displacement stays near the random-hash value a / (2 (1 - a)) at
+    load a (Knuth's successful-search cost of linear probing, minus the home probe)."""
     n = 20_000
     keys = np.zeros(n, dtype=KEY_DTYPE)
     keys["af"], keys["proto"], keys["dport"] = 2, 6, 443
@@ -1026,5 +1027,7 @@ def test_hash_spreads_structured_keys():
     loads = t.index_load()
     assert loads["primary"][0] == n and loads["nat_reverse"][0] == n
     for count, cap, displacement in loads.values():
-        assert count / cap <= 0.75
-        assert displacement < 1.0  # seed 0 and all-zero address words must not collapse
+        load = count / cap
+        assert load <= 0.75
+        # seed 0 and all-zero address words must not collapse the spread
+        assert displacement < 1.25 * load / (2 * (1 - load)) + 0.05

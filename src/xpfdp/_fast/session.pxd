@@ -59,9 +59,12 @@ ctypedef struct sindex_t:
     uint32_t cap
     uint32_t count
 
+# 8-byte wheel entry: the record slot and the low 32 bits of the tick it was scheduled at.
+# It is current only while the slot is live and its record's wheel_tick has those low bits;
+# anything else is a stale or gone entry (a reused slot's new session owns its own entry).
 ctypedef struct swheel_entry_t:
-    uint64_t handle
-    uint64_t tick
+    uint32_t slot
+    uint32_t tick
 
 ctypedef struct sbucket_t:
     swheel_entry_t* buf
@@ -264,7 +267,7 @@ cdef class SessionTable:
     cdef bint remove_key(self, const skey_t* k) noexcept nogil
     cdef uint32_t timeout_s(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
     cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil
-    cdef void wheel_append(self, uint64_t handle, uint64_t tick) noexcept nogil
+    cdef void wheel_append(self, uint32_t slot, uint64_t tick) noexcept nogil
     cdef void push_to_wheel(self, uint32_t slot, uint64_t now_ns) noexcept nogil
     cdef void push_delta(self, uint8_t kind, const srec_t* r, uint8_t fabric_sync) noexcept nogil
     cdef int64_t insert_new(self, const skey_t* k, const sdecision_t* d, const smeta_t* m,
