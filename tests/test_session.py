@@ -1031,3 +1031,72 @@ def test_hash_spreads_structured_keys():
         assert load <= 0.75
         # seed 0 and all-zero address words must not collapse the spread
         assert displacement < 1.25 * load / (2 * (1 - load)) + 0.05
+
+
+# ------------------------------------------------------------------ compact records
+
+
+def test_nat_addresses_round_trip_through_the_address_pool():
+    """Records keep no address bytes inline: every rs/rd combination reads back exactly,
+    each NAT session holds one pool cell, and cells are returned on delete and update."""
+    from xpfdp.session import RECORD_BYTES
+
+    assert RECORD_BYTES == 96
+    t = table()
+    twice_nat = (make_key("198.51.100.2", "203.0.113.10", 54321, 80), DNAT_SNAT[1])
+    cases = [PLAIN, SNAT, DNAT, twice_nat, NAT64]
+    handles = [t.install(k, d, now_ns=S) for k, d in cases]
+    recs = t.records(np.array(handles))
+    for (k, d), r in zip(cases, recs, strict=True):
+        assert r["key"].tobytes() == k.tobytes()
+        assert r["decision"].tobytes() == d.tobytes()
+    assert t.stats()["nat_address_cells"] == 4  # PLAIN has no address rewrite
+    # rewrite both addresses -> none -> one: the cell follows the decision
+    key = twice_nat[0]
+    assert t.refresh_for_ha_transition(key, make_decision(), make_meta(), 2 * S)
+    assert t.stats()["nat_address_cells"] == 3
+    assert t.entry(key)["decision"].tobytes() == make_decision().tobytes()
+    new = make_decision(dnat="192.168.1.77")
+    assert t.refresh_for_ha_transition(key, new, make_meta(), 2 * S)
+    assert t.entry(key)["decision"].tobytes() == new.tobytes()
+    assert t.stats()["nat_address_cells"] == 4
+    t.check_invariants()
+    for k, _ in cases:
+        assert t.delete(k)
+    assert t.stats()["nat_address_cells"] == 0
+
+
+def test_address_bytes_without_their_flag_are_not_stored():
+    """An address whose NAT flag is clear does nothing (§1.7), so it is not kept: it reads
+    back as zeros and costs no pool cell."""
+    t = table()
+    key = make_key("10.0.0.1", "10.0.0.2", 1, 2)
+    dec = make_decision(snat_port=9)
+    dec["rs"] = 7
+    dec["rd"] = 9
+    h = t.install(key, dec, now_ns=S)
+    got = t.records(np.array([h]))[0]["decision"]
+    assert bytes(got["rs"]) == bytes(16) and bytes(got["rd"]) == bytes(16)
+    assert got["rsp"] == 9 and got["nat_flags"] == NatFlag.RSP
+    assert t.stats()["nat_address_cells"] == 0
+
+
+def test_address_pool_is_reused_under_churn():
+    t = table()
+    keys = np.concatenate(
+        [make_key("10.0.0.1", "10.0.0.2", p, 80).reshape(1) for p in range(1, 65)]
+    )
+    decs = np.repeat(make_decision(snat="192.0.2.1", dnat="192.0.2.2").reshape(1), 64)
+    metas = np.zeros(64, META_DTYPE)
+    t.install_batch(keys, decs, metas, S)
+    t.delete_batch(keys)
+    t.drain_deltas(1000)
+    grown = t.memory_bytes(include_wheel=False)
+    for round_ in range(20):
+        assert (t.install_batch(keys, decs, metas, (round_ + 2) * S) >= 0).all()
+        assert t.stats()["nat_address_cells"] == 64
+        assert t.delete_batch(keys) == 64
+        t.drain_deltas(1000)
+    assert t.memory_bytes(include_wheel=False) == grown
+    assert t.stats()["nat_address_cells"] == 0
+    t.check_invariants()

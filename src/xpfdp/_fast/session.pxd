@@ -37,20 +37,47 @@ ctypedef struct smeta_t:
     uint8_t flags         # SM_* bits below
     uint8_t pad[3]
 
-# One slab slot (128 bytes). Free slots are chained through rg_next.
-ctypedef struct srec_t:
-    skey_t key
-    sdecision_t dec
-    smeta_t meta
+# A decision without its NAT addresses (the first 8 bytes of sdecision_t).
+ctypedef struct sdec_head_t:
+    uint8_t nat_flags
+    uint8_t disposition
+    uint16_t rsp
+    uint16_t rdp
+    uint16_t egress_port
+
+# smeta_t's layout, with origin and state in its pad bytes.
+ctypedef struct srmeta_t:
+    int32_t owner_rg
+    uint16_t ingress_zone
+    uint16_t egress_zone
+    uint8_t flags         # SM_* bits
     uint8_t origin        # ORIGIN_* below
     uint8_t state         # ST_* below
-    uint16_t pad
+    uint8_t pad
+
+# One slab slot (96 bytes). NAT addresses live in a side pool (only sessions with NAT_RS
+# or NAT_RD use one): addr_ref is a cell of addr1 (16 bytes) when one of the two is set,
+# of addr2 (32 bytes: rs then rd) when both are, NO_SLOT otherwise. Free slots are chained
+# through rg_next. Read the full decision with SessionTable.decision_c.
+ctypedef struct srec_t:
+    skey_t key
+    sdec_head_t dec
+    srmeta_t meta
+    uint32_t generation
     uint64_t last_seen_ns
     uint64_t wheel_tick   # absolute tick this session is scheduled at; TICK_NEVER if none
     uint32_t expires_after_s
-    uint32_t generation
     uint32_t rg_prev      # owner-RG list links (NO_SLOT at the ends)
     uint32_t rg_next
+    uint32_t addr_ref
+
+# A pool of fixed-size address cells, free cells chained through their first 4 bytes.
+ctypedef struct saddr_pool_t:
+    uint8_t* cells
+    uint32_t cap
+    uint32_t hwm
+    uint32_t free_head
+    uint32_t used
 
 # Open-addressing index: slots hold (hash tag << 32) | record slot; linear probing with
 # backward-shift deletion (no tombstones), home bucket from the tag by fast range reduction.
@@ -177,6 +204,8 @@ cdef class SessionTable:
     cdef sindex_t natrev
     cdef sindex_t fwire
     cdef sindex_t alias
+    cdef saddr_pool_t addr1   # 16-byte cells: the one NAT address of a session
+    cdef saddr_pool_t addr2   # 32-byte cells: rs and rd of a session rewriting both
     # owner-RG map: rg -> (head slot, count), open addressing with backward-shift deletion
     cdef int32_t* rg_keys
     cdef uint32_t* rg_heads
@@ -232,6 +261,7 @@ cdef class SessionTable:
     cdef int64_t find_forward_wire_c(self, const skey_t* wire) noexcept nogil
     cdef bint touch_handle_c(self, int64_t handle, uint64_t now_ns) noexcept nogil
     cdef srec_t* record_c(self, int64_t handle) noexcept nogil
+    cdef void decision_c(self, const srec_t* r, sdecision_t* out) noexcept nogil
 
     cdef int64_t lookup_h(self, const skey_t* k, uint64_t h, uint64_t now_ns, uint8_t tcp_flags,
                           bint refresh, bint* via_alias) noexcept nogil
@@ -253,6 +283,10 @@ cdef class SessionTable:
     cdef void idx_delete_at(self, sindex_t* ix, uint32_t pos) noexcept nogil
     cdef void idx_raw_put(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
     cdef bint reserve_insert(self) noexcept nogil
+    cdef void rec_write(self, srec_t* r, const sdecision_t* d, const smeta_t* m,
+                        uint8_t origin) noexcept nogil
+    cdef void rec_release_addrs(self, srec_t* r) noexcept nogil
+    cdef void rec_meta_out(self, const srec_t* r, smeta_t* out) noexcept nogil
     cdef uint32_t slab_alloc(self) noexcept nogil
     cdef void slab_free(self, uint32_t slot) noexcept nogil
     cdef int64_t primary_slot(self, const skey_t* k) noexcept nogil

@@ -197,6 +197,7 @@ DELTA_DTYPE = np.dtype({
 RECORD_BYTES = sizeof(srec_t)
 INDEX_NAMES = ("primary", "nat_reverse", "forward_wire", "alias")
 assert KEY_DTYPE.itemsize == 40
+assert RECORD_BYTES == 96 and sizeof(sdec_head_t) == 8 and sizeof(srmeta_t) == sizeof(smeta_t)
 
 # Python names of the C enums (session.pxd)
 NAT_FLAGS = {"rs": NAT_RS, "rd": NAT_RD, "rsp": NAT_RSP, "rdp": NAT_RDP,
@@ -224,8 +225,8 @@ cdef inline bint transient_seed(uint8_t o) noexcept nogil:
 
 cdef inline bint emits_deltas(const srec_t* r) noexcept nogil:
     """Open/Close deltas are only for local forward sessions that are not seeds."""
-    return not (r.meta.flags & SM_REVERSE) and not peer_synced(r.origin) and \
-        not transient_seed(r.origin)
+    return not (r.meta.flags & SM_REVERSE) and not peer_synced(r.meta.origin) and \
+        not transient_seed(r.meta.origin)
 
 
 # ---------------------------------------------------------------------------------------
@@ -329,6 +330,40 @@ cdef inline uint32_t home_of(uint32_t tag, uint32_t cap) noexcept nogil:
 
 cdef inline uint32_t rg_home(int32_t rg, uint32_t mask) noexcept nogil:
     return <uint32_t>xs_mum(<uint64_t><uint32_t>rg, XS_GOLDEN) & mask
+
+
+cdef inline bint pool_reserve(saddr_pool_t* p, size_t cell_bytes) noexcept nogil:
+    """Room for one more address cell (growth by doubling)."""
+    if p.free_head != NO_SLOT or p.hwm < p.cap:
+        return True
+    if p.cap >= MAX_SLOTS:
+        return False
+    cdef uint32_t newcap = p.cap * 2 if p.cap else 16
+    cdef uint8_t* nc = <uint8_t*>realloc(p.cells, <size_t>newcap * cell_bytes)
+    if nc == NULL:
+        return False
+    p.cells = nc
+    p.cap = newcap
+    return True
+
+
+cdef inline uint32_t pool_alloc(saddr_pool_t* p, size_t cell_bytes) noexcept nogil:
+    """A cell; the caller has reserved one with pool_reserve."""
+    cdef uint32_t c
+    if p.free_head != NO_SLOT:
+        c = p.free_head
+        memcpy(&p.free_head, p.cells + <size_t>c * cell_bytes, sizeof(uint32_t))
+    else:
+        c = p.hwm
+        p.hwm += 1
+    p.used += 1
+    return c
+
+
+cdef inline void pool_free(saddr_pool_t* p, size_t cell_bytes, uint32_t c) noexcept nogil:
+    memcpy(p.cells + <size_t>c * cell_bytes, &p.free_head, sizeof(uint32_t))
+    p.free_head = c
+    p.used -= 1
 
 
 cdef inline int64_t make_handle(uint32_t gen, uint32_t slot) noexcept nogil:
@@ -523,6 +558,10 @@ cdef class SessionTable:
         memset(&self.natrev, 0, sizeof(sindex_t))
         memset(&self.fwire, 0, sizeof(sindex_t))
         memset(&self.alias, 0, sizeof(sindex_t))
+        memset(&self.addr1, 0, sizeof(saddr_pool_t))
+        memset(&self.addr2, 0, sizeof(saddr_pool_t))
+        self.addr1.free_head = NO_SLOT
+        self.addr2.free_head = NO_SLOT
         memset(self.wheel, 0, sizeof(self.wheel))
         memset(self.pop_stats, 0, sizeof(self.pop_stats))
         self.rg_keys = NULL
@@ -547,6 +586,8 @@ cdef class SessionTable:
         free(self.natrev.slots)
         free(self.fwire.slots)
         free(self.alias.slots)
+        free(self.addr1.cells)
+        free(self.addr2.cells)
         free(self.rg_keys)
         free(self.rg_heads)
         free(self.rg_counts)
@@ -628,25 +669,28 @@ cdef class SessionTable:
     cdef bint matches(self, int kind, uint32_t slot, const skey_t* k) noexcept nogil:
         """Does index entry -> slot really stand for probe k? (the I3 validation)"""
         cdef skey_t t
+        cdef sdecision_t d
         cdef srec_t* r
         if slot >= self.rec_hwm:
             return False
         r = &self.recs[slot]
-        if not (r.state & ST_LIVE):
+        if not (r.meta.state & ST_LIVE):
             return False
         if kind == IX_PRIMARY:
             return xs_key_eq(&r.key, k)
         if kind == IX_ALIAS:
             if not (r.meta.flags & SM_REVERSE):
                 return False
-            k_translated(&r.key, &r.dec, &t)
+            self.decision_c(r, &d)
+            k_translated(&r.key, &d, &t)
             return xs_key_eq(&t, k)
         if r.meta.flags & SM_REVERSE:
             return False
+        self.decision_c(r, &d)
         if kind == IX_FWIRE:
-            k_forward_wire(&r.key, &r.dec, &t)
+            k_forward_wire(&r.key, &d, &t)
             return xs_key_eq(&t, k)
-        k_reverse_wire(&r.key, &r.dec, &t)
+        k_reverse_wire(&r.key, &d, &t)
         if xs_key_eq(&t, k):
             return True
         k_reverse_canonical(&r.key, &t)
@@ -805,7 +849,8 @@ cdef class SessionTable:
             self.recs = nr
             self.rec_cap = newcap
         if not (self.idx_reserve(&self.primary, 1) and self.idx_reserve(&self.natrev, 2)
-                and self.idx_reserve(&self.fwire, 1) and self.idx_reserve(&self.alias, 1)):
+                and self.idx_reserve(&self.fwire, 1) and self.idx_reserve(&self.alias, 1)
+                and pool_reserve(&self.addr1, 16) and pool_reserve(&self.addr2, 32)):
             return False
         return self.rg_reserve()
 
@@ -878,7 +923,8 @@ cdef class SessionTable:
 
     cdef void slab_free(self, uint32_t slot) noexcept nogil:
         cdef srec_t* r = &self.recs[slot]
-        r.state = 0
+        self.rec_release_addrs(r)
+        r.meta.state = 0
         r.generation = (r.generation + 1) & 0x7FFFFFFF
         r.rg_next = self.free_head
         self.free_head = slot
@@ -892,9 +938,67 @@ cdef class SessionTable:
         if slot >= self.rec_hwm:
             return NULL
         cdef srec_t* r = &self.recs[slot]
-        if not (r.state & ST_LIVE) or r.generation != gen:
+        if not (r.meta.state & ST_LIVE) or r.generation != gen:
             return NULL
         return r
+
+    # ----------------------------------------------------------------- internals: record
+
+    cdef void decision_c(self, const srec_t* r, sdecision_t* out) noexcept nogil:
+        """The full decision of a record (addresses from the pool; an address whose NAT
+        flag is clear reads as zeros)."""
+        memcpy(out, &r.dec, sizeof(sdec_head_t))
+        cdef uint8_t f = r.dec.nat_flags & (NAT_RS | NAT_RD)
+        if f == (NAT_RS | NAT_RD):
+            memcpy(out.rs, self.addr2.cells + <size_t>r.addr_ref * 32, 32)
+        elif f == NAT_RS:
+            memcpy(out.rs, self.addr1.cells + <size_t>r.addr_ref * 16, 16)
+            memset(out.rd, 0, 16)
+        elif f == NAT_RD:
+            memset(out.rs, 0, 16)
+            memcpy(out.rd, self.addr1.cells + <size_t>r.addr_ref * 16, 16)
+        else:
+            memset(out.rs, 0, 32)
+
+    cdef void rec_write(self, srec_t* r, const sdecision_t* d, const smeta_t* m,
+                        uint8_t origin) noexcept nogil:
+        """Store decision (its set addresses into a pool cell), meta and origin; the caller
+        has released the record's old cell and reserved pool room (reserve_insert)."""
+        memcpy(&r.dec, d, sizeof(sdec_head_t))
+        r.meta.owner_rg = m.owner_rg
+        r.meta.ingress_zone = m.ingress_zone
+        r.meta.egress_zone = m.egress_zone
+        r.meta.flags = m.flags & (SM_FABRIC_INGRESS | SM_REVERSE)
+        r.meta.origin = origin
+        r.meta.pad = 0
+        cdef uint8_t f = d.nat_flags & (NAT_RS | NAT_RD)
+        if f == (NAT_RS | NAT_RD):
+            r.addr_ref = pool_alloc(&self.addr2, 32)
+            memcpy(self.addr2.cells + <size_t>r.addr_ref * 32, d.rs, 32)
+        elif f:
+            r.addr_ref = pool_alloc(&self.addr1, 16)
+            memcpy(self.addr1.cells + <size_t>r.addr_ref * 16,
+                   &d.rs[0] if f == NAT_RS else &d.rd[0], 16)
+        else:
+            r.addr_ref = NO_SLOT
+
+    cdef void rec_release_addrs(self, srec_t* r) noexcept nogil:
+        cdef uint8_t f = r.dec.nat_flags & (NAT_RS | NAT_RD)
+        if r.addr_ref == NO_SLOT:
+            return
+        if f == (NAT_RS | NAT_RD):
+            pool_free(&self.addr2, 32, r.addr_ref)
+        else:
+            pool_free(&self.addr1, 16, r.addr_ref)
+        r.addr_ref = NO_SLOT
+
+    cdef void rec_meta_out(self, const srec_t* r, smeta_t* out) noexcept nogil:
+        """The public meta of a record (origin and state are not part of it)."""
+        memset(out, 0, sizeof(smeta_t))
+        out.owner_rg = r.meta.owner_rg
+        out.ingress_zone = r.meta.ingress_zone
+        out.egress_zone = r.meta.egress_zone
+        out.flags = r.meta.flags
 
     cdef int64_t primary_slot(self, const skey_t* k) noexcept nogil:
         cdef int64_t pos = self.idx_pos(&self.primary, IX_PRIMARY, k, self.hash_c(k))
@@ -964,35 +1068,39 @@ cdef class SessionTable:
     cdef void index_secondary(self, uint32_t slot) noexcept nogil:
         """Insert the derived keys of one record with the exact gates of sessions.md §2.2."""
         cdef skey_t t
+        cdef sdecision_t d
         cdef srec_t* r = &self.recs[slot]
+        self.decision_c(r, &d)
         if not (r.meta.flags & SM_REVERSE):
-            k_reverse_wire(&r.key, &r.dec, &t)
+            k_reverse_wire(&r.key, &d, &t)
             self.idx_upsert(&self.natrev, IX_NATREV, &t, slot)
             k_reverse_canonical(&r.key, &t)
             if not xs_key_eq(&t, &r.key):
                 self.idx_upsert(&self.natrev, IX_NATREV, &t, slot)
-            k_forward_wire(&r.key, &r.dec, &t)
+            k_forward_wire(&r.key, &d, &t)
             if not xs_key_eq(&t, &r.key):
                 self.idx_upsert(&self.fwire, IX_FWIRE, &t, slot)
-        elif not (r.dec.nat_flags & NAT_64):
+        elif not (d.nat_flags & NAT_64):
             # NAT64 aliases keep the forward af/proto and could never match (§7 Q4): skipped.
-            k_translated(&r.key, &r.dec, &t)
+            k_translated(&r.key, &d, &t)
             if not xs_key_eq(&t, &r.key):
                 self.idx_upsert(&self.alias, IX_ALIAS, &t, slot)
         self.rg_link(slot)
 
     cdef void unindex_secondary(self, uint32_t slot) noexcept nogil:
         cdef skey_t t
+        cdef sdecision_t d
         cdef srec_t* r = &self.recs[slot]
+        self.decision_c(r, &d)
         if not (r.meta.flags & SM_REVERSE):
-            k_reverse_wire(&r.key, &r.dec, &t)
+            k_reverse_wire(&r.key, &d, &t)
             self.idx_remove_if(&self.natrev, &t, slot)
             k_reverse_canonical(&r.key, &t)
             self.idx_remove_if(&self.natrev, &t, slot)
-            k_forward_wire(&r.key, &r.dec, &t)
+            k_forward_wire(&r.key, &d, &t)
             self.idx_remove_if(&self.fwire, &t, slot)
         else:
-            k_translated(&r.key, &r.dec, &t)
+            k_translated(&r.key, &d, &t)
             self.idx_remove_if(&self.alias, &t, slot)
         self.rg_unlink(slot)
 
@@ -1090,11 +1198,11 @@ cdef class SessionTable:
         d = &self.deltas[(self.delta_head + self.delta_len) & (self.delta_cap - 1)]
         memset(d, 0, sizeof(sdelta_t))
         d.kind = kind
-        d.origin = r.origin
+        d.origin = r.meta.origin
         d.fabric_redirect_sync = fabric_sync
         d.key = r.key
-        d.dec = r.dec
-        d.meta = r.meta
+        self.decision_c(r, &d.dec)
+        self.rec_meta_out(r, &d.meta)
         self.delta_len += 1
         self.c_delta_pushed += 1
 
@@ -1124,15 +1232,10 @@ cdef class SessionTable:
         cdef srec_t* r = &self.recs[slot]
         r.key = k[0]
         r.key.pad = 0
-        r.dec = d[0]
-        r.meta = m[0]
-        r.meta.flags &= SM_FABRIC_INGRESS | SM_REVERSE
-        memset(r.meta.pad, 0, 3)
-        r.origin = origin
-        r.state = ST_LIVE
+        self.rec_write(r, d, m, origin)
+        r.meta.state = ST_LIVE
         if k.proto == PROTO_TCP and tcp_flags & (TCP_FIN | TCP_RST):
-            r.state |= ST_CLOSING
-        r.pad = 0
+            r.meta.state |= ST_CLOSING
         r.last_seen_ns = now_ns
         r.expires_after_s = self.timeout_s(k.proto, tcp_flags)
         r.wheel_tick = TICK_NEVER
@@ -1222,9 +1325,9 @@ cdef class SessionTable:
         r = &self.recs[slot]
         if refresh:
             if k.proto == PROTO_TCP and tcp_flags & (TCP_FIN | TCP_RST):
-                r.state |= ST_CLOSING
+                r.meta.state |= ST_CLOSING
             r.last_seen_ns = now_ns
-            if k.proto == PROTO_TCP and r.state & ST_CLOSING:
+            if k.proto == PROTO_TCP and r.meta.state & ST_CLOSING:
                 r.expires_after_s = C_CLOSING_S
             else:
                 r.expires_after_s = self.timeout_s(k.proto, tcp_flags)
@@ -1274,10 +1377,10 @@ cdef class SessionTable:
         out.expires_after_ns = <uint64_t>r.expires_after_s * C_TICK_NS
         out.wheel_tick = r.wheel_tick
         out.key = r.key
-        out.dec = r.dec
-        out.meta = r.meta
-        out.origin = r.origin
-        out.closing = (r.state & ST_CLOSING) != 0
+        self.decision_c(r, &out.dec)
+        self.rec_meta_out(r, &out.meta)
+        out.origin = r.meta.origin
+        out.closing = (r.meta.state & ST_CLOSING) != 0
         out.valid = 1
         out.pad = 0
 
@@ -1401,7 +1504,7 @@ cdef class SessionTable:
         cdef uint8_t o = _check_origin(origin)
         cdef uint8_t f = _u8_per_key(tcp_flags, 1, "tcp_flags")[0]
         cdef int64_t slot = self.primary_slot(<skey_t*>_ptr(k))
-        if slot >= 0 and not peer_synced(self.recs[slot].origin) and not allow_replace_local:
+        if slot >= 0 and not peer_synced(self.recs[slot].meta.origin) and not allow_replace_local:
             self.c_synced_rejects += 1
             return -1
         h = self.insert_new(<skey_t*>_ptr(k), <sdecision_t*>_ptr(d), <smeta_t*>_ptr(m),
@@ -1429,7 +1532,7 @@ cdef class SessionTable:
         cdef int64_t slot = self.primary_slot(kp)
         if slot < 0:
             return False
-        cdef uint8_t old_origin = self.recs[slot].origin
+        cdef uint8_t old_origin = self.recs[slot].meta.origin
         if not ha_activation and peer_synced(o):
             self.c_update_rejects += 1
             return False
@@ -1438,16 +1541,13 @@ cdef class SessionTable:
             raise MemoryError("session table could not grow its indices")
         self.unindex_secondary(<uint32_t>slot)
         cdef srec_t* r = &self.recs[slot]
-        r.dec = (<sdecision_t*>_ptr(d))[0]
-        r.meta = (<smeta_t*>_ptr(m))[0]
-        r.meta.flags &= SM_FABRIC_INGRESS | SM_REVERSE
-        memset(r.meta.pad, 0, 3)
-        r.origin = o
+        self.rec_release_addrs(r)
+        self.rec_write(r, <sdecision_t*>_ptr(d), <smeta_t*>_ptr(m), o)
         r.last_seen_ns = now_ns
         r.expires_after_s = self.timeout_s(kp.proto, f)
-        r.state = ST_LIVE
+        r.meta.state = ST_LIVE
         if kp.proto == PROTO_TCP and f & (TCP_FIN | TCP_RST):
-            r.state |= ST_CLOSING
+            r.meta.state |= ST_CLOSING
         self.index_secondary(<uint32_t>slot)
         self.push_to_wheel(<uint32_t>slot, now_ns)
         self.c_updates += 1
@@ -1462,7 +1562,7 @@ cdef class SessionTable:
         h = self.peek(key)
         if h < 0:
             return False
-        return self.update_session(key, decision, meta, self.recs[<uint32_t>h].origin,
+        return self.update_session(key, decision, meta, self.recs[<uint32_t>h].meta.origin,
                                    now_ns, tcp_flags, False)
 
     def refresh_for_ha_activation(self, key, decision, meta, uint64_t now_ns, tcp_flags=0):
@@ -1471,7 +1571,7 @@ cdef class SessionTable:
         h = self.peek(key)
         if h < 0:
             return False
-        return self.update_session(key, decision, meta, self.recs[<uint32_t>h].origin,
+        return self.update_session(key, decision, meta, self.recs[<uint32_t>h].meta.origin,
                                    now_ns, tcp_flags, True)
 
     def promote_synced(self, key, decision, meta, origin, uint64_t now_ns, tcp_flags=0):
@@ -1494,10 +1594,8 @@ cdef class SessionTable:
             raise MemoryError("session table could not grow its indices")
         self.unindex_secondary(<uint32_t>slot)
         cdef srec_t* r = &self.recs[slot]
-        r.dec = (<sdecision_t*>_ptr(d))[0]
-        r.meta = (<smeta_t*>_ptr(m))[0]
-        r.meta.flags &= SM_FABRIC_INGRESS | SM_REVERSE
-        memset(r.meta.pad, 0, 3)
+        self.rec_release_addrs(r)
+        self.rec_write(r, <sdecision_t*>_ptr(d), <smeta_t*>_ptr(m), r.meta.origin)
         r.last_seen_ns = now_ns
         self.index_secondary(<uint32_t>slot)
         self.push_to_wheel(<uint32_t>slot, now_ns)
@@ -1739,7 +1837,7 @@ cdef class SessionTable:
         out = np.empty(self.primary.count, dtype=KEY_DTYPE)
         cdef skey_t* op = <skey_t*>_ptr(out)
         for s in range(self.rec_hwm):
-            if self.recs[s].state & ST_LIVE and j < out.shape[0]:
+            if self.recs[s].meta.state & ST_LIVE and j < out.shape[0]:
                 op[j] = self.recs[s].key
                 j += 1
         return out[:j]
@@ -1840,7 +1938,7 @@ cdef class SessionTable:
                 self.wheel_entries -= 1
                 self.pop_stats[POP_SCANNED] += 1
                 slot = e.slot
-                if slot >= self.rec_hwm or not (self.recs[slot].state & ST_LIVE):
+                if slot >= self.rec_hwm or not (self.recs[slot].meta.state & ST_LIVE):
                     self.pop_stats[POP_GONE] += 1
                     continue
                 r = &self.recs[slot]
@@ -1933,24 +2031,24 @@ cdef class SessionTable:
                 while s != NO_SLOT and j < cap:
                     r = &self.recs[s]
                     s = r.rg_next
-                    if not (r.state & ST_LIVE) or r.meta.owner_rg != rg:
+                    if not (r.meta.state & ST_LIVE) or r.meta.owner_rg != rg:
                         continue
                     if mode != 2:
-                        if mode == 1 and not peer_synced(r.origin):
-                            r.origin = ORIGIN_SYNC_IMPORT
+                        if mode == 1 and not peer_synced(r.meta.origin):
+                            r.meta.origin = ORIGIN_SYNC_IMPORT
                         kout[j] = r.key
                         j += 1
                     elif (r.meta.flags & (SM_REVERSE | SM_FABRIC_INGRESS)) == 0 and \
-                            not peer_synced(r.origin) and not transient_seed(r.origin) and \
+                            not peer_synced(r.meta.origin) and not transient_seed(r.meta.origin) and \
                             (r.dec.disposition == DISP_FORWARD_CANDIDATE or
                              r.dec.disposition == DISP_FABRIC_REDIRECT):
                         memset(&dout[j], 0, sizeof(sdelta_t))
                         dout[j].kind = DELTA_OPEN
-                        dout[j].origin = r.origin
+                        dout[j].origin = r.meta.origin
                         dout[j].fabric_redirect_sync = 1
                         dout[j].key = r.key
-                        dout[j].dec = r.dec
-                        dout[j].meta = r.meta
+                        self.decision_c(r, &dout[j].dec)
+                        self.rec_meta_out(r, &dout[j].meta)
                         j += 1
             self.busy = False
             chunks.append(out[:j])
@@ -2013,6 +2111,7 @@ cdef class SessionTable:
             "owner_rgs": self.rg_used,
             "wheel_entries": self.wheel_entries,
             "slab_capacity": self.rec_cap,
+            "nat_address_cells": self.addr1.used + self.addr2.used,
             "memory_bytes": self.memory_bytes(),
         }
 
@@ -2024,6 +2123,7 @@ cdef class SessionTable:
         total += (<uint64_t>self.primary.cap + self.natrev.cap + self.fwire.cap +
                   self.alias.cap) * sizeof(uint64_t)
         total += <uint64_t>self.rg_cap * (sizeof(int32_t) + 2 * sizeof(uint32_t))
+        total += <uint64_t>self.addr1.cap * 16 + <uint64_t>self.addr2.cap * 32
         total += <uint64_t>self.delta_cap * sizeof(sdelta_t)
         cdef int b
         if include_wheel:
@@ -2078,7 +2178,7 @@ cdef class SessionTable:
             if <uint32_t>e == NO_SLOT:
                 continue
             s = <uint32_t>e
-            if s >= self.rec_hwm or not (self.recs[s].state & ST_LIVE):
+            if s >= self.rec_hwm or not (self.recs[s].meta.state & ST_LIVE):
                 raise AssertionError(f"I1/I2: primary entry at {i} points at free slot {s}")
             if <uint32_t>(e >> 32) != <uint32_t>(self.hash_c(&self.recs[s].key) >> 32):
                 raise AssertionError(f"I1: primary entry at {i} is not stored under its record's key")
@@ -2086,7 +2186,7 @@ cdef class SessionTable:
                 raise AssertionError(f"I1: slot {s} has two primary entries")
             seen[s] = 1
         for s in range(self.rec_hwm):
-            if self.recs[s].state & ST_LIVE:
+            if self.recs[s].meta.state & ST_LIVE:
                 live += 1
                 if not seen[s]:
                     raise AssertionError(f"I1: live slot {s} has no primary entry")
@@ -2107,7 +2207,7 @@ cdef class SessionTable:
             s = self.rg_heads[i]
             prev = NO_SLOT
             while s != NO_SLOT:
-                if s >= self.rec_hwm or not (self.recs[s].state & ST_LIVE):
+                if s >= self.rec_hwm or not (self.recs[s].meta.state & ST_LIVE):
                     raise AssertionError(f"I5: RG {self.rg_keys[i]} lists free slot {s}")
                 if self.recs[s].meta.owner_rg != self.rg_keys[i]:
                     raise AssertionError(f"I5: slot {s} listed under the wrong RG")
@@ -2123,7 +2223,7 @@ cdef class SessionTable:
                 raise AssertionError(f"I5: RG {self.rg_keys[i]} count {self.rg_counts[i]} != {cnt}")
             rg_total += cnt
         for s in range(self.rec_hwm):
-            if self.recs[s].state & ST_LIVE and (self.recs[s].meta.owner_rg > 0) != in_rg[s]:
+            if self.recs[s].meta.state & ST_LIVE and (self.recs[s].meta.owner_rg > 0) != in_rg[s]:
                 raise AssertionError(f"I5: slot {s} (rg {self.recs[s].meta.owner_rg}) "
                                      "membership wrong")
         # I7: every live record has a wheel entry at its scheduled tick
@@ -2134,7 +2234,7 @@ cdef class SessionTable:
             for i in range(self.wheel[b].len):
                 we = self.wheel[b].buf[(self.wheel[b].head + i) & (self.wheel[b].cap - 1)]
                 wcount += 1
-                if we.slot < self.rec_hwm and self.recs[we.slot].state & ST_LIVE and \
+                if we.slot < self.rec_hwm and self.recs[we.slot].meta.state & ST_LIVE and \
                         <uint32_t>self.recs[we.slot].wheel_tick == we.tick:
                     if (self.recs[we.slot].wheel_tick & (C_BUCKETS - 1)) != b:
                         raise AssertionError(f"I7: entry for slot {we.slot} in wrong bucket")
@@ -2142,13 +2242,13 @@ cdef class SessionTable:
         if wcount != self.wheel_entries:
             raise AssertionError(f"wheel entry count {self.wheel_entries} != {wcount}")
         for s in range(self.rec_hwm):
-            if self.recs[s].state & ST_LIVE and not sched[s]:
+            if self.recs[s].meta.state & ST_LIVE and not sched[s]:
                 raise AssertionError(f"I7: live slot {s} is not scheduled in the wheel")
         # free list holds exactly the free slots
         s = self.free_head
         nfree = 0
         while s != NO_SLOT:
-            if self.recs[s].state & ST_LIVE:
+            if self.recs[s].meta.state & ST_LIVE:
                 raise AssertionError(f"free list holds live slot {s}")
             nfree += 1
             if nfree > self.rec_hwm:
@@ -2168,6 +2268,7 @@ cdef class SessionTable:
         cdef uint64_t e
         cdef srec_t* r
         cdef skey_t t
+        cdef sdecision_t d
         cdef Py_ssize_t n = 0
         for i in range(ix.cap):
             e = ix.slots[i]
@@ -2176,20 +2277,21 @@ cdef class SessionTable:
             n += 1
             s = <uint32_t>e
             tag = <uint32_t>(e >> 32)
-            if s >= self.rec_hwm or not (self.recs[s].state & ST_LIVE):
+            if s >= self.rec_hwm or not (self.recs[s].meta.state & ST_LIVE):
                 raise AssertionError(f"I2: {name} entry at {i} points at free slot {s}")
             r = &self.recs[s]
+            self.decision_c(r, &d)
             ok = False
             if kind == IX_ALIAS:
                 if r.meta.flags & SM_REVERSE:
-                    k_translated(&r.key, &r.dec, &t)
+                    k_translated(&r.key, &d, &t)
                     ok = <uint32_t>(self.hash_c(&t) >> 32) == tag
             elif not (r.meta.flags & SM_REVERSE):
                 if kind == IX_FWIRE:
-                    k_forward_wire(&r.key, &r.dec, &t)
+                    k_forward_wire(&r.key, &d, &t)
                     ok = <uint32_t>(self.hash_c(&t) >> 32) == tag
                 else:
-                    k_reverse_wire(&r.key, &r.dec, &t)
+                    k_reverse_wire(&r.key, &d, &t)
                     ok = <uint32_t>(self.hash_c(&t) >> 32) == tag
                     k_reverse_canonical(&r.key, &t)
                     ok = ok or <uint32_t>(self.hash_c(&t) >> 32) == tag
