@@ -366,6 +366,23 @@ cdef inline void pool_free(saddr_pool_t* p, size_t cell_bytes, uint32_t c) noexc
     p.used -= 1
 
 
+cdef inline void rec_decision(const srec_t* r, const uint8_t* cells1, const uint8_t* cells2,
+                              sdecision_t* out) noexcept nogil:
+    """SessionTable.decision_c, inlined into the table's own hot paths."""
+    memcpy(out, &r.dec, sizeof(sdec_head_t))
+    cdef uint8_t f = r.dec.nat_flags & (NAT_RS | NAT_RD)
+    if f == (NAT_RS | NAT_RD):
+        memcpy(out.rs, cells2 + <size_t>r.addr_ref * 32, 32)
+    elif f == NAT_RS:
+        memcpy(out.rs, cells1 + <size_t>r.addr_ref * 16, 16)
+        memset(out.rd, 0, 16)
+    elif f == NAT_RD:
+        memset(out.rs, 0, 16)
+        memcpy(out.rd, cells1 + <size_t>r.addr_ref * 16, 16)
+    else:
+        memset(out.rs, 0, 32)
+
+
 cdef inline int64_t make_handle(uint32_t gen, uint32_t slot) noexcept nogil:
     return <int64_t>((<uint64_t>gen << 32) | slot)
 
@@ -681,12 +698,12 @@ cdef class SessionTable:
         if kind == IX_ALIAS:
             if not (r.meta.flags & SM_REVERSE):
                 return False
-            self.decision_c(r, &d)
+            rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
             k_translated(&r.key, &d, &t)
             return xs_key_eq(&t, k)
         if r.meta.flags & SM_REVERSE:
             return False
-        self.decision_c(r, &d)
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
         if kind == IX_FWIRE:
             k_forward_wire(&r.key, &d, &t)
             return xs_key_eq(&t, k)
@@ -778,17 +795,11 @@ cdef class SessionTable:
             ix.slots[empty_at] = (h >> 32 << 32) | slot
             ix.count += 1
 
-    cdef void idx_remove_if(self, sindex_t* ix, const skey_t* k, uint32_t slot) noexcept nogil:
-        """Value-guarded removal: drop k's entry only if it still maps to `slot`.
-
-        The entry is found by its exact (tag(k), slot) value, with no record access. Only
-        the two reverse keys of one record can share that value (equal 32-bit tags); they
-        are always removed together, so which one goes first does not matter.
-        """
-        self.idx_remove_value(ix, self.hash_c(k), slot)
-
     cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil:
-        """Delete the entry (tag(h), slot) if present."""
+        """Value-guarded removal: delete the entry (tag(h), slot) if present, i.e. only if
+        the key still maps to `slot`. It is found by value, with no record access. Only the
+        two reverse keys of one record can share that value (equal 32-bit tags); they are
+        always removed together, so which one goes first does not matter."""
         if ix.cap == 0:
             return
         cdef uint64_t want = (h >> 32 << 32) | slot
@@ -947,18 +958,7 @@ cdef class SessionTable:
     cdef void decision_c(self, const srec_t* r, sdecision_t* out) noexcept nogil:
         """The full decision of a record (addresses from the pool; an address whose NAT
         flag is clear reads as zeros)."""
-        memcpy(out, &r.dec, sizeof(sdec_head_t))
-        cdef uint8_t f = r.dec.nat_flags & (NAT_RS | NAT_RD)
-        if f == (NAT_RS | NAT_RD):
-            memcpy(out.rs, self.addr2.cells + <size_t>r.addr_ref * 32, 32)
-        elif f == NAT_RS:
-            memcpy(out.rs, self.addr1.cells + <size_t>r.addr_ref * 16, 16)
-            memset(out.rd, 0, 16)
-        elif f == NAT_RD:
-            memset(out.rs, 0, 16)
-            memcpy(out.rd, self.addr1.cells + <size_t>r.addr_ref * 16, 16)
-        else:
-            memset(out.rs, 0, 32)
+        rec_decision(r, self.addr1.cells, self.addr2.cells, out)
 
     cdef void rec_write(self, srec_t* r, const sdecision_t* d, const smeta_t* m,
                         uint8_t origin) noexcept nogil:
@@ -1070,7 +1070,7 @@ cdef class SessionTable:
         cdef skey_t t
         cdef sdecision_t d
         cdef srec_t* r = &self.recs[slot]
-        self.decision_c(r, &d)
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
         if not (r.meta.flags & SM_REVERSE):
             k_reverse_wire(&r.key, &d, &t)
             self.idx_upsert(&self.natrev, IX_NATREV, &t, slot)
@@ -1091,17 +1091,17 @@ cdef class SessionTable:
         cdef skey_t t
         cdef sdecision_t d
         cdef srec_t* r = &self.recs[slot]
-        self.decision_c(r, &d)
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
         if not (r.meta.flags & SM_REVERSE):
             k_reverse_wire(&r.key, &d, &t)
-            self.idx_remove_if(&self.natrev, &t, slot)
+            self.idx_remove_value(&self.natrev, self.hash_c(&t), slot)
             k_reverse_canonical(&r.key, &t)
-            self.idx_remove_if(&self.natrev, &t, slot)
+            self.idx_remove_value(&self.natrev, self.hash_c(&t), slot)
             k_forward_wire(&r.key, &d, &t)
-            self.idx_remove_if(&self.fwire, &t, slot)
+            self.idx_remove_value(&self.fwire, self.hash_c(&t), slot)
         else:
             k_translated(&r.key, &d, &t)
-            self.idx_remove_if(&self.alias, &t, slot)
+            self.idx_remove_value(&self.alias, self.hash_c(&t), slot)
         self.rg_unlink(slot)
 
     cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil:
@@ -1201,7 +1201,7 @@ cdef class SessionTable:
         d.origin = r.meta.origin
         d.fabric_redirect_sync = fabric_sync
         d.key = r.key
-        self.decision_c(r, &d.dec)
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &d.dec)
         self.rec_meta_out(r, &d.meta)
         self.delta_len += 1
         self.c_delta_pushed += 1
@@ -1377,7 +1377,7 @@ cdef class SessionTable:
         out.expires_after_ns = <uint64_t>r.expires_after_s * C_TICK_NS
         out.wheel_tick = r.wheel_tick
         out.key = r.key
-        self.decision_c(r, &out.dec)
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &out.dec)
         self.rec_meta_out(r, &out.meta)
         out.origin = r.meta.origin
         out.closing = (r.meta.state & ST_CLOSING) != 0
@@ -2047,7 +2047,7 @@ cdef class SessionTable:
                         dout[j].origin = r.meta.origin
                         dout[j].fabric_redirect_sync = 1
                         dout[j].key = r.key
-                        self.decision_c(r, &dout[j].dec)
+                        rec_decision(r, self.addr1.cells, self.addr2.cells, &dout[j].dec)
                         self.rec_meta_out(r, &dout[j].meta)
                         j += 1
             self.busy = False
@@ -2280,7 +2280,7 @@ cdef class SessionTable:
             if s >= self.rec_hwm or not (self.recs[s].meta.state & ST_LIVE):
                 raise AssertionError(f"I2: {name} entry at {i} points at free slot {s}")
             r = &self.recs[s]
-            self.decision_c(r, &d)
+            rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
             ok = False
             if kind == IX_ALIAS:
                 if r.meta.flags & SM_REVERSE:
