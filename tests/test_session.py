@@ -1041,7 +1041,7 @@ def test_nat_addresses_round_trip_through_the_address_pool():
     each NAT session holds one pool cell, and cells are returned on delete and update."""
     from xpfdp.session import RECORD_BYTES
 
-    assert RECORD_BYTES == 96
+    assert RECORD_BYTES == 88
     t = table()
     twice_nat = (make_key("198.51.100.2", "203.0.113.10", 54321, 80), DNAT_SNAT[1])
     cases = [PLAIN, SNAT, DNAT, twice_nat, NAT64]
@@ -1099,4 +1099,37 @@ def test_address_pool_is_reused_under_churn():
         t.drain_deltas(1000)
     assert t.memory_bytes(include_wheel=False) == grown
     assert t.stats()["nat_address_cells"] == 0
+    t.check_invariants()
+
+
+def test_sessions_keep_their_timeout_across_many_timeout_changes():
+    """Records store a timeout class; the palette of distinct timeouts is compacted when
+    full, so hundreds of set_timeouts calls keep every live session's own timeout."""
+    t = table(max_sessions=4096)
+    expected = {}
+    for i in range(360):
+        t.set_timeouts(udp_timeout_s=1000 + i)
+        key = make_key("10.0.0.1", "10.0.0.2", 1 + i, 53, proto=17)
+        if i % 2:  # keep half, so compaction finds both used and unused classes
+            expected[key.tobytes()] = 1000 + i
+            t.install(key, now_ns=S)
+        assert t.timeouts_s == (300, 1000 + i, 60)
+    keys = np.frombuffer(b"".join(expected), dtype=KEY_DTYPE)
+    recs = t.records(np.array([t.peek(k) for k in keys]))
+    got = {r["key"].tobytes(): int(r["expires_after_ns"]) // S for r in recs}
+    assert got == expected
+    t.check_invariants()
+    # each session expires after its own timeout (strictly more than it)
+    first = make_key("10.0.0.1", "10.0.0.2", 2, 53, proto=17)
+    assert t.records([t.peek(first)])[0]["expires_after_ns"] == 1001 * S
+
+
+def test_timeout_palette_full_of_live_timeouts_is_refused():
+    t = table(max_sessions=4096)
+    with pytest.raises(ValueError, match="256 distinct idle timeouts"):
+        for i in range(300):
+            t.set_timeouts(udp_timeout_s=5000 + i)
+            t.install(make_key("10.0.0.1", "10.0.0.2", 1 + i, 53, proto=17), now_ns=S)
+    before = t.timeouts_s
+    assert before[1] >= 5000  # the refused call left the last accepted setting in place
     t.check_invariants()

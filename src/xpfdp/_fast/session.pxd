@@ -53,9 +53,9 @@ ctypedef struct srmeta_t:
     uint8_t flags         # SM_* bits
     uint8_t origin        # ORIGIN_* below
     uint8_t state         # ST_* below
-    uint8_t pad
+    uint8_t tclass        # idle timeout: index into SessionTable.tpal (seconds)
 
-# One slab slot (96 bytes). NAT addresses live in a side pool (only sessions with NAT_RS
+# One slab slot (88 bytes). NAT addresses live in a side pool (only sessions with NAT_RS
 # or NAT_RD use one): addr_ref is a cell of addr1 (16 bytes) when one of the two is set,
 # of addr2 (32 bytes: rs then rd) when both are, NO_SLOT otherwise. Free slots are chained
 # through rg_next. Read the full decision with SessionTable.decision_c.
@@ -65,8 +65,7 @@ ctypedef struct srec_t:
     srmeta_t meta
     uint32_t generation
     uint64_t last_seen_ns
-    uint64_t wheel_tick   # absolute tick this session is scheduled at; TICK_NEVER if none
-    uint32_t expires_after_s
+    uint32_t wheel_tick   # low 32 bits of the tick this session is scheduled at
     uint32_t rg_prev      # owner-RG list links (NO_SLOT at the ends)
     uint32_t rg_next
     uint32_t addr_ref
@@ -200,6 +199,14 @@ cdef class SessionTable:
     cdef uint32_t tcp_timeout_s
     cdef uint32_t udp_timeout_s
     cdef uint32_t icmp_timeout_s
+    # timeout palette: the distinct idle timeouts (s) records refer to by tclass
+    cdef uint32_t tpal[256]
+    cdef uint32_t tpal_len
+    cdef uint8_t cls_tcp
+    cdef uint8_t cls_udp
+    cdef uint8_t cls_icmp
+    cdef uint8_t cls_closing
+    cdef uint8_t cls_other
     cdef sindex_t primary
     cdef sindex_t natrev
     cdef sindex_t fwire
@@ -298,7 +305,9 @@ cdef class SessionTable:
     cdef void rg_unlink(self, uint32_t slot) noexcept nogil
     cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil
     cdef bint remove_key(self, const skey_t* k) noexcept nogil
-    cdef uint32_t timeout_s(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
+    cdef uint8_t timeout_class(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
+    cdef int _palette_class(self, uint32_t secs)
+    cdef object _compact_palette(self)
     cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil
     cdef void wheel_append(self, uint32_t slot, uint64_t tick) noexcept nogil
     cdef void push_to_wheel(self, uint32_t slot, uint64_t now_ns) noexcept nogil

@@ -70,7 +70,6 @@ cdef extern from *:
     """
     #define XS_NO_SLOT 0xFFFFFFFFu
     #define XS_EMPTY 0xFFFFFFFFFFFFFFFFull
-    #define XS_TICK_NEVER 0xFFFFFFFFFFFFFFFFull
     #define XS_MAX_SLOTS 0x7FFFFFFFu
     #define XS_MAX_INDEX_CAP 0x80000000ull
     #define XS_TICK_NS 1000000000ull
@@ -80,7 +79,6 @@ cdef extern from *:
     """
     const uint32_t NO_SLOT "XS_NO_SLOT"            # empty index entry / end of a list
     const uint64_t EMPTY "XS_EMPTY"                # an empty index slot
-    const uint64_t TICK_NEVER "XS_TICK_NEVER"      # never scheduled (fixes §7 Q3)
     const uint32_t MAX_SLOTS "XS_MAX_SLOTS"
     const uint64_t MAX_INDEX_CAP "XS_MAX_INDEX_CAP"
     # compile-time constants, so divisions by the tick become multiplications
@@ -197,7 +195,7 @@ DELTA_DTYPE = np.dtype({
 RECORD_BYTES = sizeof(srec_t)
 INDEX_NAMES = ("primary", "nat_reverse", "forward_wire", "alias")
 assert KEY_DTYPE.itemsize == 40
-assert RECORD_BYTES == 96 and sizeof(sdec_head_t) == 8 and sizeof(srmeta_t) == sizeof(smeta_t)
+assert RECORD_BYTES == 88 and sizeof(sdec_head_t) == 8 and sizeof(srmeta_t) == sizeof(smeta_t)
 
 # Python names of the C enums (session.pxd)
 NAT_FLAGS = {"rs": NAT_RS, "rd": NAT_RD, "rsp": NAT_RSP, "rdp": NAT_RDP,
@@ -623,7 +621,49 @@ cdef class SessionTable:
             if int(v) != v or not 0 <= v <= 0xFFFFFFFF:
                 raise ValueError(f"{name} must be a whole number of seconds >= 0, got {v!r}")
             vals.append(int(v) or dflt)
-        self.tcp_timeout_s, self.udp_timeout_s, self.icmp_timeout_s = vals
+        vals += [TCP_CLOSING_TIMEOUT_S, OTHER_TIMEOUT_S]
+        classes = [self._palette_class(v) for v in vals]
+        if -1 in classes:
+            self._compact_palette()
+            classes = [self._palette_class(v) for v in vals]
+            if -1 in classes:
+                raise ValueError("live sessions already hold 256 distinct idle timeouts; "
+                                 "a new timeout value cannot be added")
+        self.tcp_timeout_s, self.udp_timeout_s, self.icmp_timeout_s = vals[:3]
+        self.cls_tcp, self.cls_udp, self.cls_icmp, self.cls_closing, self.cls_other = classes
+
+    cdef int _palette_class(self, uint32_t secs):
+        """Index of `secs` in the timeout palette (added if new), or -1 if it is full."""
+        cdef uint32_t i
+        for i in range(self.tpal_len):
+            if self.tpal[i] == secs:
+                return i
+        if self.tpal_len == 256:
+            return -1
+        self.tpal[self.tpal_len] = secs
+        self.tpal_len += 1
+        return self.tpal_len - 1
+
+    cdef object _compact_palette(self):
+        """Keep only the timeouts live records use (O(N); only when the palette is full)."""
+        cdef uint8_t remap[256]
+        cdef uint32_t newpal[256]
+        cdef uint32_t s, n = 0
+        cdef bint used[256]
+        memset(used, 0, sizeof(used))
+        for s in range(self.rec_hwm):
+            if self.recs[s].meta.state & ST_LIVE:
+                used[self.recs[s].meta.tclass] = True
+        for s in range(self.tpal_len):
+            if used[s]:
+                remap[s] = n
+                newpal[n] = self.tpal[s]
+                n += 1
+        for s in range(self.rec_hwm):
+            if self.recs[s].meta.state & ST_LIVE:
+                self.recs[s].meta.tclass = remap[self.recs[s].meta.tclass]
+        memcpy(self.tpal, newpal, n * sizeof(uint32_t))
+        self.tpal_len = n
 
     @property
     def timeouts_s(self):
@@ -970,7 +1010,6 @@ cdef class SessionTable:
         r.meta.egress_zone = m.egress_zone
         r.meta.flags = m.flags & (SM_FABRIC_INGRESS | SM_REVERSE)
         r.meta.origin = origin
-        r.meta.pad = 0
         cdef uint8_t f = d.nat_flags & (NAT_RS | NAT_RD)
         if f == (NAT_RS | NAT_RD):
             r.addr_ref = pool_alloc(&self.addr2, 32)
@@ -1121,16 +1160,17 @@ cdef class SessionTable:
 
     # ----------------------------------------------------------------- internals: timing
 
-    cdef uint32_t timeout_s(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil:
+    cdef uint8_t timeout_class(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil:
+        """The palette class of the idle timeout a packet sets."""
         if proto == PROTO_TCP:
             if tcp_flags & (TCP_FIN | TCP_RST):
-                return C_CLOSING_S
-            return self.tcp_timeout_s
+                return self.cls_closing
+            return self.cls_tcp
         if proto == PROTO_UDP:
-            return self.udp_timeout_s
+            return self.cls_udp
         if is_icmp(proto):
-            return self.icmp_timeout_s
-        return C_OTHER_S
+            return self.cls_icmp
+        return self.cls_other
 
     cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil:
         if not self.wheel_started:
@@ -1164,13 +1204,13 @@ cdef class SessionTable:
         self.wheel_observe(now_ns)
         cdef srec_t* r = &self.recs[slot]
         cdef uint64_t now_tick = now_ns // C_TICK_NS
-        cdef uint64_t exp_tick = (r.last_seen_ns + <uint64_t>r.expires_after_s * C_TICK_NS) // C_TICK_NS
+        cdef uint64_t exp_tick = (r.last_seen_ns + <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS) // C_TICK_NS
         cdef uint64_t delta = exp_tick - now_tick if exp_tick > now_tick else 0
         if delta > C_FAR:
             delta = C_FAR
         cdef uint64_t target = now_tick + delta
-        if target != r.wheel_tick:
-            r.wheel_tick = target
+        if <uint32_t>target != r.wheel_tick:
+            r.wheel_tick = <uint32_t>target
             self.wheel_append(slot, target)
 
     # ----------------------------------------------------------------- internals: deltas
@@ -1237,8 +1277,8 @@ cdef class SessionTable:
         if k.proto == PROTO_TCP and tcp_flags & (TCP_FIN | TCP_RST):
             r.meta.state |= ST_CLOSING
         r.last_seen_ns = now_ns
-        r.expires_after_s = self.timeout_s(k.proto, tcp_flags)
-        r.wheel_tick = TICK_NEVER
+        r.meta.tclass = self.timeout_class(k.proto, tcp_flags)
+        r.wheel_tick = <uint32_t>(now_ns // C_TICK_NS - 1)  # a tick no push can target
         if pos < 0:  # nothing moved since the probe: its empty slot is k's place
             self.primary.slots[empty_at] = (h >> 32 << 32) | slot
             self.primary.count += 1
@@ -1328,9 +1368,9 @@ cdef class SessionTable:
                 r.meta.state |= ST_CLOSING
             r.last_seen_ns = now_ns
             if k.proto == PROTO_TCP and r.meta.state & ST_CLOSING:
-                r.expires_after_s = C_CLOSING_S
+                r.meta.tclass = self.cls_closing
             else:
-                r.expires_after_s = self.timeout_s(k.proto, tcp_flags)
+                r.meta.tclass = self.timeout_class(k.proto, tcp_flags)
             self.push_to_wheel(slot, now_ns)  # canonical record, never the alias key
         return make_handle(r.generation, slot)
 
@@ -1374,8 +1414,10 @@ cdef class SessionTable:
         cdef srec_t* r = &self.recs[slot]
         out.handle = make_handle(r.generation, slot)
         out.last_seen_ns = r.last_seen_ns
-        out.expires_after_ns = <uint64_t>r.expires_after_s * C_TICK_NS
-        out.wheel_tick = r.wheel_tick
+        out.expires_after_ns = <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS
+        # the scheduled tick is within 2**31 ticks (68 years) of the wheel cursor
+        out.wheel_tick = self.cursor_tick + <uint64_t><int64_t><int32_t>(
+            r.wheel_tick - <uint32_t>self.cursor_tick)
         out.key = r.key
         rec_decision(r, self.addr1.cells, self.addr2.cells, &out.dec)
         self.rec_meta_out(r, &out.meta)
@@ -1544,7 +1586,7 @@ cdef class SessionTable:
         self.rec_release_addrs(r)
         self.rec_write(r, <sdecision_t*>_ptr(d), <smeta_t*>_ptr(m), o)
         r.last_seen_ns = now_ns
-        r.expires_after_s = self.timeout_s(kp.proto, f)
+        r.meta.tclass = self.timeout_class(kp.proto, f)
         r.meta.state = ST_LIVE
         if kp.proto == PROTO_TCP and f & (TCP_FIN | TCP_RST):
             r.meta.state |= ST_CLOSING
@@ -1942,11 +1984,11 @@ cdef class SessionTable:
                     self.pop_stats[POP_GONE] += 1
                     continue
                 r = &self.recs[slot]
-                if <uint32_t>r.wheel_tick != e.tick:
+                if r.wheel_tick != e.tick:
                     self.pop_stats[POP_STALE] += 1
                     continue
                 if now_ns > r.last_seen_ns and \
-                        now_ns - r.last_seen_ns > <uint64_t>r.expires_after_s * C_TICK_NS:
+                        now_ns - r.last_seen_ns > <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS:
                     if <size_t>n == cap[0]:
                         nb = <ssession_t*>realloc(buf[0], (cap[0] * 2 + 64) * sizeof(ssession_t))
                         if nb == NULL:
@@ -1961,12 +2003,12 @@ cdef class SessionTable:
                     self.remove_slot(slot, self.hash_c(&r.key))
                     self.pop_stats[POP_EXPIRED] += 1
                 else:
-                    exp_tick = (r.last_seen_ns + <uint64_t>r.expires_after_s * C_TICK_NS) // C_TICK_NS
+                    exp_tick = (r.last_seen_ns + <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS) // C_TICK_NS
                     delta = exp_tick - now_tick if exp_tick > now_tick else 0
                     if delta > C_FAR:
                         delta = C_FAR
                     target = now_tick + delta
-                    r.wheel_tick = target
+                    r.wheel_tick = <uint32_t>target
                     self.wheel_append(slot, target)
                     self.pop_stats[POP_REBUCKETED] += 1
             if b.len == 0 and b.cap > 1024:
@@ -2235,7 +2277,7 @@ cdef class SessionTable:
                 we = self.wheel[b].buf[(self.wheel[b].head + i) & (self.wheel[b].cap - 1)]
                 wcount += 1
                 if we.slot < self.rec_hwm and self.recs[we.slot].meta.state & ST_LIVE and \
-                        <uint32_t>self.recs[we.slot].wheel_tick == we.tick:
+                        self.recs[we.slot].wheel_tick == we.tick:
                     if (self.recs[we.slot].wheel_tick & (C_BUCKETS - 1)) != b:
                         raise AssertionError(f"I7: entry for slot {we.slot} in wrong bucket")
                     sched[we.slot] = 1
