@@ -1133,3 +1133,26 @@ def test_timeout_palette_full_of_live_timeouts_is_refused():
     before = t.timeouts_s
     assert before[1] >= 5000  # the refused call left the last accepted setting in place
     t.check_invariants()
+
+
+def test_nat_addresses_are_shared_between_sessions():
+    """Sessions rewriting to the same address share one interned cell, freed with the
+    last of them; reference counts are checked by check_invariants."""
+    t = table(max_sessions=4096)
+    keys = np.concatenate(
+        [make_key("10.0.0.1", "10.0.0.2", p, 80).reshape(1) for p in range(1, 301)]
+    )
+    decs = np.repeat(make_decision(snat="192.0.2.1").reshape(1), 300)
+    decs["rs"][200:, 3] = 2  # the last 100 use 192.0.2.2
+    handles = t.install_batch(keys, decs, np.zeros(300, META_DTYPE), S)
+    assert (handles >= 0).all() and t.stats()["nat_address_cells"] == 2
+    t.check_invariants()
+    got = t.records(handles)["decision"]
+    assert got.tobytes() == decs.tobytes()
+    assert t.delete_batch(keys[:250]) == 250
+    assert t.stats()["nat_address_cells"] == 1  # 192.0.2.1 had its last user removed
+    t.check_invariants()
+    assert t.records(handles[250:])["decision"].tobytes() == decs[250:].tobytes()
+    assert t.delete_batch(keys[250:]) == 50
+    assert t.stats()["nat_address_cells"] == 0
+    t.check_invariants()

@@ -56,8 +56,9 @@ ctypedef struct srmeta_t:
     uint8_t tclass        # idle timeout: index into SessionTable.tpal (seconds)
 
 # One slab slot (88 bytes). NAT addresses live in a side pool (only sessions with NAT_RS
-# or NAT_RD use one): addr_ref is a cell of addr1 (16 bytes) when one of the two is set,
-# of addr2 (32 bytes: rs then rd) when both are, NO_SLOT otherwise. Free slots are chained
+# or NAT_RD use one): addr_ref is a cell of addr1 (16 bytes, shared by every session
+# rewriting to the same address: NAT pools are small) when one of the two is set, of addr2
+# (32 bytes: rs then rd) when both are, NO_SLOT otherwise. Free slots are chained
 # through rg_next. Read the full decision with SessionTable.decision_c.
 ctypedef struct srec_t:
     skey_t key
@@ -69,6 +70,15 @@ ctypedef struct srec_t:
     uint32_t rg_prev      # owner-RG list links (NO_SLOT at the ends)
     uint32_t rg_next
     uint32_t addr_ref
+
+# Reference-counted interning of addr1 cells: an open-addressing set of cell indices
+# (power-of-two capacity, linear probing, backward-shift deletion) keyed by the address.
+ctypedef struct sintern_t:
+    uint32_t* refs        # per addr1 cell: how many records use it
+    uint32_t refs_cap
+    uint32_t* slots       # cell index or NO_SLOT
+    uint32_t cap
+    uint32_t count
 
 # A pool of fixed-size address cells, free cells chained through their first 4 bytes.
 ctypedef struct saddr_pool_t:
@@ -213,6 +223,7 @@ cdef class SessionTable:
     cdef sindex_t alias
     cdef saddr_pool_t addr1   # 16-byte cells: the one NAT address of a session
     cdef saddr_pool_t addr2   # 32-byte cells: rs and rd of a session rewriting both
+    cdef sintern_t intern1    # address -> shared addr1 cell
     # owner-RG map: rg -> (head slot, count), open addressing with backward-shift deletion
     cdef int32_t* rg_keys
     cdef uint32_t* rg_heads
@@ -292,6 +303,9 @@ cdef class SessionTable:
     cdef void rec_write(self, srec_t* r, const sdecision_t* d, const smeta_t* m,
                         uint8_t origin) noexcept nogil
     cdef void rec_release_addrs(self, srec_t* r) noexcept nogil
+    cdef bint intern_reserve(self) noexcept nogil
+    cdef uint32_t intern_acquire(self, const uint8_t* addr) noexcept nogil
+    cdef void intern_release(self, uint32_t cell) noexcept nogil
     cdef void rec_meta_out(self, const srec_t* r, smeta_t* out) noexcept nogil
     cdef uint32_t slab_alloc(self) noexcept nogil
     cdef void slab_free(self, uint32_t slot) noexcept nogil

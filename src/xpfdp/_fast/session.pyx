@@ -14,7 +14,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 
 cnp.import_array()
@@ -48,6 +48,15 @@ cdef extern from *:
         uint64_t e = xs_mum(w[4] ^ seed ^ 0x27d4eb2f165667c5ull, 0x85ebca77c2b2ae63ull);
         return xs_mum(a ^ c ^ e ^ 0xff51afd7ed558ccdull, b ^ d ^ 0xc4ceb9fe1a85ec53ull);
     }
+    /* 64-bit hash of a 16-byte address (interning of NAT addresses). */
+    static inline uint64_t xs_hash_addr(const void *p, uint64_t seed) {
+        uint64_t w[2];
+        memcpy(w, p, 16);
+        return xs_mum(xs_mum(w[0] ^ seed ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull)
+                      ^ 0xff51afd7ed558ccdull,
+                      xs_mum(w[1] ^ seed ^ 0x8ebc6af09c88c6e3ull, 0x589965cc75374cc3ull)
+                      ^ 0xc4ceb9fe1a85ec53ull);
+    }
     #define xs_prefetch(p) __builtin_prefetch((p), 0, 3)
     static inline int xs_key_eq(const void *a, const void *b) {
         uint64_t x[5], y[5];
@@ -61,6 +70,7 @@ cdef extern from *:
     uint64_t xs_mum(uint64_t a, uint64_t b) nogil
     uint64_t xs_hash_key(const void* p, uint64_t seed) nogil
     int xs_key_eq(const void* a, const void* b) nogil
+    uint64_t xs_hash_addr(const void* p, uint64_t seed) nogil
     void xs_prefetch(const void* p) nogil
 
 # ---------------------------------------------------------------------------------------
@@ -577,6 +587,7 @@ cdef class SessionTable:
         memset(&self.addr2, 0, sizeof(saddr_pool_t))
         self.addr1.free_head = NO_SLOT
         self.addr2.free_head = NO_SLOT
+        memset(&self.intern1, 0, sizeof(sintern_t))
         memset(self.wheel, 0, sizeof(self.wheel))
         memset(self.pop_stats, 0, sizeof(self.pop_stats))
         self.rg_keys = NULL
@@ -603,6 +614,8 @@ cdef class SessionTable:
         free(self.alias.slots)
         free(self.addr1.cells)
         free(self.addr2.cells)
+        free(self.intern1.refs)
+        free(self.intern1.slots)
         free(self.rg_keys)
         free(self.rg_heads)
         free(self.rg_counts)
@@ -901,7 +914,8 @@ cdef class SessionTable:
             self.rec_cap = newcap
         if not (self.idx_reserve(&self.primary, 1) and self.idx_reserve(&self.natrev, 2)
                 and self.idx_reserve(&self.fwire, 1) and self.idx_reserve(&self.alias, 1)
-                and pool_reserve(&self.addr1, 16) and pool_reserve(&self.addr2, 32)):
+                and pool_reserve(&self.addr1, 16) and pool_reserve(&self.addr2, 32)
+                and self.intern_reserve()):
             return False
         return self.rg_reserve()
 
@@ -1015,9 +1029,7 @@ cdef class SessionTable:
             r.addr_ref = pool_alloc(&self.addr2, 32)
             memcpy(self.addr2.cells + <size_t>r.addr_ref * 32, d.rs, 32)
         elif f:
-            r.addr_ref = pool_alloc(&self.addr1, 16)
-            memcpy(self.addr1.cells + <size_t>r.addr_ref * 16,
-                   &d.rs[0] if f == NAT_RS else &d.rd[0], 16)
+            r.addr_ref = self.intern_acquire(&d.rs[0] if f == NAT_RS else &d.rd[0])
         else:
             r.addr_ref = NO_SLOT
 
@@ -1028,8 +1040,87 @@ cdef class SessionTable:
         if f == (NAT_RS | NAT_RD):
             pool_free(&self.addr2, 32, r.addr_ref)
         else:
-            pool_free(&self.addr1, 16, r.addr_ref)
+            self.intern_release(r.addr_ref)
         r.addr_ref = NO_SLOT
+
+    cdef bint intern_reserve(self) noexcept nogil:
+        """Room to intern one more address (after pool_reserve of addr1)."""
+        cdef sintern_t* t = &self.intern1
+        cdef uint32_t* nr
+        cdef uint32_t* ns
+        cdef uint32_t newcap, i, j, c
+        if t.refs_cap < self.addr1.cap:
+            nr = <uint32_t*>realloc(t.refs, <size_t>self.addr1.cap * sizeof(uint32_t))
+            if nr == NULL:
+                return False
+            t.refs = nr
+            t.refs_cap = self.addr1.cap
+        if (<uint64_t>t.count + 1) * 4 <= <uint64_t>t.cap * 3:
+            return True
+        newcap = t.cap * 2 if t.cap else 16
+        ns = <uint32_t*>malloc(<size_t>newcap * sizeof(uint32_t))
+        if ns == NULL:
+            return False
+        memset(ns, 0xFF, <size_t>newcap * sizeof(uint32_t))
+        for i in range(t.cap):
+            c = t.slots[i]
+            if c == NO_SLOT:
+                continue
+            j = <uint32_t>xs_hash_addr(self.addr1.cells + <size_t>c * 16, self.seed) & (newcap - 1)
+            while ns[j] != NO_SLOT:
+                j = (j + 1) & (newcap - 1)
+            ns[j] = c
+        free(t.slots)
+        t.slots = ns
+        t.cap = newcap
+        return True
+
+    cdef uint32_t intern_acquire(self, const uint8_t* addr) noexcept nogil:
+        """The shared addr1 cell holding `addr` (created if new); the caller reserved."""
+        cdef sintern_t* t = &self.intern1
+        cdef uint32_t mask = t.cap - 1, c
+        cdef uint32_t i = <uint32_t>xs_hash_addr(addr, self.seed) & mask
+        while t.slots[i] != NO_SLOT:
+            c = t.slots[i]
+            if memcmp(self.addr1.cells + <size_t>c * 16, addr, 16) == 0:
+                t.refs[c] += 1
+                return c
+            i = (i + 1) & mask
+        c = pool_alloc(&self.addr1, 16)
+        memcpy(self.addr1.cells + <size_t>c * 16, addr, 16)
+        t.refs[c] = 1
+        t.slots[i] = c
+        t.count += 1
+        return c
+
+    cdef void intern_release(self, uint32_t cell) noexcept nogil:
+        """Drop one reference; the last one removes the address and frees its cell."""
+        cdef sintern_t* t = &self.intern1
+        t.refs[cell] -= 1
+        if t.refs[cell]:
+            return
+        cdef uint32_t mask = t.cap - 1, j, kh
+        cdef uint32_t i = <uint32_t>xs_hash_addr(self.addr1.cells + <size_t>cell * 16, self.seed) & mask
+        cdef bint stay
+        while t.slots[i] != cell:
+            i = (i + 1) & mask
+        j = i
+        while True:  # backward-shift deletion, as in rg_delete_at
+            j = (j + 1) & mask
+            if t.slots[j] == NO_SLOT:
+                break
+            kh = <uint32_t>xs_hash_addr(self.addr1.cells + <size_t>t.slots[j] * 16, self.seed) & mask
+            if i <= j:
+                stay = i < kh and kh <= j
+            else:
+                stay = i < kh or kh <= j
+            if stay:
+                continue
+            t.slots[i] = t.slots[j]
+            i = j
+        t.slots[i] = NO_SLOT
+        t.count -= 1
+        pool_free(&self.addr1, 16, cell)
 
     cdef void rec_meta_out(self, const srec_t* r, smeta_t* out) noexcept nogil:
         """The public meta of a record (origin and state are not part of it)."""
@@ -2166,6 +2257,7 @@ cdef class SessionTable:
                   self.alias.cap) * sizeof(uint64_t)
         total += <uint64_t>self.rg_cap * (sizeof(int32_t) + 2 * sizeof(uint32_t))
         total += <uint64_t>self.addr1.cap * 16 + <uint64_t>self.addr2.cap * 32
+        total += (<uint64_t>self.intern1.refs_cap + self.intern1.cap) * sizeof(uint32_t)
         total += <uint64_t>self.delta_cap * sizeof(sdelta_t)
         cdef int b
         if include_wheel:
@@ -2286,7 +2378,23 @@ cdef class SessionTable:
         for s in range(self.rec_hwm):
             if self.recs[s].meta.state & ST_LIVE and not sched[s]:
                 raise AssertionError(f"I7: live slot {s} is not scheduled in the wheel")
-        # free list holds exactly the free slots
+        # interned NAT addresses: each addr1 cell's count is the number of records using it
+        refs = {}
+        for s in range(self.rec_hwm):
+            r = &self.recs[s]
+            if r.meta.state & ST_LIVE and (r.dec.nat_flags & (NAT_RS | NAT_RD)) in (NAT_RS, NAT_RD):
+                refs[r.addr_ref] = refs.get(r.addr_ref, 0) + 1
+        if len(refs) != self.intern1.count or len(refs) != self.addr1.used:
+            raise AssertionError(f"intern: {len(refs)} cells in use, table holds "
+                                 f"{self.intern1.count}, pool {self.addr1.used}")
+        for i in range(self.intern1.cap):
+            if self.intern1.slots[i] == NO_SLOT:
+                continue
+            s = self.intern1.slots[i]
+            if refs.get(s, 0) != self.intern1.refs[s]:
+                raise AssertionError(f"intern: cell {s} counts {self.intern1.refs[s]} "
+                                     f"references, records hold {refs.get(s, 0)}")
+                # free list holds exactly the free slots
         s = self.free_head
         nfree = 0
         while s != NO_SLOT:
