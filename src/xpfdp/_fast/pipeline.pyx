@@ -497,14 +497,14 @@ cdef class SessionStage(Stage):
                     # timeout is rescheduled from last_seen, so no push is needed here.
                     r.last_seen_ns = p.now_ns
                     c.handle = hit.handle
-                    c.dec = r.dec
+                    t.decision_c(r, &c.dec)
                     c.nh = hit.nh
                     c.flags |= CTX_HAS_DEC | CTX_CACHED
                     continue
             h = t.lookup_c(&c.key, p.now_ns, m.tcp_flags, True, &alias)
             if h >= 0:
                 c.handle = h
-                c.dec = t.record_c(h).dec
+                t.decision_c(t.record_c(h), &c.dec)
                 c.flags |= CTX_HAS_DEC | CTX_FC_INSERT
                 continue
             memset(&c.dec, 0, sizeof(sdecision_t))

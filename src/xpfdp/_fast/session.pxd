@@ -37,20 +37,56 @@ ctypedef struct smeta_t:
     uint8_t flags         # SM_* bits below
     uint8_t pad[3]
 
-# One slab slot (128 bytes). Free slots are chained through rg_next.
-ctypedef struct srec_t:
-    skey_t key
-    sdecision_t dec
-    smeta_t meta
+# A decision without its NAT addresses (the first 8 bytes of sdecision_t).
+ctypedef struct sdec_head_t:
+    uint8_t nat_flags
+    uint8_t disposition
+    uint16_t rsp
+    uint16_t rdp
+    uint16_t egress_port
+
+# smeta_t's layout, with origin and state in its pad bytes.
+ctypedef struct srmeta_t:
+    int32_t owner_rg
+    uint16_t ingress_zone
+    uint16_t egress_zone
+    uint8_t flags         # SM_* bits
     uint8_t origin        # ORIGIN_* below
     uint8_t state         # ST_* below
-    uint16_t pad
-    uint64_t last_seen_ns
-    uint64_t wheel_tick   # absolute tick this session is scheduled at; TICK_NEVER if none
-    uint32_t expires_after_s
+    uint8_t tclass        # idle timeout: index into SessionTable.tpal (seconds)
+
+# One slab slot (88 bytes). NAT addresses live in a side pool (only sessions with NAT_RS
+# or NAT_RD use one): addr_ref is a cell of addr1 (16 bytes, shared by every session
+# rewriting to the same address: NAT pools are small) when one of the two is set, of addr2
+# (32 bytes: rs then rd) when both are, NO_SLOT otherwise. Free slots are chained
+# through rg_next. Read the full decision with SessionTable.decision_c.
+ctypedef struct srec_t:
+    skey_t key
+    sdec_head_t dec
+    srmeta_t meta
     uint32_t generation
+    uint64_t last_seen_ns
+    uint32_t wheel_tick   # low 32 bits of the tick this session is scheduled at
     uint32_t rg_prev      # owner-RG list links (NO_SLOT at the ends)
     uint32_t rg_next
+    uint32_t addr_ref
+
+# Reference-counted interning of addr1 cells: an open-addressing set of cell indices
+# (power-of-two capacity, linear probing, backward-shift deletion) keyed by the address.
+ctypedef struct sintern_t:
+    uint32_t* refs        # per addr1 cell: how many records use it
+    uint32_t refs_cap
+    uint32_t* slots       # cell index or NO_SLOT
+    uint32_t cap
+    uint32_t count
+
+# A pool of fixed-size address cells, free cells chained through their first 4 bytes.
+ctypedef struct saddr_pool_t:
+    uint8_t* cells
+    uint32_t cap
+    uint32_t hwm
+    uint32_t free_head
+    uint32_t used
 
 # Open-addressing index: slots hold (hash tag << 32) | record slot; linear probing with
 # backward-shift deletion (no tombstones), home bucket from the tag by fast range reduction.
@@ -59,9 +95,12 @@ ctypedef struct sindex_t:
     uint32_t cap
     uint32_t count
 
+# 8-byte wheel entry: the record slot and the low 32 bits of the tick it was scheduled at.
+# It is current only while the slot is live and its record's wheel_tick has those low bits;
+# anything else is a stale or gone entry (a reused slot's new session owns its own entry).
 ctypedef struct swheel_entry_t:
-    uint64_t handle
-    uint64_t tick
+    uint32_t slot
+    uint32_t tick
 
 ctypedef struct sbucket_t:
     swheel_entry_t* buf
@@ -170,10 +209,21 @@ cdef class SessionTable:
     cdef uint32_t tcp_timeout_s
     cdef uint32_t udp_timeout_s
     cdef uint32_t icmp_timeout_s
+    # timeout palette: the distinct idle timeouts (s) records refer to by tclass
+    cdef uint32_t tpal[256]
+    cdef uint32_t tpal_len
+    cdef uint8_t cls_tcp
+    cdef uint8_t cls_udp
+    cdef uint8_t cls_icmp
+    cdef uint8_t cls_closing
+    cdef uint8_t cls_other
     cdef sindex_t primary
     cdef sindex_t natrev
     cdef sindex_t fwire
     cdef sindex_t alias
+    cdef saddr_pool_t addr1   # 16-byte cells: the one NAT address of a session
+    cdef saddr_pool_t addr2   # 32-byte cells: rs and rd of a session rewriting both
+    cdef sintern_t intern1    # address -> shared addr1 cell
     # owner-RG map: rg -> (head slot, count), open addressing with backward-shift deletion
     cdef int32_t* rg_keys
     cdef uint32_t* rg_heads
@@ -229,6 +279,7 @@ cdef class SessionTable:
     cdef int64_t find_forward_wire_c(self, const skey_t* wire) noexcept nogil
     cdef bint touch_handle_c(self, int64_t handle, uint64_t now_ns) noexcept nogil
     cdef srec_t* record_c(self, int64_t handle) noexcept nogil
+    cdef void decision_c(self, const srec_t* r, sdecision_t* out) noexcept nogil
 
     cdef int64_t lookup_h(self, const skey_t* k, uint64_t h, uint64_t now_ns, uint8_t tcp_flags,
                           bint refresh, bint* via_alias) noexcept nogil
@@ -243,13 +294,19 @@ cdef class SessionTable:
     cdef int64_t idx_pos(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h) noexcept nogil
     cdef bint idx_reserve(self, sindex_t* ix, uint32_t extra) noexcept nogil
     cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil
-    cdef void idx_remove_if(self, sindex_t* ix, const skey_t* k, uint32_t slot) noexcept nogil
     cdef int64_t idx_probe(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
                            uint32_t* empty_at) noexcept nogil
     cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
     cdef void idx_delete_at(self, sindex_t* ix, uint32_t pos) noexcept nogil
     cdef void idx_raw_put(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
     cdef bint reserve_insert(self) noexcept nogil
+    cdef void rec_write(self, srec_t* r, const sdecision_t* d, const smeta_t* m,
+                        uint8_t origin) noexcept nogil
+    cdef void rec_release_addrs(self, srec_t* r) noexcept nogil
+    cdef bint intern_reserve(self) noexcept nogil
+    cdef uint32_t intern_acquire(self, const uint8_t* addr) noexcept nogil
+    cdef void intern_release(self, uint32_t cell) noexcept nogil
+    cdef void rec_meta_out(self, const srec_t* r, smeta_t* out) noexcept nogil
     cdef uint32_t slab_alloc(self) noexcept nogil
     cdef void slab_free(self, uint32_t slot) noexcept nogil
     cdef int64_t primary_slot(self, const skey_t* k) noexcept nogil
@@ -262,9 +319,11 @@ cdef class SessionTable:
     cdef void rg_unlink(self, uint32_t slot) noexcept nogil
     cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil
     cdef bint remove_key(self, const skey_t* k) noexcept nogil
-    cdef uint32_t timeout_s(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
+    cdef uint8_t timeout_class(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
+    cdef int _palette_class(self, uint32_t secs)
+    cdef object _compact_palette(self)
     cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil
-    cdef void wheel_append(self, uint64_t handle, uint64_t tick) noexcept nogil
+    cdef void wheel_append(self, uint32_t slot, uint64_t tick) noexcept nogil
     cdef void push_to_wheel(self, uint32_t slot, uint64_t now_ns) noexcept nogil
     cdef void push_delta(self, uint8_t kind, const srec_t* r, uint8_t fabric_sync) noexcept nogil
     cdef int64_t insert_new(self, const skey_t* k, const sdecision_t* d, const smeta_t* m,

@@ -14,7 +14,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 
 cnp.import_array()
@@ -48,6 +48,15 @@ cdef extern from *:
         uint64_t e = xs_mum(w[4] ^ seed ^ 0x27d4eb2f165667c5ull, 0x85ebca77c2b2ae63ull);
         return xs_mum(a ^ c ^ e ^ 0xff51afd7ed558ccdull, b ^ d ^ 0xc4ceb9fe1a85ec53ull);
     }
+    /* 64-bit hash of a 16-byte address (interning of NAT addresses). */
+    static inline uint64_t xs_hash_addr(const void *p, uint64_t seed) {
+        uint64_t w[2];
+        memcpy(w, p, 16);
+        return xs_mum(xs_mum(w[0] ^ seed ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull)
+                      ^ 0xff51afd7ed558ccdull,
+                      xs_mum(w[1] ^ seed ^ 0x8ebc6af09c88c6e3ull, 0x589965cc75374cc3ull)
+                      ^ 0xc4ceb9fe1a85ec53ull);
+    }
     #define xs_prefetch(p) __builtin_prefetch((p), 0, 3)
     static inline int xs_key_eq(const void *a, const void *b) {
         uint64_t x[5], y[5];
@@ -61,6 +70,7 @@ cdef extern from *:
     uint64_t xs_mum(uint64_t a, uint64_t b) nogil
     uint64_t xs_hash_key(const void* p, uint64_t seed) nogil
     int xs_key_eq(const void* a, const void* b) nogil
+    uint64_t xs_hash_addr(const void* p, uint64_t seed) nogil
     void xs_prefetch(const void* p) nogil
 
 # ---------------------------------------------------------------------------------------
@@ -70,7 +80,6 @@ cdef extern from *:
     """
     #define XS_NO_SLOT 0xFFFFFFFFu
     #define XS_EMPTY 0xFFFFFFFFFFFFFFFFull
-    #define XS_TICK_NEVER 0xFFFFFFFFFFFFFFFFull
     #define XS_MAX_SLOTS 0x7FFFFFFFu
     #define XS_MAX_INDEX_CAP 0x80000000ull
     #define XS_TICK_NS 1000000000ull
@@ -80,7 +89,6 @@ cdef extern from *:
     """
     const uint32_t NO_SLOT "XS_NO_SLOT"            # empty index entry / end of a list
     const uint64_t EMPTY "XS_EMPTY"                # an empty index slot
-    const uint64_t TICK_NEVER "XS_TICK_NEVER"      # never scheduled (fixes §7 Q3)
     const uint32_t MAX_SLOTS "XS_MAX_SLOTS"
     const uint64_t MAX_INDEX_CAP "XS_MAX_INDEX_CAP"
     # compile-time constants, so divisions by the tick become multiplications
@@ -197,6 +205,7 @@ DELTA_DTYPE = np.dtype({
 RECORD_BYTES = sizeof(srec_t)
 INDEX_NAMES = ("primary", "nat_reverse", "forward_wire", "alias")
 assert KEY_DTYPE.itemsize == 40
+assert RECORD_BYTES == 88 and sizeof(sdec_head_t) == 8 and sizeof(srmeta_t) == sizeof(smeta_t)
 
 # Python names of the C enums (session.pxd)
 NAT_FLAGS = {"rs": NAT_RS, "rd": NAT_RD, "rsp": NAT_RSP, "rdp": NAT_RDP,
@@ -224,8 +233,8 @@ cdef inline bint transient_seed(uint8_t o) noexcept nogil:
 
 cdef inline bint emits_deltas(const srec_t* r) noexcept nogil:
     """Open/Close deltas are only for local forward sessions that are not seeds."""
-    return not (r.meta.flags & SM_REVERSE) and not peer_synced(r.origin) and \
-        not transient_seed(r.origin)
+    return not (r.meta.flags & SM_REVERSE) and not peer_synced(r.meta.origin) and \
+        not transient_seed(r.meta.origin)
 
 
 # ---------------------------------------------------------------------------------------
@@ -329,6 +338,57 @@ cdef inline uint32_t home_of(uint32_t tag, uint32_t cap) noexcept nogil:
 
 cdef inline uint32_t rg_home(int32_t rg, uint32_t mask) noexcept nogil:
     return <uint32_t>xs_mum(<uint64_t><uint32_t>rg, XS_GOLDEN) & mask
+
+
+cdef inline bint pool_reserve(saddr_pool_t* p, size_t cell_bytes) noexcept nogil:
+    """Room for one more address cell (growth by doubling)."""
+    if p.free_head != NO_SLOT or p.hwm < p.cap:
+        return True
+    if p.cap >= MAX_SLOTS:
+        return False
+    cdef uint32_t newcap = p.cap * 2 if p.cap else 16
+    cdef uint8_t* nc = <uint8_t*>realloc(p.cells, <size_t>newcap * cell_bytes)
+    if nc == NULL:
+        return False
+    p.cells = nc
+    p.cap = newcap
+    return True
+
+
+cdef inline uint32_t pool_alloc(saddr_pool_t* p, size_t cell_bytes) noexcept nogil:
+    """A cell; the caller has reserved one with pool_reserve."""
+    cdef uint32_t c
+    if p.free_head != NO_SLOT:
+        c = p.free_head
+        memcpy(&p.free_head, p.cells + <size_t>c * cell_bytes, sizeof(uint32_t))
+    else:
+        c = p.hwm
+        p.hwm += 1
+    p.used += 1
+    return c
+
+
+cdef inline void pool_free(saddr_pool_t* p, size_t cell_bytes, uint32_t c) noexcept nogil:
+    memcpy(p.cells + <size_t>c * cell_bytes, &p.free_head, sizeof(uint32_t))
+    p.free_head = c
+    p.used -= 1
+
+
+cdef inline void rec_decision(const srec_t* r, const uint8_t* cells1, const uint8_t* cells2,
+                              sdecision_t* out) noexcept nogil:
+    """SessionTable.decision_c, inlined into the table's own hot paths."""
+    memcpy(out, &r.dec, sizeof(sdec_head_t))
+    cdef uint8_t f = r.dec.nat_flags & (NAT_RS | NAT_RD)
+    if f == (NAT_RS | NAT_RD):
+        memcpy(out.rs, cells2 + <size_t>r.addr_ref * 32, 32)
+    elif f == NAT_RS:
+        memcpy(out.rs, cells1 + <size_t>r.addr_ref * 16, 16)
+        memset(out.rd, 0, 16)
+    elif f == NAT_RD:
+        memset(out.rs, 0, 16)
+        memcpy(out.rd, cells1 + <size_t>r.addr_ref * 16, 16)
+    else:
+        memset(out.rs, 0, 32)
 
 
 cdef inline int64_t make_handle(uint32_t gen, uint32_t slot) noexcept nogil:
@@ -523,6 +583,11 @@ cdef class SessionTable:
         memset(&self.natrev, 0, sizeof(sindex_t))
         memset(&self.fwire, 0, sizeof(sindex_t))
         memset(&self.alias, 0, sizeof(sindex_t))
+        memset(&self.addr1, 0, sizeof(saddr_pool_t))
+        memset(&self.addr2, 0, sizeof(saddr_pool_t))
+        self.addr1.free_head = NO_SLOT
+        self.addr2.free_head = NO_SLOT
+        memset(&self.intern1, 0, sizeof(sintern_t))
         memset(self.wheel, 0, sizeof(self.wheel))
         memset(self.pop_stats, 0, sizeof(self.pop_stats))
         self.rg_keys = NULL
@@ -547,6 +612,10 @@ cdef class SessionTable:
         free(self.natrev.slots)
         free(self.fwire.slots)
         free(self.alias.slots)
+        free(self.addr1.cells)
+        free(self.addr2.cells)
+        free(self.intern1.refs)
+        free(self.intern1.slots)
         free(self.rg_keys)
         free(self.rg_heads)
         free(self.rg_counts)
@@ -565,7 +634,49 @@ cdef class SessionTable:
             if int(v) != v or not 0 <= v <= 0xFFFFFFFF:
                 raise ValueError(f"{name} must be a whole number of seconds >= 0, got {v!r}")
             vals.append(int(v) or dflt)
-        self.tcp_timeout_s, self.udp_timeout_s, self.icmp_timeout_s = vals
+        vals += [TCP_CLOSING_TIMEOUT_S, OTHER_TIMEOUT_S]
+        classes = [self._palette_class(v) for v in vals]
+        if -1 in classes:
+            self._compact_palette()
+            classes = [self._palette_class(v) for v in vals]
+            if -1 in classes:
+                raise ValueError("live sessions already hold 256 distinct idle timeouts; "
+                                 "a new timeout value cannot be added")
+        self.tcp_timeout_s, self.udp_timeout_s, self.icmp_timeout_s = vals[:3]
+        self.cls_tcp, self.cls_udp, self.cls_icmp, self.cls_closing, self.cls_other = classes
+
+    cdef int _palette_class(self, uint32_t secs):
+        """Index of `secs` in the timeout palette (added if new), or -1 if it is full."""
+        cdef uint32_t i
+        for i in range(self.tpal_len):
+            if self.tpal[i] == secs:
+                return i
+        if self.tpal_len == 256:
+            return -1
+        self.tpal[self.tpal_len] = secs
+        self.tpal_len += 1
+        return self.tpal_len - 1
+
+    cdef object _compact_palette(self):
+        """Keep only the timeouts live records use (O(N); only when the palette is full)."""
+        cdef uint8_t remap[256]
+        cdef uint32_t newpal[256]
+        cdef uint32_t s, n = 0
+        cdef bint used[256]
+        memset(used, 0, sizeof(used))
+        for s in range(self.rec_hwm):
+            if self.recs[s].meta.state & ST_LIVE:
+                used[self.recs[s].meta.tclass] = True
+        for s in range(self.tpal_len):
+            if used[s]:
+                remap[s] = n
+                newpal[n] = self.tpal[s]
+                n += 1
+        for s in range(self.rec_hwm):
+            if self.recs[s].meta.state & ST_LIVE:
+                self.recs[s].meta.tclass = remap[self.recs[s].meta.tclass]
+        memcpy(self.tpal, newpal, n * sizeof(uint32_t))
+        self.tpal_len = n
 
     @property
     def timeouts_s(self):
@@ -628,25 +739,28 @@ cdef class SessionTable:
     cdef bint matches(self, int kind, uint32_t slot, const skey_t* k) noexcept nogil:
         """Does index entry -> slot really stand for probe k? (the I3 validation)"""
         cdef skey_t t
+        cdef sdecision_t d
         cdef srec_t* r
         if slot >= self.rec_hwm:
             return False
         r = &self.recs[slot]
-        if not (r.state & ST_LIVE):
+        if not (r.meta.state & ST_LIVE):
             return False
         if kind == IX_PRIMARY:
             return xs_key_eq(&r.key, k)
         if kind == IX_ALIAS:
             if not (r.meta.flags & SM_REVERSE):
                 return False
-            k_translated(&r.key, &r.dec, &t)
+            rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
+            k_translated(&r.key, &d, &t)
             return xs_key_eq(&t, k)
         if r.meta.flags & SM_REVERSE:
             return False
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
         if kind == IX_FWIRE:
-            k_forward_wire(&r.key, &r.dec, &t)
+            k_forward_wire(&r.key, &d, &t)
             return xs_key_eq(&t, k)
-        k_reverse_wire(&r.key, &r.dec, &t)
+        k_reverse_wire(&r.key, &d, &t)
         if xs_key_eq(&t, k):
             return True
         k_reverse_canonical(&r.key, &t)
@@ -680,13 +794,16 @@ cdef class SessionTable:
                 i = 0
 
     cdef bint idx_reserve(self, sindex_t* ix, uint32_t extra) noexcept nogil:
-        """Make room for `extra` more entries at load <= 3/4 (rehash by doubling)."""
+        """Make room for `extra` more entries at load <= 3/4. Home buckets come from a
+        multiply-shift range reduction, so any capacity works: a rehash sizes the index to
+        load 5/8 (growth x1.2), which keeps the load in (5/8, 3/4] instead of the
+        (3/8, 3/4] of doubling and saves about a third of the index bytes on average."""
         cdef uint64_t need = <uint64_t>ix.count + extra
         if need * 4 <= <uint64_t>ix.cap * 3:
             return True
-        cdef uint64_t newcap = ix.cap if ix.cap else 16
-        while need * 4 > newcap * 3:
-            newcap *= 2
+        cdef uint64_t newcap = (need * 8 + 4) // 5
+        if newcap < 16:
+            newcap = 16
         if newcap > MAX_INDEX_CAP:
             return False
         cdef uint64_t* ns = <uint64_t*>malloc(newcap * sizeof(uint64_t))
@@ -731,17 +848,11 @@ cdef class SessionTable:
             ix.slots[empty_at] = (h >> 32 << 32) | slot
             ix.count += 1
 
-    cdef void idx_remove_if(self, sindex_t* ix, const skey_t* k, uint32_t slot) noexcept nogil:
-        """Value-guarded removal: drop k's entry only if it still maps to `slot`.
-
-        The entry is found by its exact (tag(k), slot) value, with no record access. Only
-        the two reverse keys of one record can share that value (equal 32-bit tags); they
-        are always removed together, so which one goes first does not matter.
-        """
-        self.idx_remove_value(ix, self.hash_c(k), slot)
-
     cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil:
-        """Delete the entry (tag(h), slot) if present."""
+        """Value-guarded removal: delete the entry (tag(h), slot) if present, i.e. only if
+        the key still maps to `slot`. It is found by value, with no record access. Only the
+        two reverse keys of one record can share that value (equal 32-bit tags); they are
+        always removed together, so which one goes first does not matter."""
         if ix.cap == 0:
             return
         cdef uint64_t want = (h >> 32 << 32) | slot
@@ -802,7 +913,9 @@ cdef class SessionTable:
             self.recs = nr
             self.rec_cap = newcap
         if not (self.idx_reserve(&self.primary, 1) and self.idx_reserve(&self.natrev, 2)
-                and self.idx_reserve(&self.fwire, 1) and self.idx_reserve(&self.alias, 1)):
+                and self.idx_reserve(&self.fwire, 1) and self.idx_reserve(&self.alias, 1)
+                and pool_reserve(&self.addr1, 16) and pool_reserve(&self.addr2, 32)
+                and self.intern_reserve()):
             return False
         return self.rg_reserve()
 
@@ -875,7 +988,8 @@ cdef class SessionTable:
 
     cdef void slab_free(self, uint32_t slot) noexcept nogil:
         cdef srec_t* r = &self.recs[slot]
-        r.state = 0
+        self.rec_release_addrs(r)
+        r.meta.state = 0
         r.generation = (r.generation + 1) & 0x7FFFFFFF
         r.rg_next = self.free_head
         self.free_head = slot
@@ -889,9 +1003,132 @@ cdef class SessionTable:
         if slot >= self.rec_hwm:
             return NULL
         cdef srec_t* r = &self.recs[slot]
-        if not (r.state & ST_LIVE) or r.generation != gen:
+        if not (r.meta.state & ST_LIVE) or r.generation != gen:
             return NULL
         return r
+
+    # ----------------------------------------------------------------- internals: record
+
+    cdef void decision_c(self, const srec_t* r, sdecision_t* out) noexcept nogil:
+        """The full decision of a record (addresses from the pool; an address whose NAT
+        flag is clear reads as zeros)."""
+        rec_decision(r, self.addr1.cells, self.addr2.cells, out)
+
+    cdef void rec_write(self, srec_t* r, const sdecision_t* d, const smeta_t* m,
+                        uint8_t origin) noexcept nogil:
+        """Store decision (its set addresses into a pool cell), meta and origin; the caller
+        has released the record's old cell and reserved pool room (reserve_insert)."""
+        memcpy(&r.dec, d, sizeof(sdec_head_t))
+        r.meta.owner_rg = m.owner_rg
+        r.meta.ingress_zone = m.ingress_zone
+        r.meta.egress_zone = m.egress_zone
+        r.meta.flags = m.flags & (SM_FABRIC_INGRESS | SM_REVERSE)
+        r.meta.origin = origin
+        cdef uint8_t f = d.nat_flags & (NAT_RS | NAT_RD)
+        if f == (NAT_RS | NAT_RD):
+            r.addr_ref = pool_alloc(&self.addr2, 32)
+            memcpy(self.addr2.cells + <size_t>r.addr_ref * 32, d.rs, 32)
+        elif f:
+            r.addr_ref = self.intern_acquire(&d.rs[0] if f == NAT_RS else &d.rd[0])
+        else:
+            r.addr_ref = NO_SLOT
+
+    cdef void rec_release_addrs(self, srec_t* r) noexcept nogil:
+        cdef uint8_t f = r.dec.nat_flags & (NAT_RS | NAT_RD)
+        if r.addr_ref == NO_SLOT:
+            return
+        if f == (NAT_RS | NAT_RD):
+            pool_free(&self.addr2, 32, r.addr_ref)
+        else:
+            self.intern_release(r.addr_ref)
+        r.addr_ref = NO_SLOT
+
+    cdef bint intern_reserve(self) noexcept nogil:
+        """Room to intern one more address (after pool_reserve of addr1)."""
+        cdef sintern_t* t = &self.intern1
+        cdef uint32_t* nr
+        cdef uint32_t* ns
+        cdef uint32_t newcap, i, j, c
+        if t.refs_cap < self.addr1.cap:
+            nr = <uint32_t*>realloc(t.refs, <size_t>self.addr1.cap * sizeof(uint32_t))
+            if nr == NULL:
+                return False
+            t.refs = nr
+            t.refs_cap = self.addr1.cap
+        if (<uint64_t>t.count + 1) * 4 <= <uint64_t>t.cap * 3:
+            return True
+        newcap = t.cap * 2 if t.cap else 16
+        ns = <uint32_t*>malloc(<size_t>newcap * sizeof(uint32_t))
+        if ns == NULL:
+            return False
+        memset(ns, 0xFF, <size_t>newcap * sizeof(uint32_t))
+        for i in range(t.cap):
+            c = t.slots[i]
+            if c == NO_SLOT:
+                continue
+            j = <uint32_t>xs_hash_addr(self.addr1.cells + <size_t>c * 16, self.seed) & (newcap - 1)
+            while ns[j] != NO_SLOT:
+                j = (j + 1) & (newcap - 1)
+            ns[j] = c
+        free(t.slots)
+        t.slots = ns
+        t.cap = newcap
+        return True
+
+    cdef uint32_t intern_acquire(self, const uint8_t* addr) noexcept nogil:
+        """The shared addr1 cell holding `addr` (created if new); the caller reserved."""
+        cdef sintern_t* t = &self.intern1
+        cdef uint32_t mask = t.cap - 1, c
+        cdef uint32_t i = <uint32_t>xs_hash_addr(addr, self.seed) & mask
+        while t.slots[i] != NO_SLOT:
+            c = t.slots[i]
+            if memcmp(self.addr1.cells + <size_t>c * 16, addr, 16) == 0:
+                t.refs[c] += 1
+                return c
+            i = (i + 1) & mask
+        c = pool_alloc(&self.addr1, 16)
+        memcpy(self.addr1.cells + <size_t>c * 16, addr, 16)
+        t.refs[c] = 1
+        t.slots[i] = c
+        t.count += 1
+        return c
+
+    cdef void intern_release(self, uint32_t cell) noexcept nogil:
+        """Drop one reference; the last one removes the address and frees its cell."""
+        cdef sintern_t* t = &self.intern1
+        t.refs[cell] -= 1
+        if t.refs[cell]:
+            return
+        cdef uint32_t mask = t.cap - 1, j, kh
+        cdef uint32_t i = <uint32_t>xs_hash_addr(self.addr1.cells + <size_t>cell * 16, self.seed) & mask
+        cdef bint stay
+        while t.slots[i] != cell:
+            i = (i + 1) & mask
+        j = i
+        while True:  # backward-shift deletion, as in rg_delete_at
+            j = (j + 1) & mask
+            if t.slots[j] == NO_SLOT:
+                break
+            kh = <uint32_t>xs_hash_addr(self.addr1.cells + <size_t>t.slots[j] * 16, self.seed) & mask
+            if i <= j:
+                stay = i < kh and kh <= j
+            else:
+                stay = i < kh or kh <= j
+            if stay:
+                continue
+            t.slots[i] = t.slots[j]
+            i = j
+        t.slots[i] = NO_SLOT
+        t.count -= 1
+        pool_free(&self.addr1, 16, cell)
+
+    cdef void rec_meta_out(self, const srec_t* r, smeta_t* out) noexcept nogil:
+        """The public meta of a record (origin and state are not part of it)."""
+        memset(out, 0, sizeof(smeta_t))
+        out.owner_rg = r.meta.owner_rg
+        out.ingress_zone = r.meta.ingress_zone
+        out.egress_zone = r.meta.egress_zone
+        out.flags = r.meta.flags
 
     cdef int64_t primary_slot(self, const skey_t* k) noexcept nogil:
         cdef int64_t pos = self.idx_pos(&self.primary, IX_PRIMARY, k, self.hash_c(k))
@@ -961,36 +1198,40 @@ cdef class SessionTable:
     cdef void index_secondary(self, uint32_t slot) noexcept nogil:
         """Insert the derived keys of one record with the exact gates of sessions.md §2.2."""
         cdef skey_t t
+        cdef sdecision_t d
         cdef srec_t* r = &self.recs[slot]
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
         if not (r.meta.flags & SM_REVERSE):
-            k_reverse_wire(&r.key, &r.dec, &t)
+            k_reverse_wire(&r.key, &d, &t)
             self.idx_upsert(&self.natrev, IX_NATREV, &t, slot)
             k_reverse_canonical(&r.key, &t)
             if not xs_key_eq(&t, &r.key):
                 self.idx_upsert(&self.natrev, IX_NATREV, &t, slot)
-            k_forward_wire(&r.key, &r.dec, &t)
+            k_forward_wire(&r.key, &d, &t)
             if not xs_key_eq(&t, &r.key):
                 self.idx_upsert(&self.fwire, IX_FWIRE, &t, slot)
-        elif not (r.dec.nat_flags & NAT_64):
+        elif not (d.nat_flags & NAT_64):
             # NAT64 aliases keep the forward af/proto and could never match (§7 Q4): skipped.
-            k_translated(&r.key, &r.dec, &t)
+            k_translated(&r.key, &d, &t)
             if not xs_key_eq(&t, &r.key):
                 self.idx_upsert(&self.alias, IX_ALIAS, &t, slot)
         self.rg_link(slot)
 
     cdef void unindex_secondary(self, uint32_t slot) noexcept nogil:
         cdef skey_t t
+        cdef sdecision_t d
         cdef srec_t* r = &self.recs[slot]
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
         if not (r.meta.flags & SM_REVERSE):
-            k_reverse_wire(&r.key, &r.dec, &t)
-            self.idx_remove_if(&self.natrev, &t, slot)
+            k_reverse_wire(&r.key, &d, &t)
+            self.idx_remove_value(&self.natrev, self.hash_c(&t), slot)
             k_reverse_canonical(&r.key, &t)
-            self.idx_remove_if(&self.natrev, &t, slot)
-            k_forward_wire(&r.key, &r.dec, &t)
-            self.idx_remove_if(&self.fwire, &t, slot)
+            self.idx_remove_value(&self.natrev, self.hash_c(&t), slot)
+            k_forward_wire(&r.key, &d, &t)
+            self.idx_remove_value(&self.fwire, self.hash_c(&t), slot)
         else:
-            k_translated(&r.key, &r.dec, &t)
-            self.idx_remove_if(&self.alias, &t, slot)
+            k_translated(&r.key, &d, &t)
+            self.idx_remove_value(&self.alias, self.hash_c(&t), slot)
         self.rg_unlink(slot)
 
     cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil:
@@ -1010,23 +1251,24 @@ cdef class SessionTable:
 
     # ----------------------------------------------------------------- internals: timing
 
-    cdef uint32_t timeout_s(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil:
+    cdef uint8_t timeout_class(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil:
+        """The palette class of the idle timeout a packet sets."""
         if proto == PROTO_TCP:
             if tcp_flags & (TCP_FIN | TCP_RST):
-                return C_CLOSING_S
-            return self.tcp_timeout_s
+                return self.cls_closing
+            return self.cls_tcp
         if proto == PROTO_UDP:
-            return self.udp_timeout_s
+            return self.cls_udp
         if is_icmp(proto):
-            return self.icmp_timeout_s
-        return C_OTHER_S
+            return self.cls_icmp
+        return self.cls_other
 
     cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil:
         if not self.wheel_started:
             self.cursor_tick = now_ns // C_TICK_NS
             self.wheel_started = True
 
-    cdef void wheel_append(self, uint64_t handle, uint64_t tick) noexcept nogil:
+    cdef void wheel_append(self, uint32_t slot, uint64_t tick) noexcept nogil:
         cdef sbucket_t* b = &self.wheel[tick & (C_BUCKETS - 1)]
         cdef uint32_t newcap, i
         cdef swheel_entry_t* nb
@@ -1042,8 +1284,8 @@ cdef class SessionTable:
             b.buf = nb
             b.cap = newcap
             b.head = 0
-        b.buf[(b.head + b.len) & (b.cap - 1)].handle = handle
-        b.buf[(b.head + b.len) & (b.cap - 1)].tick = tick
+        b.buf[(b.head + b.len) & (b.cap - 1)].slot = slot
+        b.buf[(b.head + b.len) & (b.cap - 1)].tick = <uint32_t>tick
         b.len += 1
         self.wheel_entries += 1
 
@@ -1053,14 +1295,14 @@ cdef class SessionTable:
         self.wheel_observe(now_ns)
         cdef srec_t* r = &self.recs[slot]
         cdef uint64_t now_tick = now_ns // C_TICK_NS
-        cdef uint64_t exp_tick = (r.last_seen_ns + <uint64_t>r.expires_after_s * C_TICK_NS) // C_TICK_NS
+        cdef uint64_t exp_tick = (r.last_seen_ns + <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS) // C_TICK_NS
         cdef uint64_t delta = exp_tick - now_tick if exp_tick > now_tick else 0
         if delta > C_FAR:
             delta = C_FAR
         cdef uint64_t target = now_tick + delta
-        if target != r.wheel_tick:
-            r.wheel_tick = target
-            self.wheel_append(<uint64_t>make_handle(r.generation, slot), target)
+        if <uint32_t>target != r.wheel_tick:
+            r.wheel_tick = <uint32_t>target
+            self.wheel_append(slot, target)
 
     # ----------------------------------------------------------------- internals: deltas
 
@@ -1087,11 +1329,11 @@ cdef class SessionTable:
         d = &self.deltas[(self.delta_head + self.delta_len) & (self.delta_cap - 1)]
         memset(d, 0, sizeof(sdelta_t))
         d.kind = kind
-        d.origin = r.origin
+        d.origin = r.meta.origin
         d.fabric_redirect_sync = fabric_sync
         d.key = r.key
-        d.dec = r.dec
-        d.meta = r.meta
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &d.dec)
+        self.rec_meta_out(r, &d.meta)
         self.delta_len += 1
         self.c_delta_pushed += 1
 
@@ -1121,18 +1363,13 @@ cdef class SessionTable:
         cdef srec_t* r = &self.recs[slot]
         r.key = k[0]
         r.key.pad = 0
-        r.dec = d[0]
-        r.meta = m[0]
-        r.meta.flags &= SM_FABRIC_INGRESS | SM_REVERSE
-        memset(r.meta.pad, 0, 3)
-        r.origin = origin
-        r.state = ST_LIVE
+        self.rec_write(r, d, m, origin)
+        r.meta.state = ST_LIVE
         if k.proto == PROTO_TCP and tcp_flags & (TCP_FIN | TCP_RST):
-            r.state |= ST_CLOSING
-        r.pad = 0
+            r.meta.state |= ST_CLOSING
         r.last_seen_ns = now_ns
-        r.expires_after_s = self.timeout_s(k.proto, tcp_flags)
-        r.wheel_tick = TICK_NEVER
+        r.meta.tclass = self.timeout_class(k.proto, tcp_flags)
+        r.wheel_tick = <uint32_t>(now_ns // C_TICK_NS - 1)  # a tick no push can target
         if pos < 0:  # nothing moved since the probe: its empty slot is k's place
             self.primary.slots[empty_at] = (h >> 32 << 32) | slot
             self.primary.count += 1
@@ -1219,12 +1456,12 @@ cdef class SessionTable:
         r = &self.recs[slot]
         if refresh:
             if k.proto == PROTO_TCP and tcp_flags & (TCP_FIN | TCP_RST):
-                r.state |= ST_CLOSING
+                r.meta.state |= ST_CLOSING
             r.last_seen_ns = now_ns
-            if k.proto == PROTO_TCP and r.state & ST_CLOSING:
-                r.expires_after_s = C_CLOSING_S
+            if k.proto == PROTO_TCP and r.meta.state & ST_CLOSING:
+                r.meta.tclass = self.cls_closing
             else:
-                r.expires_after_s = self.timeout_s(k.proto, tcp_flags)
+                r.meta.tclass = self.timeout_class(k.proto, tcp_flags)
             self.push_to_wheel(slot, now_ns)  # canonical record, never the alias key
         return make_handle(r.generation, slot)
 
@@ -1268,13 +1505,15 @@ cdef class SessionTable:
         cdef srec_t* r = &self.recs[slot]
         out.handle = make_handle(r.generation, slot)
         out.last_seen_ns = r.last_seen_ns
-        out.expires_after_ns = <uint64_t>r.expires_after_s * C_TICK_NS
-        out.wheel_tick = r.wheel_tick
+        out.expires_after_ns = <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS
+        # the scheduled tick is within 2**31 ticks (68 years) of the wheel cursor
+        out.wheel_tick = self.cursor_tick + <uint64_t><int64_t><int32_t>(
+            r.wheel_tick - <uint32_t>self.cursor_tick)
         out.key = r.key
-        out.dec = r.dec
-        out.meta = r.meta
-        out.origin = r.origin
-        out.closing = (r.state & ST_CLOSING) != 0
+        rec_decision(r, self.addr1.cells, self.addr2.cells, &out.dec)
+        self.rec_meta_out(r, &out.meta)
+        out.origin = r.meta.origin
+        out.closing = (r.meta.state & ST_CLOSING) != 0
         out.valid = 1
         out.pad = 0
 
@@ -1398,7 +1637,7 @@ cdef class SessionTable:
         cdef uint8_t o = _check_origin(origin)
         cdef uint8_t f = _u8_per_key(tcp_flags, 1, "tcp_flags")[0]
         cdef int64_t slot = self.primary_slot(<skey_t*>_ptr(k))
-        if slot >= 0 and not peer_synced(self.recs[slot].origin) and not allow_replace_local:
+        if slot >= 0 and not peer_synced(self.recs[slot].meta.origin) and not allow_replace_local:
             self.c_synced_rejects += 1
             return -1
         h = self.insert_new(<skey_t*>_ptr(k), <sdecision_t*>_ptr(d), <smeta_t*>_ptr(m),
@@ -1426,7 +1665,7 @@ cdef class SessionTable:
         cdef int64_t slot = self.primary_slot(kp)
         if slot < 0:
             return False
-        cdef uint8_t old_origin = self.recs[slot].origin
+        cdef uint8_t old_origin = self.recs[slot].meta.origin
         if not ha_activation and peer_synced(o):
             self.c_update_rejects += 1
             return False
@@ -1435,16 +1674,13 @@ cdef class SessionTable:
             raise MemoryError("session table could not grow its indices")
         self.unindex_secondary(<uint32_t>slot)
         cdef srec_t* r = &self.recs[slot]
-        r.dec = (<sdecision_t*>_ptr(d))[0]
-        r.meta = (<smeta_t*>_ptr(m))[0]
-        r.meta.flags &= SM_FABRIC_INGRESS | SM_REVERSE
-        memset(r.meta.pad, 0, 3)
-        r.origin = o
+        self.rec_release_addrs(r)
+        self.rec_write(r, <sdecision_t*>_ptr(d), <smeta_t*>_ptr(m), o)
         r.last_seen_ns = now_ns
-        r.expires_after_s = self.timeout_s(kp.proto, f)
-        r.state = ST_LIVE
+        r.meta.tclass = self.timeout_class(kp.proto, f)
+        r.meta.state = ST_LIVE
         if kp.proto == PROTO_TCP and f & (TCP_FIN | TCP_RST):
-            r.state |= ST_CLOSING
+            r.meta.state |= ST_CLOSING
         self.index_secondary(<uint32_t>slot)
         self.push_to_wheel(<uint32_t>slot, now_ns)
         self.c_updates += 1
@@ -1459,7 +1695,7 @@ cdef class SessionTable:
         h = self.peek(key)
         if h < 0:
             return False
-        return self.update_session(key, decision, meta, self.recs[<uint32_t>h].origin,
+        return self.update_session(key, decision, meta, self.recs[<uint32_t>h].meta.origin,
                                    now_ns, tcp_flags, False)
 
     def refresh_for_ha_activation(self, key, decision, meta, uint64_t now_ns, tcp_flags=0):
@@ -1468,7 +1704,7 @@ cdef class SessionTable:
         h = self.peek(key)
         if h < 0:
             return False
-        return self.update_session(key, decision, meta, self.recs[<uint32_t>h].origin,
+        return self.update_session(key, decision, meta, self.recs[<uint32_t>h].meta.origin,
                                    now_ns, tcp_flags, True)
 
     def promote_synced(self, key, decision, meta, origin, uint64_t now_ns, tcp_flags=0):
@@ -1491,10 +1727,8 @@ cdef class SessionTable:
             raise MemoryError("session table could not grow its indices")
         self.unindex_secondary(<uint32_t>slot)
         cdef srec_t* r = &self.recs[slot]
-        r.dec = (<sdecision_t*>_ptr(d))[0]
-        r.meta = (<smeta_t*>_ptr(m))[0]
-        r.meta.flags &= SM_FABRIC_INGRESS | SM_REVERSE
-        memset(r.meta.pad, 0, 3)
+        self.rec_release_addrs(r)
+        self.rec_write(r, <sdecision_t*>_ptr(d), <smeta_t*>_ptr(m), r.meta.origin)
         r.last_seen_ns = now_ns
         self.index_secondary(<uint32_t>slot)
         self.push_to_wheel(<uint32_t>slot, now_ns)
@@ -1736,7 +1970,7 @@ cdef class SessionTable:
         out = np.empty(self.primary.count, dtype=KEY_DTYPE)
         cdef skey_t* op = <skey_t*>_ptr(out)
         for s in range(self.rec_hwm):
-            if self.recs[s].state & ST_LIVE and j < out.shape[0]:
+            if self.recs[s].meta.state & ST_LIVE and j < out.shape[0]:
                 op[j] = self.recs[s].key
                 j += 1
         return out[:j]
@@ -1763,18 +1997,18 @@ cdef class SessionTable:
         return self.cursor_tick if self.wheel_started else None
 
     def wheel_entries_for(self, key):
-        """How many wheel entries name the session under primary `key` (for tests)."""
+        """How many wheel entries name the slot of the session under primary `key`, current
+        and stale (stale ones of an earlier occupant of the slot included; for tests)."""
         self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef int64_t slot = self.primary_slot(<skey_t*>_ptr(k))
         if slot < 0:
             return 0
-        cdef uint64_t h = <uint64_t>make_handle(self.recs[slot].generation, <uint32_t>slot)
         cdef uint32_t b, i
         cdef Py_ssize_t count = 0
         for b in range(C_BUCKETS):
             for i in range(self.wheel[b].len):
-                if self.wheel[b].buf[(self.wheel[b].head + i) & (self.wheel[b].cap - 1)].handle == h:
+                if self.wheel[b].buf[(self.wheel[b].head + i) & (self.wheel[b].cap - 1)].slot == slot:
                     count += 1
         return count
 
@@ -1836,16 +2070,16 @@ cdef class SessionTable:
                 b.len -= 1
                 self.wheel_entries -= 1
                 self.pop_stats[POP_SCANNED] += 1
-                r = self.record_c(<int64_t>e.handle)
-                if r == NULL:
+                slot = e.slot
+                if slot >= self.rec_hwm or not (self.recs[slot].meta.state & ST_LIVE):
                     self.pop_stats[POP_GONE] += 1
                     continue
+                r = &self.recs[slot]
                 if r.wheel_tick != e.tick:
                     self.pop_stats[POP_STALE] += 1
                     continue
-                slot = <uint32_t>e.handle
                 if now_ns > r.last_seen_ns and \
-                        now_ns - r.last_seen_ns > <uint64_t>r.expires_after_s * C_TICK_NS:
+                        now_ns - r.last_seen_ns > <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS:
                     if <size_t>n == cap[0]:
                         nb = <ssession_t*>realloc(buf[0], (cap[0] * 2 + 64) * sizeof(ssession_t))
                         if nb == NULL:
@@ -1860,13 +2094,13 @@ cdef class SessionTable:
                     self.remove_slot(slot, self.hash_c(&r.key))
                     self.pop_stats[POP_EXPIRED] += 1
                 else:
-                    exp_tick = (r.last_seen_ns + <uint64_t>r.expires_after_s * C_TICK_NS) // C_TICK_NS
+                    exp_tick = (r.last_seen_ns + <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS) // C_TICK_NS
                     delta = exp_tick - now_tick if exp_tick > now_tick else 0
                     if delta > C_FAR:
                         delta = C_FAR
                     target = now_tick + delta
-                    r.wheel_tick = target
-                    self.wheel_append(e.handle, target)
+                    r.wheel_tick = <uint32_t>target
+                    self.wheel_append(slot, target)
                     self.pop_stats[POP_REBUCKETED] += 1
             if b.len == 0 and b.cap > 1024:
                 free(b.buf)
@@ -1930,24 +2164,24 @@ cdef class SessionTable:
                 while s != NO_SLOT and j < cap:
                     r = &self.recs[s]
                     s = r.rg_next
-                    if not (r.state & ST_LIVE) or r.meta.owner_rg != rg:
+                    if not (r.meta.state & ST_LIVE) or r.meta.owner_rg != rg:
                         continue
                     if mode != 2:
-                        if mode == 1 and not peer_synced(r.origin):
-                            r.origin = ORIGIN_SYNC_IMPORT
+                        if mode == 1 and not peer_synced(r.meta.origin):
+                            r.meta.origin = ORIGIN_SYNC_IMPORT
                         kout[j] = r.key
                         j += 1
                     elif (r.meta.flags & (SM_REVERSE | SM_FABRIC_INGRESS)) == 0 and \
-                            not peer_synced(r.origin) and not transient_seed(r.origin) and \
+                            not peer_synced(r.meta.origin) and not transient_seed(r.meta.origin) and \
                             (r.dec.disposition == DISP_FORWARD_CANDIDATE or
                              r.dec.disposition == DISP_FABRIC_REDIRECT):
                         memset(&dout[j], 0, sizeof(sdelta_t))
                         dout[j].kind = DELTA_OPEN
-                        dout[j].origin = r.origin
+                        dout[j].origin = r.meta.origin
                         dout[j].fabric_redirect_sync = 1
                         dout[j].key = r.key
-                        dout[j].dec = r.dec
-                        dout[j].meta = r.meta
+                        rec_decision(r, self.addr1.cells, self.addr2.cells, &dout[j].dec)
+                        self.rec_meta_out(r, &dout[j].meta)
                         j += 1
             self.busy = False
             chunks.append(out[:j])
@@ -2010,6 +2244,7 @@ cdef class SessionTable:
             "owner_rgs": self.rg_used,
             "wheel_entries": self.wheel_entries,
             "slab_capacity": self.rec_cap,
+            "nat_address_cells": self.addr1.used + self.addr2.used,
             "memory_bytes": self.memory_bytes(),
         }
 
@@ -2021,6 +2256,8 @@ cdef class SessionTable:
         total += (<uint64_t>self.primary.cap + self.natrev.cap + self.fwire.cap +
                   self.alias.cap) * sizeof(uint64_t)
         total += <uint64_t>self.rg_cap * (sizeof(int32_t) + 2 * sizeof(uint32_t))
+        total += <uint64_t>self.addr1.cap * 16 + <uint64_t>self.addr2.cap * 32
+        total += (<uint64_t>self.intern1.refs_cap + self.intern1.cap) * sizeof(uint32_t)
         total += <uint64_t>self.delta_cap * sizeof(sdelta_t)
         cdef int b
         if include_wheel:
@@ -2075,7 +2312,7 @@ cdef class SessionTable:
             if <uint32_t>e == NO_SLOT:
                 continue
             s = <uint32_t>e
-            if s >= self.rec_hwm or not (self.recs[s].state & ST_LIVE):
+            if s >= self.rec_hwm or not (self.recs[s].meta.state & ST_LIVE):
                 raise AssertionError(f"I1/I2: primary entry at {i} points at free slot {s}")
             if <uint32_t>(e >> 32) != <uint32_t>(self.hash_c(&self.recs[s].key) >> 32):
                 raise AssertionError(f"I1: primary entry at {i} is not stored under its record's key")
@@ -2083,7 +2320,7 @@ cdef class SessionTable:
                 raise AssertionError(f"I1: slot {s} has two primary entries")
             seen[s] = 1
         for s in range(self.rec_hwm):
-            if self.recs[s].state & ST_LIVE:
+            if self.recs[s].meta.state & ST_LIVE:
                 live += 1
                 if not seen[s]:
                     raise AssertionError(f"I1: live slot {s} has no primary entry")
@@ -2104,7 +2341,7 @@ cdef class SessionTable:
             s = self.rg_heads[i]
             prev = NO_SLOT
             while s != NO_SLOT:
-                if s >= self.rec_hwm or not (self.recs[s].state & ST_LIVE):
+                if s >= self.rec_hwm or not (self.recs[s].meta.state & ST_LIVE):
                     raise AssertionError(f"I5: RG {self.rg_keys[i]} lists free slot {s}")
                 if self.recs[s].meta.owner_rg != self.rg_keys[i]:
                     raise AssertionError(f"I5: slot {s} listed under the wrong RG")
@@ -2120,32 +2357,48 @@ cdef class SessionTable:
                 raise AssertionError(f"I5: RG {self.rg_keys[i]} count {self.rg_counts[i]} != {cnt}")
             rg_total += cnt
         for s in range(self.rec_hwm):
-            if self.recs[s].state & ST_LIVE and (self.recs[s].meta.owner_rg > 0) != in_rg[s]:
+            if self.recs[s].meta.state & ST_LIVE and (self.recs[s].meta.owner_rg > 0) != in_rg[s]:
                 raise AssertionError(f"I5: slot {s} (rg {self.recs[s].meta.owner_rg}) "
                                      "membership wrong")
         # I7: every live record has a wheel entry at its scheduled tick
+        cdef swheel_entry_t we
         sched = np.zeros(self.rec_hwm, dtype=np.uint8)
         cdef uint64_t wcount = 0
         for b in range(C_BUCKETS):
             for i in range(self.wheel[b].len):
-                e = self.wheel[b].buf[(self.wheel[b].head + i) & (self.wheel[b].cap - 1)].handle
-                r = self.record_c(<int64_t>e)
+                we = self.wheel[b].buf[(self.wheel[b].head + i) & (self.wheel[b].cap - 1)]
                 wcount += 1
-                if r != NULL and r.wheel_tick == \
-                        self.wheel[b].buf[(self.wheel[b].head + i) & (self.wheel[b].cap - 1)].tick:
-                    if (r.wheel_tick & (C_BUCKETS - 1)) != b:
-                        raise AssertionError(f"I7: entry for slot {<uint32_t>e} in wrong bucket")
-                    sched[<uint32_t>e] = 1
+                if we.slot < self.rec_hwm and self.recs[we.slot].meta.state & ST_LIVE and \
+                        self.recs[we.slot].wheel_tick == we.tick:
+                    if (self.recs[we.slot].wheel_tick & (C_BUCKETS - 1)) != b:
+                        raise AssertionError(f"I7: entry for slot {we.slot} in wrong bucket")
+                    sched[we.slot] = 1
         if wcount != self.wheel_entries:
             raise AssertionError(f"wheel entry count {self.wheel_entries} != {wcount}")
         for s in range(self.rec_hwm):
-            if self.recs[s].state & ST_LIVE and not sched[s]:
+            if self.recs[s].meta.state & ST_LIVE and not sched[s]:
                 raise AssertionError(f"I7: live slot {s} is not scheduled in the wheel")
-        # free list holds exactly the free slots
+        # interned NAT addresses: each addr1 cell's count is the number of records using it
+        refs = {}
+        for s in range(self.rec_hwm):
+            r = &self.recs[s]
+            if r.meta.state & ST_LIVE and (r.dec.nat_flags & (NAT_RS | NAT_RD)) in (NAT_RS, NAT_RD):
+                refs[r.addr_ref] = refs.get(r.addr_ref, 0) + 1
+        if len(refs) != self.intern1.count or len(refs) != self.addr1.used:
+            raise AssertionError(f"intern: {len(refs)} cells in use, table holds "
+                                 f"{self.intern1.count}, pool {self.addr1.used}")
+        for i in range(self.intern1.cap):
+            if self.intern1.slots[i] == NO_SLOT:
+                continue
+            s = self.intern1.slots[i]
+            if refs.get(s, 0) != self.intern1.refs[s]:
+                raise AssertionError(f"intern: cell {s} counts {self.intern1.refs[s]} "
+                                     f"references, records hold {refs.get(s, 0)}")
+                # free list holds exactly the free slots
         s = self.free_head
         nfree = 0
         while s != NO_SLOT:
-            if self.recs[s].state & ST_LIVE:
+            if self.recs[s].meta.state & ST_LIVE:
                 raise AssertionError(f"free list holds live slot {s}")
             nfree += 1
             if nfree > self.rec_hwm:
@@ -2165,6 +2418,7 @@ cdef class SessionTable:
         cdef uint64_t e
         cdef srec_t* r
         cdef skey_t t
+        cdef sdecision_t d
         cdef Py_ssize_t n = 0
         for i in range(ix.cap):
             e = ix.slots[i]
@@ -2173,20 +2427,21 @@ cdef class SessionTable:
             n += 1
             s = <uint32_t>e
             tag = <uint32_t>(e >> 32)
-            if s >= self.rec_hwm or not (self.recs[s].state & ST_LIVE):
+            if s >= self.rec_hwm or not (self.recs[s].meta.state & ST_LIVE):
                 raise AssertionError(f"I2: {name} entry at {i} points at free slot {s}")
             r = &self.recs[s]
+            rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
             ok = False
             if kind == IX_ALIAS:
                 if r.meta.flags & SM_REVERSE:
-                    k_translated(&r.key, &r.dec, &t)
+                    k_translated(&r.key, &d, &t)
                     ok = <uint32_t>(self.hash_c(&t) >> 32) == tag
             elif not (r.meta.flags & SM_REVERSE):
                 if kind == IX_FWIRE:
-                    k_forward_wire(&r.key, &r.dec, &t)
+                    k_forward_wire(&r.key, &d, &t)
                     ok = <uint32_t>(self.hash_c(&t) >> 32) == tag
                 else:
-                    k_reverse_wire(&r.key, &r.dec, &t)
+                    k_reverse_wire(&r.key, &d, &t)
                     ok = <uint32_t>(self.hash_c(&t) >> 32) == tag
                     k_reverse_canonical(&r.key, &t)
                     ok = ok or <uint32_t>(self.hash_c(&t) >> 32) == tag
