@@ -55,7 +55,7 @@ from xpfdp._fast.session cimport (
     smeta_t,
     srec_t,
 )
-from xpfdp._fast.xsk cimport Burst, Port, Umem, xdp_desc
+from xpfdp._fast.xsk cimport Burst, Port, Umem, wait_any, xdp_desc
 
 import ipaddress
 
@@ -1254,7 +1254,7 @@ cdef class Pipeline:
     def run(self, seconds=None, *, uint64_t max_packets=0, bint until_idle=False):
         """Poll until `seconds` pass, `max_packets` were received, `until_idle` and a poll
         received nothing with every TX queue empty, or stop() is called. Returns packets
-        received. Blocks briefly (1 ms) on the ports after 64 idle polls."""
+        received. After 64 idle polls it blocks up to 1 ms in one poll() over every port."""
         self._check_open()
         if seconds is None and not max_packets and not until_idle:
             raise ValueError("run() needs seconds, max_packets or until_idle")
@@ -1290,8 +1290,7 @@ cdef class Pipeline:
                         idle += 1
                         if idle >= IDLE_POLLS_BEFORE_WAIT:
                             idle = 0
-                            for k in range(self.n_ports):
-                                (<Port>self.ports[k]).c_wait(1)
+                            wait_any(self.ports, self.n_ports, 1)
                     else:
                         idle = 0
         self._raise_error()

@@ -2,6 +2,7 @@
 # memory). Everything a per-packet loop needs is a cdef nogil method declared here, so the
 # pipeline module can drive ports without touching Python objects.
 
+from cpython.object cimport PyObject
 from libc.stdint cimport int16_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from xpfdp._fast.meta cimport pkt_meta_t
@@ -204,6 +205,7 @@ cdef class Port:
     cdef int _alloc_pending(self, uint32_t capacity) except -1
     cdef void c_service(self) noexcept nogil
     cdef int c_wait(self, int timeout_ms) noexcept nogil
+    cdef int c_fd(self) noexcept nogil
     cdef int _ready(self, Burst b) except -1
 
 
@@ -252,3 +254,8 @@ cdef class MemPort(Port):
     cdef uint32_t n_captured
 
     cdef void _restock(self) noexcept nogil
+
+
+# Block until any of the ports has something to receive, or timeout_ms passes: one poll()
+# over every socket, so traffic on one port never waits out a timeout spent on another.
+cdef int wait_any(PyObject** ports, uint32_t n_ports, int timeout_ms) noexcept nogil

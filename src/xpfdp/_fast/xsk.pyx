@@ -78,6 +78,13 @@ cdef extern from *:
         struct pollfd p = { .fd = fd, .events = POLLIN };
         return poll(&p, 1, timeout_ms);
     }
+    static inline int xpfdp_poll_in_many(const int *fds, unsigned n, int timeout_ms) {
+        struct pollfd p[16];
+        unsigned k, m = 0;
+        for (k = 0; k < n && m < 16; k++)
+            if (fds[k] >= 0) { p[m].fd = fds[k]; p[m].events = POLLIN; p[m].revents = 0; m++; }
+        return m ? poll(p, m, timeout_ms) : 0;
+    }
     static inline uint32_t xpfdp_load_acquire(const uint32_t *p) {
         return __atomic_load_n(p, __ATOMIC_ACQUIRE);
     }
@@ -88,6 +95,7 @@ cdef extern from *:
     uint64_t xpfdp_now_ns() nogil
     int xpfdp_kick(int fd) nogil
     int xpfdp_poll_in(int fd, int timeout_ms) nogil
+    int xpfdp_poll_in_many(const int *fds, unsigned n, int timeout_ms) nogil
     uint32_t xpfdp_load_acquire(const uint32_t *p) nogil
     int getsockopt(int fd, int level, int optname, void *optval, unsigned int *optlen) nogil
 
@@ -613,6 +621,10 @@ cdef class Port:
     cdef int c_wait(self, int timeout_ms) noexcept nogil:
         return 0
 
+    cdef int c_fd(self) noexcept nogil:
+        """The socket to poll for RX, or -1 when the port has none (in memory)."""
+        return -1
+
     def _rx_ring_depth(self):
         return 0
 
@@ -1033,6 +1045,9 @@ cdef class XskPort(Port):
             return 1
         return xpfdp_poll_in(self.fd, timeout_ms)
 
+    cdef int c_fd(self) noexcept nogil:
+        return self.fd
+
     def stats(self):
         """Kernel XDP_STATISTICS (six counters), our counters and frames per state."""
         cdef xdp_statistics ks
@@ -1384,6 +1399,14 @@ cdef inline uint64_t _pass_one_way(Port rx_port, Port tx_port, Burst burst,
     return <uint64_t>n
 
 
+cdef int wait_any(PyObject** ports, uint32_t n_ports, int timeout_ms) noexcept nogil:
+    cdef int fds[16]
+    cdef uint32_t k, n = n_ports if n_ports < 16 else 16
+    for k in range(n):
+        fds[k] = (<Port>ports[k]).c_fd()
+    return xpfdp_poll_in_many(fds, n, timeout_ms)
+
+
 def bridge(Port a, Port b, Burst burst, double seconds):
     """Carry frames both ways between two ports of one UMEM for `seconds`, unchanged and
     without copying. Returns (a_to_b, b_to_a, dropped)."""
@@ -1394,6 +1417,9 @@ def bridge(Port a, Port b, Burst burst, double seconds):
     cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
     cdef uint64_t ab = 0, ba = 0, dropped = 0, got_ab, got_ba
     cdef uint32_t empty = 0, it = 0
+    cdef PyObject* pair[2]
+    pair[0] = <PyObject*>a
+    pair[1] = <PyObject*>b
     with nogil:
         while True:
             it += 1
@@ -1409,10 +1435,7 @@ def bridge(Port a, Port b, Burst burst, double seconds):
             a.c_service()
             b.c_service()
             empty += 1
-            if empty >= 256:  # idle: block briefly on each side in turn
-                if it & 1:
-                    a.c_wait(1)
-                else:
-                    b.c_wait(1)
+            if empty >= 256:  # idle: block briefly on both sides at once
+                wait_any(pair, 2, 1)
                 empty = 0
     return ab, ba, dropped
