@@ -1,4 +1,5 @@
 # cython: language_level=3
+# distutils: extra_compile_args = --param=inline-unit-growth=400 --param=max-inline-insns-single=2000
 """Checksums and in-place rewrites (MSS clamp, NAT, TTL, ECN): scalar and batch entry points.
 
 The kernels are the inline functions of csum.pxd. Scalar functions take one mutable frame
@@ -42,6 +43,7 @@ from xpfdp._fast.csum cimport (
     meta_ip_header_ok,
     mss_clamp,
     nat_apply,
+    nat_apply_shaped,
     nat_plan_init,
     nat_plan_t,
     nat_rewrite,
@@ -458,6 +460,63 @@ def mark_ecn_ce_batch(buf, addrs, lens, meta):
     return out
 
 
+cdef inline void nat_shape_loop(
+    frame_batch_t b, uint8_t* o, nat_plan_t plan, uint8_t family, bint has_src, bint has_dst
+) noexcept nogil:
+    """nat_apply over the batch, with the plan's family and address shape as constants.
+
+    The batch and plan are copies on this frame's stack: the rewrites store through byte
+    pointers, which could alias the callers' structs and would force a reload of every
+    field per packet; locals whose address never escapes cannot be aliased.
+    """
+    cdef Py_ssize_t i
+    for i in range(b.n):
+        o[i] = nat_apply_shaped(b.buf + b.addrs[i * b.addr_step], b.lens[i * b.len_step],
+                                b.meta + i, &plan, family, has_src, has_dst)
+
+
+# One loop instance per plan shape: each small function hands nat_shape_loop literal
+# arguments, so its per-packet body is compiled with the family and address shape folded
+# in. They are reached through a pointer chosen once per call, which also keeps the compiler
+# from merging them into the (large) Python wrapper, where its inlining budget runs out.
+ctypedef void (*nat_loop_t)(const frame_batch_t*, uint8_t*, const nat_plan_t*) noexcept nogil
+
+
+cdef void nat_v4_src(const frame_batch_t* b, uint8_t* o, const nat_plan_t* p) noexcept nogil:
+    nat_shape_loop(b[0], o, p[0], 4, True, False)
+
+
+cdef void nat_v4_dst(const frame_batch_t* b, uint8_t* o, const nat_plan_t* p) noexcept nogil:
+    nat_shape_loop(b[0], o, p[0], 4, False, True)
+
+
+cdef void nat_v4_both(const frame_batch_t* b, uint8_t* o, const nat_plan_t* p) noexcept nogil:
+    nat_shape_loop(b[0], o, p[0], 4, True, True)
+
+
+cdef void nat_v6_src(const frame_batch_t* b, uint8_t* o, const nat_plan_t* p) noexcept nogil:
+    nat_shape_loop(b[0], o, p[0], 6, True, False)
+
+
+cdef void nat_v6_dst(const frame_batch_t* b, uint8_t* o, const nat_plan_t* p) noexcept nogil:
+    nat_shape_loop(b[0], o, p[0], 6, False, True)
+
+
+cdef void nat_v6_both(const frame_batch_t* b, uint8_t* o, const nat_plan_t* p) noexcept nogil:
+    nat_shape_loop(b[0], o, p[0], 6, True, True)
+
+
+cdef nat_loop_t nat_one_plan_loop(const nat_plan_t* p) noexcept nogil:
+    """The loop instance for a plan that gives an address (its family and which ones)."""
+    if p.ip_version == 4:
+        if p.has_src and p.has_dst:
+            return nat_v4_both
+        return nat_v4_src if p.has_src else nat_v4_dst
+    if p.has_src and p.has_dst:
+        return nat_v6_both
+    return nat_v6_src if p.has_src else nat_v6_dst
+
+
 cdef inline object meta_or_raise(object meta):
     if meta is None:
         raise TypeError("meta must be a PKT_META array from parse_batch, not None")
@@ -557,9 +616,13 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
             memset(o, REWRITE_SKIPPED, n)   # no frame is of both families
             n = 0
         elif one_decision:
-            # One decision for the whole batch: decoded once, its address sums precomputed.
+            # One decision for the whole batch: decoded once, its address sums precomputed,
+            # and a loop specialised to its family and address shape.
             nat_plan_init(&plan, src_version or dst_version, src_base, dst_base,
                           sport_one, dport_one)
+            if plan.ip_version == 4 or plan.ip_version == 6:
+                nat_one_plan_loop(&plan)(&b, o, &plan)
+                n = 0
         for i in range(n):
             if not one_decision:
                 if (src_version and src_version != m[i].ip_version) or (
