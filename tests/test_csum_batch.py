@@ -166,6 +166,33 @@ def test_empty_batches():
     assert len(csum.checksum_batch(buf, addrs, lens)) == 0
 
 
+@pytest.mark.parametrize(
+    ("nat", "first_rewritten"),
+    [
+        ({"src": "192.0.2.9", "sport": 7}, True),  # one plan with an address: one-pass loop
+        ({"sport": 7}, False),  # ports only: bounds checked before the loop
+        ({"src": np.zeros((3, 16), np.uint8)}, False),  # per-frame plans: checked before
+    ],
+)
+def test_nat_batch_frame_past_buffer(nat, first_rewritten):
+    """A frame past the buffer raises ValueError; it and later frames are never touched.
+
+    The one-plan loop checks each frame as it reaches it, so frames before the bad one are
+    already rewritten; the other paths check every frame first and rewrite none.
+    """
+    frame = ref.ethernet(0x0800, ref.ipv4(6, bytes([10, 0, 0, 1]), bytes(4), ref.tcp(1, 2)))
+    batch, meta = batch_of([frame, frame, frame])
+    lengths = batch.lengths.copy()
+    lengths[1] = len(batch.buf)  # frame 1 runs past the end
+    with pytest.raises(ValueError, match=r"frame 1 .* runs past"):
+        csum.rewrite_nat_batch(batch.buf, batch.offsets, lengths, meta, **nat)
+    after = frames_of(batch)
+    assert (after[0] != frame) == first_rewritten
+    assert after[1] == frame
+    assert after[2] == frame
+    assert_meta_matches_bytes(batch, meta)
+
+
 def test_bad_batch_arguments():
     frame = ref.ethernet(0x0800, ref.ipv4(6, bytes(4), bytes(4), ref.tcp(1, 2)))
     batch, meta = batch_of([frame, frame])

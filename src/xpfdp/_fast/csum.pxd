@@ -425,13 +425,20 @@ cdef inline uint32_t address_swap(
 
 
 cdef inline uint32_t addresses_swap(
-    uint8_t* src_field, pkt_meta_t* m, const nat_plan_t* p, int n_words32, bint* changed
+    uint8_t* src_field,
+    pkt_meta_t* m,
+    const nat_plan_t* p,
+    int n_words32,
+    bint has_src,
+    bint has_dst,
+    bint* changed,
 ) noexcept nogil:
-    """The plan's source and destination (adjacent at `src_field`) swapped in; their delta."""
+    """The plan's source and destination (adjacent at `src_field`) swapped in; their delta.
+    `has_src`/`has_dst` are the plan's own flags (see nat_apply_shaped)."""
     cdef uint32_t delta = 0
-    if p.has_src:
+    if has_src:
         delta = address_swap(src_field, m.src, p.src_words, p.src_sum, n_words32, changed)
-    if p.has_dst:
+    if has_dst:
         delta += address_swap(src_field + 4 * n_words32, m.dst, p.dst_words, p.dst_sum,
                               n_words32, changed)
     return delta
@@ -468,9 +475,35 @@ cdef inline int nat_apply(
     its dport when only that is given. A stored IPv4 UDP checksum of 0 stays 0; a computed
     UDP 0 becomes 0xFFFF. Non-first fragments have no L4 header: only addresses change.
     """
-    if p.ip_version != m.ip_version and (p.has_src or p.has_dst):
+    if m.ip_version == 4:
+        return nat_apply_shaped(frame, frame_len, m, p, 4, p.has_src, p.has_dst)
+    if m.ip_version == 6:
+        return nat_apply_shaped(frame, frame_len, m, p, 6, p.has_src, p.has_dst)
+    return REWRITE_SKIPPED
+
+
+cdef inline int nat_apply_shaped(
+    uint8_t* frame,
+    uint32_t frame_len,
+    pkt_meta_t* m,
+    const nat_plan_t* p,
+    uint8_t family,
+    bint has_src,
+    bint has_dst,
+) noexcept nogil:
+    """nat_apply for frames of one `family`, with the plan's has_src/has_dst passed in.
+
+    Called with literal arguments (a batch whose one plan is known before its loop), the C
+    compiler folds the family and address-shape tests out of the per-packet body. Frames of
+    another family are REWRITE_SKIPPED.
+    """
+    if m.ip_version != family:
         return REWRITE_SKIPPED
-    if not meta_l3_ok(m, frame_len):
+    if (has_src or has_dst) and p.ip_version != family:
+        return REWRITE_SKIPPED
+    if m.status != PARSE_OK and m.status != PARSE_NONFIRST_FRAG:
+        return REWRITE_SKIPPED
+    if <uint32_t>m.l3_off + (20 if family == 4 else 40) > frame_len:
         return REWRITE_SKIPPED
     cdef uint8_t* l3 = frame + m.l3_off
     cdef uint8_t* l4 = frame + m.l4_off
@@ -490,8 +523,8 @@ cdef inline int nat_apply(
             csum_off = 16
         elif udp:
             csum_off = 6
-        elif (m.protocol == PROTO_ICMP and m.ip_version == 4) or (
-            m.protocol == PROTO_ICMPV6 and m.ip_version == 6
+        elif (m.protocol == PROTO_ICMP and family == 4) or (
+            m.protocol == PROTO_ICMPV6 and family == 6
         ):
             csum_off = 2    # ICMPv6 sums the pseudo-header for every type, ICMPv4 never
             pseudo = m.protocol == PROTO_ICMPV6
@@ -507,16 +540,16 @@ cdef inline int nat_apply(
             return REWRITE_SKIPPED
     else:
         new_sport = new_dport = -1
-    if udp and csum_off >= 0 and m.ip_version == 6 and load_ne16(l4 + 6) == 0:
+    if udp and csum_off >= 0 and family == 6 and load_ne16(l4 + 6) == 0:
         return REWRITE_BAD_L4_CSUM
 
     # Constant address widths per family, so the word loops and copies unroll.
-    if m.ip_version == 4:
-        addr_delta = addresses_swap(l3 + 12, m, p, 1, &changed)
+    if family == 4:
+        addr_delta = addresses_swap(l3 + 12, m, p, 1, has_src, has_dst, &changed)
         if addr_delta != 0:
             store_ne16(l3 + 10, csum_apply(load_ne16(l3 + 10), addr_delta))
     else:
-        addr_delta = addresses_swap(l3 + 8, m, p, 4, &changed)
+        addr_delta = addresses_swap(l3 + 8, m, p, 4, has_src, has_dst, &changed)
 
     if csum_off == 2:   # ICMP: an echo identifier is the port (new_sport is -1 otherwise)
         port_delta = port_swap(l4 + 4, &m.sport, &m.dport, new_sport, &changed)

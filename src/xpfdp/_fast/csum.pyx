@@ -1,4 +1,5 @@
 # cython: language_level=3
+# distutils: extra_compile_args = --param=inline-unit-growth=400 --param=max-inline-insns-single=2000
 """Checksums and in-place rewrites (MSS clamp, NAT, TTL, ECN): scalar and batch entry points.
 
 The kernels are the inline functions of csum.pxd. Scalar functions take one mutable frame
@@ -42,6 +43,7 @@ from xpfdp._fast.csum cimport (
     meta_ip_header_ok,
     mss_clamp,
     nat_apply,
+    nat_apply_shaped,
     nat_plan_init,
     nat_plan_t,
     nat_rewrite,
@@ -55,7 +57,14 @@ from xpfdp._fast.meta cimport (
     PARSE_OK,
     pkt_meta_t,
 )
-from xpfdp._fast.parse cimport frame_batch_t, open_batch, parse_one
+from xpfdp._fast.parse cimport (
+    first_frame_past_end,
+    frame_batch_t,
+    frame_bounds_error,
+    frame_past_end,
+    open_batch,
+    parse_one,
+)
 
 from xpfdp._fast.meta import PARSE_STATUS_NAMES
 
@@ -317,7 +326,8 @@ def rewrite_nat(frame, *, src=None, dst=None, sport=None, dport=None):
 
 # ---- batch API -----------------------------------------------------------------------------
 # Every batch function: open_batch checks (buf, addrs, lens, meta) once, then one nogil loop
-# over frame i at b.buf + b.addrs[i * b.addr_step] with b.lens[i * b.len_step] bytes.
+# over frame i at b.buf + b.addrs[i * b.addr_step] with b.lens[i * b.len_step] bytes (NAT's
+# one-plan loops check each frame's bounds themselves, see rewrite_nat_batch).
 
 cdef inline uint8_t* frame_at(const frame_batch_t* b, Py_ssize_t i) noexcept nogil:
     return b.buf + b.addrs[i * b.addr_step]
@@ -458,6 +468,86 @@ def mark_ecn_ce_batch(buf, addrs, lens, meta):
     return out
 
 
+cdef inline Py_ssize_t nat_shape_loop(
+    frame_batch_t b, uint8_t* o, nat_plan_t plan, uint8_t family, bint has_src, bint has_dst
+) noexcept nogil:
+    """nat_apply over the batch, with the plan's family and address shape as constants.
+
+    Each frame's bounds are checked here, just before it is touched (the batch was opened
+    without the separate pass); returns the first frame past the buffer, -1 if none.
+    The batch and plan are copies on this frame's stack: the rewrites store through byte
+    pointers, which could alias the callers' structs and would force a reload of every
+    field per packet; locals whose address never escapes cannot be aliased.
+    """
+    cdef Py_ssize_t i
+    cdef uint64_t addr
+    cdef uint32_t length
+    for i in range(b.n):
+        addr = b.addrs[i * b.addr_step]
+        length = b.lens[i * b.len_step]
+        if frame_past_end(&b, addr, length):
+            return i
+        o[i] = nat_apply_shaped(b.buf + addr, length, b.meta + i, &plan, family, has_src,
+                                has_dst)
+    return -1
+
+
+# One loop instance per plan shape: each small function hands nat_shape_loop literal
+# arguments, so its per-packet body is compiled with the family and address shape folded
+# in. They are reached through a pointer chosen once per call, which also keeps the compiler
+# from merging them into the (large) Python wrapper, where its inlining budget runs out.
+ctypedef Py_ssize_t (*nat_loop_t)(
+    const frame_batch_t*, uint8_t*, const nat_plan_t*
+) noexcept nogil
+
+
+cdef Py_ssize_t nat_v4_src(
+    const frame_batch_t* b, uint8_t* o, const nat_plan_t* p
+) noexcept nogil:
+    return nat_shape_loop(b[0], o, p[0], 4, True, False)
+
+
+cdef Py_ssize_t nat_v4_dst(
+    const frame_batch_t* b, uint8_t* o, const nat_plan_t* p
+) noexcept nogil:
+    return nat_shape_loop(b[0], o, p[0], 4, False, True)
+
+
+cdef Py_ssize_t nat_v4_both(
+    const frame_batch_t* b, uint8_t* o, const nat_plan_t* p
+) noexcept nogil:
+    return nat_shape_loop(b[0], o, p[0], 4, True, True)
+
+
+cdef Py_ssize_t nat_v6_src(
+    const frame_batch_t* b, uint8_t* o, const nat_plan_t* p
+) noexcept nogil:
+    return nat_shape_loop(b[0], o, p[0], 6, True, False)
+
+
+cdef Py_ssize_t nat_v6_dst(
+    const frame_batch_t* b, uint8_t* o, const nat_plan_t* p
+) noexcept nogil:
+    return nat_shape_loop(b[0], o, p[0], 6, False, True)
+
+
+cdef Py_ssize_t nat_v6_both(
+    const frame_batch_t* b, uint8_t* o, const nat_plan_t* p
+) noexcept nogil:
+    return nat_shape_loop(b[0], o, p[0], 6, True, True)
+
+
+cdef nat_loop_t nat_one_plan_loop(const nat_plan_t* p) noexcept nogil:
+    """The loop instance for a plan that gives an address (its family and which ones)."""
+    if p.ip_version == 4:
+        if p.has_src and p.has_dst:
+            return nat_v4_both
+        return nat_v4_src if p.has_src else nat_v4_dst
+    if p.has_src and p.has_dst:
+        return nat_v6_both
+    return nat_v6_src if p.has_src else nat_v6_dst
+
+
 cdef inline object meta_or_raise(object meta):
     if meta is None:
         raise TypeError("meta must be a PKT_META array from parse_batch, not None")
@@ -530,10 +620,14 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
     addresses in the frame's own family (IPv4 in bytes 0..3, like `PKT_META["src"]`, which
     can be passed directly). Each port is None, one int, or an integer array where -1 keeps
     that frame's port. The records are updated with the new addresses and ports.
+
+    A frame that runs past `buf` raises ValueError and neither it nor any later frame is
+    touched; with one decision that gives an address, frames before it are already rewritten
+    (that loop checks each frame's bounds as it reaches it instead of in a separate pass).
     """
     cdef frame_batch_t b
-    cdef Py_ssize_t i, n
-    owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
+    cdef Py_ssize_t i, n, bad = -1
+    owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True, False)
     n = b.n
     cdef pkt_meta_t* m = b.meta
     cdef const uint8_t* src_base
@@ -552,14 +646,27 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
     cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
     cdef bint one_decision = (src_stride == 0 and dst_stride == 0 and sport_stride == 0
                               and dport_stride == 0)
+    cdef bint shaped = False
+    if one_decision:
+        # One decision for the whole batch: decoded once, its address sums precomputed.
+        nat_plan_init(&plan, src_version or dst_version, src_base, dst_base,
+                      sport_one, dport_one)
+        shaped = (plan.ip_version == 4 or plan.ip_version == 6) and not (
+            src_version and dst_version and src_version != dst_version
+        )
     with nogil:
-        if one_decision and src_version and dst_version and src_version != dst_version:
-            memset(o, REWRITE_SKIPPED, n)   # no frame is of both families
+        if shaped:
+            # A loop specialised to the plan's family and address shape, which checks each
+            # frame's bounds itself.
+            bad = nat_one_plan_loop(&plan)(&b, o, &plan)
             n = 0
-        elif one_decision:
-            # One decision for the whole batch: decoded once, its address sums precomputed.
-            nat_plan_init(&plan, src_version or dst_version, src_base, dst_base,
-                          sport_one, dport_one)
+        else:
+            bad = first_frame_past_end(&b)
+            if bad >= 0:
+                n = 0
+            elif one_decision and src_version and dst_version and src_version != dst_version:
+                memset(o, REWRITE_SKIPPED, n)   # no frame is of both families
+                n = 0
         for i in range(n):
             if not one_decision:
                 if (src_version and src_version != m[i].ip_version) or (
@@ -572,4 +679,6 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
                               dst_base + i * dst_stride if dst_base != NULL else NULL,
                               sport_base[i * sport_stride], dport_base[i * dport_stride])
             o[i] = nat_apply(frame_at(&b, i), len_at(&b, i), m + i, &plan)
+    if bad >= 0:
+        frame_bounds_error(&b, bad)
     return out

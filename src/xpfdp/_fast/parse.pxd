@@ -219,8 +219,11 @@ cdef inline void parse_one(
 # the arguments once per call with the numpy C API (cheaper than typed memoryviews) and
 # raises a clear TypeError/ValueError; the loop then reads frame i at
 # buf + addrs[i * addr_step], lens[i * len_step] long, its record at meta + i.
+# A kernel that opens with check_bounds=False tests frame_past_end itself, before touching
+# each frame, and raises frame_bounds_error for the first that fails (one pass, not two).
 ctypedef struct frame_batch_t:
     uint8_t* buf
+    uint64_t buf_len
     const uint64_t* addrs
     const uint32_t* lens
     Py_ssize_t addr_step
@@ -230,4 +233,11 @@ ctypedef struct frame_batch_t:
 
 
 cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, object meta,
-                       bint writable)
+                       bint writable, bint check_bounds=*)
+cdef Py_ssize_t first_frame_past_end(const frame_batch_t* b) noexcept nogil
+cdef int frame_bounds_error(const frame_batch_t* b, Py_ssize_t bad) except -1
+
+
+cdef inline bint frame_past_end(const frame_batch_t* b, uint64_t addr, uint32_t length) noexcept nogil:
+    """Frame (addr, length) does not lie inside the buffer."""
+    return addr > b.buf_len or length > b.buf_len - addr

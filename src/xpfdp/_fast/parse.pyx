@@ -31,13 +31,14 @@ cdef cnp.ndarray integer_array(object value, str name, int type_num, int alt_typ
 
 
 cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, object meta,
-                       bint writable):
-    """Fill `b` from (buf, addrs, lens, meta); returns the buffer array (keep it alive)."""
+                       bint writable, bint check_bounds=True):
+    """Fill `b` from (buf, addrs, lens, meta); returns the buffer array (keep it alive).
+
+    With check_bounds=False the caller's loop checks each frame (see parse.pxd)."""
     cdef cnp.ndarray data
     cdef cnp.ndarray a = integer_array(addrs, "addrs", cnp.NPY_UINT64, cnp.NPY_ULONGLONG, "uint64")
     cdef cnp.ndarray l = integer_array(lens, "lens", cnp.NPY_UINT32, cnp.NPY_UINT, "uint32")
-    cdef Py_ssize_t i, n = a.shape[0], bad = -1
-    cdef uint64_t buf_len
+    cdef Py_ssize_t n = a.shape[0], bad = -1
     if isinstance(buf, cnp.ndarray):
         data = <cnp.ndarray>buf
         if cnp.PyArray_TYPE(data) != cnp.NPY_UINT8 or data.ndim != 1:
@@ -51,27 +52,37 @@ cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, 
     if l.shape[0] != n:
         raise ValueError(f"addrs has {n} entries but lens has {l.shape[0]}")
     b.buf = <uint8_t*>cnp.PyArray_DATA(data)
+    b.buf_len = data.shape[0]
     b.addrs = <const uint64_t*>cnp.PyArray_DATA(a)
     b.lens = <const uint32_t*>cnp.PyArray_DATA(l)
     b.addr_step = a.strides[0] // 8
     b.len_step = l.strides[0] // 4
     b.n = n
     b.meta = NULL
-    buf_len = data.shape[0]
-    with nogil:
-        for i in range(n):
-            if (b.addrs[i * b.addr_step] > buf_len
-                    or b.lens[i * b.len_step] > buf_len - b.addrs[i * b.addr_step]):
-                bad = i
-                break
-    if bad >= 0:
-        raise ValueError(
-            f"frame {bad} (addr {b.addrs[bad * b.addr_step]}, len {b.lens[bad * b.len_step]}) "
-            f"runs past the {buf_len}-byte buffer"
-        )
+    if check_bounds:
+        with nogil:
+            bad = first_frame_past_end(b)
+        if bad >= 0:
+            frame_bounds_error(b, bad)
     if meta is not None:
         b.meta = meta_records(meta, n)
     return data
+
+
+cdef Py_ssize_t first_frame_past_end(const frame_batch_t* b) noexcept nogil:
+    """Index of the first frame that runs past the buffer, -1 if none does."""
+    cdef Py_ssize_t i
+    for i in range(b.n):
+        if frame_past_end(b, b.addrs[i * b.addr_step], b.lens[i * b.len_step]):
+            return i
+    return -1
+
+
+cdef int frame_bounds_error(const frame_batch_t* b, Py_ssize_t bad) except -1:
+    raise ValueError(
+        f"frame {bad} (addr {b.addrs[bad * b.addr_step]}, len {b.lens[bad * b.len_step]}) "
+        f"runs past the {b.buf_len}-byte buffer"
+    )
 
 
 cdef pkt_meta_t* meta_records(object meta, Py_ssize_t n) except NULL:
