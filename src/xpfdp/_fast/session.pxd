@@ -319,6 +319,7 @@ cdef class SessionTable:
     cdef void rg_unlink(self, uint32_t slot) noexcept nogil
     cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil
     cdef bint remove_key(self, const skey_t* k) noexcept nogil
+    cdef bint remove_key_h(self, const skey_t* k, uint64_t h) noexcept nogil
     cdef uint8_t timeout_class(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
     cdef int _palette_class(self, uint32_t secs)
     cdef object _compact_palette(self)

@@ -1243,7 +1243,10 @@ cdef class SessionTable:
         return True
 
     cdef bint remove_key(self, const skey_t* k) noexcept nogil:
-        cdef uint64_t h = self.hash_c(k)
+        return self.remove_key_h(k, self.hash_c(k))
+
+    cdef bint remove_key_h(self, const skey_t* k, uint64_t h) noexcept nogil:
+        """remove_key with k's hash already computed (h == hash_c(k))."""
         cdef int64_t pos = self.idx_pos(&self.primary, IX_PRIMARY, k, h)
         if pos < 0:
             return False
@@ -1751,11 +1754,25 @@ cdef class SessionTable:
         _need(keys, KEY_DTYPE, "keys")
         cdef Py_ssize_t i, n = keys.shape[0], removed = 0
         cdef skey_t* kp = <skey_t*>_ptr(keys)
+        cdef uint64_t hb[PIPE]
+        cdef Py_ssize_t base, m, j
         self.busy = True
         with nogil:
-            for i in range(n):
-                if self.remove_key(&kp[i]):
-                    removed += 1
+            base = 0
+            while base < n:  # pipelined like _lookup_batch
+                m = n - base if n - base < PIPE else PIPE
+                for j in range(m):
+                    hb[j] = self.hash_c(&kp[base + j])
+                for j in range(m if m < PF_INDEX else PF_INDEX):
+                    self.prefetch_home(&self.primary, hb[j])
+                for j in range(m):
+                    if j + PF_INDEX < m:
+                        self.prefetch_home(&self.primary, hb[j + PF_INDEX])
+                    if j + PF_RECORD < m:
+                        self.prefetch_record(&self.primary, hb[j + PF_RECORD])
+                    if self.remove_key_h(&kp[base + j], hb[j]):
+                        removed += 1
+                base += m
             self.c_deletes += removed
         self.busy = False
         return removed
