@@ -294,6 +294,8 @@ cdef class SessionTable:
     cdef int64_t idx_pos(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h) noexcept nogil
     cdef bint idx_reserve(self, sindex_t* ix, uint32_t extra) noexcept nogil
     cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil
+    cdef void idx_upsert_h(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
+                           uint32_t slot) noexcept nogil
     cdef int64_t idx_probe(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
                            uint32_t* empty_at) noexcept nogil
     cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
