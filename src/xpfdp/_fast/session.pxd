@@ -294,6 +294,8 @@ cdef class SessionTable:
     cdef int64_t idx_pos(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h) noexcept nogil
     cdef bint idx_reserve(self, sindex_t* ix, uint32_t extra) noexcept nogil
     cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil
+    cdef void idx_upsert_h(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
+                           uint32_t slot) noexcept nogil
     cdef int64_t idx_probe(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
                            uint32_t* empty_at) noexcept nogil
     cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
@@ -319,6 +321,7 @@ cdef class SessionTable:
     cdef void rg_unlink(self, uint32_t slot) noexcept nogil
     cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil
     cdef bint remove_key(self, const skey_t* k) noexcept nogil
+    cdef bint remove_key_h(self, const skey_t* k, uint64_t h) noexcept nogil
     cdef uint8_t timeout_class(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
     cdef int _palette_class(self, uint32_t secs)
     cdef object _compact_palette(self)

@@ -839,7 +839,11 @@ cdef class SessionTable:
 
     cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil:
         """Map k -> slot; an existing entry for k is overwritten (last writer wins)."""
-        cdef uint64_t h = self.hash_c(k)
+        self.idx_upsert_h(ix, kind, k, self.hash_c(k), slot)
+
+    cdef void idx_upsert_h(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
+                           uint32_t slot) noexcept nogil:
+        """idx_upsert with k's hash already computed (h == hash_c(k))."""
         cdef uint32_t empty_at
         cdef int64_t pos = self.idx_probe(ix, kind, k, h, &empty_at)
         if pos >= 0:
@@ -1200,16 +1204,25 @@ cdef class SessionTable:
         cdef skey_t t
         cdef sdecision_t d
         cdef srec_t* r = &self.recs[slot]
+        cdef skey_t t2, t3
+        cdef uint64_t h1, h2, h3
         rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
         if not (r.meta.flags & SM_REVERSE):
+            # derive and hash all three keys first, so their index lines load in parallel
             k_reverse_wire(&r.key, &d, &t)
-            self.idx_upsert(&self.natrev, IX_NATREV, &t, slot)
-            k_reverse_canonical(&r.key, &t)
-            if not xs_key_eq(&t, &r.key):
-                self.idx_upsert(&self.natrev, IX_NATREV, &t, slot)
-            k_forward_wire(&r.key, &d, &t)
-            if not xs_key_eq(&t, &r.key):
-                self.idx_upsert(&self.fwire, IX_FWIRE, &t, slot)
+            k_reverse_canonical(&r.key, &t2)
+            k_forward_wire(&r.key, &d, &t3)
+            h1 = self.hash_c(&t)
+            h2 = self.hash_c(&t2)
+            h3 = self.hash_c(&t3)
+            self.prefetch_home(&self.natrev, h1)
+            self.prefetch_home(&self.natrev, h2)
+            self.prefetch_home(&self.fwire, h3)
+            self.idx_upsert_h(&self.natrev, IX_NATREV, &t, h1, slot)
+            if not xs_key_eq(&t2, &r.key):
+                self.idx_upsert_h(&self.natrev, IX_NATREV, &t2, h2, slot)
+            if not xs_key_eq(&t3, &r.key):
+                self.idx_upsert_h(&self.fwire, IX_FWIRE, &t3, h3, slot)
         elif not (d.nat_flags & NAT_64):
             # NAT64 aliases keep the forward af/proto and could never match (§7 Q4): skipped.
             k_translated(&r.key, &d, &t)
@@ -1221,14 +1234,22 @@ cdef class SessionTable:
         cdef skey_t t
         cdef sdecision_t d
         cdef srec_t* r = &self.recs[slot]
+        cdef uint64_t h1, h2, h3
         rec_decision(r, self.addr1.cells, self.addr2.cells, &d)
         if not (r.meta.flags & SM_REVERSE):
+            # all three hashes first, so their index lines load in parallel
             k_reverse_wire(&r.key, &d, &t)
-            self.idx_remove_value(&self.natrev, self.hash_c(&t), slot)
+            h1 = self.hash_c(&t)
             k_reverse_canonical(&r.key, &t)
-            self.idx_remove_value(&self.natrev, self.hash_c(&t), slot)
+            h2 = self.hash_c(&t)
             k_forward_wire(&r.key, &d, &t)
-            self.idx_remove_value(&self.fwire, self.hash_c(&t), slot)
+            h3 = self.hash_c(&t)
+            self.prefetch_home(&self.natrev, h1)
+            self.prefetch_home(&self.natrev, h2)
+            self.prefetch_home(&self.fwire, h3)
+            self.idx_remove_value(&self.natrev, h1, slot)
+            self.idx_remove_value(&self.natrev, h2, slot)
+            self.idx_remove_value(&self.fwire, h3, slot)
         else:
             k_translated(&r.key, &d, &t)
             self.idx_remove_value(&self.alias, self.hash_c(&t), slot)
@@ -1243,7 +1264,10 @@ cdef class SessionTable:
         return True
 
     cdef bint remove_key(self, const skey_t* k) noexcept nogil:
-        cdef uint64_t h = self.hash_c(k)
+        return self.remove_key_h(k, self.hash_c(k))
+
+    cdef bint remove_key_h(self, const skey_t* k, uint64_t h) noexcept nogil:
+        """remove_key with k's hash already computed (h == hash_c(k))."""
         cdef int64_t pos = self.idx_pos(&self.primary, IX_PRIMARY, k, h)
         if pos < 0:
             return False
@@ -1751,11 +1775,25 @@ cdef class SessionTable:
         _need(keys, KEY_DTYPE, "keys")
         cdef Py_ssize_t i, n = keys.shape[0], removed = 0
         cdef skey_t* kp = <skey_t*>_ptr(keys)
+        cdef uint64_t hb[PIPE]
+        cdef Py_ssize_t base, m, j
         self.busy = True
         with nogil:
-            for i in range(n):
-                if self.remove_key(&kp[i]):
-                    removed += 1
+            base = 0
+            while base < n:  # pipelined like _lookup_batch
+                m = n - base if n - base < PIPE else PIPE
+                for j in range(m):
+                    hb[j] = self.hash_c(&kp[base + j])
+                for j in range(m if m < PF_INDEX else PF_INDEX):
+                    self.prefetch_home(&self.primary, hb[j])
+                for j in range(m):
+                    if j + PF_INDEX < m:
+                        self.prefetch_home(&self.primary, hb[j + PF_INDEX])
+                    if j + PF_RECORD < m:
+                        self.prefetch_record(&self.primary, hb[j + PF_RECORD])
+                    if self.remove_key_h(&kp[base + j], hb[j]):
+                        removed += 1
+                base += m
             self.c_deletes += removed
         self.busy = False
         return removed
