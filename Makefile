@@ -31,7 +31,7 @@ demo: deps
 	$(PY) -m xpfdp demo --out-dir demo-out
 
 bench: deps
-	$(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,mean,ops \
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,mean,ops \
 		--benchmark-sort=name
 
 # End to end on veth: the C reference (benches/c) and xpfdp in the same run, paired rounds.
