@@ -1156,3 +1156,18 @@ def test_nat_addresses_are_shared_between_sessions():
     assert t.delete_batch(keys[250:]) == 50
     assert t.stats()["nat_address_cells"] == 0
     t.check_invariants()
+
+
+def test_delta_queue_keeps_order_when_it_grows_while_wrapped():
+    """Partly drained (head > 0), then grown past its capacity: events still come out in
+    the order they were queued."""
+    t = table()
+    keys = [make_key("10.0.0.1", "10.0.0.2", 1000 + i, 80) for i in range(200)]
+    for k in keys[:50]:
+        t.install(k, now_ns=S)
+    first = t.drain_deltas(40)
+    for k in keys[50:]:
+        t.install(k, now_ns=S)
+    rest = t.drain_deltas(10_000)
+    sports = [int(p) for p in np.concatenate([first["key"]["sport"], rest["key"]["sport"]])]
+    assert sports == list(range(1000, 1200))

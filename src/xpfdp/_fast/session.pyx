@@ -567,6 +567,25 @@ cdef inline bint key_valid(const skey_t* k) noexcept nogil:
 
 # ---------------------------------------------------------------------------------------
 
+cdef bint ring_grow(void** buf, uint32_t* head, uint32_t length, uint32_t* cap,
+                    size_t item_bytes, uint32_t first_cap) noexcept nogil:
+    """Double a full power-of-two ring (or allocate `first_cap` items), unwrapping its
+    `length` items to the front. False when memory runs out (the ring is unchanged)."""
+    cdef uint32_t new_cap = cap[0] * 2 if cap[0] else first_cap
+    cdef char* grown = <char*>malloc(<size_t>new_cap * item_bytes)
+    if grown == NULL:
+        return False
+    cdef uint32_t first = cap[0] - head[0] if length > cap[0] - head[0] else length
+    if length:
+        memcpy(grown, <char*>buf[0] + <size_t>head[0] * item_bytes, <size_t>first * item_bytes)
+        memcpy(grown + <size_t>first * item_bytes, buf[0], <size_t>(length - first) * item_bytes)
+    free(buf[0])
+    buf[0] = grown
+    cap[0] = new_cap
+    head[0] = 0
+    return True
+
+
 cdef class SessionTable:
     """Per-worker session table: forward/reverse entries, NAT indices, GC wheel, HA deltas.
 
@@ -1294,20 +1313,10 @@ cdef class SessionTable:
 
     cdef void wheel_append(self, uint32_t slot, uint64_t tick) noexcept nogil:
         cdef sbucket_t* b = &self.wheel[tick & (C_BUCKETS - 1)]
-        cdef uint32_t newcap, i
-        cdef swheel_entry_t* nb
-        if b.len == b.cap:
-            newcap = b.cap * 2 if b.cap else 8
-            nb = <swheel_entry_t*>malloc(<size_t>newcap * sizeof(swheel_entry_t))
-            if nb == NULL:
-                self.c_alloc_failures += 1
-                return
-            for i in range(b.len):
-                nb[i] = b.buf[(b.head + i) & (b.cap - 1)]
-            free(b.buf)
-            b.buf = nb
-            b.cap = newcap
-            b.head = 0
+        if b.len == b.cap and not ring_grow(<void**>&b.buf, &b.head, b.len, &b.cap,
+                                            sizeof(swheel_entry_t), 8):
+            self.c_alloc_failures += 1
+            return
         b.buf[(b.head + b.len) & (b.cap - 1)].slot = slot
         b.buf[(b.head + b.len) & (b.cap - 1)].tick = <uint32_t>tick
         b.len += 1
@@ -1332,24 +1341,15 @@ cdef class SessionTable:
 
     cdef void push_delta(self, uint8_t kind, const srec_t* r, uint8_t fabric_sync) noexcept nogil:
         """Bounded FIFO, drop-newest when full (counted)."""
-        cdef uint32_t newcap, i
-        cdef sdelta_t* nd
         cdef sdelta_t* d
         if self.delta_len >= C_MAX_DELTAS:
             self.c_delta_drops += 1
             return
-        if self.delta_len == self.delta_cap:
-            newcap = self.delta_cap * 2 if self.delta_cap else 64
-            nd = <sdelta_t*>malloc(<size_t>newcap * sizeof(sdelta_t))
-            if nd == NULL:
-                self.c_delta_drops += 1
-                return
-            for i in range(self.delta_len):
-                nd[i] = self.deltas[(self.delta_head + i) & (self.delta_cap - 1)]
-            free(self.deltas)
-            self.deltas = nd
-            self.delta_cap = newcap
-            self.delta_head = 0
+        if self.delta_len == self.delta_cap and not ring_grow(
+                <void**>&self.deltas, &self.delta_head, self.delta_len, &self.delta_cap,
+                sizeof(sdelta_t), 64):
+            self.c_delta_drops += 1
+            return
         d = &self.deltas[(self.delta_head + self.delta_len) & (self.delta_cap - 1)]
         memset(d, 0, sizeof(sdelta_t))
         d.kind = kind
