@@ -78,7 +78,12 @@ def nat_batch(draw):
     frames = draw(FRAME_LISTS)
     family = draw(st.sampled_from([4, 6]))
     size = 4 if family == 4 else 16
-    one_addr = st.none() | st.binary(min_size=size, max_size=size)
+    # The other family's size too: a decision mixing families must skip every frame.
+    one_addr = (
+        st.none()
+        | st.binary(min_size=size, max_size=size)
+        | st.binary(min_size=20 - size, max_size=20 - size)
+    )
     per_frame = st.binary(min_size=16 * len(frames), max_size=16 * len(frames)).map(
         lambda b: np.frombuffer(b, np.uint8).reshape(-1, 16).copy()
     )
@@ -245,6 +250,9 @@ def test_batch_rewrites_never_touch_bytes_past_a_frame(guarded, frames, data):
     parse.parse_batch(buf, addrs, lens, meta)
     csum.clamp_mss_batch(buf, addrs, lens, meta, 536)
     csum.rewrite_nat_batch(buf, addrs, lens, meta, sport=7, dport=9)
+    # The one-plan loops specialised per family and address shape check bounds themselves.
+    csum.rewrite_nat_batch(buf, addrs, lens, meta, src=bytes([192, 0, 2, 1]), dport=9)
+    csum.rewrite_nat_batch(buf, addrs, lens, meta, dst=bytes(range(16)), sport=7)
     csum.decrement_ttl_batch(buf, addrs, lens, meta)
     csum.mark_ecn_ce_batch(buf, addrs, lens, meta)
     csum.checksums_ok_batch(buf, addrs, lens, meta)
@@ -264,5 +272,6 @@ def test_corrupted_records_cannot_push_rewrites_out_of_the_frame(guarded):
     meta["l4_off"] = meta["l3_off"] = meta["l3_len"] = 0xFFFF
     assert csum.clamp_mss_batch(buf, addrs, lens, meta, 536)[0] == csum.SKIPPED
     assert csum.rewrite_nat_batch(buf, addrs, lens, meta, sport=7)[0] == csum.SKIPPED
+    assert csum.rewrite_nat_batch(buf, addrs, lens, meta, src="192.0.2.1")[0] == csum.SKIPPED
     assert csum.decrement_ttl_batch(buf, addrs, lens, meta)[0] == csum.TTL_SKIPPED
     assert bytes(buf[start:]) == bytes(frame)

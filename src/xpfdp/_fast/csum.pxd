@@ -166,13 +166,6 @@ cdef inline uint16_t csum_replace32(uint16_t hc, uint32_t old, uint32_t new) noe
     return csum_apply(hc, csum_delta16(d, <uint16_t>old, <uint16_t>new))
 
 
-cdef inline uint16_t csum_replace128(
-    uint16_t hc, const uint8_t* old, const uint8_t* new
-) noexcept nogil:
-    """Eqn. 3 for a 128-bit field (an IPv6 address): its eight big-endian words."""
-    return csum_apply(hc, csum_delta_words(0, old, new, 8))
-
-
 # ---- From-scratch checksums and the verification oracle -----------------------------------
 
 cdef inline uint32_t pseudo_header_sum(
@@ -714,3 +707,13 @@ cdef inline int ecn_mark_ce(uint8_t* l3, uint32_t l3_avail, uint8_t ip_version) 
         l3[1] = l3[1] | 0x30
         return ECN_MARKED
     return ECN_NOT_ECT
+
+
+cdef inline int ecn_mark_meta(uint8_t* frame, uint32_t frame_len, pkt_meta_t* m) noexcept nogil:
+    """ecn_mark_ce on a parsed frame, keeping the record's tos in step (like ttl_decrement)."""
+    if not meta_ip_header_ok(m, frame_len):
+        return ECN_NOT_ECT
+    cdef int r = ecn_mark_ce(frame + m.l3_off, frame_len - m.l3_off, m.ip_version)
+    if r == ECN_MARKED:
+        m.tos = m.tos | 0x03
+    return r

@@ -38,7 +38,7 @@ from xpfdp._fast.csum cimport (
     csum_partial,
     csum_replace16,
     csum_replace32,
-    ecn_mark_ce,
+    ecn_mark_meta,
     load_be16,
     meta_ip_header_ok,
     mss_clamp,
@@ -59,9 +59,11 @@ from xpfdp._fast.meta cimport (
 )
 from xpfdp._fast.parse cimport (
     first_frame_past_end,
+    frame_at,
     frame_batch_t,
     frame_bounds_error,
     frame_past_end,
+    len_at,
     open_batch,
     parse_one,
 )
@@ -229,10 +231,8 @@ def mark_ecn_ce(frame):
     cdef Py_buffer view
     cdef pkt_meta_t m
     cdef uint8_t* f = acquire(frame, &view, True)
-    cdef int r = ECN_NOT_ECT
     parse_one(f, <uint32_t>view.len, &m)
-    if meta_ip_header_ok(&m, <uint32_t>view.len):
-        r = ecn_mark_ce(f + m.l3_off, <uint32_t>view.len - m.l3_off, m.ip_version)
+    cdef int r = ecn_mark_meta(f, <uint32_t>view.len, &m)
     PyBuffer_Release(&view)
     return r == ECN_MARKED
 
@@ -328,14 +328,6 @@ def rewrite_nat(frame, *, src=None, dst=None, sport=None, dport=None):
 # Every batch function: open_batch checks (buf, addrs, lens, meta) once, then one nogil loop
 # over frame i at b.buf + b.addrs[i * b.addr_step] with b.lens[i * b.len_step] bytes (NAT's
 # one-plan loops check each frame's bounds themselves, see rewrite_nat_batch).
-
-cdef inline uint8_t* frame_at(const frame_batch_t* b, Py_ssize_t i) noexcept nogil:
-    return b.buf + b.addrs[i * b.addr_step]
-
-
-cdef inline uint32_t len_at(const frame_batch_t* b, Py_ssize_t i) noexcept nogil:
-    return b.lens[i * b.len_step]
-
 
 cdef inline cnp.ndarray results(Py_ssize_t n, int type_num):
     return cnp.PyArray_EMPTY(1, [n], type_num, 0)
@@ -452,19 +444,12 @@ def mark_ecn_ce_batch(buf, addrs, lens, meta):
     """ECN CE marking per frame. Returns uint8: 0 not ECT (or not IP), 1 marked, 2 already CE."""
     cdef frame_batch_t b
     cdef Py_ssize_t i
-    cdef pkt_meta_t* m
     owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
     out = results(b.n, cnp.NPY_UINT8)
     cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
     with nogil:
         for i in range(b.n):
-            m = b.meta + i
-            o[i] = ECN_NOT_ECT
-            if meta_ip_header_ok(m, len_at(&b, i)):
-                o[i] = ecn_mark_ce(frame_at(&b, i) + m.l3_off, len_at(&b, i) - m.l3_off,
-                                   m.ip_version)
-                if o[i] == ECN_MARKED:
-                    m.tos = m.tos | 0x03
+            o[i] = ecn_mark_meta(frame_at(&b, i), len_at(&b, i), b.meta + i)
     return out
 
 
@@ -647,13 +632,12 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
     cdef bint one_decision = (src_stride == 0 and dst_stride == 0 and sport_stride == 0
                               and dport_stride == 0)
     cdef bint shaped = False
+    cdef bint mixed = src_version and dst_version and src_version != dst_version
     if one_decision:
         # One decision for the whole batch: decoded once, its address sums precomputed.
         nat_plan_init(&plan, src_version or dst_version, src_base, dst_base,
                       sport_one, dport_one)
-        shaped = (plan.ip_version == 4 or plan.ip_version == 6) and not (
-            src_version and dst_version and src_version != dst_version
-        )
+        shaped = (plan.ip_version == 4 or plan.ip_version == 6) and not mixed
     with nogil:
         if shaped:
             # A loop specialised to the plan's family and address shape, which checks each
@@ -664,7 +648,7 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
             bad = first_frame_past_end(&b)
             if bad >= 0:
                 n = 0
-            elif one_decision and src_version and dst_version and src_version != dst_version:
+            elif one_decision and mixed:
                 memset(o, REWRITE_SKIPPED, n)   # no frame is of both families
                 n = 0
         for i in range(n):

@@ -232,6 +232,14 @@ ctypedef struct frame_batch_t:
     pkt_meta_t* meta
 
 
+cdef inline uint8_t* frame_at(const frame_batch_t* b, Py_ssize_t i) noexcept nogil:
+    return b.buf + b.addrs[i * b.addr_step]
+
+
+cdef inline uint32_t len_at(const frame_batch_t* b, Py_ssize_t i) noexcept nogil:
+    return b.lens[i * b.len_step]
+
+
 cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, object meta,
                        bint writable, bint check_bounds=*)
 cdef Py_ssize_t first_frame_past_end(const frame_batch_t* b) noexcept nogil

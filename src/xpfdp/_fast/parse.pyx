@@ -7,7 +7,7 @@ import numpy as np
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from xpfdp._fast.meta cimport PARSE_STATUS_COUNT, pkt_meta_t
-from xpfdp._fast.parse cimport parse_one
+from xpfdp._fast.parse cimport frame_at, len_at, parse_one
 
 from xpfdp._fast.meta import PARSE_STATUS_NAMES, PKT_META
 
@@ -73,7 +73,7 @@ cdef Py_ssize_t first_frame_past_end(const frame_batch_t* b) noexcept nogil:
     """Index of the first frame that runs past the buffer, -1 if none does."""
     cdef Py_ssize_t i
     for i in range(b.n):
-        if frame_past_end(b, b.addrs[i * b.addr_step], b.lens[i * b.len_step]):
+        if frame_past_end(b, b.addrs[i * b.addr_step], len_at(b, i)):
             return i
     return -1
 
@@ -117,7 +117,7 @@ def parse_batch(buf, addrs, lens, out):
     cdef int64_t* c = <int64_t*>cnp.PyArray_DATA(counts)
     with nogil:
         for i in range(b.n):
-            parse_one(b.buf + b.addrs[i * b.addr_step], b.lens[i * b.len_step], b.meta + i)
+            parse_one(frame_at(&b, i), len_at(&b, i), b.meta + i)
             c[b.meta[i].status] += 1
     return counts
 

@@ -1,5 +1,6 @@
 # RouteTable layout and the nogil lookups a pipeline cimports (definitions in route.pyx).
 
+cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 cdef struct route_slot_t:
@@ -15,6 +16,8 @@ cdef enum:
     INITIAL_SLOTS = 64
 
 
+# final: calls inside route.pyx are direct C calls the compiler can inline into the loops.
+@cython.final
 cdef class RouteTable:
     cdef route_slot_t* slots
     cdef uint64_t mask                                   # slot count - 1 (a power of two)
