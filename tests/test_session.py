@@ -882,7 +882,12 @@ def test_peek_does_not_refresh_or_count():
     h = t.install(UDP_KEY, now_ns=S)
     out = np.zeros(1, np.int64)
     assert t.peek_batch(UDP_KEY.reshape(1), out) == 1 and out[0] == h
-    assert t.records([h])[0]["last_seen_ns"] == S and t.stats()["lookups"] == 0
+    assert t.peek(UDP_KEY) == h
+    stats = t.stats()
+    assert t.records([h])[0]["last_seen_ns"] == S
+    assert (stats["lookups"], stats["hits"]) == (0, 0)
+    assert t.lookup(UDP_KEY, 2 * S) == h  # a refreshing lookup counts
+    assert (t.stats()["lookups"], t.stats()["hits"]) == (1, 1)
 
 
 def test_stale_handles_touch_nothing():

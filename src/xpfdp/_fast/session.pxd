@@ -327,6 +327,8 @@ cdef class SessionTable:
     cdef object _compact_palette(self)
     cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil
     cdef void wheel_append(self, uint32_t slot, uint64_t tick) noexcept nogil
+    cdef void rec_see(self, srec_t* r, uint8_t proto, uint8_t tcp_flags) noexcept nogil
+    cdef uint64_t wheel_target(self, const srec_t* r, uint64_t now_tick) noexcept nogil
     cdef void push_to_wheel(self, uint32_t slot, uint64_t now_ns) noexcept nogil
     cdef void push_delta(self, uint8_t kind, const srec_t* r, uint8_t fabric_sync) noexcept nogil
     cdef int64_t insert_new(self, const skey_t* k, const sdecision_t* d, const smeta_t* m,

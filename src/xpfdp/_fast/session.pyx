@@ -1306,6 +1306,16 @@ cdef class SessionTable:
             return self.cls_icmp
         return self.cls_other
 
+    cdef inline void rec_see(self, srec_t* r, uint8_t proto, uint8_t tcp_flags) noexcept nogil:
+        """A packet of the session was seen: FIN/RST sets the sticky closing flag, and the
+        idle timeout follows (closing TCP keeps the short one)."""
+        if proto == PROTO_TCP and tcp_flags & (TCP_FIN | TCP_RST):
+            r.meta.state |= ST_CLOSING
+        if proto == PROTO_TCP and r.meta.state & ST_CLOSING:
+            r.meta.tclass = self.cls_closing
+        else:
+            r.meta.tclass = self.timeout_class(proto, tcp_flags)
+
     cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil:
         if not self.wheel_started:
             self.cursor_tick = now_ns // C_TICK_NS
@@ -1322,17 +1332,18 @@ cdef class SessionTable:
         b.len += 1
         self.wheel_entries += 1
 
+    cdef inline uint64_t wheel_target(self, const srec_t* r, uint64_t now_tick) noexcept nogil:
+        """The tick a session expires at, clamped to C_FAR ticks ahead of `now_tick`."""
+        cdef uint64_t exp_tick = (r.last_seen_ns + <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS) // C_TICK_NS
+        cdef uint64_t delta = exp_tick - now_tick if exp_tick > now_tick else 0
+        return now_tick + (delta if delta < C_FAR else C_FAR)
+
     cdef void push_to_wheel(self, uint32_t slot, uint64_t now_ns) noexcept nogil:
         """Schedule a session at its expiry tick (clamped to 255 ticks ahead); a push to the
         tick it already holds is skipped, which bounds duplicates per session."""
         self.wheel_observe(now_ns)
         cdef srec_t* r = &self.recs[slot]
-        cdef uint64_t now_tick = now_ns // C_TICK_NS
-        cdef uint64_t exp_tick = (r.last_seen_ns + <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS) // C_TICK_NS
-        cdef uint64_t delta = exp_tick - now_tick if exp_tick > now_tick else 0
-        if delta > C_FAR:
-            delta = C_FAR
-        cdef uint64_t target = now_tick + delta
+        cdef uint64_t target = self.wheel_target(r, now_ns // C_TICK_NS)
         if <uint32_t>target != r.wheel_tick:
             r.wheel_tick = <uint32_t>target
             self.wheel_append(slot, target)
@@ -1389,10 +1400,8 @@ cdef class SessionTable:
         r.key.pad = 0
         self.rec_write(r, d, m, origin)
         r.meta.state = ST_LIVE
-        if k.proto == PROTO_TCP and tcp_flags & (TCP_FIN | TCP_RST):
-            r.meta.state |= ST_CLOSING
+        self.rec_see(r, k.proto, tcp_flags)
         r.last_seen_ns = now_ns
-        r.meta.tclass = self.timeout_class(k.proto, tcp_flags)
         r.wheel_tick = <uint32_t>(now_ns // C_TICK_NS - 1)  # a tick no push can target
         if pos < 0:  # nothing moved since the probe: its empty slot is k's place
             self.primary.slots[empty_at] = (h >> 32 << 32) | slot
@@ -1466,7 +1475,7 @@ cdef class SessionTable:
         cdef uint32_t slot
         cdef srec_t* r
         via_alias[0] = False
-        self.c_lookups += 1
+        self.c_lookups += refresh  # a probe (refresh False) is not a lookup in stats()
         if pos >= 0:
             slot = <uint32_t>self.primary.slots[pos]
         else:
@@ -1475,17 +1484,12 @@ cdef class SessionTable:
                 return -1
             slot = <uint32_t>self.alias.slots[pos]
             via_alias[0] = True
-            self.c_alias_hits += 1
-        self.c_hits += 1
+            self.c_alias_hits += refresh
+        self.c_hits += refresh
         r = &self.recs[slot]
         if refresh:
-            if k.proto == PROTO_TCP and tcp_flags & (TCP_FIN | TCP_RST):
-                r.meta.state |= ST_CLOSING
+            self.rec_see(r, k.proto, tcp_flags)
             r.last_seen_ns = now_ns
-            if k.proto == PROTO_TCP and r.meta.state & ST_CLOSING:
-                r.meta.tclass = self.cls_closing
-            else:
-                r.meta.tclass = self.timeout_class(k.proto, tcp_flags)
             self.push_to_wheel(slot, now_ns)  # canonical record, never the alias key
         return make_handle(r.generation, slot)
 
@@ -1701,10 +1705,8 @@ cdef class SessionTable:
         self.rec_release_addrs(r)
         self.rec_write(r, <sdecision_t*>_ptr(d), <smeta_t*>_ptr(m), o)
         r.last_seen_ns = now_ns
-        r.meta.tclass = self.timeout_class(kp.proto, f)
         r.meta.state = ST_LIVE
-        if kp.proto == PROTO_TCP and f & (TCP_FIN | TCP_RST):
-            r.meta.state |= ST_CLOSING
+        self.rec_see(r, kp.proto, f)
         self.index_secondary(<uint32_t>slot)
         self.push_to_wheel(<uint32_t>slot, now_ns)
         self.c_updates += 1
@@ -1836,12 +1838,7 @@ cdef class SessionTable:
         self._idle()
         k = _one(key, KEY_DTYPE, "key")
         cdef bint alias
-        cdef int64_t h = self.lookup_c(<skey_t*>_ptr(k), 0, 0, False, &alias)
-        self.c_lookups -= 1
-        if h >= 0:
-            self.c_hits -= 1
-            self.c_alias_hits -= alias
-        return h
+        return self.lookup_c(<skey_t*>_ptr(k), 0, 0, False, &alias)
 
     def lookup_batch(self, keys, uint64_t now_ns, out_handles=None, tcp_flags=None,
                      out_via_alias=None):
@@ -1877,7 +1874,6 @@ cdef class SessionTable:
         cdef skey_t* kp = <skey_t*>_ptr(keys)
         cdef int64_t* hp = <int64_t*>_ptr(out)
         cdef bint alias
-        cdef uint64_t lookups = self.c_lookups, hits0 = self.c_hits, ah = self.c_alias_hits
         cdef uint64_t hb[PIPE]
         cdef Py_ssize_t base, m, j
         self.busy = True
@@ -1904,10 +1900,6 @@ cdef class SessionTable:
                     if ap != NULL:
                         ap[i] = alias
                 base += m
-            if not refresh:
-                self.c_lookups = lookups
-                self.c_hits = hits0
-                self.c_alias_hits = ah
         self.busy = False
         return hits
 
@@ -2093,7 +2085,7 @@ cdef class SessionTable:
         cdef srec_t* r
         cdef Py_ssize_t n = 0
         cdef ssession_t* nb
-        cdef uint64_t exp_tick, delta, target
+        cdef uint64_t target
         self.wheel_observe(now_ns)
         if now_tick > self.cursor_tick + C_BUCKETS:
             # every bucket is visited in the last 256 ticks anyway; skip whole rotations
@@ -2132,11 +2124,7 @@ cdef class SessionTable:
                     self.remove_slot(slot, self.hash_c(&r.key))
                     self.pop_stats[POP_EXPIRED] += 1
                 else:
-                    exp_tick = (r.last_seen_ns + <uint64_t>self.tpal[r.meta.tclass] * C_TICK_NS) // C_TICK_NS
-                    delta = exp_tick - now_tick if exp_tick > now_tick else 0
-                    if delta > C_FAR:
-                        delta = C_FAR
-                    target = now_tick + delta
+                    target = self.wheel_target(r, now_tick)
                     r.wheel_tick = <uint32_t>target
                     self.wheel_append(slot, target)
                     self.pop_stats[POP_REBUCKETED] += 1
