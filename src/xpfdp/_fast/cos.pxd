@@ -168,7 +168,6 @@ cdef class Scheduler:
     cdef int pend_phase
     cdef bint pend_residual
     cdef uint32_t pend_n
-    cdef uint32_t pend_cost[64]
     cdef uint64_t root_parks
     cdef uint64_t queue_parks
     cdef uint64_t batches[3]

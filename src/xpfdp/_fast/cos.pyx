@@ -1304,20 +1304,18 @@ cdef class Scheduler:
         if self.pend_class < 0:
             return
         cdef cos_class_t* c = &self.classes[self.pend_class]
-        cdef uint32_t i = self.pend_n
-        cdef uint32_t cost
-        while i > accepted:
-            i -= 1
-            cosq_push_front(c.q, &c.q.popped[i])
-            cost = self.pend_cost[i]
-            tb_give(&self.root, cost)
-            if self.pend_phase == PHASE_SURPLUS:
-                c.deficit_bytes += cost
-            else:
-                tb_give(&c.tb, cost)
-            if self.pend_residual:
-                self.residual.tokens += cost
-        c.q.n_popped = 0
+        cdef uint32_t i
+        cdef uint64_t refund = 0  # what _serve charged for the packets the ring refused
+        for i in range(accepted, self.pend_n):
+            refund += <uint64_t>c.q.popped[i].len + self.root.overhead_bytes
+        tb_give(&self.root, refund)
+        if self.pend_phase == PHASE_SURPLUS:
+            c.deficit_bytes += <int64_t>refund
+        else:
+            tb_give(&c.tb, refund)
+        if self.pend_residual:
+            self.residual.tokens += refund
+        cosq_settle(c.q, accepted)
         if c.q.n_items == 0:
             c.deficit_bytes = 0
         self.pend_n = 0
@@ -1353,7 +1351,6 @@ cdef class Scheduler:
                 tb_take(&c.tb, cost)
             if limited:
                 self.residual.tokens -= cost
-            self.pend_cost[n] = <uint32_t>cost
             n += 1
         q.n_popped = n
         self.pend_class = idx

@@ -45,7 +45,7 @@ cdef enum:
 # pkt_ctx_t.flags
 cdef enum:
     CTX_HAS_DEC = 0x01       # `dec` holds the packet's session decision
-    CTX_CACHED = 0x02        # decision and next hop came from the flow cache
+    CTX_ROUTED = 0x02        # next hop already resolved (flow cache hit, or new-flow routing)
     CTX_FC_INSERT = 0x04     # a miss the route stage should store in the flow cache
     CTX_HAS_KEY = 0x08       # `key` holds the packet's pre-NAT session key
 
@@ -103,7 +103,7 @@ cdef class FlowCache:
     cdef fc_entry_t* find(self, const skey_t* k, uint16_t ingress, uint64_t h,
                           uint64_t route_gen, uint64_t config_gen, SessionTable table,
                           srec_t** rec) noexcept nogil
-    cdef void insert(self, const skey_t* k, uint16_t ingress, uint64_t route_gen,
+    cdef void insert(self, const skey_t* k, uint16_t ingress, uint64_t h, uint64_t route_gen,
                      uint64_t config_gen, int64_t handle, int32_t nh) noexcept nogil
 
 
@@ -157,7 +157,6 @@ cdef class Pipeline:
     cdef uint64_t last_expire_ns
     cdef ssession_t* exp_buf
     cdef size_t exp_cap
-    cdef bint has_py_stage
     cdef uint8_t py_stage[MAX_STAGES]
     cdef volatile bint stop_flag
     cdef readonly bint closed

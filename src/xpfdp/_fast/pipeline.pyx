@@ -214,9 +214,9 @@ cdef class FlowCache:
         self.st.misses += 1
         return NULL
 
-    cdef void insert(self, const skey_t* k, uint16_t ingress, uint64_t route_gen,
+    cdef void insert(self, const skey_t* k, uint16_t ingress, uint64_t h, uint64_t route_gen,
                      uint64_t config_gen, int64_t handle, int32_t nh) noexcept nogil:
-        cdef uint64_t h = key_hash(k, ingress, self.seed)
+        """Cache a decision; `h` is hash_key(k, ingress), computed once per packet."""
         cdef fc_entry_t* row = self.e + (h & (self.sets - 1)) * self.ways
         cdef uint32_t w, victim = 0
         for w in range(self.ways):
@@ -499,7 +499,7 @@ cdef class SessionStage(Stage):
                     c.handle = hit.handle
                     t.decision_c(r, &c.dec)
                     c.nh = hit.nh
-                    c.flags |= CTX_HAS_DEC | CTX_CACHED
+                    c.flags |= CTX_HAS_DEC | CTX_ROUTED
                     continue
             h = t.lookup_c(&c.key, p.now_ns, m.tcp_flags, True, &alias)
             if h >= 0:
@@ -545,7 +545,8 @@ cdef class SessionStage(Stage):
                 continue
             p.sessions_created += 1
             c.handle = hf
-            c.flags |= CTX_HAS_DEC | CTX_FC_INSERT
+            c.nh = nh   # the route stage reuses it: the table cannot change within a poll
+            c.flags |= CTX_HAS_DEC | CTX_FC_INSERT | CTX_ROUTED
         return 0
 
 
@@ -584,7 +585,7 @@ cdef class NatStage(Stage):
 @cython.final
 cdef class RouteStage(Stage):
     """Longest-prefix match on the (post-NAT) destination: verdict = the next hop's port.
-    Packets whose next hop came from the flow cache skip the lookup; session misses
+    Packets whose next hop is already known (flow cache hit, new flow) skip the lookup; misses
     resolved here are stored in the flow cache."""
 
     def __init__(self):
@@ -599,7 +600,7 @@ cdef class RouteStage(Stage):
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
-            if c.flags & CTX_CACHED:
+            if c.flags & CTX_ROUTED:
                 nh = c.nh
             elif b.m[i].ip_version != 4 and b.m[i].ip_version != 6:
                 nh = -1
@@ -612,7 +613,7 @@ cdef class RouteStage(Stage):
             c.nh = nh
             b.v[i] = <int16_t>p.nh[nh].port
             if (c.flags & CTX_FC_INSERT) and p.fc is not None:
-                p.fc.insert(&c.key, <uint16_t>ingress, p.routes.generation,
+                p.fc.insert(&c.key, <uint16_t>ingress, c.fch, p.routes.generation,
                             p.config_generation, c.handle, nh)
         return 0
 
@@ -939,7 +940,6 @@ cdef class Pipeline:
         for k, s in enumerate(stages):
             self.stages[k] = <PyObject*>s
             if isinstance(s, PyStage):
-                self.has_py_stage = True
                 self.py_stage[k] = 1
         self.ctx = <pkt_ctx_t*>calloc(burst_size, sizeof(pkt_ctx_t))
         self.saved = <xdp_desc*>calloc(burst_size, sizeof(xdp_desc))
@@ -1237,17 +1237,14 @@ cdef class Pipeline:
             raise ValueError("pipeline is closed")
 
     def poll(self, now_ns=None):
-        """Run one round over every port (GIL released unless a PyStage is present).
-        `now_ns` overrides the monotonic clock (tests drive session expiry with it).
+        """Run one round over every port with the GIL released (a PyStage takes it once per
+        burst). `now_ns` overrides the monotonic clock (tests drive session expiry with it).
         Returns the number of packets received."""
         self._check_open()
         cdef uint64_t t = xpfdp_pipe_now_ns() if now_ns is None else <uint64_t>now_ns
         cdef uint32_t got
-        if self.has_py_stage:
+        with nogil:
             got = self.poll_c(t)
-        else:
-            with nogil:
-                got = self.poll_c(t)
         self._raise_error()
         return got
 
@@ -1265,48 +1262,28 @@ cdef class Pipeline:
         if timed:
             deadline = xpfdp_pipe_now_ns() + <uint64_t>(float(seconds) * 1e9)
         self.stop_flag = False
-        if self.has_py_stage:
+        with nogil:
             while True:
                 now = xpfdp_pipe_now_ns()
                 got = self.poll_c(now)
                 total += got
-                if self._stop_now(timed, deadline, now, total, max_packets, until_idle, got):
+                if self.stop_flag or (timed and now >= deadline) or (
+                        max_packets and total >= max_packets):
                     break
-        else:
-            with nogil:
-                while True:
-                    now = xpfdp_pipe_now_ns()
-                    got = self.poll_c(now)
-                    total += got
-                    if self.stop_flag or (timed and now >= deadline) or (
-                            max_packets and total >= max_packets):
+                if got == 0:
+                    pending = False
+                    for k in range(self.n_ports):
+                        pending = pending or (<Burst>self.txq[k]).n > 0
+                    if until_idle and not pending:
                         break
-                    if got == 0:
-                        pending = False
-                        for k in range(self.n_ports):
-                            pending = pending or (<Burst>self.txq[k]).n > 0
-                        if until_idle and not pending:
-                            break
-                        idle += 1
-                        if idle >= IDLE_POLLS_BEFORE_WAIT:
-                            idle = 0
-                            wait_any(self.ports, self.n_ports, 1)
-                    else:
+                    idle += 1
+                    if idle >= IDLE_POLLS_BEFORE_WAIT:
                         idle = 0
+                        wait_any(self.ports, self.n_ports, 1)
+                else:
+                    idle = 0
         self._raise_error()
         return total
-
-    def _stop_now(self, bint timed, uint64_t deadline, uint64_t now, uint64_t total,
-                  uint64_t max_packets, bint until_idle, uint32_t got):
-        if self.stop_flag or (timed and now >= deadline) or (max_packets and total >= max_packets):
-            return True
-        if got == 0:
-            pending = any((<Burst>self.txq[k]).n for k in range(self.n_ports))
-            if until_idle and not pending:
-                return True
-            for k in range(self.n_ports):
-                (<Port>self.ports[k]).c_wait(0)
-        return False
 
     def _raise_error(self):
         if self._error is not None:
