@@ -193,10 +193,9 @@ def test_rebind_right_after_teardown(topo, umem_factory):
     with topo.dut.inside():
         for _ in range(3):
             umem = umem_factory(512)
-            start = time.monotonic()
+            # A bind still EBUSY after the retry budget raises, failing the test.
             with XskPort(link.dut_if, 0, umem, ring_size=256) as port:
                 assert port.fd >= 0
-            assert time.monotonic() - start < 5.0
             umem.check_frames()
             umem.close()
 

@@ -26,7 +26,6 @@ cdef extern from "<linux/if_xdp.h>":
         uint32_t flags
 
     enum:
-        XDP_SHARED_UMEM
         XDP_COPY
         XDP_ZEROCOPY
         XDP_USE_NEED_WAKEUP
@@ -92,7 +91,6 @@ cdef extern from "<xdp/xsk.h>" nogil:
     uint32_t xsk_ring_cons__peek(xsk_ring_cons *cons, uint32_t nb, uint32_t *idx)
     void xsk_ring_cons__release(xsk_ring_cons *cons, uint32_t nb)
 
-    int xsk_umem__fd(const xsk_umem *umem)
     int xsk_socket__fd(const xsk_socket *xsk)
     int xsk_umem__create(xsk_umem **umem, void *umem_area, uint64_t size,
                          xsk_ring_prod *fill, xsk_ring_cons *comp,
@@ -160,7 +158,6 @@ cdef class Umem:
     cdef void route_home(self, uint64_t addr) noexcept nogil
     cdef int claim_held(self, xdp_desc *d, uint32_t count) noexcept nogil
     cdef void unclaim(self, xdp_desc *d, uint32_t count) noexcept nogil
-    cdef void take_claimed(self, xdp_desc *d, uint32_t count, uint8_t new_state) noexcept nogil
     cdef int _attach_port(self, Port port) except -1
     cdef void _reclaim(self, uint8_t slot) noexcept nogil
     cdef int _register(self) except -1

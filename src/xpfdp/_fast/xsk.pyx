@@ -122,10 +122,6 @@ cdef enum:
 
 assert DESC.itemsize == sizeof(xdp_desc)
 
-# Verdict codes for Burst.verdict (>= 0 means egress port index).
-VERDICT_DROP = -1
-VERDICT_PASS = -2
-
 _HUGE_PAGE_BYTES = 2 * 1024 * 1024
 _BIND_RETRY_BUDGET_S = 5.0
 _BIND_RETRY_SLEEP_S = 0.01
@@ -286,8 +282,8 @@ cdef class Umem:
     cdef int claim_held(self, xdp_desc *d, uint32_t count) noexcept nogil:
         """Claim the frames of `count` descriptors for hand-back. Returns -1 when each
         names a frame the caller holds, exactly once; otherwise the first bad index, and
-        nothing stays claimed. Every claimed frame must then be re-homed, submitted
-        (take_claimed) or unclaimed."""
+        nothing stays claimed. Every claimed frame must then be re-homed, submitted or
+        unclaimed."""
         cdef uint32_t i, fi
         for i in range(count):
             fi = <uint32_t>(d[i].addr >> self.frame_shift)
@@ -301,12 +297,6 @@ cdef class Umem:
         cdef uint32_t i
         for i in range(count):
             self.state[d[i].addr >> self.frame_shift] = FRAME_HELD
-
-    cdef void take_claimed(self, xdp_desc *d, uint32_t count, uint8_t new_state) noexcept nogil:
-        cdef uint32_t i
-        for i in range(count):
-            self.state[d[i].addr >> self.frame_shift] = new_state
-        self.n_held -= count
 
     cdef int _attach_port(self, Port port) except -1:
         if len(self.ports) >= MAX_PORTS_PER_UMEM:
@@ -531,6 +521,10 @@ cdef class Port:
         free(self.pend)
 
     cdef int _alloc_pending(self, uint32_t capacity) except -1:
+        """The pending-TX FIFO; a power of two (2 x a validated ring size), so indices wrap
+        with a mask instead of a division per descriptor."""
+        if capacity == 0 or capacity & (capacity - 1):
+            raise ValueError(f"pending TX capacity {capacity} is not a power of two")
         self.pend = <xdp_desc *>calloc(capacity, sizeof(xdp_desc))
         if not self.pend:
             raise MemoryError()
@@ -551,10 +545,10 @@ cdef class Port:
         for i in range(start, start + count):
             if self.pend_len == self.pend_cap:  # full: drop the oldest
                 self.umem.route_home(self.pend[self.pend_head].addr)
-                self.pend_head = (self.pend_head + 1) % self.pend_cap
+                self.pend_head = (self.pend_head + 1) & (self.pend_cap - 1)
                 self.pend_len -= 1
                 self.st.tx_queue_drops += 1
-            tail = (self.pend_head + self.pend_len) % self.pend_cap
+            tail = (self.pend_head + self.pend_len) & (self.pend_cap - 1)
             self.pend[tail] = b.d[i]
             self.pend[tail].options = 0
             a = b.d[i].addr
@@ -573,7 +567,7 @@ cdef class Port:
             if chunk > self.pend_len:
                 chunk = self.pend_len
             got = self.submit(self.pend + self.pend_head, chunk)
-            self.pend_head = (self.pend_head + got) % self.pend_cap
+            self.pend_head = (self.pend_head + got) & (self.pend_cap - 1)
             self.pend_len -= got
             total += got
             if got < chunk:
@@ -1137,9 +1131,6 @@ cdef class MemPort(Port):
             self.src_off = &so[0]
             self.src_len = &sl[0]
 
-    def _rx_ring_depth(self):
-        return 0
-
     cdef void _restock(self) noexcept nogil:
         cdef uint64_t a
         while self.n_stock < self.fill_target and self.umem.n_pending_fill:
@@ -1260,6 +1251,20 @@ cdef inline void _idle(Port p, uint32_t *empty) noexcept nogil:
         empty[0] = 0
 
 
+cdef inline uint32_t _tx_or_drop(Port rx_port, Port tx_port, Burst burst, int n,
+                                 uint64_t* dropped) noexcept nogil:
+    """Transmit the burst's n frames; those the TX ring refuses go back to rx_port's pools
+    and are counted in `dropped`. Returns how many were sent; the burst is left empty."""
+    cdef int s = tx_port.c_tx(burst, 0, n)
+    if s < 0:
+        s = 0
+    if s < n:
+        dropped[0] += n - s
+        rx_port.c_recycle(burst, s, n - s)
+    burst.n = 0
+    return <uint32_t>s
+
+
 def forward(Port rx_port, Port tx_port, Burst burst, double seconds, bint swap_macs=True,
             uint64_t max_packets=0):
     """Move packets rx_port -> tx_port (same UMEM: no copy) for `seconds` (or until
@@ -1272,7 +1277,7 @@ def forward(Port rx_port, Port tx_port, Burst burst, double seconds, bint swap_m
     cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
     cdef uint64_t rx = 0, tx = 0, dropped = 0
     cdef uint32_t empty = 0, it = 0
-    cdef int n, s
+    cdef int n
     with nogil:
         while True:
             it += 1
@@ -1289,14 +1294,7 @@ def forward(Port rx_port, Port tx_port, Burst burst, double seconds, bint swap_m
             rx += n
             if swap_macs:
                 burst.swap_macs(0, n)
-            s = tx_port.c_tx(burst, 0, n)
-            if s < 0:
-                s = 0
-            tx += s
-            if s < n:
-                dropped += n - s
-                rx_port.c_recycle(burst, s, n - s)
-            burst.n = 0
+            tx += _tx_or_drop(rx_port, tx_port, burst, n, &dropped)
     return rx, tx, dropped
 
 
@@ -1327,9 +1325,9 @@ def drain(Port port, Burst burst, double seconds):
 
 def generate(Port port, Burst burst, templates, double seconds, double rate_pps=0.0,
              uint64_t max_packets=0):
-    """Transmit copies of `templates` (a 2-D uint8 array, one frame per row, with a uint32
-    `lengths` attribute or all rows full length) round-robin for `seconds` at up to
-    `rate_pps` (0: as fast as possible). Returns (sent, not_accepted)."""
+    """Transmit copies of `templates`, a (frames, lengths) pair (frames: 2-D uint8, one frame
+    per row; lengths: uint32 per row), round-robin for `seconds` at up to `rate_pps`
+    (0: as fast as possible). Returns (sent, not_accepted)."""
     cdef const uint8_t[:, ::1] tpl = np.ascontiguousarray(templates[0], dtype=np.uint8)
     cdef const uint32_t[::1] tlen = np.ascontiguousarray(templates[1], dtype=np.uint32)
     cdef uint32_t nt = tpl.shape[0], t = 0, i, want
@@ -1344,7 +1342,7 @@ def generate(Port port, Burst burst, templates, double seconds, double rate_pps=
     cdef uint64_t start = xpfdp_now_ns()
     cdef uint64_t deadline = start + <uint64_t>(seconds * 1e9)
     cdef uint64_t now, sent = 0, refused = 0, allowed
-    cdef int n, s
+    cdef int n
     cdef Umem u = port.umem
     with nogil:
         while True:
@@ -1371,14 +1369,7 @@ def generate(Port port, Burst burst, templates, double seconds, double rate_pps=
                 t += 1
                 if t == nt:
                     t = 0
-            s = port.c_tx(burst, 0, n)
-            if s < 0:
-                s = 0
-            sent += s
-            if s < n:
-                refused += n - s
-                port.c_recycle(burst, s, n - s)
-            burst.n = 0
+            sent += _tx_or_drop(port, port, burst, n, &refused)
         port.c_service()
     return sent, refused
 
@@ -1386,16 +1377,9 @@ def generate(Port port, Burst burst, templates, double seconds, double rate_pps=
 cdef inline uint64_t _pass_one_way(Port rx_port, Port tx_port, Burst burst,
                                    uint64_t *dropped) noexcept nogil:
     cdef int n = rx_port.c_rx(burst)
-    cdef int s
     if n <= 0:
         return 0
-    s = tx_port.c_tx(burst, 0, n)
-    if s < 0:
-        s = 0
-    if s < n:
-        dropped[0] += n - s
-        rx_port.c_recycle(burst, s, n - s)
-    burst.n = 0
+    _tx_or_drop(rx_port, tx_port, burst, n, dropped)
     return <uint64_t>n
 
 
