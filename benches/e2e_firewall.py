@@ -43,6 +43,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benches")]
 
 import e2e_veth as harness  # noqa: E402
 
+from xpfdp.csum import internet_checksum  # noqa: E402
 from xpfdp.demo import traffic  # noqa: E402
 from xpfdp.demo.report import steady_rate_bps  # noqa: E402
 from xpfdp.demo.run import WARMUP_S, demo_config, run_demo  # noqa: E402
@@ -64,18 +65,11 @@ def build_answer(out_dir: Path) -> Path:
     return obj
 
 
-def ipv4_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def inject_requests(topo: FirewallTopology, count: int) -> None:
     """`count` 64-byte client -> server UDP frames (valid IPv4 checksum) into the loop."""
     src, dst = socket.inet_aton(topo.client_v4), socket.inet_aton(topo.server_v4)
     ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 50, 0, 0, 64, 17, 0, src, dst))
-    struct.pack_into("!H", ip, 10, ipv4_checksum(bytes(ip)))
+    struct.pack_into("!H", ip, 10, internet_checksum(bytes(ip)))
     udp = struct.pack("!HHHH", 40000, 9, 30, 0) + bytes(22)  # UDP checksum 0: none (IPv4)
     eth = bytes.fromhex(topo.lan_mac.replace(":", "") + topo.client_mac.replace(":", ""))
     frame = eth + b"\x08\x00" + bytes(ip) + udp

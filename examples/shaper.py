@@ -22,8 +22,15 @@ from xpfdp.cos import Scheduler
 from xpfdp.cos.fairness import jain_index
 from xpfdp.demo import traffic
 from xpfdp.demo.report import steady_rate_bps
-from xpfdp.pipeline import CosStage, CountStage, Forwarder, ParseStage, Pipeline, RouteStage
-from xpfdp.ports import Umem, XskPort
+from xpfdp.pipeline import (
+    CosStage,
+    CountStage,
+    Forwarder,
+    ParseStage,
+    Pipeline,
+    RouteStage,
+    xsk_workers,
+)
 from xpfdp.route import RouteTable
 from xpfdp.stats import StatusLine
 from xpfdp.topology import Namespace, VethPair, inside
@@ -49,13 +56,16 @@ def shaper_pipeline(a, b, a_hosts, b_hosts, rate_bps: int) -> Pipeline:
 
 def open_shaper(a_if, b_if, a_hosts, b_hosts, rate_bps, netns=None) -> Forwarder:
     """A forwarder (one worker, queue 0) running the shaper bridge in `netns`."""
-    with inside(netns), contextlib.ExitStack() as stack:
-        umem = stack.enter_context(Umem(6 * RING + 512, tx_frames=0))
-        ports = [stack.enter_context(XskPort(i, 0, umem, ring_size=RING, fill_target=2 * RING))
-                 for i in (a_if, b_if)]  # fmt: skip
-        fw = Forwarder([shaper_pipeline(*ports, a_hosts, b_hosts, rate_bps)])
-        stack.pop_all()
-    return fw
+    with inside(netns):
+        pipelines = xsk_workers(
+            [a_if, b_if],
+            lambda _queue, ports: shaper_pipeline(*ports, a_hosts, b_hosts, rate_bps),
+            frames=6 * RING + 512,
+            tx_frames=0,
+            ring_size=RING,
+            fill_target=2 * RING,
+        )
+    return Forwarder(pipelines)
 
 
 def run(fw: Forwarder, duration_s: float | None) -> None:

@@ -19,19 +19,11 @@ import time
 import numpy as np
 from pyroute2 import IPRoute
 
+from xpfdp.csum import fix_checksums
 from xpfdp.ports import Burst, Umem, XskPort, generate, handle_signals
 from xpfdp.topology import inside
 
 ETH_IPV4_UDP_HEADER_BYTES = 14 + 20 + 8
-
-
-def ones_complement_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
 
 
 def udp_frame(dst_mac, src_mac, src_ip, dst_ip, sport, dport, size) -> bytes:
@@ -39,19 +31,16 @@ def udp_frame(dst_mac, src_mac, src_ip, dst_ip, sport, dport, size) -> bytes:
     payload = bytes((i * 7) & 0xFF for i in range(size - ETH_IPV4_UDP_HEADER_BYTES))
     udp_len = 8 + len(payload)
     src, dst = socket.inet_aton(src_ip), socket.inet_aton(dst_ip)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0x4000, 64, 17, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", ~ones_complement_sum(ip) & 0xFFFF) + ip[12:]
-    udp = struct.pack("!HHHH", sport, dport, udp_len, 0) + payload
-    pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
-    csum = ~ones_complement_sum(pseudo + udp) & 0xFFFF or 0xFFFF
-    udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
-    return (
+    frame = bytearray(
         bytes.fromhex(dst_mac.replace(":", ""))
         + bytes.fromhex(src_mac.replace(":", ""))
         + b"\x08\x00"
-        + ip
-        + udp
+        + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0x4000, 64, 17, 0, src, dst)
+        + struct.pack("!HHHH", sport, dport, udp_len, 0)
+        + payload
     )
+    fix_checksums(frame)  # IPv4 header and UDP (a computed 0 is stored as 0xFFFF)
+    return bytes(frame)
 
 
 def templates(args, src_mac: str) -> tuple[np.ndarray, np.ndarray]:

@@ -196,7 +196,8 @@ def test_routing_host_routes_per_neighbour_and_gateway_routes():
 def test_cos_rules_cover_icmp_both_families_and_dns():
     c = parse_config(config(cos__priority__tcp_ports=[53]))
     assert cos_rules(c.cos) == [
-        {"queue": QUEUE_PRIORITY, "proto": "icmp"},
+        {"queue": QUEUE_PRIORITY, "proto": 1, "family": 4},
+        {"queue": QUEUE_PRIORITY, "proto": 58, "family": 6},
         {"queue": QUEUE_PRIORITY, "proto": 17, "port": 53},
         {"queue": QUEUE_PRIORITY, "proto": 6, "port": 53},
     ]

@@ -81,6 +81,7 @@ def test_frames_are_conserved_after_stop():
     fw.start()
     threading.Event().wait(0.1)
     fw.stop()
+    assert fw.stats()["total"]["rx_packets"] > 0  # the worker really moved frames
     pipes[0].close()
     pipes[0].ports[0].umem.check_frames()
     fw.close()

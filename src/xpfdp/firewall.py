@@ -43,7 +43,6 @@ ICMP/DNS). `load_config()` parses and validates it (every error names the offend
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import ipaddress
 import re
@@ -54,8 +53,14 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from xpfdp.cos import Scheduler
-from xpfdp.pipeline import CosStage, FlowCache, Forwarder, Pipeline, firewall_stages
-from xpfdp.ports import Umem, XskPort
+from xpfdp.pipeline import (
+    CosStage,
+    FlowCache,
+    Forwarder,
+    Pipeline,
+    firewall_stages,
+    xsk_workers,
+)
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
 from xpfdp.topology import inside
@@ -552,11 +557,7 @@ def wan_scheduler(cos: CosConfig):
 def cos_rules(cos: CosConfig) -> list[dict]:
     """CoS classification rules putting ICMP/DNS-like traffic in the priority queue."""
     rules = []
-    protocols = set(cos.priority_protocols)
-    if {PROTOCOLS["icmp"], PROTOCOLS["icmpv6"]} <= protocols:
-        rules.append({"queue": QUEUE_PRIORITY, "proto": "icmp"})
-        protocols -= {PROTOCOLS["icmp"], PROTOCOLS["icmpv6"]}
-    for proto in sorted(protocols):
+    for proto in sorted(set(cos.priority_protocols)):
         rule = {"queue": QUEUE_PRIORITY, "proto": proto}
         if proto in (PROTOCOLS["icmp"], PROTOCOLS["icmpv6"]):
             rule["family"] = 4 if proto == PROTOCOLS["icmp"] else 6
@@ -612,15 +613,13 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     f = config.forwarder
     frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
     port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
-    pipelines = []
-    with inside(config.namespace), contextlib.ExitStack() as stack:  # unwinds inside the ns
-        for queue in range(f.queues):
-            umem = stack.enter_context(Umem(frames, tx_frames=0))
-            ports = [
-                stack.enter_context(XskPort(iface.name, queue, umem, **port_options))
-                for iface in (config.lan, config.wan)
-            ]
-            pipelines.append(build_pipeline(config, *ports))
-        forwarder = Forwarder(pipelines, handle_signals=handle_signals)
-        stack.pop_all()  # the forwarder owns them now: close() tears down in order
-    return forwarder
+    with inside(config.namespace):  # sockets and program attach belong to that namespace
+        pipelines = xsk_workers(
+            [config.lan.name, config.wan.name],
+            lambda _queue, ports: build_pipeline(config, *ports),
+            queues=f.queues,
+            frames=frames,
+            tx_frames=0,
+            **port_options,
+        )
+    return Forwarder(pipelines, handle_signals=handle_signals)

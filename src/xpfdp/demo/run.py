@@ -91,22 +91,19 @@ def port_bytes(snapshot: dict, port: str, key: str = "tx_bytes") -> int:
     return sum(w.get("ports", {}).get(port, {}).get(key, 0) for w in _worker_snapshots(snapshot))
 
 
+def _totals(snapshot: dict) -> dict:
+    """A forwarder's merged counters (`Forwarder.stats()["total"]`), or a single snapshot."""
+    return snapshot.get("total", snapshot)
+
+
 def drop_counts(snapshot: dict) -> dict[str, int]:
     """Drops by reason, summed over workers."""
-    out: dict[str, int] = {}
-    for w in _worker_snapshots(snapshot):
-        for reason, n in (w.get("drops") or {}).items():
-            out[reason] = out.get(reason, 0) + n
-    return out
+    return dict(_totals(snapshot).get("drops") or {})
 
 
 def session_counts(snapshot: dict) -> dict[str, int]:
     """Sessions active/created/expired, summed over workers."""
-    out: dict[str, int] = {}
-    for w in _worker_snapshots(snapshot):
-        for key, n in (w.get("sessions") or {}).items():
-            out[key] = out.get(key, 0) + n
-    return out
+    return dict(_totals(snapshot).get("sessions") or {})
 
 
 def frames_conserved(fw) -> str:
