@@ -17,11 +17,10 @@ import sys
 import time
 
 import numpy as np
-from pyroute2 import IPRoute
 
 from xpfdp.csum import fix_checksums
 from xpfdp.ports import Burst, Umem, XskPort, generate, handle_signals
-from xpfdp.topology import inside
+from xpfdp.topology import inside, interface_mac
 
 ETH_IPV4_UDP_HEADER_BYTES = 14 + 20 + 8
 
@@ -80,12 +79,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not 1 <= args.flows <= 65535 - args.src_port:
         p.error("--flows out of range for --src-port")
     return args
-
-
-def interface_mac(ifname: str) -> str:
-    """MAC of `ifname` in the current network namespace (sysfs may show another one)."""
-    with IPRoute() as ipr:
-        return ipr.get_links(ipr.link_lookup(ifname=ifname)[0])[0].get_attr("IFLA_ADDRESS")
 
 
 def main(argv=None) -> int:

@@ -50,8 +50,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute
-
 from xpfdp.cos import Scheduler
 from xpfdp.pipeline import (
     CosStage,
@@ -63,7 +61,7 @@ from xpfdp.pipeline import (
 )
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
-from xpfdp.topology import inside
+from xpfdp.topology import inside, interface_mac
 
 SIDES = ("lan", "wan")
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
@@ -491,15 +489,6 @@ PORT_LAN, PORT_WAN = 0, 1  # port indices inside each worker's pipeline
 FLOW_CACHE_SETS, FLOW_CACHE_WAYS = 1024, 4
 
 
-def _interface_mac(ifname: str, namespace: str | None) -> str:
-    with IPRoute(**({"netns": namespace} if namespace else {})) as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            where = f" in namespace {namespace}" if namespace else ""
-            raise ConfigError(f"interface {ifname!r} not found{where}")
-        return ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
-
-
 def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]:
     """Routes as (prefix, next-hop index) and next hops as (port, src_mac, dst_mac).
 
@@ -529,7 +518,11 @@ def resolve_macs(config: FirewallConfig) -> FirewallConfig:
     for side in SIDES:
         iface = config.interface(side)
         if iface.mac is None:
-            iface = dataclasses.replace(iface, mac=_interface_mac(iface.name, config.namespace))
+            try:
+                mac = interface_mac(iface.name, config.namespace)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            iface = dataclasses.replace(iface, mac=mac)
         sides[side] = iface
     return dataclasses.replace(config, **sides)
 

@@ -48,6 +48,17 @@ def inside(ns: str | None) -> Iterator[None]:
         netns.popns()
 
 
+def interface_mac(ifname: str, ns: str | None = None) -> str:
+    """MAC address of `ifname` in namespace `ns` (None: the calling thread's), read over
+    rtnetlink (sysfs may show another namespace's). ValueError if there is no such link."""
+    with IPRoute(**({"netns": ns} if ns else {})) as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            where = f" in namespace {ns}" if ns else ""
+            raise ValueError(f"interface {ifname!r} not found{where}")
+        return ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+
+
 class Namespace:
     """A network namespace that exists for the lifetime of the `with` block."""
 
@@ -122,9 +133,7 @@ class Namespace:
 
     def mac(self, ifname: str) -> str:
         """MAC address of `ifname`."""
-        with self.ipr() as ipr:
-            link = ipr.get_links(ipr.link_lookup(ifname=ifname)[0])[0]
-        return link.get_attr("IFLA_ADDRESS")
+        return interface_mac(ifname, self.name)
 
     def disable_ipv6(self) -> None:
         """Turn IPv6 off in the namespace (no router solicitations or MLD reports: tests
@@ -217,4 +226,11 @@ class VethPair:
         return self.ns_b.mac(self.b)
 
 
-__all__ = ["Namespace", "VethPair", "inside", "list_namespaces", "unique_name"]
+__all__ = [
+    "Namespace",
+    "VethPair",
+    "inside",
+    "interface_mac",
+    "list_namespaces",
+    "unique_name",
+]

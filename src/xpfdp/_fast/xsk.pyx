@@ -126,11 +126,14 @@ _HUGE_PAGE_BYTES = 2 * 1024 * 1024
 _BIND_RETRY_BUDGET_S = 5.0
 _BIND_RETRY_SLEEP_S = 0.01
 
-STAT_NAMES = (
-    "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_kicks", "tx_kick_again",
-    "tx_kick_errors", "rx_wakeups", "fill_empty", "fill_short", "tx_ring_full",
-    "completions", "bad_desc", "rx_oversize", "capture_dropped", "tx_queue_drops",
-)
+cdef tuple _port_stat_names():
+    """port_stats_t's field names, in order (a struct converts to a dict by field)."""
+    cdef port_stats_t zero
+    memset(&zero, 0, sizeof(zero))
+    return tuple(<dict>zero)
+
+
+STAT_NAMES = _port_stat_names()
 KERNEL_STAT_NAMES = (
     "rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full",
     "rx_fill_ring_empty_descs", "tx_ring_empty_descs",
@@ -716,12 +719,7 @@ cdef class Port:
 
     def stats(self):
         """Our counters plus frames in each state for this port (and kernel ones for XskPort)."""
-        cdef port_stats_t *s = &self.st
-        vals = (s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes, s.tx_kicks,
-                s.tx_kick_again, s.tx_kick_errors, s.rx_wakeups, s.fill_empty, s.fill_short,
-                s.tx_ring_full, s.completions, s.bad_desc, s.rx_oversize, s.capture_dropped,
-                s.tx_queue_drops)
-        out = dict(zip(STAT_NAMES, vals, strict=True))
+        cdef dict out = self.st
         depth = self._rx_ring_depth()
         out["frames_fill_ring"] = self.n_kernel_rx - depth
         out["frames_rx_ring"] = depth
