@@ -143,9 +143,7 @@ ctypedef struct cos_class_t:
     uint32_t queue_id
     uint32_t priority
     bint exact
-    bint guarantee
     bint surplus_sharing
-    uint64_t rate_bytes_per_s
     uint64_t quantum_bytes
     uint32_t weight
     int64_t deficit_bytes

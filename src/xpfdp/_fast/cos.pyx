@@ -1138,6 +1138,11 @@ def wake_tick(uint64_t now_ns, uint64_t wake_ns, uint64_t tick_ns=50000):
 
 # ---------------------------------------------------------------- scheduler (§3.4–§3.6)
 
+cdef inline bint has_guarantee(const cos_class_t* c) noexcept nogil:
+    """A queue with a transmit rate is guaranteed that rate (its own token bucket)."""
+    return c.tb.rate_bytes_per_s != 0
+
+
 cdef class Scheduler:
     """Shaper of one egress interface: a root token bucket over prioritised queues.
 
@@ -1205,9 +1210,7 @@ cdef class Scheduler:
         c.queue_id = queue_id
         c.priority = priority
         c.exact = exact
-        c.guarantee = transmit_rate_bytes_per_s > 0
         c.surplus_sharing = surplus_sharing
-        c.rate_bytes_per_s = transmit_rate_bytes_per_s
         c.quantum_bytes = _guarantee_quantum(transmit_rate_bytes_per_s)
         c.weight = w
         tb_init(&c.tb, transmit_rate_bytes_per_s, max(buf, MIN_BURST_BYTES),
@@ -1379,15 +1382,15 @@ cdef class Scheduler:
             c = &self.classes[k]
             if c.parked and (c.q.n_items == 0 or now_ns >= c.wake_ns):
                 c.parked = False
-            if c.exact and c.guarantee and c.q.n_items:
+            if c.exact and has_guarantee(c) and c.q.n_items:
                 exact_demand = True
-                demand_rate = sat_add(demand_rate, c.rate_bytes_per_s)
+                demand_rate = sat_add(demand_rate, c.tb.rate_bytes_per_s)
 
         # 1. exact guarantees: strict, capped at each queue's rate
         for k in range(nc):
             idx = (self.exact_rr + k) % nc
             c = &self.classes[idx]
-            if not (c.exact and c.guarantee) or c.parked or c.q.n_items == 0:
+            if not (c.exact and has_guarantee(c)) or c.parked or c.q.n_items == 0:
                 continue
             tb_refill(&c.tb, now_ns)
             cost = <uint64_t>cosq_front(c.q).len + self.root.overhead_bytes
@@ -1408,7 +1411,7 @@ cdef class Scheduler:
         for k in range(nc):
             idx = (self.nonexact_rr + k) % nc
             c = &self.classes[idx]
-            if c.exact or not c.guarantee or c.parked or c.q.n_items == 0:
+            if c.exact or not has_guarantee(c) or c.parked or c.q.n_items == 0:
                 continue
             tb_refill(&c.tb, now_ns)
             cost = <uint64_t>cosq_front(c.q).len + self.root.overhead_bytes
