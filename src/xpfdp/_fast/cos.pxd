@@ -174,5 +174,8 @@ cdef class Scheduler:
     cdef void settle_batch(self, uint32_t accepted) noexcept nogil
     cdef int _class_index(self, uint32_t queue_id) except -1
     cdef void _park(self, cos_class_t* c, uint64_t now_ns, uint64_t wait_ns) noexcept nogil
+    cdef bint _root_covers(self, cos_class_t* c, uint64_t now_ns, uint64_t cost) noexcept nogil
+    cdef bint _guarantee_budget(self, cos_class_t* c, uint64_t now_ns, bint park_short,
+                                uint64_t* budget) noexcept nogil
     cdef uint32_t _serve(self, uint32_t idx, int phase, uint64_t budget, bint limited,
                          xdp_desc_t* out, uint32_t max_items) noexcept nogil

@@ -1327,6 +1327,31 @@ cdef class Scheduler:
         c.parked = True
         c.wake_ns = sat_add(now_ns, wait_ns if wait_ns > 0 else 1)
 
+    cdef bint _root_covers(self, cos_class_t* c, uint64_t now_ns, uint64_t cost) noexcept nogil:
+        """Whether the root bucket covers `cost` now; if not, park the queue until it will."""
+        if tb_covers(&self.root, cost):
+            return True
+        self._park(c, now_ns, tb_ns_until(&self.root, cost))
+        self.root_parks += 1
+        return False
+
+    cdef bint _guarantee_budget(self, cos_class_t* c, uint64_t now_ns, bint park_short,
+                                uint64_t* budget) noexcept nogil:
+        """Whether a guaranteed queue may send now, and its byte budget: its tokens up to
+        one quantum, at least its head packet. One short of its own tokens is skipped, and
+        parked until they refill if `park_short`."""
+        tb_refill(&c.tb, now_ns)
+        cdef uint64_t cost = <uint64_t>cosq_front(c.q).len + self.root.overhead_bytes
+        if not self._root_covers(c, now_ns, cost):
+            return False
+        if not tb_covers(&c.tb, cost):
+            if park_short:
+                self._park(c, now_ns, tb_ns_until(&c.tb, cost))
+                self.queue_parks += 1
+            return False
+        budget[0] = u64max(u64min(c.tb.tokens, c.quantum_bytes), cost)
+        return True
+
     cdef uint32_t _serve(self, uint32_t idx, int phase, uint64_t budget, bint limited,
                          xdp_desc_t* out, uint32_t max_items) noexcept nogil:
         cdef cos_class_t* c = &self.classes[idx]
@@ -1392,18 +1417,8 @@ cdef class Scheduler:
             c = &self.classes[idx]
             if not (c.exact and has_guarantee(c)) or c.parked or c.q.n_items == 0:
                 continue
-            tb_refill(&c.tb, now_ns)
-            cost = <uint64_t>cosq_front(c.q).len + self.root.overhead_bytes
-            if not tb_covers(&self.root, cost):
-                self._park(c, now_ns, tb_ns_until(&self.root, cost))
-                self.root_parks += 1
+            if not self._guarantee_budget(c, now_ns, not c.surplus_sharing, &budget):
                 continue
-            if not tb_covers(&c.tb, cost):
-                if not c.surplus_sharing:
-                    self._park(c, now_ns, tb_ns_until(&c.tb, cost))
-                    self.queue_parks += 1
-                continue
-            budget = u64max(u64min(c.tb.tokens, c.quantum_bytes), cost)
             self.exact_rr = (idx + 1) % nc
             return self._serve(idx, PHASE_EXACT, budget, False, out, max_items)
 
@@ -1413,15 +1428,8 @@ cdef class Scheduler:
             c = &self.classes[idx]
             if c.exact or not has_guarantee(c) or c.parked or c.q.n_items == 0:
                 continue
-            tb_refill(&c.tb, now_ns)
-            cost = <uint64_t>cosq_front(c.q).len + self.root.overhead_bytes
-            if not tb_covers(&self.root, cost):
-                self._park(c, now_ns, tb_ns_until(&self.root, cost))
-                self.root_parks += 1
+            if not self._guarantee_budget(c, now_ns, False, &budget):
                 continue
-            if not tb_covers(&c.tb, cost):
-                continue
-            budget = u64max(u64min(c.tb.tokens, c.quantum_bytes), cost)
             self.nonexact_rr = (idx + 1) % nc
             return self._serve(idx, PHASE_NONEXACT, budget, False, out, max_items)
 
@@ -1450,9 +1458,7 @@ cdef class Scheduler:
                     if c.exact and not c.surplus_sharing:
                         continue
                     cost = <uint64_t>cosq_front(c.q).len + self.root.overhead_bytes
-                    if not tb_covers(&self.root, cost):
-                        self._park(c, now_ns, tb_ns_until(&self.root, cost))
-                        self.root_parks += 1
+                    if not self._root_covers(c, now_ns, cost):
                         continue
                     budget_limited = limited and not c.exact
                     if budget_limited and (residual_rate == 0 or self.residual.tokens < cost):
