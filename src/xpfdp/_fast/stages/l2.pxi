@@ -1,0 +1,24 @@
+# Included by pipeline.pyx (one extension module, so stage calls stay direct C calls).
+
+@cython.final
+cdef class L2Stage(Stage):
+    """Rewrite Ethernet source and destination MACs from the packet's next hop."""
+
+    def __init__(self):
+        self.name = "l2"
+
+    cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
+        cdef uint32_t i
+        cdef int32_t nh
+        cdef uint8_t* f
+        for i in range(b.n):
+            if b.v[i] == -1:
+                continue
+            self.c_packets += 1
+            nh = p.ctx[i].nh
+            if nh < 0 or not p.nh[nh].has_macs or b.d[i].len < 14:
+                continue
+            f = b.umem.area + b.d[i].addr
+            memcpy(f, p.nh[nh].dst_mac, 6)
+            memcpy(f + 6, p.nh[nh].src_mac, 6)
+        return 0

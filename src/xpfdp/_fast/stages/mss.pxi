@@ -1,0 +1,29 @@
+# Included by pipeline.pyx (one extension module, so stage calls stay direct C calls).
+
+@cython.final
+cdef class MssClampStage(Stage):
+    """Lower the MSS option of TCP SYNs to `mss_v4` (IPv4) / `mss_v6` (IPv6)."""
+
+    cdef readonly uint16_t mss_v4
+    cdef readonly uint16_t mss_v6
+    cdef readonly uint64_t clamped
+
+    def __init__(self, int mss_v4, mss_v6=None):
+        v6 = mss_v4 - 20 if mss_v6 is None else int(mss_v6)
+        if not 1 <= mss_v4 <= 65535 or not 1 <= v6 <= 65535:
+            raise ValueError(f"MSS values must be in [1, 65535], got {mss_v4}, {v6}")
+        self.name = "mss_clamp"
+        self.mss_v4 = mss_v4
+        self.mss_v6 = v6
+
+    cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
+        cdef uint32_t i
+        for i in range(b.n):
+            if b.v[i] == -1:
+                continue
+            self.c_packets += 1
+            if b.m[i].protocol == PROTO_TCP and b.m[i].tcp_flags & 0x02:
+                self.clamped += mss_clamp(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i],
+                                          self.mss_v4 if b.m[i].ip_version == 4
+                                          else self.mss_v6) == 1
+        return 0

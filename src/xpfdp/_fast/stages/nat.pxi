@@ -1,0 +1,32 @@
+# Included by pipeline.pyx (one extension module, so stage calls stay direct C calls).
+
+@cython.final
+cdef class NatStage(Stage):
+    """Apply each packet's session NAT (SNAT and/or DNAT, ports or echo id) in place with
+    incremental checksum updates."""
+
+    def __init__(self):
+        self.name = "nat"
+
+    cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
+        cdef uint32_t i
+        cdef pkt_ctx_t* c
+        cdef uint8_t f
+        cdef int rc
+        for i in range(b.n):
+            if b.v[i] == -1:
+                continue
+            self.c_packets += 1
+            c = &p.ctx[i]
+            f = c.dec.nat_flags
+            if not (c.flags & CTX_HAS_DEC) or not (f & (NAT_RS | NAT_RD | NAT_RSP | NAT_RDP)):
+                continue
+            rc = nat_rewrite(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i],
+                             c.dec.rs if f & NAT_RS else NULL,
+                             c.dec.rd if f & NAT_RD else NULL,
+                             c.dec.rsp if f & NAT_RSP else -1,
+                             c.dec.rdp if f & NAT_RDP else -1)
+            if rc == REWRITE_BAD_L4_CSUM:
+                drop_pkt(b, p.ctx, i, DROP_NAT_FAILED)
+                self.c_drops += 1
+        return 0

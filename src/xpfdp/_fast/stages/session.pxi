@@ -1,0 +1,247 @@
+# Included by pipeline.pyx (one extension module, so stage calls stay direct C calls).
+
+@cython.final
+cdef class SessionStage(Stage):
+    """Stateful session resolve: flow cache → session table → new flow under policy.
+
+    Packets of a known session (either direction) take its decision (the reverse entry of
+    a NAT session carries the un-NAT). A packet with no session may open one only when it
+    arrived on a port in `new_flow_ports` (None: any port) and its destination routes to a
+    port; otherwise it is dropped as policy_denied (no_route when unroutable). A new flow
+    leaving through a port with an SNAT pool gets the pool address and a free port from
+    the pool range (ICMP echo keeps its identifier); both entries are installed at once.
+    Packets without a session key (non-first fragments, non-L4) are dropped as
+    policy_denied when they come from outside `new_flow_ports`, else passed statelessly.
+    """
+
+    cdef uint32_t new_flow_mask
+    cdef uint8_t snat_flags[MAX_PORTS]        # bit 0: IPv4 pool, bit 1: IPv6 pool
+    cdef uint8_t snat_v4[MAX_PORTS][16]
+    cdef uint8_t snat_v6[MAX_PORTS][16]
+    cdef uint16_t port_lo[MAX_PORTS]
+    cdef uint16_t port_hi[MAX_PORTS]
+    cdef uint32_t cursor[MAX_PORTS]
+    cdef readonly uint64_t nat_allocations
+    cdef readonly uint64_t nat_collisions
+    cdef dnat_rule_t dnat[MAX_DNAT]
+    cdef uint32_t n_dnat
+
+    def __init__(self, *, new_flow_ports=None, snat=None, dnat=()):
+        """`new_flow_ports`: port indices that may open sessions. `snat`: {egress port index:
+        (addresses, (port_lo, port_hi))} with addresses an IPv4 and/or IPv6 address (str or
+        list of up to one per family). `dnat`: (ingress, proto, dport, to_address, to_port)
+        port-forward rules (see add_dnat)."""
+        self.name = "session"
+        if new_flow_ports is None:
+            self.new_flow_mask = 0xFFFFFFFF
+        else:
+            for i in new_flow_ports:
+                if not 0 <= int(i) < MAX_PORTS:
+                    raise ValueError(f"new_flow_ports: port index {i} out of range")
+                self.new_flow_mask |= 1u << int(i)
+        for egress, spec in (snat or {}).items():
+            self.set_snat(egress, *spec)
+        for rule in dnat:
+            self.add_dnat(*rule)
+
+    def set_snat(self, int egress, addresses, ports=(1024, 65535)):
+        """SNAT new flows leaving through `egress` to `addresses` (one per family)."""
+        if not 0 <= egress < MAX_PORTS:
+            raise ValueError(f"snat: egress port index {egress} out of range")
+        lo, hi = (int(x) for x in ports)
+        if not 1 <= lo <= hi <= 65535:
+            raise ValueError(f"snat: port range {ports!r} must satisfy 1 <= lo <= hi <= 65535")
+        if isinstance(addresses, (str, ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            addresses = [addresses]
+        self.snat_flags[egress] = 0
+        for a in addresses:
+            ip = ipaddress.ip_address(a)
+            raw = ip.packed.ljust(16, b"\0")
+            if ip.version == 4:
+                if self.snat_flags[egress] & 1:
+                    raise ValueError("snat: at most one IPv4 address per port")
+                self.snat_flags[egress] |= 1
+                memcpy(self.snat_v4[egress], <const char*>raw, 16)
+            else:
+                if self.snat_flags[egress] & 2:
+                    raise ValueError("snat: at most one IPv6 address per port")
+                self.snat_flags[egress] |= 2
+                memcpy(self.snat_v6[egress], <const char*>raw, 16)
+        self.port_lo[egress] = lo
+        self.port_hi[egress] = hi
+        self.cursor[egress] = 0
+
+    def add_dnat(self, int ingress, int proto, int dport, to_address, int to_port=0):
+        """Port forward: new flows arriving on port `ingress` for L4 `proto`/`dport` go to
+        `to_address` (and `to_port`, 0 = keep) and are allowed even when `ingress` may not
+        open flows otherwise. Replies are un-NATed through the session."""
+        if self.n_dnat >= MAX_DNAT:
+            raise ValueError(f"at most {MAX_DNAT} DNAT rules")
+        if not 0 <= ingress < MAX_PORTS:
+            raise ValueError(f"dnat: ingress port index {ingress} out of range")
+        if not 0 < proto < 256 or not 0 < dport < 65536 or not 0 <= to_port < 65536:
+            raise ValueError("dnat: proto in 1..255, dport in 1..65535, to_port in 0..65535")
+        ip = ipaddress.ip_address(to_address)
+        raw = ip.packed.ljust(16, b"\0")
+        cdef dnat_rule_t* r = &self.dnat[self.n_dnat]
+        r.ingress = <uint8_t>ingress
+        r.proto = <uint8_t>proto
+        r.af = 2 if ip.version == 4 else 10
+        r.dport = <uint16_t>dport
+        r.to_port = <uint16_t>to_port
+        memcpy(r.to_addr, <const char*>raw, 16)
+        self.n_dnat += 1
+
+    cdef int match_dnat(self, uint32_t ingress, const skey_t* k) noexcept nogil:
+        cdef uint32_t n
+        for n in range(self.n_dnat):
+            if (self.dnat[n].ingress == ingress and self.dnat[n].proto == k.proto
+                    and self.dnat[n].af == k.af and self.dnat[n].dport == k.dport):
+                return <int>n
+        return -1
+
+    cdef bint reply_free(self, SessionTable t, const skey_t* rk) noexcept nogil:
+        cdef bint alias
+        return (t.lookup_c(rk, 0, 0, False, &alias) < 0
+                and t.find_forward_nat_c(rk) < 0)
+
+    cdef int snat_pick(self, Pipeline p, uint32_t e, const skey_t* k,
+                       sdecision_t* d) noexcept nogil:
+        """Fill the SNAT part of `d` for key `k` leaving through `e`; -1 when no port is
+        free, 0 when the port has no pool for this family, 1 when set."""
+        cdef uint8_t fam = 1 if k.af == 2 else 2
+        cdef skey_t rk
+        cdef uint32_t span, tries, cand
+        if not (self.snat_flags[e] & fam):
+            return 0
+        memset(&rk, 0, sizeof(skey_t))
+        rk.af = k.af
+        rk.proto = k.proto
+        if d.nat_flags & NAT_RD:
+            memcpy(rk.src, d.rd, 16)
+        else:
+            memcpy(rk.src, k.dst, 16)
+        if fam == 1:
+            memcpy(rk.dst, self.snat_v4[e], 16)
+        else:
+            memcpy(rk.dst, self.snat_v6[e], 16)
+        d.nat_flags |= NAT_RS
+        memcpy(d.rs, rk.dst, 16)
+        if k.proto == PROTO_ICMP or k.proto == PROTO_ICMPV6:
+            rk.sport = k.sport     # echo identifier kept: the reverse key must be free
+            rk.dport = k.dport
+            if self.reply_free(p.sessions, &rk):
+                return 1
+            self.nat_collisions += 1
+            return -1
+        rk.sport = d.rdp if d.nat_flags & NAT_RDP else k.dport
+        span = <uint32_t>self.port_hi[e] - self.port_lo[e] + 1
+        tries = span if span < 256 else 256
+        while tries:
+            tries -= 1
+            cand = self.port_lo[e] + self.cursor[e] % span
+            self.cursor[e] += 1
+            rk.dport = <uint16_t>cand
+            if self.reply_free(p.sessions, &rk):
+                d.nat_flags |= NAT_RSP
+                d.rsp = <uint16_t>cand
+                self.nat_allocations += 1
+                return 1
+            self.nat_collisions += 1
+        return -1
+
+    cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
+        return self.resolve(p, b, ingress, p.sessions)
+
+    cdef int resolve(self, Pipeline p, Burst b, uint32_t ingress, SessionTable t) noexcept nogil:
+        cdef uint32_t i
+        cdef pkt_ctx_t* c
+        cdef pkt_meta_t* m
+        cdef fc_entry_t* hit
+        cdef int64_t h, hf, hr
+        cdef bint alias
+        cdef srec_t* r = NULL
+        cdef uint64_t route_gen = p.routes.generation
+        cdef int32_t nh
+        cdef uint32_t e
+        cdef smeta_t sm
+        cdef int rc, dn
+        # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
+        for i in range(b.n):
+            if b.v[i] == -1:
+                continue
+            self.c_packets += 1
+            c = &p.ctx[i]
+            if not key_from_meta(&b.m[i], &c.key):
+                if not (self.new_flow_mask >> ingress) & 1:
+                    drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
+                    self.c_drops += 1
+                continue
+            c.flags |= CTX_HAS_KEY
+            if p.fc is not None:
+                c.fch = p.fc.hash_key(&c.key, <uint16_t>ingress)
+        # Pass 2: flow cache, session table, new flows.
+        for i in range(b.n):
+            c = &p.ctx[i]
+            if b.v[i] == -1 or not (c.flags & CTX_HAS_KEY):
+                continue
+            m = &b.m[i]
+            if p.fc is not None and not (m.protocol == PROTO_TCP and m.tcp_flags & 0x05):
+                hit = p.fc.find(&c.key, <uint16_t>ingress, c.fch, route_gen,
+                                p.config_generation, t, &r)
+                if hit != NULL:
+                    # Keepalive. The wheel is lazy: an entry popped before last_seen +
+                    # timeout is rescheduled from last_seen, so no push is needed here.
+                    r.last_seen_ns = p.now_ns
+                    c.handle = hit.handle
+                    t.decision_c(r, &c.dec)
+                    c.nh = hit.nh
+                    c.flags |= CTX_HAS_DEC | CTX_ROUTED
+                    continue
+            h = t.lookup_c(&c.key, p.now_ns, m.tcp_flags, True, &alias)
+            if h >= 0:
+                c.handle = h
+                t.decision_c(t.record_c(h), &c.dec)
+                c.flags |= CTX_HAS_DEC | CTX_FC_INSERT
+                continue
+            memset(&c.dec, 0, sizeof(sdecision_t))
+            dn = self.match_dnat(ingress, &c.key)
+            if dn < 0 and not (self.new_flow_mask >> ingress) & 1:
+                drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
+                self.c_drops += 1
+                continue
+            if dn >= 0:   # a port forward: the flow goes to the rule's address and port
+                c.dec.nat_flags |= NAT_RD
+                memcpy(c.dec.rd, self.dnat[dn].to_addr, 16)
+                if self.dnat[dn].to_port:
+                    c.dec.nat_flags |= NAT_RDP
+                    c.dec.rdp = self.dnat[dn].to_port
+                nh = p.routes.lookup_addr(c.dec.rd, m.ip_version)
+            else:
+                nh = p.routes.lookup_addr(m.dst, m.ip_version)
+            if nh < 0 or <uint32_t>nh >= p.n_nh:
+                drop_pkt(b, p.ctx, i, DROP_NO_ROUTE)
+                self.c_drops += 1
+                continue
+            e = <uint32_t>p.nh[nh].port
+            c.dec.disposition = DISP_FORWARD_CANDIDATE
+            c.dec.egress_port = <uint16_t>e
+            if e < MAX_PORTS:
+                rc = self.snat_pick(p, e, &c.key, &c.dec)
+                if rc < 0:
+                    drop_pkt(b, p.ctx, i, DROP_NAT_PORTS_EXHAUSTED)
+                    self.c_drops += 1
+                    continue
+            memset(&sm, 0, sizeof(smeta_t))
+            sm.ingress_zone = <uint16_t>ingress
+            sm.egress_zone = <uint16_t>e
+            if t.install_pair_c(&c.key, &c.dec, &sm, p.now_ns, m.tcp_flags,
+                                <uint16_t>ingress, &hf, &hr) == 0 or hf < 0:
+                drop_pkt(b, p.ctx, i, DROP_SESSION_TABLE_FULL)
+                self.c_drops += 1
+                continue
+            p.sessions_created += 1
+            c.handle = hf
+            c.nh = nh   # the route stage reuses it: the table cannot change within a poll
+            c.flags |= CTX_HAS_DEC | CTX_FC_INSERT | CTX_ROUTED
+        return 0

@@ -1,0 +1,19 @@
+# Included by pipeline.pyx (one extension module, so stage calls stay direct C calls).
+
+@cython.final
+cdef class TtlStage(Stage):
+    """Decrement the IPv4 TTL / IPv6 hop limit; packets at <= 1 are dropped as ttl_expired."""
+
+    def __init__(self):
+        self.name = "ttl"
+
+    cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
+        cdef uint32_t i
+        for i in range(b.n):
+            if b.v[i] == -1:
+                continue
+            self.c_packets += 1
+            if ttl_decrement(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i]) == TTL_EXPIRED:
+                drop_pkt(b, p.ctx, i, DROP_TTL_EXPIRED)
+                self.c_drops += 1
+        return 0
