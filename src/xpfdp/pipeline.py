@@ -24,7 +24,9 @@ Stages (``xpfdp.pipeline``), run in the order given:
   (``no_route`` otherwise); stores resolved flows in the flow cache.
 * ``TtlStage()`` -- TTL / hop limit decrement; ``ttl_expired`` drops.
 * ``MssClampStage(mss_v4, mss_v6=None)`` -- clamps SYN MSS options (v6 default mss_v4 - 20).
-* ``L2Stage()`` -- writes the next hop's source/destination MACs.
+* ``L2Stage()`` -- writes the next hop's source/destination MACs; a next hop resolved
+  through the ``NeighbourTable`` whose neighbour has no MAC drops the packet
+  (``neighbour_unresolved``) and queues a resolution request.
 * ``CountStage(name="count")`` -- packets and bytes reaching it.
 * ``CosStage({port: xpfdp.cos.Scheduler}, rules=[{"queue": id, "proto": 17 | "icmp",
   "family": 4, "dscp": 46, "port": 53}, ...], default_queue=0)`` -- classify packets for
@@ -38,11 +40,17 @@ Stages (``xpfdp.pipeline``), run in the order given:
 parse → session → nat → route → ttl → mss_clamp → l2 → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
-burst_size=64, names=None, tx_queue=4 * burst_size)``:
+burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None)``:
 
 * ``ports``: XskPort/MemPort list; the index is the port number used by verdicts and next
   hops. ``routes``: ``xpfdp.route.RouteTable`` whose values index ``next_hops``, a list of
-  ``(port_index, src_mac, dst_mac)`` (MACs None: no L2 rewrite). ``sessions``:
+  ``(port_index, src_mac, dst)`` (both None: no L2 rewrite). ``dst`` is a static MAC, an
+  ``ipaddress`` gateway address or ``CONNECTED`` (the packet's destination), the last two
+  resolved per packet through ``neighbours``, a ``NeighbourTable(capacity=4096)`` that
+  one control thread fills (``set(port, address, mac_or_None)``) while workers read it
+  without locks; it may be shared by every worker. ``take_neighbour_requests()`` returns
+  the (port, address) pairs packets were dropped for (xpfdp.hostnet asks the kernel to
+  resolve them). ``sessions``:
   ``xpfdp.session.SessionTable``. ``flow_cache``: ``FlowCache(sets=1024, ways=4)`` or None.
 * ``poll(now_ns=None) -> int``: one round (packets received). ``run(seconds=None, *,
   max_packets=0, until_idle=False) -> int``; ``stop()`` from another thread.
@@ -57,7 +65,8 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
        "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints]},
        "sessions": {"active", "created", "expired"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
-                      "capacity"} or None}
+                      "capacity"} or None,
+       "neighbour_requests_lost"}
 
   Drop reasons are ``DROP_REASONS``. TX latency is submit → completion per accepted
   descriptor, bucket k counting latencies below ``bucket_upper_ns[k]``.
@@ -82,6 +91,7 @@ import threading
 import time
 
 from xpfdp._fast.pipeline import (
+    CONNECTED,
     DROP_REASONS,
     LATENCY_BUCKET_UPPER_NS,
     PARSE_STATUS_NAMES,
@@ -93,6 +103,7 @@ from xpfdp._fast.pipeline import (
     L2Stage,
     MssClampStage,
     NatStage,
+    NeighbourTable,
     ParseStage,
     Pipeline,
     PyStage,
@@ -122,7 +133,10 @@ def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
     return stages
 
 
-_SUMMED = ("rx_packets", "tx_packets", "drops_total", "polls", "idle_polls", "pending_tx")
+_SUMMED = (
+    "rx_packets", "tx_packets", "drops_total", "polls", "idle_polls", "pending_tx",
+    "neighbour_requests_lost",
+)  # fmt: skip
 
 
 def merge_stats(snapshots):
@@ -359,6 +373,7 @@ class Forwarder:
 
 
 __all__ = [
+    "CONNECTED",
     "DROP_REASONS",
     "LATENCY_BUCKET_UPPER_NS",
     "PARSE_STATUS_NAMES",
@@ -371,6 +386,7 @@ __all__ = [
     "L2Stage",
     "MssClampStage",
     "NatStage",
+    "NeighbourTable",
     "ParseStage",
     "Pipeline",
     "PyStage",

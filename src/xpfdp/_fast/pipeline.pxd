@@ -40,7 +40,8 @@ cdef enum:
     DROP_COS_BAD_DESC = 27
     DROP_NAT_FAILED = 28
     DROP_SHUTDOWN = 29
-    DROP_REASON_COUNT = 30
+    DROP_NEIGH_UNRESOLVED = 30
+    DROP_REASON_COUNT = 31
 
 # pkt_ctx_t.flags
 cdef enum:
@@ -59,11 +60,47 @@ ctypedef struct pkt_ctx_t:
     uint8_t flags
     uint8_t why              # drop reason when verdict is DROP
 
+# nexthop_t.kind: where the destination MAC comes from.
+cdef enum:
+    NH_STATIC = 0            # dst_mac, fixed (or no L2 rewrite at all when has_macs == 0)
+    NH_GATEWAY = 1           # the neighbour entry `neigh` (the hop's gateway)
+    NH_CONNECTED = 2         # the neighbour entry of the packet's own destination
+    NEIGH_REQ_RING = 64      # unresolved-neighbour requests a worker queues between drains
+
 ctypedef struct nexthop_t:
     int32_t port
     uint8_t src_mac[6]
     uint8_t dst_mac[6]
     uint8_t has_macs
+    uint8_t kind
+    int64_t neigh            # NH_GATEWAY: slot in the NeighbourTable
+
+# One neighbour (IP address on a port -> MAC). Slots are never moved or freed: the control
+# thread publishes a key once (`used`, release store) and then only rewrites `lladdr`, one
+# aligned 64-bit store, so workers read it without locks and never see a torn MAC.
+ctypedef struct neigh_entry_t:
+    uint64_t lladdr          # bytes 0..5 the MAC, byte 6 1 when resolved; 0 while not
+    uint8_t addr[16]         # IPv4 in bytes 0..3
+    uint8_t af               # 4 or 6
+    uint8_t port
+    uint8_t used
+    uint8_t pad[5]
+
+# A worker's request to resolve a neighbour it had to drop a packet for.
+ctypedef struct neigh_req_t:
+    uint8_t addr[16]
+    uint8_t af
+    uint8_t port
+    uint8_t pad[2]
+
+
+cdef class NeighbourTable:
+    cdef neigh_entry_t* e
+    cdef readonly uint32_t capacity
+    cdef readonly uint32_t n_entries
+
+    cdef int64_t find(self, uint8_t port, uint8_t af, const uint8_t* addr) noexcept nogil
+    cdef int64_t slot(self, uint8_t port, uint8_t af, const uint8_t* addr) except -2
 
 ctypedef struct fc_entry_t:
     skey_t key
@@ -149,6 +186,11 @@ cdef class Pipeline:
     cdef xdp_desc* saved                # descriptors before a user stage ran
     cdef nexthop_t* nh
     cdef uint32_t n_nh
+    cdef public NeighbourTable neighbours
+    cdef neigh_req_t* nreq              # SPSC ring: this worker writes, the control thread reads
+    cdef uint32_t nreq_head             # next write (worker, release store)
+    cdef uint32_t nreq_tail             # next read (control thread, release store)
+    cdef uint64_t nreq_lost             # requests dropped because the ring was full
     cdef public RouteTable routes
     cdef public SessionTable sessions
     cdef FlowCache fc
@@ -173,6 +215,7 @@ cdef class Pipeline:
     cdef uint64_t lat_hist[LAT_BUCKETS]
     cdef lat_fifo_t* lat
 
+    cdef void want_neighbour(self, uint8_t port, uint8_t af, const uint8_t* addr) noexcept nogil
     cdef int process(self, uint32_t ingress, Burst b) noexcept nogil
     cdef void settle(self, uint32_t ingress, Burst b, Burst db) noexcept nogil
     cdef void flush_tx(self, uint32_t j) noexcept nogil

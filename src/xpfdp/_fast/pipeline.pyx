@@ -17,7 +17,7 @@ cimport cython
 from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from xpfdp._fast.cos cimport (
     Scheduler,
@@ -87,7 +87,7 @@ DROP_REASONS = tuple(f"parse_error:{s}" for s in PARSE_STATUS_NAMES) + (
     "no_route", "ttl_expired", "policy_denied", "session_table_full", "nat_ports_exhausted",
     "no_egress", "bad_egress", "pass_unsupported", "tx_ring_full_dropped",
     "copy_no_tx_frame", "user_drop", "user_error", "cos_drop:flow_share", "cos_drop:buffer",
-    "cos_drop:capacity", "cos_drop:bad_desc", "nat_failed", "shutdown",
+    "cos_drop:capacity", "cos_drop:bad_desc", "nat_failed", "shutdown", "neighbour_unresolved",
 )
 assert len(DROP_REASONS) == DROP_REASON_COUNT
 
@@ -161,6 +161,7 @@ cdef inline bint key_from_meta(const pkt_meta_t* m, skey_t* k) noexcept nogil:
 # Flow cache, then the stages: each in its own file, compiled into this module.
 
 include "flowcache.pxi"
+include "neighbours.pxi"
 include "stages/base.pxi"
 include "stages/parse.pxi"
 include "stages/session.pxi"
@@ -184,11 +185,13 @@ cdef class Pipeline:
         self.ctx = NULL
         self.saved = NULL
         self.nh = NULL
+        self.nreq = NULL
         self.lat = NULL
         self.exp_buf = NULL
 
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
-                 flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0):
+                 flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0,
+                 neighbours=None):
         ports = list(ports)
         stages = list(stages)
         if not 1 <= len(ports) <= MAX_PORTS:
@@ -230,6 +233,9 @@ cdef class Pipeline:
         self.fc = flow_cache
         if flow_cache is not None and not isinstance(flow_cache, FlowCache):
             raise TypeError("flow_cache must be a FlowCache")
+        if neighbours is not None and not isinstance(neighbours, NeighbourTable):
+            raise TypeError("neighbours must be a NeighbourTable")
+        self.neighbours = neighbours
         self.n_ports = len(ports)
         self.n_stages = len(stages)
         self._rx_bursts = []
@@ -279,7 +285,8 @@ cdef class Pipeline:
         self.ctx = <pkt_ctx_t*>calloc(burst_size, sizeof(pkt_ctx_t))
         self.saved = <xdp_desc*>calloc(burst_size, sizeof(xdp_desc))
         self.lat = <lat_fifo_t*>calloc(self.n_ports, sizeof(lat_fifo_t))
-        if self.ctx == NULL or self.lat == NULL or self.saved == NULL:
+        self.nreq = <neigh_req_t*>calloc(NEIGH_REQ_RING, sizeof(neigh_req_t))
+        if self.ctx == NULL or self.lat == NULL or self.saved == NULL or self.nreq == NULL:
             raise MemoryError("pipeline scratch")
         for i, x in enumerate(ports):
             self.lat[i].seen_completions = (<Port>x).st.completions
@@ -289,13 +296,16 @@ cdef class Pipeline:
         free(self.ctx)
         free(self.saved)
         free(self.nh)
+        free(self.nreq)
         free(self.lat)
         free(self.exp_buf)
 
     def set_next_hops(self, next_hops):
-        """Replace the next-hop table: a sequence of (port index, src MAC, dst MAC) with
-        MACs as "aa:bb:..", bytes or None (no L2 rewrite). Route values index it.
-        Not while the pipeline polls in another thread: use Forwarder.update()."""
+        """Replace the next-hop table: a sequence of (port index, src MAC, dst) where dst is
+        a MAC ("aa:bb:..", bytes: static), an `ipaddress` address (a gateway whose MAC the
+        pipeline's NeighbourTable holds), `CONNECTED` (the packet's own destination, looked
+        up in the NeighbourTable) or None with src None (no L2 rewrite). Route values index
+        it. Not while the pipeline polls in another thread: use Forwarder.update()."""
         hops = list(next_hops)
         cdef nexthop_t* new = <nexthop_t*>calloc(max(len(hops), 1), sizeof(nexthop_t))
         if new == NULL:
@@ -309,11 +319,25 @@ cdef class Pipeline:
                 new[k].port = int(port)
                 if (src is None) != (dst is None):
                     raise ValueError(f"next hop {k}: give both MACs or neither")
-                if src is not None:
-                    s, d = _mac(src), _mac(dst)
-                    memcpy(new[k].src_mac, <const char*>s, 6)
+                if src is None:
+                    continue
+                s = _mac(src)
+                memcpy(new[k].src_mac, <const char*>s, 6)
+                new[k].has_macs = 1
+                if isinstance(dst, (ipaddress.IPv4Address, ipaddress.IPv6Address)) or (
+                        isinstance(dst, str) and dst == CONNECTED):
+                    if self.neighbours is None:
+                        raise ValueError(f"next hop {k}: {dst} is resolved through "
+                                         "neighbours, and the pipeline has no NeighbourTable")
+                    if dst == CONNECTED:
+                        new[k].kind = NH_CONNECTED
+                    else:
+                        new[k].kind = NH_GATEWAY
+                        new[k].neigh = self.neighbours.slot(<uint8_t>int(port), dst.version,
+                                                            _addr16(dst))
+                else:
+                    d = _mac(dst)
                     memcpy(new[k].dst_mac, <const char*>d, 6)
-                    new[k].has_macs = 1
         except BaseException:
             free(new)
             raise
@@ -321,6 +345,34 @@ cdef class Pipeline:
         self.nh = new
         self.n_nh = len(hops)
         self.config_generation += 1
+
+    cdef void want_neighbour(self, uint8_t port, uint8_t af, const uint8_t* addr) noexcept nogil:
+        """Ask the control thread to have the kernel resolve `addr` (ring full: counted)."""
+        cdef uint32_t head = self.nreq_head
+        cdef neigh_req_t* r
+        if head - xpfdp_load_u32(&self.nreq_tail) >= NEIGH_REQ_RING:
+            self.nreq_lost += 1
+            return
+        r = &self.nreq[head & (NEIGH_REQ_RING - 1)]
+        memcpy(r.addr, addr, 16)
+        r.af = af
+        r.port = port
+        xpfdp_store_u32(&self.nreq_head, head + 1)
+
+    def take_neighbour_requests(self):
+        """The (port index, address) pairs workers dropped packets for since the last call,
+        duplicates removed: the control thread asks the kernel to resolve them. Safe while
+        the pipeline polls in another thread (single-producer/single-consumer ring)."""
+        cdef uint32_t tail = self.nreq_tail, head = xpfdp_load_u32(&self.nreq_head)
+        cdef neigh_req_t* r
+        out = {}
+        while tail != head:
+            r = &self.nreq[tail & (NEIGH_REQ_RING - 1)]
+            raw = bytes(<uint8_t[:16]>r.addr)
+            out[(int(r.port), ipaddress.ip_address(raw[:4] if r.af == 4 else raw))] = None
+            tail += 1
+        xpfdp_store_u32(&self.nreq_tail, tail)
+        return list(out)
 
     def invalidate(self):
         """Bump the config generation: every flow-cache entry becomes stale."""
@@ -706,6 +758,7 @@ cdef class Pipeline:
                 "expired": int(self.sessions_expired),
             },
             "flow_cache": self.fc.stats() if self.fc is not None else None,
+            "neighbour_requests_lost": int(self.nreq_lost),
         }
         return out
 
