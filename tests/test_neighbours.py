@@ -32,7 +32,7 @@ class Router:
     """LAN (port 0, connected 10.0.0.0/24 and fd00::/64) and WAN (port 1, default routes
     via gateways), every destination MAC from the NeighbourTable."""
 
-    def __init__(self, umem):
+    def __init__(self, umem, hold=0):
         self.lan = MemPort(umem, None, capture=512)
         self.wan = MemPort(umem, None, capture=512)
         routes = RouteTable()
@@ -47,14 +47,22 @@ class Router:
             routes=routes,
             next_hops=[(0, LAN_MAC, CONNECTED), (1, WAN_MAC, GW4), (1, WAN_MAC, GW6)],
             neighbours=self.neighbours,
+            neighbour_hold=hold,
         )
 
-    def send(self, lan=(), wan=()):
+    def send(self, lan=(), wan=(), now_ns=None):
         self.lan.clear_capture()
         self.wan.clear_capture()
         self.lan.set_source(FrameBatch.from_frames([bytes(f) for f in lan]) if lan else None)
         self.wan.set_source(FrameBatch.from_frames([bytes(f) for f in wan]) if wan else None)
-        self.pipe.run(until_idle=True)
+        if now_ns is None:
+            self.pipe.run(until_idle=True)
+        else:
+            while self.pipe.poll(now_ns=now_ns):
+                pass
+        return self.captured()
+
+    def captured(self):
         return [Ether(f) for f in self.wan.captured()], [Ether(f) for f in self.lan.captured()]
 
     def unresolved(self):
@@ -75,9 +83,57 @@ def back4(dst="10.0.0.2"):
 
 @pytest.fixture
 def router(umem_factory):
+    """A router that drops at once (no hold) when a neighbour is unresolved."""
     r = Router(umem_factory(4096))
     yield r
     r.pipe.close()
+
+
+@pytest.fixture
+def holding(umem_factory):
+    """A router that holds up to 4 frames for 1 s while their neighbour resolves."""
+    r = Router(umem_factory(4096), hold=4)
+    yield r
+    r.pipe.close()
+
+
+S = 1_000_000_000
+
+
+def test_held_frames_leave_with_the_mac_once_the_neighbour_resolves(holding):
+    to_wan, _ = holding.send(lan=[out4(), out6(), out4()], now_ns=1 * S)
+    assert to_wan == [] and holding.pipe.stats()["neighbour_held"] == 3
+    assert set(holding.pipe.take_neighbour_requests()) == {(1, GW4), (1, GW6)}
+    holding.neighbours.set(1, GW4, MAC_A)
+    holding.wan.clear_capture()
+    holding.pipe.poll(now_ns=1 * S + 1000)
+    to_wan, _ = holding.captured()
+    assert [(f.src, f.dst) for f in to_wan] == [(WAN_MAC, MAC_A)] * 2  # in arrival order
+    assert holding.pipe.stats()["neighbour_held"] == 1  # the IPv6 one still waits
+    holding.neighbours.set(1, GW6, MAC_B)
+    holding.wan.clear_capture()
+    holding.pipe.poll(now_ns=1 * S + 2000)
+    to_wan, _ = holding.captured()
+    assert [f.dst for f in to_wan] == [MAC_B]
+    assert "neighbour_unresolved" not in holding.pipe.stats()["drops"]
+
+
+def test_held_frames_are_dropped_after_the_hold_time_or_beyond_the_bound(holding):
+    holding.send(lan=[out4()] * 6, now_ns=1 * S)  # 4 held, 2 beyond the bound
+    assert holding.unresolved() == 2 and holding.pipe.stats()["neighbour_held"] == 4
+    holding.pipe.poll(now_ns=1 * S + S // 2)
+    assert holding.pipe.stats()["neighbour_held"] == 4  # still within 1 s
+    holding.pipe.poll(now_ns=2 * S)
+    assert holding.unresolved() == 6 and holding.pipe.stats()["neighbour_held"] == 0
+    holding.neighbours.set(1, GW4, MAC_A)  # too late: nothing is sent to it
+    holding.pipe.poll(now_ns=2 * S + 1)
+    assert holding.captured() == ([], [])
+
+
+def test_held_frames_are_returned_at_close(holding):
+    holding.send(lan=[out4()] * 3, now_ns=1 * S)
+    holding.pipe.close()
+    assert holding.pipe.stats()["drops"]["shutdown"] == 3  # umem_factory checks the frames
 
 
 def test_gateways_are_registered_unresolved_and_drop_with_a_request(router):

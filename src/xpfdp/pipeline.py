@@ -75,8 +75,10 @@ burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None)``:
 for each RX queue q a Umem and one XskPort per interface on it, then ``build(q, ports)``
 returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedulers).
 
-``Forwarder(pipelines, *, handle_signals=True)``: one thread per pipeline (worker),
-``start()``, ``stop()``, ``run(duration_s)``, context manager; ``errors`` lists worker
+``Forwarder(pipelines, *, handle_signals=True, controls=())``: one thread per pipeline
+(worker), ``start()``, ``stop()``, ``run(duration_s)``, context manager; ``controls`` are
+objects with ``start()``/``stop()`` (e.g. ``xpfdp.hostnet.HostWatcher``) started before
+the workers and stopped after them; ``errors`` lists worker
 failures (also re-raised by ``stop()``/``run()``); ``update(fn)`` runs ``fn(pipeline)``
 in each worker's thread between polls -- the only safe way to change routes, next hops,
 NAT rules or sessions while running; ``stats()`` is ``{"workers": [per
@@ -198,8 +200,9 @@ class Forwarder:
     exception is re-raised by `stop()`/`run()`.
     """
 
-    def __init__(self, pipelines, *, handle_signals: bool = True):
+    def __init__(self, pipelines, *, handle_signals: bool = True, controls=()):
         self.pipelines = list(pipelines)
+        self.controls = list(controls)
         if not self.pipelines:
             raise ValueError("a Forwarder needs at least one pipeline")
         owners: dict[int, int] = {}
@@ -280,6 +283,13 @@ class Forwarder:
         if self._closed:
             raise RuntimeError("forwarder is closed")
         self._stopping = False
+        for k, c in enumerate(self.controls):
+            try:
+                c.start()
+            except BaseException:
+                for started in self.controls[:k]:
+                    started.stop()
+                raise
         if self._handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
@@ -316,6 +326,8 @@ class Forwarder:
         for t in self._threads:
             t.join()
         self._threads = []
+        for c in self.controls:
+            c.stop()
         for sig, old in self._old_handlers.items():
             signal.signal(sig, old)
         self._old_handlers = {}

@@ -86,6 +86,17 @@ ctypedef struct neigh_entry_t:
     uint8_t used
     uint8_t pad[5]
 
+# A frame waiting for its neighbour to resolve (held by the pipeline, bounded in number and
+# time: sent when the MAC arrives, dropped as neighbour_unresolved when it does not).
+ctypedef struct held_t:
+    xdp_desc d
+    uint64_t since_ns
+    int64_t slot             # NH_GATEWAY: the gateway's slot; -1: look `addr` up
+    int32_t nh
+    uint8_t ingress
+    uint8_t af
+    uint8_t addr[16]
+
 # A worker's request to resolve a neighbour it had to drop a packet for.
 ctypedef struct neigh_req_t:
     uint8_t addr[16]
@@ -191,6 +202,10 @@ cdef class Pipeline:
     cdef uint32_t nreq_head             # next write (worker, release store)
     cdef uint32_t nreq_tail             # next read (control thread, release store)
     cdef uint64_t nreq_lost             # requests dropped because the ring was full
+    cdef held_t* held                   # frames waiting for a neighbour (n_held of hold_cap)
+    cdef uint32_t n_held
+    cdef readonly uint32_t hold_cap
+    cdef readonly uint64_t hold_ns
     cdef public RouteTable routes
     cdef public SessionTable sessions
     cdef FlowCache fc
@@ -216,6 +231,9 @@ cdef class Pipeline:
     cdef lat_fifo_t* lat
 
     cdef void want_neighbour(self, uint8_t port, uint8_t af, const uint8_t* addr) noexcept nogil
+    cdef bint hold(self, Burst b, uint32_t i, uint32_t ingress, int32_t nh, int64_t slot,
+                   uint8_t af, const uint8_t* addr) noexcept nogil
+    cdef void release_held(self) noexcept nogil
     cdef int process(self, uint32_t ingress, Burst b) noexcept nogil
     cdef void settle(self, uint32_t ingress, Burst b, Burst db) noexcept nogil
     cdef void flush_tx(self, uint32_t j) noexcept nogil

@@ -186,12 +186,14 @@ cdef class Pipeline:
         self.saved = NULL
         self.nh = NULL
         self.nreq = NULL
+        self.held = NULL
         self.lat = NULL
         self.exp_buf = NULL
 
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
                  flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0,
-                 neighbours=None):
+                 neighbours=None, uint32_t neighbour_hold=64,
+                 uint64_t neighbour_hold_ns=1_000_000_000):
         ports = list(ports)
         stages = list(stages)
         if not 1 <= len(ports) <= MAX_PORTS:
@@ -286,7 +288,13 @@ cdef class Pipeline:
         self.saved = <xdp_desc*>calloc(burst_size, sizeof(xdp_desc))
         self.lat = <lat_fifo_t*>calloc(self.n_ports, sizeof(lat_fifo_t))
         self.nreq = <neigh_req_t*>calloc(NEIGH_REQ_RING, sizeof(neigh_req_t))
-        if self.ctx == NULL or self.lat == NULL or self.saved == NULL or self.nreq == NULL:
+        if neighbour_hold > 4096:
+            raise ValueError(f"neighbour_hold must be <= 4096 frames, got {neighbour_hold}")
+        self.hold_cap = neighbour_hold
+        self.hold_ns = neighbour_hold_ns
+        self.held = <held_t*>calloc(max(neighbour_hold, 1), sizeof(held_t))
+        if (self.ctx == NULL or self.lat == NULL or self.saved == NULL or self.nreq == NULL
+                or self.held == NULL):
             raise MemoryError("pipeline scratch")
         for i, x in enumerate(ports):
             self.lat[i].seen_completions = (<Port>x).st.completions
@@ -297,6 +305,7 @@ cdef class Pipeline:
         free(self.saved)
         free(self.nh)
         free(self.nreq)
+        free(self.held)
         free(self.lat)
         free(self.exp_buf)
 
@@ -358,6 +367,55 @@ cdef class Pipeline:
         r.af = af
         r.port = port
         xpfdp_store_u32(&self.nreq_head, head + 1)
+
+    cdef bint hold(self, Burst b, uint32_t i, uint32_t ingress, int32_t nh, int64_t slot,
+                   uint8_t af, const uint8_t* addr) noexcept nogil:
+        """Keep packet i until its neighbour resolves; False if it cannot wait (hold full,
+        or its egress port is on another UMEM)."""
+        cdef held_t* h
+        if self.n_held >= self.hold_cap or self.cross[ingress][self.nh[nh].port]:
+            return False
+        h = &self.held[self.n_held]
+        h.d = b.d[i]
+        h.since_ns = self.now_ns
+        h.slot = slot
+        h.nh = nh
+        h.ingress = <uint8_t>ingress
+        h.af = af
+        memcpy(h.addr, addr, 16)
+        self.n_held += 1
+        b.v[i] = VERDICT_QUEUED
+        return True
+
+    cdef void release_held(self) noexcept nogil:
+        """Send held frames whose neighbour resolved, drop those that waited too long."""
+        cdef uint32_t k, kept = 0, nd
+        cdef held_t* h
+        cdef nexthop_t* hop
+        cdef int64_t slot
+        cdef uint64_t word
+        cdef uint8_t* f
+        for k in range(self.n_held):
+            h = &self.held[k]
+            hop = &self.nh[h.nh]
+            slot = h.slot if h.slot >= 0 else self.neighbours.find(
+                <uint8_t>hop.port, h.af, h.addr)
+            word = xpfdp_load_u64(&self.neighbours.e[slot].lladdr) if slot >= 0 else 0
+            if neigh_valid(word):
+                f = (<Burst>self.txq[hop.port]).umem.area + h.d.addr
+                memcpy(f, &word, 6)
+                memcpy(f + 6, hop.src_mac, 6)
+                if enqueue(<Burst>self.txq[hop.port], &h.d):
+                    continue
+            elif self.now_ns - h.since_ns >= self.hold_ns or self.now_ns < h.since_ns:
+                (<Burst>self.dropb[h.ingress]).d[0] = h.d
+                (<Port>self.ports[h.ingress]).c_recycle(<Burst>self.dropb[h.ingress], 0, 1)
+                self.burst_drops[DROP_NEIGH_UNRESOLVED] += 1
+                continue
+            if kept != k:
+                self.held[kept] = self.held[k]
+            kept += 1
+        self.n_held = kept
 
     def take_neighbour_requests(self):
         """The (port index, address) pairs workers dropped packets for since the last call,
@@ -595,6 +653,8 @@ cdef class Pipeline:
             if self.stop_flag:
                 break
         self.start_port = (self.start_port + 1) % self.n_ports
+        if self.n_held:
+            self.release_held()
         for r in range(self.n_ports):
             self.flush_tx(r)
             if self.sched[r] != NULL:
@@ -715,6 +775,12 @@ cdef class Pipeline:
                 (<Port>self.ports[k]).c_recycle(q, 0, n)
                 self.drops[DROP_SHUTDOWN] += n
                 q.n = 0
+        for k in range(self.n_held):
+            q = <Burst>self.dropb[self.held[k].ingress]
+            q.d[0] = self.held[k].d
+            (<Port>self.ports[self.held[k].ingress]).c_recycle(q, 0, 1)
+            self.drops[DROP_SHUTDOWN] += 1
+        self.n_held = 0
 
     def close(self, bint close_ports=False):
         """Flush what the TX rings still take, return held frames, optionally close ports.
@@ -759,6 +825,7 @@ cdef class Pipeline:
             },
             "flow_cache": self.fc.stats() if self.fc is not None else None,
             "neighbour_requests_lost": int(self.nreq_lost),
+            "neighbour_held": int(self.n_held),
         }
         return out
 

@@ -3,8 +3,9 @@
 @cython.final
 cdef class L2Stage(Stage):
     """Rewrite Ethernet source and destination MACs from the packet's next hop. A next hop
-    resolved through the NeighbourTable whose neighbour has no MAC yet drops the packet
-    (neighbour_unresolved) and asks the control thread to have the kernel resolve it."""
+    resolved through the NeighbourTable whose neighbour has no MAC yet asks the control
+    thread to have the kernel resolve it; the packet waits in the pipeline's bounded hold
+    (sent when the MAC arrives) or, when that is full, is dropped (neighbour_unresolved)."""
 
     def __init__(self):
         self.name = "l2"
@@ -42,9 +43,11 @@ cdef class L2Stage(Stage):
                     slot = p.neighbours.find(<uint8_t>hop.port, af, addr)
                 word = xpfdp_load_u64(&p.neighbours.e[slot].lladdr) if slot >= 0 else 0
                 if not neigh_valid(word):
-                    drop_pkt(b, p.ctx, i, DROP_NEIGH_UNRESOLVED)
-                    self.c_drops += 1
                     p.want_neighbour(<uint8_t>hop.port, af, addr)
+                    if not p.hold(b, i, ingress, nh, hop.neigh if hop.kind == NH_GATEWAY
+                                  else -1, af, addr):
+                        drop_pkt(b, p.ctx, i, DROP_NEIGH_UNRESOLVED)
+                        self.c_drops += 1
                     continue
                 memcpy(f, &word, 6)
             memcpy(f + 6, hop.src_mac, 6)
