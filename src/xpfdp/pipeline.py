@@ -83,10 +83,10 @@ import time
 
 from xpfdp._fast.pipeline import (
     DROP_REASONS,
+    FACT_PROVIDERS,
     LATENCY_BUCKET_UPPER_NS,
     PARSE_STATUS_NAMES,
-    VERDICT_DROP,
-    VERDICT_PASS,
+    RESOURCES,
     CosStage,
     CountStage,
     FlowCache,
@@ -101,6 +101,7 @@ from xpfdp._fast.pipeline import (
     Stage,
     TtlStage,
 )
+from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
 
 def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
@@ -360,12 +361,13 @@ class Forwarder:
 
 __all__ = [
     "DROP_REASONS",
+    "FACT_PROVIDERS",
     "LATENCY_BUCKET_UPPER_NS",
     "PARSE_STATUS_NAMES",
-    "VERDICT_DROP",
-    "VERDICT_PASS",
+    "RESOURCES",
     "CosStage",
     "CountStage",
+    "DropReason",
     "FlowCache",
     "Forwarder",
     "L2Stage",
@@ -378,6 +380,10 @@ __all__ = [
     "SessionStage",
     "Stage",
     "TtlStage",
+    "Verdict",
+    "drop_reason",
+    "drop_reason_name",
+    "drop_reasons",
     "firewall_stages",
     "merge_stats",
     "xsk_workers",
