@@ -1,4 +1,5 @@
-"""Admission (buffer limit, flow share, drop before enqueue) and ECN CE marking (docs/cos.md, Admission and ECN)."""
+"""Admission (buffer limit, flow share, drop before enqueue) and ECN CE marking
+(docs/cos.md, Admission and ECN)."""
 
 import ipaddress
 import struct

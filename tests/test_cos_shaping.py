@@ -85,7 +85,7 @@ def test_guarantee_quantum_and_weight_vectors():
     assert surplus_weight(0, GBPS) == surplus_weight(GBPS, 0) == 1
 
 
-# ---------------------------------------------------------------- scheduler vectors (docs/cos.md, Service order)
+# ------------------------------------------------- scheduler vectors (docs/cos.md, Service order)
 
 OUT = np.zeros(64, XDP_DESC)
 
