@@ -24,23 +24,31 @@ Stages (``xpfdp.pipeline``), run in the order given:
   (``no_route`` otherwise); stores resolved flows in the flow cache.
 * ``TtlStage()`` -- TTL / hop limit decrement; ``ttl_expired`` drops.
 * ``MssClampStage(mss_v4, mss_v6=None)`` -- clamps SYN MSS options (v6 default mss_v4 - 20).
-* ``L2Stage()`` -- writes the next hop's source/destination MACs; a next hop resolved
-  through the ``NeighbourTable`` whose neighbour has no MAC drops the packet
-  (``neighbour_unresolved``) and queues a resolution request.
+* ``L2Stage()`` -- writes the next hop's source/destination MACs; a packet whose next hop
+  is resolved through the ``NeighbourTable`` and has no MAC yet queues a resolution
+  request and waits in the pipeline's hold (``neighbour_hold`` frames, at most
+  ``neighbour_hold_ns``), dropped as ``neighbour_unresolved`` when it is full or expires.
 * ``CountStage(name="count")`` -- packets and bytes reaching it.
 * ``CosStage({port: xpfdp.cos.Scheduler}, rules=[{"queue": id, "proto": 17 | "icmp",
   "family": 4, "dscp": 46, "port": 53}, ...], default_queue=0)`` -- classify packets for
   shaped ports into scheduler queues (admission drops ``cos_drop:<reason>``); the
   pipeline drains each scheduler to TX every poll and settles back what the ring refuses.
-* ``PyStage(fn, name=None)`` -- ``fn(burst)`` once per burst with the GIL; may set
-  ``burst.verdict[i]`` (-1 drop → ``user_drop``, >= 0 egress port) and edit frames via
-  ``burst.frame(i)``. An exception stops the worker (``Pipeline.error``).
+* ``PyStage(fn, name=None, *, needs=(), provides=())`` -- ``fn(burst)`` once per burst
+  with the GIL; may set ``burst.verdict[i]`` (``Verdict.DROP`` → ``user_drop``,
+  ``Verdict.PASS``, >= 0 egress port), drop with a named reason through
+  ``burst.drop(mask, reason=...)`` and edit frames via ``burst.frame(i)``. An exception
+  stops the worker (``Pipeline.error``).
+
+Every stage declares ``needs`` and ``provides`` (facts such as ``parsed`` / ``routed`` and
+the resources ``routes`` / ``sessions`` / ``gil``); the constructor refuses an order that
+leaves a need unmet. The contract, with examples: docs/stages.md.
 
 ``firewall_stages(lan, wan, snat=..., mss=...)`` returns the standard list
 parse → session → nat → route → ttl → mss_clamp → l2 → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
-burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None)``:
+burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None, neighbour_hold=64,
+neighbour_hold_ns=1_000_000_000)``:
 
 * ``ports``: XskPort/MemPort list; the index is the port number used by verdicts and next
   hops. ``routes``: ``xpfdp.route.RouteTable`` whose values index ``next_hops``, a list of
@@ -49,8 +57,8 @@ burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None)``:
   resolved per packet through ``neighbours``, a ``NeighbourTable(capacity=4096)`` that
   one control thread fills (``set(port, address, mac_or_None)``) while workers read it
   without locks; it may be shared by every worker. ``take_neighbour_requests()`` returns
-  the (port, address) pairs packets were dropped for (xpfdp.hostnet asks the kernel to
-  resolve them). ``sessions``:
+  the (port, address) pairs packets waited or were dropped for (xpfdp.hostnet asks the
+  kernel to resolve them). ``sessions``:
   ``xpfdp.session.SessionTable``. ``flow_cache``: ``FlowCache(sets=1024, ways=4)`` or None.
 * ``poll(now_ns=None) -> int``: one round (packets received). ``run(seconds=None, *,
   max_packets=0, until_idle=False) -> int``; ``stop()`` from another thread.
@@ -66,9 +74,10 @@ burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None)``:
        "sessions": {"active", "created", "expired"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
                       "capacity"} or None,
-       "neighbour_requests_lost"}
+       "neighbour_requests_lost", "neighbour_held"}
 
-  Drop reasons are ``DROP_REASONS``. TX latency is submit → completion per accepted
+  Drop reasons are named: ``DROP_REASONS`` (built-in, ``DropReason``) plus those stages
+  register with ``drop_reason(name)``. TX latency is submit → completion per accepted
   descriptor, bucket k counting latencies below ``bucket_upper_ns[k]``.
 
 ``xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw)``:
@@ -95,10 +104,10 @@ import time
 from xpfdp._fast.pipeline import (
     CONNECTED,
     DROP_REASONS,
+    FACT_PROVIDERS,
     LATENCY_BUCKET_UPPER_NS,
     PARSE_STATUS_NAMES,
-    VERDICT_DROP,
-    VERDICT_PASS,
+    RESOURCES,
     CosStage,
     CountStage,
     FlowCache,
@@ -114,6 +123,7 @@ from xpfdp._fast.pipeline import (
     Stage,
     TtlStage,
 )
+from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
 
 def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
@@ -387,12 +397,13 @@ class Forwarder:
 __all__ = [
     "CONNECTED",
     "DROP_REASONS",
+    "FACT_PROVIDERS",
     "LATENCY_BUCKET_UPPER_NS",
     "PARSE_STATUS_NAMES",
-    "VERDICT_DROP",
-    "VERDICT_PASS",
+    "RESOURCES",
     "CosStage",
     "CountStage",
+    "DropReason",
     "FlowCache",
     "Forwarder",
     "L2Stage",
@@ -406,6 +417,10 @@ __all__ = [
     "SessionStage",
     "Stage",
     "TtlStage",
+    "Verdict",
+    "drop_reason",
+    "drop_reason_name",
+    "drop_reasons",
     "firewall_stages",
     "merge_stats",
     "xsk_workers",

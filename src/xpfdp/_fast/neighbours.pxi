@@ -29,6 +29,8 @@ cdef extern from *:
     void xpfdp_store_u8(uint8_t* p, uint8_t v) nogil
 
 CONNECTED = "connected"      # next-hop destination: the packet's own destination's MAC
+# Counted by L2Stage (hold full) and by the pipeline (held past its time).
+cdef uint8_t DROP_NEIGH_UNRESOLVED = drop_reason("neighbour_unresolved")
 
 
 cdef inline uint64_t neigh_hash(uint8_t port, uint8_t af, const uint8_t* addr) noexcept nogil:

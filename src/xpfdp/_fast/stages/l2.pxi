@@ -2,13 +2,18 @@
 
 @cython.final
 cdef class L2Stage(Stage):
-    """Rewrite Ethernet source and destination MACs from the packet's next hop. A next hop
-    resolved through the NeighbourTable whose neighbour has no MAC yet asks the control
+    """Rewrite Ethernet source and destination MACs from the packet's next hop.
+
+    Needs "routed" (ctx `nh`); a next hop without MACs leaves the frame as it is. A next
+    hop resolved through the NeighbourTable whose neighbour has no MAC yet asks the control
     thread to have the kernel resolve it; the packet waits in the pipeline's bounded hold
-    (sent when the MAC arrives) or, when that is full, is dropped (neighbour_unresolved)."""
+    (sent when the MAC arrives) or, when that is full, is dropped (neighbour_unresolved).
+    """
 
     def __init__(self):
         self.name = "l2"
+        self.needs = ("routed",)
+        self.provides = ()
 
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         cdef uint32_t i
@@ -20,7 +25,7 @@ cdef class L2Stage(Stage):
         cdef uint8_t af
         cdef nexthop_t* hop
         for i in range(b.n):
-            if b.v[i] == -1:
+            if verdict_settled(b.v[i]):
                 continue
             self.c_packets += 1
             nh = p.ctx[i].nh
@@ -46,7 +51,7 @@ cdef class L2Stage(Stage):
                     p.want_neighbour(<uint8_t>hop.port, af, addr)
                     if not p.hold(b, i, ingress, nh, hop.neigh if hop.kind == NH_GATEWAY
                                   else -1, af, addr):
-                        drop_pkt(b, p.ctx, i, DROP_NEIGH_UNRESOLVED)
+                        drop_packet(b, i, DROP_NEIGH_UNRESOLVED)
                         self.c_drops += 1
                     continue
                 memcpy(f, &word, 6)
