@@ -48,13 +48,18 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xpfdp.cos import Scheduler
+from xpfdp.errors import XpfdpError
 from xpfdp.hostnet import HostWatcher
+from xpfdp.links import LinkWatch
+from xpfdp.netns import require_namespace
 from xpfdp.pipeline import (
     CONNECTED,
     CosStage,
@@ -67,16 +72,21 @@ from xpfdp.pipeline import (
 )
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
-from xpfdp.topology import inside, interface_mac
+from xpfdp.topology import inside, interface_mac, interface_rx_queues
+
+log = logging.getLogger(__name__)
 
 SIDES = ("lan", "wan")
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 MSS_MIN_BYTES = 536  # RFC 879 default: a clamp below it would break ordinary hosts
 XDP_MODES = ("auto", "native", "generic")
+# forwarder.sessions per worker: 16 M sessions is ~2.5 GB of table; a larger value is a
+# config error (caught by --check), not a MemoryError when the forwarder starts.
+SESSIONS_MAX = 1 << 24
 
 
-class ConfigError(ValueError):
+class ConfigError(XpfdpError, ValueError):
     """An invalid firewall config; the message names the key (`cos.bulk.rate_mbps: ...`)."""
 
 
@@ -192,6 +202,8 @@ def _no_extra(table: dict, allowed: set[str], path: str) -> None:
 
 
 def _positive(value, path: str, *, maximum: int | None = None) -> int | float:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be a finite number, got {value}")
     if value <= 0:
         raise ConfigError(f"{path}: must be > 0, got {value}")
     if maximum is not None and value > maximum:
@@ -380,7 +392,9 @@ def _forwarder(config: dict) -> ForwarderConfig:
     mode = _take(table, "xdp_mode", p, str, d.xdp_mode)
     if mode not in XDP_MODES:
         raise ConfigError(f"{p}xdp_mode: one of {', '.join(XDP_MODES)}, got {mode!r}")
-    sessions = _positive(_take(table, "sessions", p, int, d.sessions), f"{p}sessions")
+    sessions = _positive(
+        _take(table, "sessions", p, int, d.sessions), f"{p}sessions", maximum=SESSIONS_MAX
+    )
     return ForwarderConfig(queues, ring, burst, mode, sessions)
 
 
@@ -644,21 +658,40 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     hash both directions of a flow to the same queue index (symmetric RSS); veth does not
     guarantee that, which is why the demo uses one queue.
     """
+    if config.namespace is not None:
+        require_namespace(config.namespace)  # missing or not enterable: say so, create nothing
     config = resolve_macs(config)
     f = config.forwarder
+    for side in SIDES:
+        name = config.interface(side).name
+        available = interface_rx_queues(name, config.namespace)
+        if f.queues > available:
+            raise ConfigError(
+                f"forwarder.queues: {f.queues}, but {name} has {available} RX "
+                f"queue{'s' if available != 1 else ''}; set queues <= {available}"
+            )
+    links = LinkWatch([config.lan.name, config.wan.name], config.namespace)
+    for name, state in links.check().items():
+        if state != "up" and name == config.wan.name:
+            log.warning("WAN interface %s is %s at start: nothing reaches the WAN until it is "
+                        "up", name, state)  # fmt: skip
     frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
     port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
     neighbours = NeighbourTable()
-    with inside(config.namespace):  # sockets and program attach belong to that namespace
-        pipelines = xsk_workers(
-            [config.lan.name, config.wan.name],
-            lambda _queue, ports: build_pipeline(config, *ports, neighbours=neighbours),
-            queues=f.queues,
-            frames=frames,
-            tx_frames=0,
-            **port_options,
-        )
-    return Forwarder(pipelines, handle_signals=handle_signals,
+    try:
+        with inside(config.namespace):  # sockets and program attach belong to that namespace
+            pipelines = xsk_workers(
+                [config.lan.name, config.wan.name],
+                lambda _queue, ports: build_pipeline(config, *ports, neighbours=neighbours),
+                queues=f.queues,
+                frames=frames,
+                tx_frames=0,
+                **port_options,
+            )
+    except BaseException:
+        links.close()
+        raise
+    return Forwarder(pipelines, handle_signals=handle_signals, links=links,
                      controls=[host_watcher(config, pipelines, neighbours)])  # fmt: skip
 
 
