@@ -118,6 +118,13 @@ def test_held_frames_leave_with_the_mac_once_the_neighbour_resolves(holding):
     assert "neighbour_unresolved" not in holding.pipe.stats()["drops"]
 
 
+def test_held_frames_expiring_alone_are_counted(holding):
+    holding.send(lan=[out4()], now_ns=1 * S)  # held: no drop counted in this poll
+    assert holding.pipe.stats()["drops"] == {}
+    holding.pipe.poll(now_ns=3 * S)
+    assert holding.pipe.stats()["drops"] == {"neighbour_unresolved": 1}
+
+
 def test_held_frames_are_dropped_after_the_hold_time_or_beyond_the_bound(holding):
     holding.send(lan=[out4()] * 6, now_ns=1 * S)  # 4 held, 2 beyond the bound
     assert holding.unresolved() == 2 and holding.pipe.stats()["neighbour_held"] == 4

@@ -496,6 +496,8 @@ cdef class Pipeline:
                 (<Burst>self.dropb[h.ingress]).d[0] = h.d
                 (<Port>self.ports[h.ingress]).c_recycle(<Burst>self.dropb[h.ingress], 0, 1)
                 self.burst_drops[DROP_NEIGH_UNRESOLVED] += 1
+                if DROP_NEIGH_UNRESOLVED >= self.drop_codes_used:
+                    self.drop_codes_used = DROP_NEIGH_UNRESOLVED + 1
                 continue
             if kept != k:
                 self.held[kept] = self.held[k]
