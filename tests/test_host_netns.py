@@ -136,7 +136,8 @@ def test_ping_and_tcp_to_the_firewall_itself_while_it_forwards(net):
             )
         }
         # the forwarded flows keep flowing meanwhile
-        assert wait_until(lambda: all(len(m.rtts_us) >= b + 20 for m, b in zip(mice, before)), 10)
+        grown = list(zip(mice, before, strict=True))
+        assert wait_until(lambda: all(len(m.rtts_us) >= b + 20 for m, b in grown), 10)
     finally:
         stop.set()
         for t in movers:
