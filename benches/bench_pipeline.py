@@ -5,6 +5,9 @@ Workloads (same session, so they can be compared as ratios):
   MSS clamp → L2 → count over 1024 established LAN→WAN flows. Target <= 150 ns/packet.
 * `firewall_flowcache`: the same with the flow cache on (every packet a cache hit).
   Target <= 60 ns/packet.
+* `firewall_flowcache_neighbours`: the same, the WAN next hop a gateway whose MAC comes
+  from a NeighbourTable (what `xpfdp forward` runs without static neighbours); the
+  static-MAC row above is its reference.
 * `l2fwd`: the xsk helper's nogil `forward` (rx, MAC swap, tx) on the same MemPort setup:
   the floor any pipeline pays for moving frames.
 * `pure_python`: the same per-packet work (parse, dict session lookup, SNAT with
@@ -15,13 +18,14 @@ Run: `.venv/bin/python -m pytest benches/bench_pipeline.py --benchmark-only`.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 
 import pytest
 from scapy.all import IP, TCP, Ether
 
 from xpfdp.pcap import FrameBatch
-from xpfdp.pipeline import FlowCache, Pipeline, firewall_stages
+from xpfdp.pipeline import FlowCache, NeighbourTable, Pipeline, firewall_stages
 from xpfdp.ports import Burst, MemPort, Umem, forward
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
@@ -56,8 +60,16 @@ def _report(benchmark, packets: int, target=None) -> float:
     return ns
 
 
-def firewall(flow_cache: bool):
+GATEWAY = ipaddress.ip_address("198.51.100.2")
+
+
+def firewall(flow_cache: bool, neighbours: bool = False):
     umem = Umem(4096)
+    table = NeighbourTable() if neighbours else None
+    hops = HOPS
+    if neighbours:
+        table.set(1, GATEWAY, HOPS[1][2])
+        hops = [HOPS[0], (1, HOPS[1][1], GATEWAY)]
     lan = MemPort(umem, FrameBatch.from_frames(flow_frames()), loop=True)
     wan = MemPort(umem, None)
     rt = RouteTable()
@@ -67,18 +79,23 @@ def firewall(flow_cache: bool):
         [lan, wan],
         firewall_stages(0, 1, snat="198.51.100.1", mss=1400),
         routes=rt,
-        next_hops=HOPS,
+        next_hops=hops,
         sessions=SessionTable(1 << 16),
         flow_cache=FlowCache(1024, 4) if flow_cache else None,
         burst_size=64,
+        neighbours=table,
     )
     pipe.run(max_packets=4 * FLOWS)  # sessions established (and cached)
     return umem, pipe
 
 
-@pytest.mark.parametrize("flow_cache", [False, True], ids=["firewall_full", "firewall_flowcache"])
-def test_firewall(benchmark, flow_cache):
-    umem, pipe = firewall(flow_cache)
+@pytest.mark.parametrize(
+    ("flow_cache", "neighbours"),
+    [(False, False), (True, False), (True, True)],
+    ids=["firewall_full", "firewall_flowcache", "firewall_flowcache_neighbours"],
+)
+def test_firewall(benchmark, flow_cache, neighbours):
+    umem, pipe = firewall(flow_cache, neighbours)
     benchmark.group = "pipeline burst64 ns/packet"
     before = pipe.stats()["rx_packets"]
     benchmark.pedantic(pipe.run, kwargs={"max_packets": PACKETS}, rounds=5, warmup_rounds=1)

@@ -57,7 +57,18 @@ def test_check_accepts_a_valid_config(tmp_path, capsys):
     path = tmp_path / "fw.toml"
     path.write_text(VALID_TOML)
     assert main(["forward", "--config", str(path), "--check"]) == 0
-    assert "OK (lan0 <-> wan0)" in capsys.readouterr().out
+    assert "OK (lan0 <-> wan0); 1 static neighbour; other on-link" in capsys.readouterr().out
+
+
+def test_check_accepts_a_config_without_static_neighbours(tmp_path, capsys):
+    path = tmp_path / "fw.toml"
+    text = VALID_TOML.replace('[[neighbours]]\ninterface = "wan"\naddress = "10.10.2.2"\n'
+                              'mac = "02:00:00:00:02:02"\n', "")  # fmt: skip
+    assert "neighbours" not in text
+    path.write_text(text)
+    assert main(["forward", "--config", str(path), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "0 static neighbours; gateway MACs from the host's neighbour table: 10.10.2.2" in out
 
 
 def test_invalid_config_exits_2_with_one_line_naming_the_key(tmp_path):

@@ -114,7 +114,7 @@ def _summary(snapshot: dict) -> str:
 
 def forward(args) -> int:
     """Body of `xpfdp forward`."""
-    from xpfdp.firewall import ConfigError, load_config
+    from xpfdp.firewall import ConfigError, load_config, neighbour_summary
 
     try:
         config = load_config(args.config)
@@ -122,7 +122,8 @@ def forward(args) -> int:
         print(f"xpfdp: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check:
-        print(f"{args.config}: OK ({config.lan.name} <-> {config.wan.name})")
+        print(f"{args.config}: OK ({config.lan.name} <-> {config.wan.name}); "
+              f"{neighbour_summary(config)}")  # fmt: skip
         return 0
     return run_forwarder(
         config, duration_s=args.duration, prometheus_port=args.prometheus_port, quiet=args.quiet

@@ -553,6 +553,23 @@ def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]
     return prefixes, hops
 
 
+def neighbour_summary(config: FirewallConfig) -> str:
+    """One line saying where next-hop MACs come from (printed by `xpfdp forward --check`)."""
+    static = {(n.interface, n.address) for n in config.neighbours}
+    from_host = sorted(
+        {
+            str(r.gateway)
+            for r in config.routes
+            if r.gateway and (r.interface, r.gateway) not in static
+        }
+    )
+    parts = [f"{len(static)} static neighbour{'s' if len(static) != 1 else ''}"]
+    if from_host:
+        parts.append(f"gateway MACs from the host's neighbour table: {', '.join(from_host)}")
+    parts.append("other on-link hosts resolved by the host (ARP/ND)")
+    return "; ".join(parts)
+
+
 def gateways(hops: list[tuple]) -> list[tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address]]:
     """(port, address) of every next hop whose MAC the host's neighbour table resolves."""
     return [
