@@ -561,10 +561,11 @@ def cos_rules(cos: CosConfig) -> list[dict]:
     return rules
 
 
-def build_pipeline(config: FirewallConfig, lan_port, wan_port):
+def build_pipeline(config: FirewallConfig, lan_port, wan_port, *, handoff=None, worker=0):
     """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
     parse → session (new flows only from the LAN, SNAT to the WAN addresses) → NAT →
-    route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured)."""
+    route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured).
+    With several workers, give each the same `xpfdp.pipeline.Handoff` and its index."""
     prefixes, hops = routing(config)
     routes = RouteTable()
     for prefix, hop in prefixes:
@@ -590,6 +591,8 @@ def build_pipeline(config: FirewallConfig, lan_port, wan_port):
         flow_cache=FlowCache(FLOW_CACHE_SETS, FLOW_CACHE_WAYS),
         names=list(SIDES),
         burst_size=config.forwarder.burst,
+        handoff=handoff,
+        worker=worker,
     )
 
 

@@ -90,6 +90,7 @@ from xpfdp._fast.pipeline import (
     CosStage,
     CountStage,
     FlowCache,
+    Handoff,
     L2Stage,
     MssClampStage,
     NatStage,
@@ -100,6 +101,8 @@ from xpfdp._fast.pipeline import (
     SessionStage,
     Stage,
     TtlStage,
+    snat_port_owner,
+    snat_slice,
 )
 
 
@@ -368,6 +371,7 @@ __all__ = [
     "CountStage",
     "FlowCache",
     "Forwarder",
+    "Handoff",
     "L2Stage",
     "MssClampStage",
     "NatStage",
@@ -380,5 +384,7 @@ __all__ = [
     "TtlStage",
     "firewall_stages",
     "merge_stats",
+    "snat_port_owner",
+    "snat_slice",
     "xsk_workers",
 ]

@@ -1,0 +1,134 @@
+"""Flow ownership and the handoff rings between workers, on in-memory ports (no root).
+
+Several firewall pipelines share one `Handoff`; packets of a flow arrive at arbitrary
+workers and must all be forwarded by the flow's owner, replies through SNAT included."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+
+from xpfdp.firewall import PORT_LAN, PORT_WAN, build_pipeline, parse_config
+from xpfdp.pcap import FrameBatch
+from xpfdp.pipeline import Handoff, snat_port_owner, snat_slice
+from xpfdp.ports import MemPort, Umem
+
+LAN_MAC, LAN_PEER = "02:00:00:00:01:01", "02:00:00:00:01:02"
+WAN_MAC, WAN_PEER = "02:00:00:00:02:01", "02:00:00:00:02:02"
+SNAT_PORTS = (20000, 20999)
+CONFIG = parse_config(
+    {
+        "lan": {"interface": "lan0", "addresses": ["10.10.1.1/24"], "mac": LAN_MAC},
+        "wan": {"interface": "wan0", "addresses": ["10.10.2.1/24"], "mac": WAN_MAC},
+        "neighbours": [
+            {"interface": "lan", "address": "10.10.1.2", "mac": LAN_PEER},
+            {"interface": "wan", "address": "10.10.2.2", "mac": WAN_PEER},
+        ],
+        "routes": [{"destination": "0.0.0.0/0", "interface": "wan", "gateway": "10.10.2.2"}],
+        "nat": {"snat_ports": list(SNAT_PORTS)},
+    }
+)
+
+
+class Workers:
+    """`n` firewall pipelines on MemPorts joined by one Handoff, polled in turn."""
+
+    def __init__(self, n: int, *, slots: int = 512):
+        self.handoff = Handoff(n, slots=slots)
+        self.umems = [Umem(2048, tx_frames=512) for _ in range(n)]
+        self.lan = [MemPort(u, None, capture=4096, ring_size=256) for u in self.umems]
+        self.wan = [MemPort(u, None, capture=4096, ring_size=256) for u in self.umems]
+        self.pipes = [
+            build_pipeline(CONFIG, self.lan[w], self.wan[w], handoff=self.handoff, worker=w)
+            for w in range(n)
+        ]
+
+    def inject(self, side: str, worker: int, frames: list[bytes]) -> None:
+        port = (self.lan if side == "lan" else self.wan)[worker]
+        port.set_source(FrameBatch.from_frames(frames))
+
+    def run(self) -> None:
+        """Poll every worker until none receives or is handed anything."""
+        idle_rounds = 0
+        while idle_rounds < 3:
+            moved = sum(p.poll() for p in self.pipes)
+            idle_rounds = 0 if moved else idle_rounds + 1
+
+    def out(self, side: str) -> list[tuple[int, bytes]]:
+        """(worker, frame) for every frame transmitted on `side`, then clear the capture."""
+        ports = self.lan if side == "lan" else self.wan
+        frames = [(w, f) for w, p in enumerate(ports) for f in p.captured()]
+        for p in ports:
+            p.clear_capture()
+        return frames
+
+    def close(self) -> None:
+        for p in self.pipes:
+            p.close(close_ports=True)
+        for u in self.umems:
+            u.check_frames()
+            u.close()
+
+
+def udp_out(sport: int, seq: int) -> bytes:
+    return bytes(
+        Ether(src=LAN_PEER, dst=LAN_MAC)
+        / IP(src="10.10.1.2", dst="10.10.2.2")
+        / UDP(sport=sport, dport=5000)
+        / seq.to_bytes(4, "big")
+    )
+
+
+def udp_reply(nat_port: int, seq: int) -> bytes:
+    return bytes(
+        Ether(src=WAN_PEER, dst=WAN_MAC)
+        / IP(src="10.10.2.2", dst="10.10.2.1")
+        / UDP(sport=5000, dport=nat_port)
+        / seq.to_bytes(4, "big")
+    )
+
+
+def total(ws: Workers, key: str) -> int:
+    return sum(p.stats()["handoff"][key] for p in ws.pipes)
+
+
+def test_snat_slices_partition_the_range_and_name_their_owner():
+    for workers in (1, 2, 3, 4, 7):
+        lo, hi = 1000, 1000 + 3 * workers + 5
+        slices = [snat_slice(lo, hi, w, workers) for w in range(workers)]
+        assert slices[0][0] == lo and slices[-1][1] == hi
+        assert all(a[1] + 1 == b[0] for a, b in zip(slices, slices[1:], strict=False))
+        for w, (first, last) in enumerate(slices):
+            assert all(snat_port_owner(lo, hi, p, workers) == w for p in range(first, last + 1))
+    with pytest.raises(ValueError, match="slice"):
+        snat_slice(10, 11, 0, 3)
+
+
+def test_reply_on_another_worker_reaches_the_flow_owner():
+    ws = Workers(2)
+    try:
+        clients = range(30000, 30040)
+        ws.inject("lan", 0, [udp_out(sp, 1) for sp in clients])
+        ws.run()
+        out = ws.out("wan")
+        assert len(out) == len(clients)
+        by_worker = {w for w, _ in out}
+        assert by_worker == {0, 1}, "flows should be spread over both owners"
+        for w, frame in out:  # each owner allocated from its own slice
+            port = Ether(frame)[UDP].sport
+            assert snat_port_owner(*SNAT_PORTS, port, 2) == w
+        # Every reply arrives at worker 1, whoever owns it.
+        ws.inject("wan", 1, [udp_reply(Ether(f)[UDP].sport, 2) for _, f in out])
+        ws.run()
+        back = ws.out("lan")
+        assert len(back) == len(clients)
+        assert {Ether(f)[IP].dst for _, f in back} == {"10.10.1.2"}
+        assert sorted(Ether(f)[UDP].dport for _, f in back) == list(clients)
+        stats = [p.stats() for p in ws.pipes]
+        assert not any(s["drops"] for s in stats), [s["drops"] for s in stats]
+        assert total(ws, "out") == total(ws, "in") > 0
+    finally:
+        ws.close()
