@@ -5,13 +5,15 @@ workers and must all be forwarded by the flow's owner, replies through SNAT incl
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from xpfdp.firewall import PORT_LAN, PORT_WAN, build_pipeline, parse_config
+from xpfdp.firewall import build_pipeline, parse_config
 from xpfdp.pcap import FrameBatch
 from xpfdp.pipeline import Handoff, snat_port_owner, snat_slice
 from xpfdp.ports import MemPort, Umem
@@ -100,7 +102,7 @@ def test_snat_slices_partition_the_range_and_name_their_owner():
         lo, hi = 1000, 1000 + 3 * workers + 5
         slices = [snat_slice(lo, hi, w, workers) for w in range(workers)]
         assert slices[0][0] == lo and slices[-1][1] == hi
-        assert all(a[1] + 1 == b[0] for a, b in zip(slices, slices[1:], strict=False))
+        assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(slices))
         for w, (first, last) in enumerate(slices):
             assert all(snat_port_owner(lo, hi, p, workers) == w for p in range(first, last + 1))
     with pytest.raises(ValueError, match="slice"):
@@ -132,3 +134,99 @@ def test_reply_on_another_worker_reaches_the_flow_owner():
         assert total(ws, "out") == total(ws, "in") > 0
     finally:
         ws.close()
+
+
+flows_strategy = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(1, 4)), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(workers=st.integers(2, 4), flows=flows_strategy)
+def test_every_packet_reaches_its_owner_once_and_in_order(workers, flows):
+    """Flow i (source port 31000 + i) arrives at worker `out_at` and its replies at
+    `back_at`: each packet leaves exactly once, per flow in order, from one owner."""
+    ws = Workers(workers)
+    try:
+        per_worker: dict[int, list[bytes]] = {}
+        for i, (out_at, _, n) in enumerate(flows):
+            for seq in range(n):
+                per_worker.setdefault(out_at % workers, []).append(udp_out(31000 + i, seq))
+        for w, frames in per_worker.items():
+            ws.inject("lan", w, frames)
+        ws.run()
+        nat_port, owner, seqs = {}, {}, {}
+        for w, f in ws.out("wan"):
+            pkt = Ether(f)
+            flow = nat_port.setdefault(pkt[UDP].sport, len(nat_port))
+            owner.setdefault(flow, set()).add(w)
+            seqs.setdefault(pkt[UDP].sport, []).append(int.from_bytes(bytes(pkt[UDP].payload)))
+        assert len(nat_port) == len(flows)
+        assert all(len(ws_) == 1 for ws_ in owner.values()), "a flow left from two workers"
+        assert sorted(seqs.values()) == sorted(list(range(n)) for _, _, n in flows)
+
+        # One reply per packet; the replies of the j-th NAT port arrive at worker back_at[j].
+        per_worker = {}
+        for j, (port, sent) in enumerate(sorted(seqs.items())):
+            back_at = flows[j][1] % workers
+            per_worker.setdefault(back_at, []).extend(udp_reply(port, q) for q in sent)
+        for w, frames in per_worker.items():
+            ws.inject("wan", w, frames)
+        ws.run()
+        back: dict[int, list[int]] = {}
+        for _, f in ws.out("lan"):
+            pkt = Ether(f)
+            back.setdefault(pkt[UDP].dport, []).append(int.from_bytes(bytes(pkt[UDP].payload)))
+        assert sorted(back) == [31000 + i for i in range(len(flows))]
+        assert all(s == list(range(len(s))) for s in back.values())
+        assert not any(p.stats()["drops"] for p in ws.pipes)
+        assert total(ws, "out") == total(ws, "in")
+    finally:
+        ws.close()
+
+
+def test_full_ring_drops_are_counted_and_frames_conserved():
+    ws = Workers(2, slots=4)
+    try:
+        # 64 flows all arrive at worker 0 and worker 1 is not polled: its ring holds 4.
+        ws.inject("lan", 0, [udp_out(32000 + i, 0) for i in range(64)])
+        ws.pipes[0].poll()
+        s0 = ws.pipes[0].stats()
+        handed = s0["handoff"]["out"]
+        full = s0["drops"].get("handoff_ring_full", 0)
+        assert handed == 4 and full > 0
+        assert s0["tx_packets"] + handed + full == 64
+        assert ws.handoff.ready(0, 1) == 4
+        for u in ws.umems:
+            u.check_frames()
+        # The consumer stops without polling: what waits in its ring is counted, not lost.
+        assert ws.pipes[1].discard_handed_in() == 4
+        assert ws.pipes[1].stats()["drops"] == {"shutdown": 4}
+    finally:
+        ws.close()
+
+
+def test_handoff_validation():
+    u = Umem(256, tx_frames=0)
+    lan, wan = MemPort(u, None, ring_size=64), MemPort(u, None, ring_size=64)
+    h = Handoff(2)
+    with pytest.raises(ValueError, match="TX frames"):
+        build_pipeline(CONFIG, lan, wan, handoff=h, worker=0)
+    with pytest.raises(ValueError, match=r"2\.\.64 workers"):
+        Handoff(1)
+    with pytest.raises(ValueError, match="power of two"):
+        Handoff(2, slots=3)
+    u2 = Umem(256, tx_frames=64)
+    a, b = MemPort(u2, None, ring_size=64), MemPort(u2, None, ring_size=64)
+    p = build_pipeline(CONFIG, a, b, handoff=h, worker=1)
+    with pytest.raises(ValueError, match="already taken"):
+        build_pipeline(
+            CONFIG,
+            MemPort(u2, None, ring_size=64),
+            MemPort(u2, None, ring_size=64),
+            handoff=h,
+            worker=1,
+        )
+    p.close(close_ports=True)
+    u.close()
+    u2.close()

@@ -55,19 +55,22 @@ from xpfdp.pipeline import (
     CosStage,
     FlowCache,
     Forwarder,
+    Handoff,
     Pipeline,
     firewall_stages,
     xsk_workers,
 )
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
-from xpfdp.topology import inside, interface_mac
+from xpfdp.topology import inside, interface_mac, rx_queue_count
 
 SIDES = ("lan", "wan")
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 MSS_MIN_BYTES = 536  # RFC 879 default: a clamp below it would break ordinary hosts
 XDP_MODES = ("auto", "native", "generic")
+QUEUES_ALL = 0  # forwarder.queues = "all": one worker per RX queue of the interfaces
+HANDOFF_SLOTS = 1024  # packets each worker-to-worker ring holds
 
 
 class ConfigError(ValueError):
@@ -124,8 +127,8 @@ class CosConfig:
 
 @dataclass(frozen=True)
 class ForwarderConfig:
-    """Worker geometry: RX queues (one worker each), ring and burst sizes, XDP mode,
-    session table capacity."""
+    """Worker geometry: RX queues (one worker each; QUEUES_ALL: every RX queue the
+    interfaces have), ring and burst sizes, XDP mode, session table capacity."""
 
     queues: int = 1
     ring_size: int = 2048
@@ -365,7 +368,13 @@ def _forwarder(config: dict) -> ForwarderConfig:
     p = "forwarder."
     _no_extra(table, {"queues", "ring_size", "burst", "xdp_mode", "sessions"}, p)
     d = ForwarderConfig()
-    queues = _positive(_take(table, "queues", p, int, d.queues), f"{p}queues", maximum=64)
+    queues = _take(table, "queues", p, (int, str), d.queues)
+    if queues != "all":
+        if isinstance(queues, str):
+            raise ConfigError(f'{p}queues: a number or "all", got {queues!r}')
+        queues = _positive(queues, f"{p}queues", maximum=64)
+    else:
+        queues = QUEUES_ALL
     ring = _take(table, "ring_size", p, int, d.ring_size)
     if ring < 64 or ring & (ring - 1) or ring > 16384:
         raise ConfigError(f"{p}ring_size: a power of two in 64..16384, got {ring}")
@@ -601,21 +610,26 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     AF_XDP sockets on both interfaces (created inside `config.namespace`). Not started;
     closing it, from any namespace, detaches everything. Needs root.
 
-    Each worker keeps its own session table, so with `forwarder.queues` > 1 the NIC must
-    hash both directions of a flow to the same queue index (symmetric RSS); veth does not
-    guarantee that, which is why the demo uses one queue.
+    With several queues each worker owns a slice of the SNAT port range and its session
+    table; a packet that lands on a worker that does not own its flow is handed to the
+    owner (`xpfdp.pipeline.Handoff`, docs/multicore.md), so no NIC hashing is assumed.
+    ValueError when an interface has fewer RX queues than `forwarder.queues`.
     """
     config = resolve_macs(config)
     f = config.forwarder
-    frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
     port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
     with inside(config.namespace):  # sockets and program attach belong to that namespace
+        queues = f.queues or min(rx_queue_count(config.lan.name), rx_queue_count(config.wan.name))
+        handoff = Handoff(queues, slots=HANDOFF_SLOTS) if queues > 1 else None
+        tx_frames = 2 * f.ring_size if handoff else 0  # handed-in packets are copied into them
+        # per port: fill ring x2, in flight, TX queue
+        frames = 2 * 3 * f.ring_size + 8 * f.burst + tx_frames
         pipelines = xsk_workers(
             [config.lan.name, config.wan.name],
-            lambda _queue, ports: build_pipeline(config, *ports),
-            queues=f.queues,
+            lambda queue, ports: build_pipeline(config, *ports, handoff=handoff, worker=queue),
+            queues=queues,
             frames=frames,
-            tx_frames=0,
+            tx_frames=tx_frames,
             **port_options,
         )
     return Forwarder(pipelines, handle_signals=handle_signals)

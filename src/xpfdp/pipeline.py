@@ -149,6 +149,9 @@ def merge_stats(snapshots):
     total["tx_latency"] = {"bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS), "counts": counts}
     total["sessions"] = sessions
     total["flow_cache"] = cache or None
+    total["handoff"] = {
+        k: sum(s.get("handoff", {}).get(k, 0) for s in snapshots) for k in ("out", "in")
+    }
     return total
 
 
@@ -156,9 +159,15 @@ def xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port
     """One worker per RX queue: for each queue q, a Umem and one XskPort per interface (in
     `ifnames` order, all on that UMEM so forwarding needs no copy), then
     `build(q, ports) -> Pipeline`. `port_kw` goes to XskPort (mode, ring_size, ...).
+    ValueError, naming the real count, when an interface has fewer than `queues` RX queues.
     If anything fails, everything built so far is closed (ports before UMEMs)."""
     from xpfdp.ports import Umem, XskPort
+    from xpfdp.topology import rx_queue_count
 
+    for name in ifnames:
+        have = rx_queue_count(name)
+        if queues > have:
+            raise ValueError(f"{name} has {have} RX queue{'s' * (have != 1)}, {queues} asked")
     pipelines, opened = [], []
     try:
         for q in range(queues):

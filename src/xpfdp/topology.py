@@ -8,9 +8,14 @@ process (`<prefix>-<pid>-<n>`) so parallel runs cannot collide.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import itertools
 import os
+import socket
+import struct
 import subprocess
+from array import array
 from collections.abc import Iterator
 
 from pyroute2 import IPRoute, netns
@@ -57,6 +62,35 @@ def interface_mac(ifname: str, ns: str | None = None) -> str:
             where = f" in namespace {ns}" if ns else ""
             raise ValueError(f"interface {ifname!r} not found{where}")
         return ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+
+
+_SIOCETHTOOL = 0x8946
+_ETHTOOL_GCHANNELS = 0x3C
+
+
+def rx_queue_count(ifname: str) -> int:
+    """RX queues of `ifname` in the calling thread's namespace: the driver's channel
+    count (ethtool GCHANNELS: rx + combined), or the queue count rtnetlink reports when
+    the driver has no channel API. ValueError if there is no such interface."""
+    channels = array("I", [_ETHTOOL_GCHANNELS] + [0] * 8)
+    ifreq = struct.pack("16sP16x", ifname.encode(), channels.buffer_info()[0])
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s.fileno(), _SIOCETHTOOL, ifreq)
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            raise ValueError(f"interface {ifname!r} not found") from None
+        if exc.errno != errno.EOPNOTSUPP:
+            raise
+    else:
+        rx, combined = channels[5], channels[8]
+        if rx + combined:
+            return rx + combined
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise ValueError(f"interface {ifname!r} not found")
+        return int(ipr.get_links(found[0])[0].get_attr("IFLA_NUM_RX_QUEUES") or 1)
 
 
 class Namespace:
@@ -232,5 +266,6 @@ __all__ = [
     "inside",
     "interface_mac",
     "list_namespaces",
+    "rx_queue_count",
     "unique_name",
 ]
