@@ -6,6 +6,7 @@ workers and must all be forwarded by the flow's owner, replies through SNAT incl
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -13,10 +14,20 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from xpfdp.firewall import build_pipeline, parse_config
+from xpfdp.firewall import PORT_LAN, PORT_WAN, build_pipeline, parse_config, routing
 from xpfdp.pcap import FrameBatch
-from xpfdp.pipeline import Handoff, snat_port_owner, snat_slice
+from xpfdp.pipeline import (
+    Forwarder,
+    Handoff,
+    Pipeline,
+    PyStage,
+    firewall_stages,
+    snat_port_owner,
+    snat_slice,
+)
 from xpfdp.ports import MemPort, Umem
+from xpfdp.route import RouteTable
+from xpfdp.session import SessionTable
 
 LAN_MAC, LAN_PEER = "02:00:00:00:01:01", "02:00:00:00:01:02"
 WAN_MAC, WAN_PEER = "02:00:00:00:02:01", "02:00:00:00:02:02"
@@ -230,3 +241,48 @@ def test_handoff_validation():
     p.close(close_ports=True)
     u.close()
     u2.close()
+
+
+def test_a_dead_worker_leaks_no_frames_and_its_ring_fills_with_counted_drops():
+    """Worker 1 dies (its user stage raises) while worker 0 keeps handing it flows."""
+    handoff = Handoff(2, slots=64)
+    prefixes, hops = routing(CONFIG)
+    routes = RouteTable()
+    for prefix, hop in prefixes:
+        routes.add(prefix, hop)
+    calls = []
+
+    def dies_after_20_bursts(burst):
+        calls.append(burst.n)
+        if len(calls) > 20:
+            raise RuntimeError("worker 1 is gone")
+
+    umems, pipes = [], []
+    for w in range(2):
+        u = Umem(2048, tx_frames=512)
+        lan = MemPort(u, FrameBatch.from_frames([udp_out(33000 + i, 0) for i in range(64)]),
+                      loop=True, ring_size=256)  # fmt: skip
+        wan = MemPort(u, None, ring_size=256)
+        stages = firewall_stages(PORT_LAN, PORT_WAN, snat="10.10.2.1", snat_ports=SNAT_PORTS)
+        if w == 1:
+            stages.append(PyStage(dies_after_20_bursts))
+        umems.append(u)
+        pipes.append(Pipeline([lan, wan], stages, routes=routes, next_hops=hops,
+                              sessions=SessionTable(4096), handoff=handoff, worker=w))  # fmt: skip
+    fw = Forwarder(pipes, handle_signals=False)
+    try:
+        fw.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+            fw.errors and pipes[0].stats()["drops"].get("handoff_ring_full", 0) > 1000
+        ):
+            time.sleep(0.01)
+        with pytest.raises(RuntimeError, match="worker 1 failed"):
+            fw.stop()
+        s0 = pipes[0].stats()
+        assert s0["handoff"]["out"] > 0 and s0["drops"]["handoff_ring_full"] > 1000
+        for p, u in zip(pipes, umems, strict=True):
+            p.close()
+            u.check_frames()
+    finally:
+        fw.close()
