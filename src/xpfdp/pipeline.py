@@ -38,7 +38,7 @@ Stages (``xpfdp.pipeline``), run in the order given:
 parse → session → nat → route → ttl → mss_clamp → l2 → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
-burst_size=64, names=None, tx_queue=4 * burst_size)``:
+burst_size=64, names=None, tx_queue=4 * burst_size, handoff=None, worker=0)``:
 
 * ``ports``: XskPort/MemPort list; the index is the port number used by verdicts and next
   hops. ``routes``: ``xpfdp.route.RouteTable`` whose values index ``next_hops``, a list of
@@ -48,7 +48,15 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
   max_packets=0, until_idle=False) -> int``; ``stop()`` from another thread.
 * ``set_next_hops(hops)``, ``invalidate()`` (config change: flow cache entries go stale;
   route changes and session removal invalidate by themselves).
-* ``pending_tx()``, ``close(close_ports=False)`` (flushes, returns every held frame).
+* ``handoff``/``worker``: a ``Handoff`` shared by all workers and this worker's index in
+  it. The ``SessionStage`` then decides which worker owns each packet's flow (SNAT replies
+  by the slice of the port range their destination port is in -- each worker allocates
+  from its own ``snat_slice`` --, DNAT flows by client endpoint, others by direction-free
+  5-tuple; docs/multicore.md); packets owned elsewhere are copied to the owner through a
+  lock-free SPSC ring and run there from the session stage on. Needs TX frames in every
+  UMEM. Drops: ``handoff_ring_full``, ``handoff_oversize``.
+* ``pending_tx()``, ``close(close_ports=False)`` (flushes, returns every held frame,
+  counts packets still waiting in the rings into this worker as ``shutdown`` drops).
 * ``stats() -> dict``::
 
       {"rx_packets", "tx_packets", "drops": {reason: n (non-zero only)}, "drops_total",
@@ -57,7 +65,8 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
        "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints]},
        "sessions": {"active", "created", "expired"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
-                      "capacity"} or None}
+                      "capacity"} or None,
+       "worker": index in the Handoff (0 without one), "handoff": {"out", "in"}}
 
   Drop reasons are ``DROP_REASONS``. TX latency is submit → completion per accepted
   descriptor, bucket k counting latencies below ``bucket_upper_ns[k]``.
@@ -65,6 +74,11 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
 ``xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw)``:
 for each RX queue q a Umem and one XskPort per interface on it, then ``build(q, ports)``
 returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedulers).
+ValueError naming the real count when an interface has fewer than ``queues`` RX queues.
+
+``Handoff(workers, *, slots=512, frame_bytes=3584)``: one ring of ``slots`` packets per
+ordered worker pair; ``ready(src, dst)`` counts what waits. ``snat_slice(lo, hi, worker,
+workers)`` / ``snat_port_owner(lo, hi, port, workers)``: the per-worker SNAT slices.
 
 ``Forwarder(pipelines, *, handle_signals=True)``: one thread per pipeline (worker),
 ``start()``, ``stop()``, ``run(duration_s)``, context manager; ``errors`` lists worker
