@@ -50,15 +50,6 @@ cdef enum:
 # Exact queues at or above this rate use the shared_exact admission formulas (docs/cos.md, Admission).
 cdef uint64_t SHARED_EXACT_MIN_RATE = 312500000
 
-# Admission verdicts, one per enqueued packet.
-cdef enum:
-    COS_ADMIT = 0
-    COS_ADMIT_MARKED = 1
-    COS_DROP_FLOW_SHARE = 2
-    COS_DROP_BUFFER = 3
-    COS_DROP_CAPACITY = 4
-    COS_DROP_BAD_DESC = 5
-
 # Errors of the structural operations.
 cdef enum:
     COS_OK = 0
@@ -1385,6 +1376,33 @@ cdef class Scheduler:
         self.pend_residual = limited
         self.pend_n = n
         self.batches[phase] += 1
+        return n
+
+    cdef int admit(self, uint32_t class_index, uint64_t addr, uint32_t length,
+                   const pkt_meta_t* m, uint8_t* frame) noexcept nogil:
+        """Admit one frame to class `class_index` (< n_classes; a flow-fair queue buckets
+        it by the parsed `m`); a COS_ADMIT* / COS_DROP_* verdict (a drop keeps nothing)."""
+        cdef cosq_t* q = self.classes[class_index].q
+        cdef cos_item_t it
+        it.addr = addr
+        it.len = length
+        it.options = 0
+        it.bucket = cos_meta_bucket(q.seed, q.mask, m) if q.flow_fair else 0
+        return cosq_admit(q, &it, frame)
+
+    cdef uint32_t take_queued(self, xdp_desc_t* out, uint32_t max_items) noexcept nogil:
+        """Remove up to `max_items` queued frames (any class) into `out` without charging
+        tokens, for returning them to their pool at shutdown; 0 when every queue is empty."""
+        cdef uint32_t k, n = 0
+        cdef cos_item_t it
+        self.settle_batch(self.pend_n)               # an unsettled batch was fully sent
+        self.pend_class = -1
+        for k in range(self.n_classes):
+            while n < max_items and cosq_pop(self.classes[k].q, False, &it) == COS_OK:
+                out[n].addr = it.addr
+                out[n].len = it.len
+                out[n].options = 0
+                n += 1
         return n
 
     cdef uint32_t drain_batch(self, xdp_desc_t* out, uint32_t max_items,
