@@ -20,6 +20,8 @@ from collections.abc import Iterator
 
 from pyroute2 import IPRoute, netns
 
+from xpfdp.netns import enter
+
 _counter = itertools.count()
 
 
@@ -46,51 +48,46 @@ def inside(ns: str | None) -> Iterator[None]:
     if ns is None:
         yield
         return
-    netns.pushns(ns)
-    try:
+    with enter(ns):  # an existing namespace only: a misspelt name is an error
         yield
-    finally:
-        netns.popns()
 
 
 def interface_mac(ifname: str, ns: str | None = None) -> str:
     """MAC address of `ifname` in namespace `ns` (None: the calling thread's), read over
     rtnetlink (sysfs may show another namespace's). ValueError if there is no such link."""
-    with IPRoute(**({"netns": ns} if ns else {})) as ipr:
+    return _link_attr(ifname, ns, "IFLA_ADDRESS")
+
+
+def _link_attr(ifname: str, ns: str | None, attr: str):
+    with inside(ns), IPRoute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
         if not found:
             where = f" in namespace {ns}" if ns else ""
             raise ValueError(f"interface {ifname!r} not found{where}")
-        return ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+        return ipr.get_links(found[0])[0].get_attr(attr)
 
 
 _SIOCETHTOOL = 0x8946
 _ETHTOOL_GCHANNELS = 0x3C
 
 
-def rx_queue_count(ifname: str) -> int:
-    """RX queues of `ifname` in the calling thread's namespace: the driver's channel
-    count (ethtool GCHANNELS: rx + combined), or the queue count rtnetlink reports when
-    the driver has no channel API. ValueError if there is no such interface."""
+def interface_rx_queues(ifname: str, ns: str | None = None) -> int:
+    """RX queues of `ifname` in namespace `ns` (None: the calling thread's): the driver's
+    channel count (ethtool GCHANNELS: rx + combined), or the queue count rtnetlink reports
+    (IFLA_NUM_RX_QUEUES) when the driver has no channel API. ValueError if there is no
+    such interface."""
     channels = array("I", [_ETHTOOL_GCHANNELS] + [0] * 8)
     ifreq = struct.pack("16sP16x", ifname.encode(), channels.buffer_info()[0])
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with inside(ns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             fcntl.ioctl(s.fileno(), _SIOCETHTOOL, ifreq)
     except OSError as exc:
-        if exc.errno == errno.ENODEV:
-            raise ValueError(f"interface {ifname!r} not found") from None
-        if exc.errno != errno.EOPNOTSUPP:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENODEV):
             raise
     else:
-        rx, combined = channels[5], channels[8]
-        if rx + combined:
-            return rx + combined
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise ValueError(f"interface {ifname!r} not found")
-        return int(ipr.get_links(found[0])[0].get_attr("IFLA_NUM_RX_QUEUES") or 1)
+        if channels[5] + channels[8]:
+            return channels[5] + channels[8]
+    return int(_link_attr(ifname, ns, "IFLA_NUM_RX_QUEUES") or 1)
 
 
 class Namespace:
@@ -266,6 +263,5 @@ __all__ = [
     "inside",
     "interface_mac",
     "list_namespaces",
-    "rx_queue_count",
     "unique_name",
 ]
