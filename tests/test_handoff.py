@@ -19,6 +19,7 @@ from xpfdp.pcap import FrameBatch
 from xpfdp.pipeline import (
     Forwarder,
     Handoff,
+    NeighbourTable,
     Pipeline,
     PyStage,
     firewall_stages,
@@ -268,7 +269,8 @@ def test_a_dead_worker_leaks_no_frames_and_its_ring_fills_with_counted_drops():
             stages.append(PyStage(dies_after_20_bursts))
         umems.append(u)
         pipes.append(Pipeline([lan, wan], stages, routes=routes, next_hops=hops,
-                              sessions=SessionTable(4096), handoff=handoff, worker=w))  # fmt: skip
+                              sessions=SessionTable(4096), neighbours=NeighbourTable(),
+                              handoff=handoff, worker=w))  # fmt: skip
     fw = Forwarder(pipes, handle_signals=False)
     try:
         fw.start()

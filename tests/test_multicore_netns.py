@@ -30,6 +30,7 @@ FLOWS = 24
 ROUNDS = 15
 TCP_FLOWS = 6
 TCP_BYTES = 2_000_000
+DNAT_PORT = 29000  # inside the demo's SNAT range, which the allocator then skips
 
 
 def start_forwarder(topo, queues):
@@ -108,14 +109,15 @@ def udp_flows(ns, target, ports, flows=FLOWS, rounds=ROUNDS):
     return sum(ok), [i for i in range(flows) if lost[i]]
 
 
-def tcp_flows(client_ns, sink_ns, sink_address, connect_to, flows=TCP_FLOWS):
-    """`flows` parallel TCP transfers; asserts every byte arrived intact."""
+def tcp_flows(client_ns, sink_ns, sink_address, connect_to, port=traffic.BULK_PORT):
+    """TCP_FLOWS parallel transfers to connect_to:port; asserts every byte arrived intact."""
     sink = traffic.BulkSink(sink_ns, time.monotonic(), (sink_address,))
     try:
-        results = [traffic.SendResult(i) for i in range(flows)]
+        results = [traffic.SendResult(i) for i in range(TCP_FLOWS)]
         threads = [
             threading.Thread(
-                target=traffic.bulk_send, args=(client_ns, connect_to, i, None, TCP_BYTES, r)
+                target=traffic.bulk_send,
+                args=(client_ns, connect_to, i, None, TCP_BYTES, r, port),
             )
             for i, r in enumerate(results)
         ]
@@ -172,14 +174,16 @@ def test_dnat_port_forward_with_replies_on_other_queues(queues):
     with FirewallTopology(prefix="xt", queues=queues) as topo:
         fw = start_forwarder(topo, queues)
         try:
+            # Forwarded ports on the WAN address must lie in the SNAT range: the host takes
+            # the address's other ports (packets for the firewall itself).
             inside_ports = [7300 + k for k in range(len(ECHO_PORTS))]
-            outside_ports = [8000 + k for k in range(len(ECHO_PORTS))]
+            outside_ports = [DNAT_PORT + 1 + k for k in range(len(ECHO_PORTS))]
 
             def forward(pipe):
                 session = next(s for s in pipe.stages if isinstance(s, SessionStage))
                 for out_port, in_port in zip(outside_ports, inside_ports, strict=True):
                     session.add_dnat(PORT_WAN, 17, out_port, topo.client_v4, in_port)
-                session.add_dnat(PORT_WAN, 6, traffic.BULK_PORT, topo.client_v4)
+                session.add_dnat(PORT_WAN, 6, DNAT_PORT, topo.client_v4, traffic.BULK_PORT)
 
             fw.update(forward)
             echo = UdpEcho(topo.client, topo.client_v4, inside_ports)
@@ -188,7 +192,7 @@ def test_dnat_port_forward_with_replies_on_other_queues(queues):
             finally:
                 echo.close()
             assert lossy == [] and good == FLOWS * ROUNDS
-            sink = tcp_flows(topo.server, topo.client, topo.client_v4, topo.wan_v4)
+            sink = tcp_flows(topo.server, topo.client, topo.client_v4, topo.wan_v4, DNAT_PORT)
             assert {rec.peer for rec in sink.flows.values()} == {topo.server_v4}  # no SNAT
             assert_spread_and_handed_off(fw)
             stop_and_check(fw)
