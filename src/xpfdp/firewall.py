@@ -60,7 +60,7 @@ from xpfdp.pipeline import (
     xsk_workers,
 )
 from xpfdp.route import RouteTable
-from xpfdp.session import SessionTable
+from xpfdp.session import DEFAULT_MAX_SESSIONS, MAX_SESSIONS, SessionTable
 from xpfdp.topology import inside, interface_mac
 
 SIDES = ("lan", "wan")
@@ -122,16 +122,20 @@ class CosConfig:
     priority_tcp_ports: tuple[int, ...]
 
 
+MAX_FLOWS = MAX_SESSIONS // 2  # a flow is two table entries
+
+
 @dataclass(frozen=True)
 class ForwarderConfig:
     """Worker geometry: RX queues (one worker each), ring and burst sizes, XDP mode,
-    session table capacity."""
+    session table capacity in flows per worker (each flow is a forward and a reverse entry;
+    memory grows with use, about 300 bytes per flow)."""
 
     queues: int = 1
     ring_size: int = 2048
     burst: int = 64
     xdp_mode: str = "auto"
-    sessions: int = 65536
+    sessions: int = DEFAULT_MAX_SESSIONS // 2
 
 
 @dataclass(frozen=True)
@@ -373,7 +377,9 @@ def _forwarder(config: dict) -> ForwarderConfig:
     mode = _take(table, "xdp_mode", p, str, d.xdp_mode)
     if mode not in XDP_MODES:
         raise ConfigError(f"{p}xdp_mode: one of {', '.join(XDP_MODES)}, got {mode!r}")
-    sessions = _positive(_take(table, "sessions", p, int, d.sessions), f"{p}sessions")
+    sessions = _positive(
+        _take(table, "sessions", p, int, d.sessions), f"{p}sessions", maximum=MAX_FLOWS
+    )
     return ForwarderConfig(queues, ring, burst, mode, sessions)
 
 
@@ -586,7 +592,7 @@ def build_pipeline(config: FirewallConfig, lan_port, wan_port):
         stages,
         routes=routes,
         next_hops=hops,
-        sessions=SessionTable(config.forwarder.sessions),
+        sessions=SessionTable(2 * config.forwarder.sessions),
         flow_cache=FlowCache(FLOW_CACHE_SETS, FLOW_CACHE_WAYS),
         names=list(SIDES),
         burst_size=config.forwarder.burst,
