@@ -670,11 +670,7 @@ cdef class SessionTable:
         with nogil:
             base = 0
             while base < n:  # pipelined like _lookup_batch
-                m = n - base if n - base < PIPE else PIPE
-                for j in range(m):
-                    hb[j] = xs_hash_key(&kp[base + j], self.t.seed)
-                for j in range(m if m < PF_INDEX else PF_INDEX):
-                    ix_prefetch_home(&self.t.primary, hb[j])
+                m = hash_block(&self.t, kp, base, n, hb, &self.t.primary, NULL)
                 for j in range(m):
                     if j + PF_INDEX < m:
                         ix_prefetch_home(&self.t.primary, hb[j + PF_INDEX])
@@ -976,6 +972,21 @@ cdef class SessionTable:
         return table_check(&self.t)
 
 
+cdef inline Py_ssize_t hash_block(const stable_t* t, const skey_t* kp, Py_ssize_t base,
+                                  Py_ssize_t n, uint64_t* hb, const sindex_t* ix,
+                                  const sindex_t* ix2) noexcept nogil:
+    """Hash the next block of up to PIPE keys from `base` into hb and start loading the
+    home lines of its first PF_INDEX keys in ix (and ix2 unless NULL); returns its size."""
+    cdef Py_ssize_t j, m = n - base if n - base < PIPE else PIPE
+    for j in range(m):
+        hb[j] = xs_hash_key(&kp[base + j], t.seed)
+    for j in range(m if m < PF_INDEX else PF_INDEX):
+        ix_prefetch_home(ix, hb[j])
+        if ix2 != NULL:
+            ix_prefetch_home(ix2, hb[j])
+    return m
+
+
 cdef object _lookup_batch(SessionTable self, keys, uint64_t now_ns, out_handles, tcp_flags,
                           out_via_alias, bint refresh):
     _need(keys, KEY_DTYPE, "keys")
@@ -1005,12 +1016,7 @@ cdef object _lookup_batch(SessionTable self, keys, uint64_t now_ns, out_handles,
     with nogil:
         base = 0
         while base < n:
-            m = n - base if n - base < PIPE else PIPE
-            for j in range(m):
-                hb[j] = xs_hash_key(&kp[base + j], t.seed)
-            for j in range(m if m < PF_INDEX else PF_INDEX):
-                ix_prefetch_home(&t.primary, hb[j])
-                ix_prefetch_home(&t.alias, hb[j])
+            m = hash_block(t, kp, base, n, hb, &t.primary, &t.alias)
             for j in range(m):
                 if j + PF_INDEX < m:
                     ix_prefetch_home(&t.primary, hb[j + PF_INDEX])
@@ -1045,11 +1051,7 @@ cdef object _find_batch(SessionTable self, keys, out_handles, bint nat):
     with nogil:
         base = 0
         while base < n:
-            m = n - base if n - base < PIPE else PIPE
-            for j in range(m):
-                hb[j] = xs_hash_key(&kp[base + j], t.seed)
-            for j in range(m if m < PF_INDEX else PF_INDEX):
-                ix_prefetch_home(ix, hb[j])
+            m = hash_block(t, kp, base, n, hb, ix, NULL)
             for j in range(m):
                 if j + PF_INDEX < m:
                     ix_prefetch_home(ix, hb[j + PF_INDEX])

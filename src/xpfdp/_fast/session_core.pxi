@@ -272,7 +272,7 @@ cdef bint table_make_room(stable_t* t, const skey_t* k, const skey_t* k2) noexce
         needed = table_primary_slot(t, k) < 0
         if k2 != NULL:
             needed += table_primary_slot(t, k2) < 0
-        if needed == 0 or <uint64_t>t.primary.count + needed <= t.max_sessions:
+        if <uint64_t>t.primary.count + needed <= t.max_sessions:
             return True
         if not t.early_eviction or not table_evict_one(t):
             return False
@@ -288,7 +288,8 @@ cdef int64_t table_insert(stable_t* t, const skey_t* k, const sdecision_t* d, co
     if not key_valid(k) or origin >= ORIGIN_COUNT:
         t.c.create_drops += 1
         return -1
-    if capped and t.primary.count >= t.max_sessions and not table_make_room(t, k, NULL):
+    if capped and t.primary.count >= t.max_sessions and table_primary_slot(t, k) < 0 and \
+            not table_make_room(t, k, NULL):
         t.c.create_drops += 1
         return -1
     cdef uint64_t h = xs_hash_key(k, t.seed)
