@@ -79,7 +79,7 @@ neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
        "polls", "idle_polls", "pending_tx",
        "ports": {name: port.stats()}, "stages": {name: {"packets", "drops", ...}},
        "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints]},
-       "sessions": {"active", "created", "expired"},
+       "sessions": {"active", "created", "expired", "evicted"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
                       "capacity"} or None,
        "neighbour_requests_lost", "neighbour_held",
