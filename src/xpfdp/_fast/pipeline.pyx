@@ -1099,6 +1099,7 @@ cdef class Pipeline:
                 "active": len(self.sessions) if self.sessions is not None else 0,
                 "created": int(self.sessions_created),
                 "expired": int(self.sessions_expired),
+                "evicted": self.sessions.stats()["evictions"] if self.sessions is not None else 0,
             },
             "flow_cache": self.fc.stats() if self.fc is not None else None,
             "worker": int(self.worker),
