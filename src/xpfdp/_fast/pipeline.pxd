@@ -6,6 +6,7 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from xpfdp._fast.cos cimport Scheduler
+from xpfdp._fast.frag cimport FragTable
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, srec_t, ssession_t
 from xpfdp._fast.xsk cimport Burst, Port, Umem, xdp_desc
@@ -40,7 +41,15 @@ cdef enum:
     DROP_COS_BAD_DESC = 27
     DROP_NAT_FAILED = 28
     DROP_SHUTDOWN = 29
-    DROP_REASON_COUNT = 30
+    DROP_FRAG_LIMIT = 30         # the fragment table was full (entries or held frames)
+    DROP_FRAG_TIMEOUT = 31       # held fragment whose first fragment never came in time
+    DROP_FRAG_SESSION_GONE = 32  # later fragment whose first fragment's session has ended
+    DROP_REASON_COUNT = 33
+
+# ctx.why of a packet whose frame a stage kept (the fragment table): its verdict is DROP so
+# later stages skip it, and settle neither sends nor frees the frame.
+cdef enum:
+    WHY_HELD = 0xFE
 
 # pkt_ctx_t.flags
 cdef enum:
@@ -151,6 +160,7 @@ cdef class Pipeline:
     cdef uint32_t n_nh
     cdef public RouteTable routes
     cdef public SessionTable sessions
+    cdef readonly FragTable fragments
     cdef FlowCache fc
     cdef readonly uint64_t config_generation
     cdef uint64_t now_ns
@@ -183,4 +193,6 @@ cdef class Pipeline:
     cdef uint8_t copy_out(self, Port port, Burst cp, Burst q, const xdp_desc* d,
                           Umem src) noexcept nogil
     cdef uint32_t poll_c(self, uint64_t now_ns) noexcept nogil
+    cdef void release_fragments(self) noexcept nogil
+    cdef uint32_t recycle_fragments(self, int which, uint8_t why) noexcept nogil
     cdef int run_py_stage(self, uint32_t k, Burst b) noexcept with gil

@@ -39,8 +39,28 @@ from xpfdp._fast.csum cimport (
     nat_rewrite,
     ttl_decrement,
 )
+from xpfdp._fast.frag cimport (
+    FRAG_HELD,
+    FRAG_LIST_DROPPED,
+    FRAG_LIST_RELEASED,
+    FragTable,
+    frag_drain,
+    frag_expire,
+    frag_first,
+    frag_info_t,
+    frag_info_from,
+    frag_later,
+    frag_pop,
+    frag_table_t,
+)
 from xpfdp._fast.hash cimport mix64
-from xpfdp._fast.meta cimport META_L4_VALID, PARSE_OK, pkt_meta_t
+from xpfdp._fast.meta cimport (
+    META_FIRST_FRAGMENT,
+    META_L4_VALID,
+    PARSE_NONFIRST_FRAG,
+    PARSE_OK,
+    pkt_meta_t,
+)
 from xpfdp._fast.parse cimport parse_one
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport (
@@ -87,7 +107,8 @@ DROP_REASONS = tuple(f"parse_error:{s}" for s in PARSE_STATUS_NAMES) + (
     "no_route", "ttl_expired", "policy_denied", "session_table_full", "nat_ports_exhausted",
     "no_egress", "bad_egress", "pass_unsupported", "tx_ring_full_dropped",
     "copy_no_tx_frame", "user_drop", "user_error", "cos_drop:flow_share", "cos_drop:buffer",
-    "cos_drop:capacity", "cos_drop:bad_desc", "nat_failed", "shutdown",
+    "cos_drop:capacity", "cos_drop:bad_desc", "nat_failed", "shutdown", "frag_limit",
+    "frag_timeout", "frag_session_gone",
 )
 assert len(DROP_REASONS) == DROP_REASON_COUNT
 
@@ -188,7 +209,8 @@ cdef class Pipeline:
         self.exp_buf = NULL
 
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
-                 flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0):
+                 flow_cache=None, fragments=None, uint32_t burst_size=64, names=None,
+                 uint32_t tx_queue=0):
         ports = list(ports)
         stages = list(stages)
         if not 1 <= len(ports) <= MAX_PORTS:
@@ -227,6 +249,11 @@ cdef class Pipeline:
             raise ValueError("a SessionStage needs `sessions` (a SessionTable)")
         self.routes = routes
         self.sessions = sessions
+        if fragments is not None and not isinstance(fragments, FragTable):
+            raise TypeError("fragments must be a FragTable")
+        if fragments is None and needs_sessions:
+            fragments = FragTable()   # later fragments must never pass untranslated
+        self.fragments = fragments
         self.fc = flow_cache
         if flow_cache is not None and not isinstance(flow_cache, FlowCache):
             raise TypeError("flow_cache must be a FlowCache")
@@ -361,9 +388,12 @@ cdef class Pipeline:
         except BaseException as exc:
             err = exc
         # The frames stay ours whatever the stage did to the arrays: count, addresses and
-        # options are restored; a length is kept only if it still fits its frame.
+        # options are restored; a length is kept only if it still fits its frame; a frame
+        # a stage holds stays held.
         b.n = n
         for i in range(n):
+            if self.ctx[i].why == WHY_HELD:
+                b.v[i] = -1
             b.d[i].addr = self.saved[i].addr
             b.d[i].options = 0
             if not b.umem.owns(b.d[i].addr, b.d[i].len):
@@ -424,6 +454,8 @@ cdef class Pipeline:
                 continue
             elif v == -1:
                 why = self.ctx[i].why
+                if why == WHY_HELD:
+                    continue
                 if why == 0xFF:
                     why = DROP_USER
             elif v == -2:
@@ -538,6 +570,8 @@ cdef class Pipeline:
                 continue
             got += <uint32_t>n
             self.process(i, <Burst>self.rxb[i])
+            if self.fragments is not None:
+                self.release_fragments()
             for r in range(self.n_ports):
                 self.flush_tx(r)
             if self.stop_flag:
@@ -556,6 +590,9 @@ cdef class Pipeline:
             n = <int>self.sessions.expire_c(now_ns, &self.exp_buf, &self.exp_cap)
             if n > 0:
                 self.sessions_expired += <uint32_t>n
+        if self.fragments is not None and self.fragments.t.oldest >= 0:
+            if frag_expire(&self.fragments.t, now_ns):
+                self.recycle_fragments(FRAG_LIST_DROPPED, DROP_FRAG_TIMEOUT)
         for r in range(DROP_REASON_COUNT):
             self.drops[r] += self.burst_drops[r]
             self.burst_drops[r] = 0
@@ -564,6 +601,47 @@ cdef class Pipeline:
         if got == 0:
             self.idle_polls += 1
         return got
+
+    cdef void release_fragments(self) noexcept nogil:
+        """Run fragments whose first fragment has just been recorded through the stages
+        again, as a burst of their ingress port (its RX burst is empty between polls of
+        it); now they resolve through the fragment table like any later fragment."""
+        cdef frag_table_t* t = &self.fragments.t
+        cdef xdp_desc* d
+        cdef uint64_t addr
+        cdef uint32_t n, cap, length
+        cdef uint16_t port
+        while t.out_head[FRAG_LIST_RELEASED] >= 0:
+            port = t.frames[t.out_head[FRAG_LIST_RELEASED]].port
+            d = (<Burst>self.rxb[port]).d
+            cap = (<Burst>self.rxb[port]).capacity
+            n = 0
+            while n < cap and t.out_head[FRAG_LIST_RELEASED] >= 0 and \
+                    t.frames[t.out_head[FRAG_LIST_RELEASED]].port == port:
+                frag_pop(t, FRAG_LIST_RELEASED, &addr, &length, &port)
+                d[n].addr = addr
+                d[n].len = length
+                d[n].options = 0
+                n += 1
+            (<Burst>self.rxb[port]).n = n
+            self.process(port, <Burst>self.rxb[port])
+
+    cdef uint32_t recycle_fragments(self, int which, uint8_t why) noexcept nogil:
+        """Return every frame of fragment-table list `which` to its port, counted as `why`."""
+        cdef frag_table_t* t = &self.fragments.t
+        cdef xdp_desc* d
+        cdef uint64_t addr
+        cdef uint32_t length, n = 0
+        cdef uint16_t port
+        while frag_pop(t, which, &addr, &length, &port):
+            d = (<Burst>self.dropb[port]).d
+            d[0].addr = addr
+            d[0].len = length
+            d[0].options = 0
+            (<Port>self.ports[port]).c_recycle(<Burst>self.dropb[port], 0, 1)
+            self.drops[why] += 1
+            n += 1
+        return n
 
     # ------------------------------------------------------------------ Python API
 
@@ -633,8 +711,8 @@ cdef class Pipeline:
         return [(<Burst>self.txq[k]).n for k in range(self.n_ports)]
 
     def drop_pending(self):
-        """Return every queued TX frame (TX queues and CoS queues) to its pool, counted as
-        shutdown drops."""
+        """Return every queued TX frame (TX queues and CoS queues) and every frame the
+        fragment table holds to its pool, counted as shutdown drops."""
         cdef uint32_t k, n, c
         cdef Burst q
         cdef Scheduler sch
@@ -663,6 +741,10 @@ cdef class Pipeline:
                 (<Port>self.ports[k]).c_recycle(q, 0, n)
                 self.drops[DROP_SHUTDOWN] += n
                 q.n = 0
+        if self.fragments is not None:
+            frag_drain(&self.fragments.t)
+            self.recycle_fragments(FRAG_LIST_RELEASED, DROP_SHUTDOWN)
+            self.recycle_fragments(FRAG_LIST_DROPPED, DROP_SHUTDOWN)
 
     def close(self, bint close_ports=False):
         """Flush what the TX rings still take, return held frames, optionally close ports.
@@ -706,6 +788,7 @@ cdef class Pipeline:
                 "expired": int(self.sessions_expired),
             },
             "flow_cache": self.fc.stats() if self.fc is not None else None,
+            "fragments": self.fragments.stats() if self.fragments is not None else None,
         }
         return out
 

@@ -3,7 +3,9 @@
 @cython.final
 cdef class ParseStage(Stage):
     """Parse every frame into the burst's meta; malformed frames are dropped as
-    parse_error:<status>. `allow_non_ip=True` lets non-IP frames through unparsed."""
+    parse_error:<status>. `allow_non_ip=True` lets non-IP frames through unparsed. Later
+    fragments (status nonfirst_frag: IP header parsed, no L4 header) pass; a session
+    stage resolves them through the fragment table."""
 
     cdef bint allow_non_ip
 
@@ -21,7 +23,8 @@ cdef class ParseStage(Stage):
             self.c_packets += 1
             parse_one(area + b.d[i].addr, b.d[i].len, &b.m[i])
             st = b.m[i].status
-            if st != PARSE_OK and not (st == 2 and self.allow_non_ip):
+            if st != PARSE_OK and st != PARSE_NONFIRST_FRAG and not (
+                    st == 2 and self.allow_non_ip):
                 drop_pkt(b, p.ctx, i, DROP_PARSE + st)
                 self.c_drops += 1
         return 0

@@ -10,8 +10,13 @@ cdef class SessionStage(Stage):
     port; otherwise it is dropped as policy_denied (no_route when unroutable). A new flow
     leaving through a port with an SNAT pool gets the pool address and a free port from
     the pool range (ICMP echo keeps its identifier); both entries are installed at once.
-    Packets without a session key (non-first fragments, non-L4) are dropped as
-    policy_denied when they come from outside `new_flow_ports`, else passed statelessly.
+    Fragments: a first fragment's session is recorded in the pipeline's fragment table
+    under (source, destination, protocol, fragment ID), and every later fragment of that
+    datagram takes the same decision (NAT rewrites only its addresses: the ports and the
+    L4 checksum live in the first fragment). A later fragment that arrives before its
+    first is held by the table and runs through the stages again once the first arrives.
+    Other packets without a session key (non-L4) are dropped as policy_denied when they
+    come from outside `new_flow_ports`, else passed statelessly.
     """
 
     cdef uint32_t new_flow_mask
@@ -153,6 +158,50 @@ cdef class SessionStage(Stage):
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         return self.resolve(p, b, ingress, p.sessions)
 
+    cdef void later_fragment(self, Pipeline p, Burst b, uint32_t i, uint32_t ingress,
+                             SessionTable t) noexcept nogil:
+        """Give a later fragment its first fragment's decision, hold it, or drop it."""
+        cdef pkt_ctx_t* c = &p.ctx[i]
+        cdef frag_info_t fi
+        cdef int64_t h
+        cdef srec_t* r
+        if not frag_info_from(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i], &fi):
+            drop_pkt(b, p.ctx, i, DROP_PARSE + PARSE_NONFIRST_FRAG)
+            self.c_drops += 1
+            return
+        h = frag_later(&p.fragments.t, &fi, b.d[i].addr, b.d[i].len, <uint16_t>ingress,
+                       p.now_ns)
+        if h == FRAG_HELD:
+            drop_pkt(b, p.ctx, i, WHY_HELD)
+            return
+        if h < 0:
+            drop_pkt(b, p.ctx, i, DROP_FRAG_LIMIT)
+            self.c_drops += 1
+            return
+        r = t.record_c(h)
+        if r == NULL:
+            drop_pkt(b, p.ctx, i, DROP_FRAG_SESSION_GONE)
+            self.c_drops += 1
+            return
+        c.handle = h
+        t.decision_c(r, &c.dec)
+        c.flags |= CTX_HAS_DEC
+
+    cdef void record_first_fragments(self, Pipeline p, Burst b) noexcept nogil:
+        """Record the session of every first fragment that got one in this burst (a full
+        table drops the fragment: its datagram could not be completed anyway)."""
+        cdef uint32_t i
+        cdef frag_info_t fi
+        for i in range(b.n):
+            if b.v[i] == -1 or not (b.m[i].flags & META_FIRST_FRAGMENT) or not (
+                    p.ctx[i].flags & CTX_HAS_DEC):
+                continue
+            if not frag_info_from(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i], &fi):
+                continue
+            if frag_first(&p.fragments.t, &fi, p.ctx[i].handle, p.now_ns) != 0:
+                drop_pkt(b, p.ctx, i, DROP_FRAG_LIMIT)
+                self.c_drops += 1
+
     cdef int resolve(self, Pipeline p, Burst b, uint32_t ingress, SessionTable t) noexcept nogil:
         cdef uint32_t i
         cdef pkt_ctx_t* c
@@ -166,6 +215,7 @@ cdef class SessionStage(Stage):
         cdef uint32_t e
         cdef smeta_t sm
         cdef int rc, dn
+        cdef bint first_fragments = False
         # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
         for i in range(b.n):
             if b.v[i] == -1:
@@ -173,11 +223,14 @@ cdef class SessionStage(Stage):
             self.c_packets += 1
             c = &p.ctx[i]
             if not key_from_meta(&b.m[i], &c.key):
-                if not (self.new_flow_mask >> ingress) & 1:
+                if b.m[i].status == PARSE_NONFIRST_FRAG:
+                    self.later_fragment(p, b, i, ingress, t)
+                elif not (self.new_flow_mask >> ingress) & 1:
                     drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
                 continue
             c.flags |= CTX_HAS_KEY
+            first_fragments |= (b.m[i].flags & META_FIRST_FRAGMENT) != 0
             if p.fc is not None:
                 c.fch = p.fc.hash_key(&c.key, <uint16_t>ingress)
         # Pass 2: flow cache, session table, new flows.
@@ -244,4 +297,6 @@ cdef class SessionStage(Stage):
             c.handle = hf
             c.nh = nh   # the route stage reuses it: the table cannot change within a poll
             c.flags |= CTX_HAS_DEC | CTX_FC_INSERT | CTX_ROUTED
+        if first_fragments:
+            self.record_first_fragments(p, b)
         return 0
