@@ -29,16 +29,25 @@ def test_fragment_info_ipv4():
     dg = IP(src=A, dst=B, id=0xBEEF) / UDP(sport=1, dport=2) / Raw(b"x" * 3000)
     infos = [fragment_info(bytes(Ether() / f)) for f in fragment(dg, fragsize=1400)]
     assert [(i["offset"], i["length"], i["more"], i["first"]) for i in infos] == [
-        (0, 1400, True, True), (1400, 1400, True, False), (2800, 208, False, False)]
+        (0, 1400, True, True),
+        (1400, 1400, True, False),
+        (2800, 208, False, False),
+    ]
     assert {(i["src"], i["dst"], i["proto"], i["frag_id"], i["family"]) for i in infos} == {
-        (A, B, 17, 0xBEEF, 4)}
-    assert fragment_info(bytes(Ether() / dg)) is None      # not a fragment
+        (A, B, 17, 0xBEEF, 4)
+    }
+    assert fragment_info(bytes(Ether() / dg)) is None  # not a fragment
     assert fragment_info(b"") is None
 
 
 def test_fragment_info_ipv6_with_extension_header_before_fragment_header():
-    dg = (IPv6(src="fd00::2", dst="fd00:b::2") / IPv6ExtHdrDestOpt()
-          / IPv6ExtHdrFragment(id=0xDEADBEEF) / UDP(sport=1, dport=2) / Raw(b"y" * 3000))
+    dg = (
+        IPv6(src="fd00::2", dst="fd00:b::2")
+        / IPv6ExtHdrDestOpt()
+        / IPv6ExtHdrFragment(id=0xDEADBEEF)
+        / UDP(sport=1, dport=2)
+        / Raw(b"y" * 3000)
+    )
     frags = fragment6(dg, 1280)
     infos = [fragment_info(bytes(Ether() / f)) for f in frags]
     assert [i["first"] for i in infos] == [True, False, False]
@@ -55,31 +64,39 @@ def test_later_fragment_before_first_is_held_then_released():
     assert t.held_frames == 2 and len(t) == 1
     assert t.pop_released() == []
     assert t.first_fragment(*key, 11, S, length=1480)
-    assert t.pop_released() == [(4096, 1514, 0), (8192, 74, 1)]   # arrival order
+    assert t.pop_released() == [(4096, 1514, 0), (8192, 74, 1)]  # arrival order
     assert t.held_frames == 0
     # Handed back, they resolve now; the last byte completes the datagram.
     assert t.later_fragment(*key, 1480, 1480, True, (4096, 1514, 0), S) == 11
     assert t.later_fragment(*key, 2960, 40, False, (8192, 74, 1), S) == 11
     assert len(t) == 0
     assert t.stats() | {} == {
-        "recorded": 1, "translated": 2, "held": 2, "released": 2, "timed_out": 0,
-        "dropped_limit": 0, "completed": 1, "expired": 0, "entries": 0, "held_frames": 0}
+        "recorded": 1,
+        "translated": 2,
+        "held": 2,
+        "released": 2,
+        "timed_out": 0,
+        "dropped_limit": 0,
+        "completed": 1,
+        "expired": 0,
+        "entries": 0,
+        "held_frames": 0,
+    }
     t.check_invariants()
 
 
 def test_keys_separate_families_protocols_ids_and_addresses():
     t = FragTable()
     t.first_fragment(A, B, 17, 1, 100, 0, length=8)
-    assert t.later_fragment(A, B, 17, 2, 8, 8, True, (0, 64, 0), 0) == HELD      # other ID
-    assert t.later_fragment(A, B, 6, 1, 8, 8, True, (64, 64, 0), 0) == HELD      # other proto
-    assert t.later_fragment(B, A, 17, 1, 8, 8, True, (128, 64, 0), 0) == HELD    # reversed
+    assert t.later_fragment(A, B, 17, 2, 8, 8, True, (0, 64, 0), 0) == HELD  # other ID
+    assert t.later_fragment(A, B, 6, 1, 8, 8, True, (64, 64, 0), 0) == HELD  # other proto
+    assert t.later_fragment(B, A, 17, 1, 8, 8, True, (128, 64, 0), 0) == HELD  # reversed
     assert t.later_fragment(A, B, 17, 1, 8, 8, True, (192, 64, 0), 0) == 100
     t6 = FragTable()
     t6.first_fragment("fd00::1", "fd00::2", 17, 0xFFFFFFFF, 5, 0, length=8)
-    assert t6.later_fragment("fd00::1", "fd00::2", 17, 0xFFFFFFFF, 8, 8, False,
-                             (0, 64, 0), 0) == 5
+    assert t6.later_fragment("fd00::1", "fd00::2", 17, 0xFFFFFFFF, 8, 8, False, (0, 64, 0), 0) == 5
     with pytest.raises(ValueError):
-        t.first_fragment(A, B, 17, 1 << 16, 1, 0)       # IPv4 IDs are 16 bits
+        t.first_fragment(A, B, 17, 1 << 16, 1, 0)  # IPv4 IDs are 16 bits
     with pytest.raises(ValueError):
         t.first_fragment(A, "fd00::1", 17, 1, 1, 0)
     t.check_invariants()
@@ -104,11 +121,11 @@ def test_timeout_is_thirty_seconds_from_creation_and_drops_held_frames():
 def test_limits_refuse_and_count():
     t = FragTable(max_entries=2, max_held_frames=1)
     assert t.later_fragment(A, B, 17, 1, 8, 8, True, (0, 64, 0), 0) == HELD
-    assert t.later_fragment(A, B, 17, 1, 16, 8, True, (64, 64, 0), 0) == LIMIT   # frames
-    assert t.later_fragment(A, B, 17, 2, 8, 8, True, (128, 64, 0), 0) == LIMIT   # frames
-    assert len(t) == 1          # a refused fragment leaves no empty entry behind
+    assert t.later_fragment(A, B, 17, 1, 16, 8, True, (64, 64, 0), 0) == LIMIT  # frames
+    assert t.later_fragment(A, B, 17, 2, 8, 8, True, (128, 64, 0), 0) == LIMIT  # frames
+    assert len(t) == 1  # a refused fragment leaves no empty entry behind
     assert t.first_fragment(A, B, 17, 3, 1, 0, length=8)
-    assert not t.first_fragment(A, B, 17, 4, 1, 0, length=8)                    # entries
+    assert not t.first_fragment(A, B, 17, 4, 1, 0, length=8)  # entries
     assert t.stats()["dropped_limit"] == 3
     assert t.drain() == [(0, 64, 0)] and len(t) == 0
     t.check_invariants()
@@ -123,6 +140,7 @@ def test_constructor_validates():
 
 
 # ---- property: driven like the pipeline --------------------------------------------------
+
 
 @st.composite
 def datagrams_and_order(draw):
@@ -186,14 +204,18 @@ def test_any_order_gives_every_fragment_its_datagrams_decision(case):
         t.check_invariants()
     expected = {(d, k): d for d, (_, frags) in enumerate(datagrams) for k in range(len(frags))}
     assert drv.translated == expected and not drv.refused
-    assert len(t) == 0 and t.held_frames == 0         # every datagram completed
+    assert len(t) == 0 and t.held_frames == 0  # every datagram completed
     st_ = t.stats()
     assert st_["completed"] == len(datagrams) and st_["held"] == st_["released"]
 
 
 @settings(max_examples=200, deadline=None)
-@given(datagrams_and_order(), st.integers(1, 4), st.integers(0, 3),
-       st.lists(st.integers(0, 20), min_size=1, max_size=40))
+@given(
+    datagrams_and_order(),
+    st.integers(1, 4),
+    st.integers(0, 3),
+    st.lists(st.integers(0, 20), min_size=1, max_size=40),
+)
 def test_limits_and_timeouts_conserve_frames(case, max_entries, max_held, steps_s):
     datagrams, order = case
     t = FragTable(max_entries=max_entries, max_held_frames=max_held, timeout_s=30)
@@ -210,7 +232,7 @@ def test_limits_and_timeouts_conserve_frames(case, max_entries, max_held, steps_
     # Every later fragment ends exactly once: translated, refused, timed out or drained.
     assert sorted(outcomes + drv.dropped + left) == sorted(later)
     for (d, _k), handle in drv.translated.items():
-        assert handle == d                              # never another datagram's decision
+        assert handle == d  # never another datagram's decision
     st_ = t.stats()
     assert st_["timed_out"] == len(drv.dropped)
     assert st_["held"] == st_["released"] + st_["timed_out"] + len(left)

@@ -57,6 +57,7 @@ cdef enum:
     CTX_ROUTED = 0x02        # next hop already resolved (flow cache hit, or new-flow routing)
     CTX_FC_INSERT = 0x04     # a miss the route stage should store in the flow cache
     CTX_HAS_KEY = 0x08       # `key` holds the packet's pre-NAT session key
+    CTX_LATER_FRAG = 0x10    # a later fragment: resolved after the burst's first fragments
 
 # Per packet scratch of one burst, beside the Burst's meta and verdict.
 ctypedef struct pkt_ctx_t:

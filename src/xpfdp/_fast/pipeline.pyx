@@ -609,7 +609,7 @@ cdef class Pipeline:
         cdef frag_table_t* t = &self.fragments.t
         cdef xdp_desc* d
         cdef uint64_t addr
-        cdef uint32_t n, cap, length
+        cdef uint32_t n, cap, length, r
         cdef uint16_t port
         while t.out_head[FRAG_LIST_RELEASED] >= 0:
             port = t.frames[t.out_head[FRAG_LIST_RELEASED]].port
@@ -625,6 +625,8 @@ cdef class Pipeline:
                 n += 1
             (<Burst>self.rxb[port]).n = n
             self.process(port, <Burst>self.rxb[port])
+            for r in range(self.n_ports):
+                self.flush_tx(r)
 
     cdef uint32_t recycle_fragments(self, int which, uint8_t why) noexcept nogil:
         """Return every frame of fragment-table list `which` to its port, counted as `why`."""

@@ -215,7 +215,7 @@ cdef class SessionStage(Stage):
         cdef uint32_t e
         cdef smeta_t sm
         cdef int rc, dn
-        cdef bint first_fragments = False
+        cdef bint first_fragments = False, later_fragments = False
         # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
         for i in range(b.n):
             if b.v[i] == -1:
@@ -224,7 +224,8 @@ cdef class SessionStage(Stage):
             c = &p.ctx[i]
             if not key_from_meta(&b.m[i], &c.key):
                 if b.m[i].status == PARSE_NONFIRST_FRAG:
-                    self.later_fragment(p, b, i, ingress, t)
+                    c.flags |= CTX_LATER_FRAG
+                    later_fragments = True
                 elif not (self.new_flow_mask >> ingress) & 1:
                     drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
@@ -297,6 +298,11 @@ cdef class SessionStage(Stage):
             c.handle = hf
             c.nh = nh   # the route stage reuses it: the table cannot change within a poll
             c.flags |= CTX_HAS_DEC | CTX_FC_INSERT | CTX_ROUTED
+        # Fragments last, so a later fragment finds a first one from the same burst.
         if first_fragments:
             self.record_first_fragments(p, b)
+        if later_fragments:
+            for i in range(b.n):
+                if p.ctx[i].flags & CTX_LATER_FRAG and b.v[i] != -1:
+                    self.later_fragment(p, b, i, ingress, t)
         return 0
