@@ -168,9 +168,11 @@ cdef class Burst:
     cdef readonly object desc
     cdef readonly object meta
     cdef readonly object verdict
+    cdef readonly object reason
     cdef xdp_desc *d
     cdef pkt_meta_t *m
     cdef int16_t *v
+    cdef uint8_t *why          # drop reason code of a DROP verdict (verdict.pxd registry)
     cdef uint32_t n
     cdef readonly uint32_t capacity
     cdef public Umem umem

@@ -29,6 +29,11 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset, strerror
 
 from xpfdp._fast.meta cimport pkt_meta_t
+from xpfdp._fast.verdict cimport (
+    DROP_UNSET,
+    VERDICT_DROP,
+    verdict_settled,
+)
 
 import errno as _errno
 import os
@@ -38,6 +43,7 @@ import numpy as np
 
 from xpfdp._fast.meta import PKT_META
 from xpfdp._fast.meta import XDP_DESC as DESC
+from xpfdp._fast.verdict import drop_reason
 
 
 cdef extern from "<sys/mman.h>" nogil:
@@ -441,7 +447,8 @@ cdef class Burst:
     """A reusable batch of up to `capacity` descriptors with parser metadata and verdicts.
 
     `desc` is a numpy array in the kernel `xdp_desc` layout (addr u64, len u32, options
-    u32), `meta` has dtype `PKT_META`, `verdict` is int16. `n` is how many are valid.
+    u32), `meta` has dtype `PKT_META`, `verdict` is int16 (a port index or a `Verdict`),
+    `reason` the uint8 drop-reason code of each dropped packet. `n` is how many are valid.
     """
 
     def __cinit__(self, uint32_t capacity=64):
@@ -451,12 +458,15 @@ cdef class Burst:
         self.desc = np.zeros(capacity, dtype=DESC)
         self.meta = np.zeros(capacity, dtype=PKT_META)
         self.verdict = np.zeros(capacity, dtype=np.int16)
+        self.reason = np.full(capacity, DROP_UNSET, dtype=np.uint8)
         cdef uint8_t[::1] dv = self.desc.view(np.uint8)
         cdef uint8_t[::1] mv = self.meta.view(np.uint8)
         cdef int16_t[::1] vv = self.verdict
+        cdef uint8_t[::1] wv = self.reason
         self.d = <xdp_desc *>&dv[0]
         self.m = <pkt_meta_t *>&mv[0]
         self.v = &vv[0]
+        self.why = &wv[0]
         self.n = 0
 
     @property
@@ -472,6 +482,31 @@ cdef class Burst:
 
     def __len__(self):
         return self.n
+
+    def drop(self, mask, str reason="user_drop"):
+        """Drop the packets `mask` selects (a bool array of length n, or packet indices),
+        counted under drop reason `reason` (registered on first use, see
+        `xpfdp.pipeline.drop_reason`). Packets already dropped keep their first reason and
+        packets held by a CoS queue are left alone. Returns how many were dropped now."""
+        cdef uint8_t code = <uint8_t>drop_reason(reason)
+        sel = np.asarray(mask)
+        if sel.dtype == np.bool_:
+            if sel.shape != (self.n,):
+                raise ValueError(f"drop: a bool mask needs shape ({self.n},), got {sel.shape}")
+            sel = np.flatnonzero(sel)
+        elif sel.dtype.kind in "iu":
+            sel = sel.reshape(-1)
+            if sel.size and (sel.min() < 0 or sel.max() >= self.n):
+                raise IndexError(f"drop: packet index out of range (burst holds {self.n})")
+        else:
+            raise TypeError(f"drop: mask must be bool or integer indices, got {sel.dtype}")
+        cdef uint32_t dropped = 0
+        for i in sel.tolist():
+            if not verdict_settled(self.v[i]):
+                self.v[i] = VERDICT_DROP
+                self.why[i] = code
+                dropped += 1
+        return dropped
 
     def frame(self, uint32_t i):
         """Zero-copy numpy view of packet i's bytes in the UMEM."""

@@ -13,10 +13,17 @@ cdef class SessionStage(Stage):
     Fragments: a first fragment's session is recorded in the pipeline's fragment table
     under (source, destination, protocol, fragment ID), and every later fragment of that
     datagram takes the same decision (NAT rewrites only its addresses: the ports and the
-    L4 checksum live in the first fragment). A later fragment that arrives before its
-    first is held by the table and runs through the stages again once the first arrives.
-    Other packets without a session key (non-L4) are dropped as policy_denied when they
-    come from outside `new_flow_ports`, else passed statelessly.
+    L4 checksum live in the first fragment). Later fragments are resolved after the
+    burst's first fragments; one that arrives before its first is held by the table
+    (verdict QUEUED) and runs through the stages again once the first arrives. Drops:
+    frag_limit (table full), frag_session_gone (the session ended). Other packets without
+    a session key (non-L4) are dropped as policy_denied when they come from outside
+    `new_flow_ports`, else passed statelessly.
+
+    Needs "parsed" and the pipeline's `routes`, `sessions` and `fragments`; provides "has_key" (ctx
+    `key`) and "has_decision" (ctx `dec`, `handle`) for the packets that have them. Packets
+    it routed already (cache hits, new flows) carry `nh` and the CTX_ROUTED flag, which
+    RouteStage honours; misses it wants cached carry CTX_FC_INSERT.
     """
 
     cdef uint32_t new_flow_mask
@@ -30,6 +37,8 @@ cdef class SessionStage(Stage):
     cdef readonly uint64_t nat_collisions
     cdef dnat_rule_t dnat[MAX_DNAT]
     cdef uint32_t n_dnat
+    cdef uint8_t why_frag_limit
+    cdef uint8_t why_frag_session_gone
 
     def __init__(self, *, new_flow_ports=None, snat=None, dnat=()):
         """`new_flow_ports`: port indices that may open sessions. `snat`: {egress port index:
@@ -37,6 +46,10 @@ cdef class SessionStage(Stage):
         list of up to one per family). `dnat`: (ingress, proto, dport, to_address, to_port)
         port-forward rules (see add_dnat)."""
         self.name = "session"
+        self.needs = ("parsed", "routes", "sessions", "fragments")
+        self.provides = ("has_key", "has_decision")
+        self.why_frag_limit = drop_reason("frag_limit")
+        self.why_frag_session_gone = drop_reason("frag_session_gone")
         if new_flow_ports is None:
             self.new_flow_mask = 0xFFFFFFFF
         else:
@@ -166,21 +179,21 @@ cdef class SessionStage(Stage):
         cdef int64_t h
         cdef srec_t* r
         if not frag_info_from(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i], &fi):
-            drop_pkt(b, p.ctx, i, DROP_PARSE + PARSE_NONFIRST_FRAG)
+            drop_packet(b, i, DROP_PARSE + PARSE_NONFIRST_FRAG)
             self.c_drops += 1
             return
         h = frag_later(&p.fragments.t, &fi, b.d[i].addr, b.d[i].len, <uint16_t>ingress,
                        p.now_ns)
         if h == FRAG_HELD:
-            drop_pkt(b, p.ctx, i, WHY_HELD)
+            b.v[i] = VERDICT_QUEUED   # the fragment table holds the frame now
             return
         if h < 0:
-            drop_pkt(b, p.ctx, i, DROP_FRAG_LIMIT)
+            drop_packet(b, i, self.why_frag_limit)
             self.c_drops += 1
             return
         r = t.record_c(h)
         if r == NULL:
-            drop_pkt(b, p.ctx, i, DROP_FRAG_SESSION_GONE)
+            drop_packet(b, i, self.why_frag_session_gone)
             self.c_drops += 1
             return
         c.handle = h
@@ -193,13 +206,13 @@ cdef class SessionStage(Stage):
         cdef uint32_t i
         cdef frag_info_t fi
         for i in range(b.n):
-            if b.v[i] == -1 or not (b.m[i].flags & META_FIRST_FRAGMENT) or not (
+            if verdict_settled(b.v[i]) or not (b.m[i].flags & META_FIRST_FRAGMENT) or not (
                     p.ctx[i].flags & CTX_HAS_DEC):
                 continue
             if not frag_info_from(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i], &fi):
                 continue
             if frag_first(&p.fragments.t, &fi, p.ctx[i].handle, p.now_ns) != 0:
-                drop_pkt(b, p.ctx, i, DROP_FRAG_LIMIT)
+                drop_packet(b, i, self.why_frag_limit)
                 self.c_drops += 1
 
     cdef int resolve(self, Pipeline p, Burst b, uint32_t ingress, SessionTable t) noexcept nogil:
@@ -218,7 +231,7 @@ cdef class SessionStage(Stage):
         cdef bint first_fragments = False, later_fragments = False
         # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
         for i in range(b.n):
-            if b.v[i] == -1:
+            if verdict_settled(b.v[i]):
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
@@ -227,7 +240,7 @@ cdef class SessionStage(Stage):
                     c.flags |= CTX_LATER_FRAG
                     later_fragments = True
                 elif not (self.new_flow_mask >> ingress) & 1:
-                    drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
+                    drop_packet(b, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
                 continue
             c.flags |= CTX_HAS_KEY
@@ -237,10 +250,10 @@ cdef class SessionStage(Stage):
         # Pass 2: flow cache, session table, new flows.
         for i in range(b.n):
             c = &p.ctx[i]
-            if b.v[i] == -1 or not (c.flags & CTX_HAS_KEY):
+            if verdict_settled(b.v[i]) or not (c.flags & CTX_HAS_KEY):
                 continue
             m = &b.m[i]
-            if p.fc is not None and not (m.protocol == PROTO_TCP and m.tcp_flags & 0x05):
+            if p.fc is not None and not (m.protocol == PROTO_TCP and m.tcp_flags & (TCP_FIN | TCP_RST)):
                 hit = p.fc.find(&c.key, <uint16_t>ingress, c.fch, route_gen,
                                 p.config_generation, t, &r)
                 if hit != NULL:
@@ -261,7 +274,7 @@ cdef class SessionStage(Stage):
             memset(&c.dec, 0, sizeof(sdecision_t))
             dn = self.match_dnat(ingress, &c.key)
             if dn < 0 and not (self.new_flow_mask >> ingress) & 1:
-                drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
+                drop_packet(b, i, DROP_POLICY_DENIED)
                 self.c_drops += 1
                 continue
             if dn >= 0:   # a port forward: the flow goes to the rule's address and port
@@ -274,7 +287,7 @@ cdef class SessionStage(Stage):
             else:
                 nh = p.routes.lookup_addr(m.dst, m.ip_version)
             if nh < 0 or <uint32_t>nh >= p.n_nh:
-                drop_pkt(b, p.ctx, i, DROP_NO_ROUTE)
+                drop_packet(b, i, DROP_NO_ROUTE)
                 self.c_drops += 1
                 continue
             e = <uint32_t>p.nh[nh].port
@@ -283,7 +296,7 @@ cdef class SessionStage(Stage):
             if e < MAX_PORTS:
                 rc = self.snat_pick(p, e, &c.key, &c.dec)
                 if rc < 0:
-                    drop_pkt(b, p.ctx, i, DROP_NAT_PORTS_EXHAUSTED)
+                    drop_packet(b, i, DROP_NAT_PORTS_EXHAUSTED)
                     self.c_drops += 1
                     continue
             memset(&sm, 0, sizeof(smeta_t))
@@ -291,7 +304,7 @@ cdef class SessionStage(Stage):
             sm.egress_zone = <uint16_t>e
             if t.install_pair_c(&c.key, &c.dec, &sm, p.now_ns, m.tcp_flags,
                                 <uint16_t>ingress, &hf, &hr) == 0 or hf < 0:
-                drop_pkt(b, p.ctx, i, DROP_SESSION_TABLE_FULL)
+                drop_packet(b, i, DROP_SESSION_TABLE_FULL)
                 self.c_drops += 1
                 continue
             p.sessions_created += 1
@@ -303,6 +316,6 @@ cdef class SessionStage(Stage):
             self.record_first_fragments(p, b)
         if later_fragments:
             for i in range(b.n):
-                if p.ctx[i].flags & CTX_LATER_FRAG and b.v[i] != -1:
+                if p.ctx[i].flags & CTX_LATER_FRAG and not verdict_settled(b.v[i]):
                     self.later_fragment(p, b, i, ingress, t)
         return 0
