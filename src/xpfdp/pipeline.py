@@ -40,8 +40,8 @@ Stages (``xpfdp.pipeline``), run in the order given:
   stops the worker (``Pipeline.error``).
 
 Every stage declares ``needs`` and ``provides`` (facts such as ``parsed`` / ``routed`` and
-the resources ``routes`` / ``sessions`` / ``fragments`` / ``gil``); the constructor refuses an order that
-leaves a need unmet. The contract, with examples: docs/stages.md.
+the resources ``routes`` / ``sessions`` / ``fragments`` / ``gil``); the constructor refuses
+an order that leaves a need unmet. The contract, with examples: docs/stages.md.
 
 ``firewall_stages(lan, wan, snat=..., mss=...)`` returns the standard list
 parse → session → nat → route → ttl → mss_clamp → l2 → count.
