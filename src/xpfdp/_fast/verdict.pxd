@@ -11,8 +11,8 @@ cdef enum:
     VERDICT_DROP = -1        # return the frame; counted under Burst.why
     VERDICT_PASS = -2        # to the kernel stack (unsupported: counted pass_unsupported)
     VERDICT_PENDING = -3     # internal: no stage has chosen an egress port yet
-    VERDICT_QUEUED = -4      # internal: a CoS queue (until transmitted) or the fragment
-                             # table (until its first fragment arrives) holds the frame
+    VERDICT_QUEUED = -4      # internal: held by a CoS queue (until transmitted), the fragment
+                             # table (until its first fragment) or a neighbour wait
 
 # Built-in drop reasons (names in verdict.pyx, checked against these codes at import).
 cdef enum:
@@ -44,7 +44,7 @@ cdef uint32_t drop_reason_count() noexcept nogil
 
 
 cdef inline bint verdict_settled(int16_t v) noexcept nogil:
-    """True when a stage must leave the packet alone: dropped, or held (CoS queue, fragments)."""
+    """True when a stage must leave the packet alone: dropped, or held (VERDICT_QUEUED)."""
     return v == VERDICT_DROP or v == VERDICT_QUEUED
 
 
