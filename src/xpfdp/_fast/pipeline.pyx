@@ -296,14 +296,9 @@ cdef class Pipeline:
         self.exp_buf = NULL
 
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
-<<<<<<< HEAD
                  flow_cache=None, fragments=None, uint32_t burst_size=64, names=None,
-                 uint32_t tx_queue=0):
-=======
-                 flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0,
-                 neighbours=None, uint32_t neighbour_hold=64,
+                 uint32_t tx_queue=0, neighbours=None, uint32_t neighbour_hold=64,
                  uint64_t neighbour_hold_ns=1_000_000_000):
->>>>>>> main
         cdef Burst cb, cp, rb, tb, db
         ports = list(ports)
         stages = list(stages)
@@ -972,19 +967,16 @@ cdef class Pipeline:
                 (<Port>self.ports[k]).c_recycle(q, 0, n)
                 self.drops[DROP_SHUTDOWN] += n
                 q.n = 0
-<<<<<<< HEAD
         if self.fragments is not None:
             frag_drain(&self.fragments.t)
             self.recycle_fragments(FRAG_LIST_RELEASED, DROP_SHUTDOWN)
             self.recycle_fragments(FRAG_LIST_DROPPED, DROP_SHUTDOWN)
-=======
         for k in range(self.n_held):
             q = <Burst>self.dropb[self.held[k].ingress]
             q.d[0] = self.held[k].d
             (<Port>self.ports[self.held[k].ingress]).c_recycle(q, 0, 1)
             self.drops[DROP_SHUTDOWN] += 1
         self.n_held = 0
->>>>>>> main
 
     def close(self, bint close_ports=False):
         """Flush what the TX rings still take, return held frames, optionally close ports.
@@ -1030,12 +1022,9 @@ cdef class Pipeline:
                 "expired": int(self.sessions_expired),
             },
             "flow_cache": self.fc.stats() if self.fc is not None else None,
-<<<<<<< HEAD
             "fragments": self.fragments.stats() if self.fragments is not None else None,
-=======
             "neighbour_requests_lost": int(self.nreq_lost),
             "neighbour_held": int(self.n_held),
->>>>>>> main
         }
         return out
 
