@@ -55,6 +55,7 @@ from xpfdp.pipeline import (
     CosStage,
     FlowCache,
     Forwarder,
+    IcmpErrors,
     Pipeline,
     firewall_stages,
     xsk_workers,
@@ -135,6 +136,18 @@ class ForwarderConfig:
 
 
 @dataclass(frozen=True)
+class IcmpConfig:
+    """Rate limits of the ICMP errors the forwarder sends itself (Time Exceeded; PMTU errors
+    are exempt), Linux's defaults: 1000/s with bursts of 50 overall, one per second with
+    bursts of 6 per destination."""
+
+    rate_per_s: int = 1000
+    burst: int = 50
+    peer_interval_ms: int = 1000
+    peer_burst: int = 6
+
+
+@dataclass(frozen=True)
 class FirewallConfig:
     """A validated firewall config (see the module docstring for the TOML form)."""
 
@@ -147,6 +160,7 @@ class FirewallConfig:
     cos: CosConfig | None
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
     namespace: str | None = None
+    icmp: IcmpConfig = field(default_factory=IcmpConfig)
 
     def interface(self, side: str) -> Interface:
         """The Interface of `side` ("lan" or "wan")."""
@@ -377,6 +391,18 @@ def _forwarder(config: dict) -> ForwarderConfig:
     return ForwarderConfig(queues, ring, burst, mode, sessions)
 
 
+def _icmp(config: dict) -> IcmpConfig:
+    table = _take(config, "icmp", "", dict, {})
+    p = "icmp."
+    names = [f.name for f in dataclasses.fields(IcmpConfig)]
+    _no_extra(table, set(names), p)
+    d = IcmpConfig()
+    return IcmpConfig(*(
+        _positive(_take(table, n, p, int, getattr(d, n)), f"{p}{n}", maximum=1_000_000)
+        for n in names
+    ))  # fmt: skip
+
+
 def parse_config(config: dict[str, Any]) -> FirewallConfig:
     """Validate a config dict (as loaded from TOML) into a FirewallConfig.
 
@@ -386,7 +412,18 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
         raise ConfigError(f"top level: expected a table, got {type(config).__name__}")
     _no_extra(
         config,
-        {"namespace", "lan", "wan", "routes", "neighbours", "nat", "mss", "cos", "forwarder"},
+        {
+            "namespace",
+            "lan",
+            "wan",
+            "routes",
+            "neighbours",
+            "nat",
+            "mss",
+            "cos",
+            "forwarder",
+            "icmp",
+        },
         "",
     )
     namespace = _take(config, "namespace", "", str, None)
@@ -426,6 +463,7 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
         cos=_cos(config),
         forwarder=_forwarder(config),
         namespace=namespace,
+        icmp=_icmp(config),
     )
 
 
@@ -561,17 +599,32 @@ def cos_rules(cos: CosConfig) -> list[dict]:
     return rules
 
 
+def _first_addresses(iface: Interface) -> list[str]:
+    return [str(a) for a in (iface.address(4), iface.address(6)) if a is not None]
+
+
 def build_pipeline(config: FirewallConfig, lan_port, wan_port):
     """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
-    parse → session (new flows only from the LAN, SNAT to the WAN addresses) → NAT →
-    route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured)."""
+    parse → session (new flows only from the LAN, SNAT to the WAN addresses; ICMP errors
+    translated through the session they quote) → NAT → route → MTU → TTL → MSS clamp → L2
+    rewrite → fragment → count → CoS on WAN egress (if configured). The forwarder's own ICMP
+    errors come from the ingress side's first address of the family."""
     prefixes, hops = routing(config)
     routes = RouteTable()
     for prefix, hop in prefixes:
         routes.add(prefix, hop)
-    snat = [str(a) for a in (config.wan.address(4), config.wan.address(6)) if a is not None]
+    snat = _first_addresses(config.wan)
+    icmp = IcmpErrors(
+        {PORT_LAN: _first_addresses(config.lan), PORT_WAN: _first_addresses(config.wan)},
+        **dataclasses.asdict(config.icmp),
+    )
     stages = firewall_stages(
-        PORT_LAN, PORT_WAN, snat=snat, snat_ports=config.snat_ports, mss=config.mss_clamp_bytes
+        PORT_LAN,
+        PORT_WAN,
+        snat=snat,
+        snat_ports=config.snat_ports,
+        mss=config.mss_clamp_bytes,
+        icmp=icmp,
     )
     if config.cos is not None:
         stages.append(

@@ -22,7 +22,16 @@ Stages (``xpfdp.pipeline``), run in the order given:
 * ``NatStage()`` -- applies the session's SNAT/DNAT (incremental checksums).
 * ``RouteStage()`` -- LPM on the post-NAT destination; verdict = next hop's port
   (``no_route`` otherwise); stores resolved flows in the flow cache.
-* ``TtlStage()`` -- TTL / hop limit decrement; ``ttl_expired`` drops.
+* ``TtlStage(icmp=None)`` -- TTL / hop limit decrement; an expiring packet becomes an ICMP
+  Time Exceeded back out of its ingress port when ``icmp`` (an ``IcmpErrors``) is given and
+  its rate limits allow, else a ``ttl_expired`` drop.
+* ``MtuStage(icmp=None)`` -- packets longer than the egress ``Port.mtu``: IPv6 and IPv4 with
+  DF get Packet Too Big / Fragmentation Needed (``mtu_exceeded`` drop when none can be
+  sent), IPv4 without DF is marked for ``FragmentStage()``, which splits it after the L2
+  rewrite (``fragment_no_tx_frame`` when TX frames are short).
+* ``IcmpErrors({port: addresses}, rate_per_s=1000, burst=50, peer_interval_ms=1000,
+  peer_burst=6)`` -- source addresses and Linux-like rate limits for the errors the
+  forwarder sends itself (see docs/icmp.md).
 * ``MssClampStage(mss_v4, mss_v6=None)`` -- clamps SYN MSS options (v6 default mss_v4 - 20).
 * ``L2Stage()`` -- writes the next hop's source/destination MACs.
 * ``CountStage(name="count")`` -- packets and bytes reaching it.
@@ -34,8 +43,8 @@ Stages (``xpfdp.pipeline``), run in the order given:
   ``burst.verdict[i]`` (-1 drop → ``user_drop``, >= 0 egress port) and edit frames via
   ``burst.frame(i)``. An exception stops the worker (``Pipeline.error``).
 
-``firewall_stages(lan, wan, snat=..., mss=...)`` returns the standard list
-parse → session → nat → route → ttl → mss_clamp → l2 → count.
+``firewall_stages(lan, wan, snat=..., mss=..., icmp=...)`` returns the standard list
+parse → session → nat → route → mtu → ttl → mss_clamp → l2 → fragment → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
 burst_size=64, names=None, tx_queue=4 * burst_size)``:
@@ -90,8 +99,11 @@ from xpfdp._fast.pipeline import (
     CosStage,
     CountStage,
     FlowCache,
+    FragmentStage,
+    IcmpErrors,
     L2Stage,
     MssClampStage,
+    MtuStage,
     NatStage,
     ParseStage,
     Pipeline,
@@ -103,9 +115,11 @@ from xpfdp._fast.pipeline import (
 )
 
 
-def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
+def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None, icmp=None):
     """The stateful NAT firewall stage list: new flows only from port index `lan`, SNAT of
-    flows leaving through `wan` to `snat` (address or list, one per family), MSS clamp."""
+    flows leaving through `wan` to `snat` (address or list, one per family), egress MTU
+    (errors or fragments), TTL, MSS clamp; `icmp` (an IcmpErrors) lets the forwarder send
+    Time Exceeded / Packet Too Big / Fragmentation Needed itself."""
     stages = [
         ParseStage(),
         SessionStage(
@@ -114,11 +128,12 @@ def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
         ),
         NatStage(),
         RouteStage(),
-        TtlStage(),
+        MtuStage(icmp),
+        TtlStage(icmp),
     ]
     if mss:
         stages.append(MssClampStage(mss))
-    stages += [L2Stage(), CountStage()]
+    stages += [L2Stage(), FragmentStage(), CountStage()]
     return stages
 
 
@@ -368,8 +383,11 @@ __all__ = [
     "CountStage",
     "FlowCache",
     "Forwarder",
+    "FragmentStage",
+    "IcmpErrors",
     "L2Stage",
     "MssClampStage",
+    "MtuStage",
     "NatStage",
     "ParseStage",
     "Pipeline",

@@ -40,7 +40,13 @@ cdef enum:
     DROP_COS_BAD_DESC = 27
     DROP_NAT_FAILED = 28
     DROP_SHUTDOWN = 29
-    DROP_REASON_COUNT = 30
+    DROP_ICMP_ERROR_NO_SESSION = 30
+    DROP_ICMP_ERROR_MALFORMED = 31
+    DROP_ICMP_UNSUPPORTED = 32
+    DROP_NAT_UNTRANSLATABLE = 33
+    DROP_MTU_EXCEEDED = 34
+    DROP_FRAGMENT_NO_TX_FRAME = 35
+    DROP_REASON_COUNT = 36
 
 # pkt_ctx_t.flags
 cdef enum:
@@ -48,6 +54,7 @@ cdef enum:
     CTX_ROUTED = 0x02        # next hop already resolved (flow cache hit, or new-flow routing)
     CTX_FC_INSERT = 0x04     # a miss the route stage should store in the flow cache
     CTX_HAS_KEY = 0x08       # `key` holds the packet's pre-NAT session key
+    CTX_FRAGMENT = 0x10      # longer than the egress MTU, no DF: FragmentStage splits it
 
 # Per packet scratch of one burst, beside the Burst's meta and verdict.
 ctypedef struct pkt_ctx_t:

@@ -32,15 +32,37 @@ from xpfdp._fast.csum cimport (
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
+    PROTO_UDP,
     REWRITE_BAD_L4_CSUM,
     TTL_EXPIRED,
+    ipv4_header_checksum,
     is_icmp_echo,
+    load_be16,
     mss_clamp,
     nat_rewrite,
+    store_be16,
     ttl_decrement,
 )
 from xpfdp._fast.hash cimport mix64
-from xpfdp._fast.meta cimport META_L4_VALID, PARSE_OK, pkt_meta_t
+from xpfdp._fast.icmp_error cimport (
+    ICMP4_DEST_UNREACH,
+    ICMP4_FRAG_NEEDED,
+    ICMP4_TIME_EXCEEDED,
+    ICMP6_PACKET_TOO_BIG,
+    ICMP6_TIME_EXCEEDED,
+    QUOTE_OK,
+    icmp_bucket_init,
+    icmp_bucket_t,
+    icmp_bucket_take,
+    icmp_checksum_ok,
+    icmp_error_allowed,
+    icmp_error_build,
+    icmp_quote_parse,
+    icmp_quote_t,
+    icmp_quote_translate,
+    meta_is_icmp_error,
+)
+from xpfdp._fast.meta cimport META_FRAGMENT, META_L4_VALID, PARSE_OK, pkt_meta_t
 from xpfdp._fast.parse cimport parse_one
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport (
@@ -88,6 +110,8 @@ DROP_REASONS = tuple(f"parse_error:{s}" for s in PARSE_STATUS_NAMES) + (
     "no_egress", "bad_egress", "pass_unsupported", "tx_ring_full_dropped",
     "copy_no_tx_frame", "user_drop", "user_error", "cos_drop:flow_share", "cos_drop:buffer",
     "cos_drop:capacity", "cos_drop:bad_desc", "nat_failed", "shutdown",
+    "icmp_error_no_session", "icmp_error_malformed", "icmp_unsupported", "nat_untranslatable",
+    "mtu_exceeded", "fragment_no_tx_frame",
 )
 assert len(DROP_REASONS) == DROP_REASON_COUNT
 
@@ -163,11 +187,13 @@ cdef inline bint key_from_meta(const pkt_meta_t* m, skey_t* k) noexcept nogil:
 include "flowcache.pxi"
 include "stages/base.pxi"
 include "stages/parse.pxi"
+include "stages/icmp.pxi"
 include "stages/session.pxi"
 include "stages/nat.pxi"
 include "stages/route.pxi"
 include "stages/l2.pxi"
 include "stages/ttl.pxi"
+include "stages/mtu.pxi"
 include "stages/mss.pxi"
 include "stages/count.pxi"
 include "stages/cos.pxi"

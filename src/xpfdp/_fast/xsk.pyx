@@ -31,7 +31,10 @@ from libc.string cimport memcpy, memset, strerror
 from xpfdp._fast.meta cimport pkt_meta_t
 
 import errno as _errno
+import fcntl
 import os
+import socket
+import struct
 import time
 
 import numpy as np
@@ -124,6 +127,7 @@ assert DESC.itemsize == sizeof(xdp_desc)
 
 _HUGE_PAGE_BYTES = 2 * 1024 * 1024
 _BIND_RETRY_BUDGET_S = 5.0
+_SIOCGIFMTU = 0x8921
 _BIND_RETRY_SLEEP_S = 0.01
 
 cdef tuple _port_stat_names():
@@ -523,6 +527,15 @@ cdef class Port:
     def __dealloc__(self):
         free(self.pend)
 
+    def set_mtu(self, mtu):
+        """Set the IP MTU of this port's link in bytes (68..65535; 0: unknown, so the
+        pipeline's MTU stage checks nothing). Packets longer than it are not sent out of the
+        port as they are: see xpfdp.pipeline.MtuStage."""
+        mtu = int(mtu)
+        if mtu != 0 and not 68 <= mtu <= 65535:
+            raise ValueError(f"mtu must be 0 or in 68..65535, not {mtu}")
+        self.mtu = mtu
+
     cdef int _alloc_pending(self, uint32_t capacity) except -1:
         """The pending-TX FIFO; a power of two (2 x a validated ring size), so indices wrap
         with a mask instead of a division per descriptor."""
@@ -841,9 +854,21 @@ cdef class XskPort(Port):
                 self.refill()
             self.program.set_socket(queue, self.fd)
             self.st.fill_empty = 0  # priming an empty ring is not a starvation event
+            self._mtu_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.refresh_mtu()
         except BaseException:
             self.close()
             raise
+
+    def refresh_mtu(self):
+        """Re-read the interface's MTU (SIOCGIFMTU through a socket made in its namespace,
+        so it works from any thread or namespace) and return it."""
+        if self._mtu_sock is None:
+            raise ValueError("port is closed")
+        req = struct.pack("16si", self.ifname.encode()[:15], 0)
+        res = fcntl.ioctl(self._mtu_sock.fileno(), _SIOCGIFMTU, req)
+        self.set_mtu(struct.unpack("16si", res)[1])
+        return self.mtu
 
     cdef int _create(self, bytes name_b, bint primary, xsk_socket_config *cfg) except? 1:
         """Create/bind the socket, retrying EBUSY (the previous socket on this queue is
@@ -869,6 +894,9 @@ cdef class XskPort(Port):
         program (detached with its last port) and unregister an idle UMEM. Idempotent,
         and safe on a port whose construction failed part way."""
         self.closed = True
+        if self._mtu_sock is not None:
+            self._mtu_sock.close()
+            self._mtu_sock = None
         try:
             if self.program is not None and self.fd >= 0:
                 self.program.clear_socket(self.queue)
@@ -1066,13 +1094,14 @@ cdef class MemPort(Port):
 
     `source` needs `buf` (uint8), `offsets` (uint64) and `lengths` (uint32) like
     `xpfdp.pcap.FrameBatch`. `loop=True` replays it forever. `capture` is how many TX
-    frames to keep (0: count only).
+    frames to keep (0: count only). `mtu` is the link MTU the pipeline checks (0: none).
     """
 
     def __init__(self, Umem umem, source=None, *, bint loop=False, int ring_size=1024,
-                 uint32_t capture=0, fill_target=None):
+                 uint32_t capture=0, fill_target=None, mtu=1500):
         if umem is None or umem.closed:
             raise ValueError("MemPort needs an open Umem")
+        self.set_mtu(mtu)
         validate_ring_size(ring_size)
         self.umem = umem
         self.ring_size = ring_size

@@ -11,7 +11,12 @@ cdef class SessionStage(Stage):
     leaving through a port with an SNAT pool gets the pool address and a free port from
     the pool range (ICMP echo keeps its identifier); both entries are installed at once.
     Packets without a session key (non-first fragments, non-L4) are dropped as
-    policy_denied when they come from outside `new_flow_ports`, else passed statelessly.
+    policy_denied when they come from outside `new_flow_ports`; from inside they pass
+    statelessly unless they would leave through an SNAT port (nat_untranslatable), as do new
+    flows of a protocol SNAT cannot translate. ICMP errors open nothing: each is translated
+    through the session of the packet it quotes (icmp_error_no_session when there is none,
+    icmp_error_malformed when the quote or checksum is bad); other non-echo ICMP is dropped
+    as icmp_unsupported.
     """
 
     cdef uint32_t new_flow_mask
@@ -23,6 +28,7 @@ cdef class SessionStage(Stage):
     cdef uint32_t cursor[MAX_PORTS]
     cdef readonly uint64_t nat_allocations
     cdef readonly uint64_t nat_collisions
+    cdef readonly uint64_t icmp_errors_translated
     cdef dnat_rule_t dnat[MAX_DNAT]
     cdef uint32_t n_dnat
 
@@ -108,12 +114,16 @@ cdef class SessionStage(Stage):
     cdef int snat_pick(self, Pipeline p, uint32_t e, const skey_t* k,
                        sdecision_t* d) noexcept nogil:
         """Fill the SNAT part of `d` for key `k` leaving through `e`; -1 when no port is
-        free, 0 when the port has no pool for this family, 1 when set."""
+        free, -2 for a protocol SNAT cannot translate (not TCP, UDP or echo), 0 when the port
+        has no pool for this family, 1 when set."""
         cdef uint8_t fam = 1 if k.af == 2 else 2
         cdef skey_t rk
         cdef uint32_t span, tries, cand
         if not (self.snat_flags[e] & fam):
             return 0
+        if k.proto != PROTO_TCP and k.proto != PROTO_UDP and k.proto != PROTO_ICMP \
+                and k.proto != PROTO_ICMPV6:
+            return -2   # no port or identifier to translate: never leaves untranslated
         memset(&rk, 0, sizeof(skey_t))
         rk.af = k.af
         rk.proto = k.proto
@@ -150,8 +160,23 @@ cdef class SessionStage(Stage):
             self.nat_collisions += 1
         return -1
 
+    cdef bint leaves_snat(self, Pipeline p, const pkt_meta_t* m) noexcept nogil:
+        """A packet with no session key would leave through a port that SNATs its family."""
+        cdef int32_t nh
+        if m.ip_version != 4 and m.ip_version != 6:
+            return False
+        nh = p.routes.lookup_addr(m.dst, m.ip_version)
+        if nh < 0 or <uint32_t>nh >= p.n_nh or p.nh[nh].port >= MAX_PORTS:
+            return False
+        return (self.snat_flags[p.nh[nh].port] & (1 if m.ip_version == 4 else 2)) != 0
+
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         return self.resolve(p, b, ingress, p.sessions)
+
+    def stats(self):
+        out = Stage.stats(self)
+        out["icmp_errors_translated"] = self.icmp_errors_translated
+        return out
 
     cdef int resolve(self, Pipeline p, Burst b, uint32_t ingress, SessionTable t) noexcept nogil:
         cdef uint32_t i
@@ -172,10 +197,25 @@ cdef class SessionStage(Stage):
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
-            if not key_from_meta(&b.m[i], &c.key):
+            m = &b.m[i]
+            if not key_from_meta(m, &c.key):
                 if not (self.new_flow_mask >> ingress) & 1:
                     drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
+                elif self.leaves_snat(p, m):
+                    drop_pkt(b, p.ctx, i, DROP_NAT_UNTRANSLATABLE)
+                    self.c_drops += 1
+                continue
+            if ((m.protocol == PROTO_ICMP or m.protocol == PROTO_ICMPV6)
+                    and not is_icmp_echo(m.protocol, m.icmp_type)):
+                # Errors follow the session of the packet they quote; other ICMP opens none.
+                rc = icmp_error_translate(p, b.umem.area + b.d[i].addr, b.d[i].len, m, t) \
+                    if meta_is_icmp_error(m) else DROP_ICMP_UNSUPPORTED
+                if rc != 0xFF:
+                    drop_pkt(b, p.ctx, i, <uint8_t>rc)
+                    self.c_drops += 1
+                else:
+                    self.icmp_errors_translated += 1
                 continue
             c.flags |= CTX_HAS_KEY
             if p.fc is not None:
@@ -229,7 +269,8 @@ cdef class SessionStage(Stage):
             if e < MAX_PORTS:
                 rc = self.snat_pick(p, e, &c.key, &c.dec)
                 if rc < 0:
-                    drop_pkt(b, p.ctx, i, DROP_NAT_PORTS_EXHAUSTED)
+                    drop_pkt(b, p.ctx, i, DROP_NAT_PORTS_EXHAUSTED if rc == -1
+                             else DROP_NAT_UNTRANSLATABLE)
                     self.c_drops += 1
                     continue
             memset(&sm, 0, sizeof(smeta_t))
