@@ -657,7 +657,9 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     """
     config = resolve_macs(config)
     f = config.forwarder
-    frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
+    tx_frames = 4 * f.burst  # for the extra fragments of IPv4 packets split to the egress MTU
+    # per port: fill ring x2, in flight, TX queue; plus the fragment frames
+    frames = 2 * 3 * f.ring_size + 8 * f.burst + tx_frames
     port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
     with inside(config.namespace):  # sockets and program attach belong to that namespace
         pipelines = xsk_workers(
@@ -665,7 +667,7 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
             lambda _queue, ports: build_pipeline(config, *ports),
             queues=f.queues,
             frames=frames,
-            tx_frames=0,
+            tx_frames=tx_frames,
             **port_options,
         )
     return Forwarder(pipelines, handle_signals=handle_signals)

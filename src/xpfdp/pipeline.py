@@ -79,7 +79,8 @@ returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedu
 ``start()``, ``stop()``, ``run(duration_s)``, context manager; ``errors`` lists worker
 failures (also re-raised by ``stop()``/``run()``); ``update(fn)`` runs ``fn(pipeline)``
 in each worker's thread between polls -- the only safe way to change routes, next hops,
-NAT rules or sessions while running; ``stats()`` is ``{"workers": [per
+NAT rules or sessions while running; interface MTUs are re-read every second
+(``refresh_mtus()`` does it at once); ``stats()`` is ``{"workers": [per
 pipeline stats], "total": summed counters}``. Teardown closes pipelines, then ports
 (sockets), then UMEMs, also on exceptions and SIGINT/SIGTERM.
 """
@@ -136,6 +137,8 @@ def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None, 
     stages += [L2Stage(), FragmentStage(), CountStage()]
     return stages
 
+
+MTU_POLL_S = 1.0  # how often a running Forwarder re-reads its interfaces' MTUs
 
 _SUMMED = ("rx_packets", "tx_packets", "drops_total", "polls", "idle_polls", "pending_tx")
 
@@ -200,6 +203,8 @@ class Forwarder:
     """
 
     def __init__(self, pipelines, *, handle_signals: bool = True):
+        self._mtu_stop = threading.Event()
+        self._mtu_watch: threading.Thread | None = None
         self.pipelines = list(pipelines)
         if not self.pipelines:
             raise ValueError("a Forwarder needs at least one pipeline")
@@ -291,7 +296,26 @@ class Forwarder:
             )
             self._threads.append(t)
             t.start()
+        self._mtu_stop.clear()
+        self._mtu_watch = threading.Thread(target=self._watch_mtus, name="xpfdp-mtu", daemon=True)
+        self._mtu_watch.start()
         return self
+
+    def refresh_mtus(self) -> None:
+        """Re-read the MTU of every AF_XDP port's interface. Workers see a new value from
+        their next packet on (one aligned word, read without a lock)."""
+        for p in self.pipelines:
+            for port in p.ports:
+                if hasattr(port, "refresh_mtu") and not port.closed:
+                    port.refresh_mtu()
+
+    def _watch_mtus(self) -> None:
+        """Follow interface MTU changes while running, once per MTU_POLL_S."""
+        while not self._mtu_stop.wait(MTU_POLL_S):
+            try:
+                self.refresh_mtus()
+            except (OSError, ValueError):  # a port closing under us: the next round sees it
+                continue
 
     def _on_signal(self, signum, frame):
         self._signalled = signum
@@ -312,6 +336,10 @@ class Forwarder:
     def stop(self) -> None:
         """Stop and join the workers, restore signal handlers; re-raise a worker error."""
         self._stopping = True
+        self._mtu_stop.set()
+        if self._mtu_watch is not None:
+            self._mtu_watch.join()
+            self._mtu_watch = None
         for p in self.pipelines:
             p.stop()
         for t in self._threads:
