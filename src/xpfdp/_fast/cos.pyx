@@ -1,18 +1,17 @@
 # cython: language_level=3
 """Class-of-service fast path: MQFQ flow-fair queues, FIFO queues, token buckets, scheduler.
 
-The algorithms follow reference/mqfq.md: finish tags in bytes over seeded hash buckets
-(§1–§2), exact rollback through a LIFO snapshot stack (§2.4–§2.5), lazy-refill token buckets
-(§3.1), strict service order guarantee → surplus (§3.4–§3.6) and admission with ECN CE
-marking (§4). Every per-packet path is a nogil C function over plain structs.
+The design is in docs/cos.md: finish tags in bytes over seeded hash buckets, exact
+rollback through a LIFO snapshot stack, lazy-refill token buckets, the service order
+guarantee → surplus, and admission with ECN CE marking. Every per-packet path is a nogil C function over plain structs.
 
 Rollback design: drains pop speculatively with snapshots and `settle(accepted)` pushes the
 unsent tail back in LIFO order. A peek/commit design would have to replay MQFQ selection
 without mutating heads and vtime for every peeked packet, i.e. do the work twice; the
-snapshot stack keeps one code path, and §2.11's T7–T15 vectors pin its exactness. Beyond
-§2.4, a snapshot also records the bucket's activation sequence, so a drained bucket that is
-restored regains its exact place in the tie-break order (the reference pushes it to the
-front, which can reorder equal-tag buckets): a full rollback is then indistinguishable from
+snapshot stack keeps one code path, and the T7–T15 state traces pin its exactness. A
+snapshot also records the bucket's activation sequence, so a drained bucket that is
+restored regains its exact place in the tie-break order (pushing it to the front instead
+could reorder equal-tag buckets): a full rollback is then indistinguishable from
 never having popped, which the property tests check.
 """
 
@@ -48,17 +47,8 @@ cdef enum:
     GUARANTEE_QUANTUM_MAX = 524288
     NS_PER_S = 1000000000
 
-# Exact queues at or above this rate use the shared_exact admission formulas (mqfq.md §1.2).
+# Exact queues at or above this rate use the shared_exact admission formulas (docs/cos.md, Admission).
 cdef uint64_t SHARED_EXACT_MIN_RATE = 312500000
-
-# Admission verdicts, one per enqueued packet.
-cdef enum:
-    COS_ADMIT = 0
-    COS_ADMIT_MARKED = 1
-    COS_DROP_FLOW_SHARE = 2
-    COS_DROP_BUFFER = 3
-    COS_DROP_CAPACITY = 4
-    COS_DROP_BAD_DESC = 5
 
 # Errors of the structural operations.
 cdef enum:
@@ -114,7 +104,7 @@ cdef inline uint64_t mul_div(uint64_t a, uint64_t b, uint64_t d) noexcept nogil:
     return UINT64_MAX if r > UINT64_MAX else <uint64_t>r
 
 
-# ---------------------------------------------------------------- flow hash (§1.7)
+# ---------------------------------------------------------------- flow hash (docs/cos.md)
 
 cdef inline uint64_t hash_mix(uint64_t s, uint64_t v) noexcept nogil:
     return s ^ (v + COS_GOLDEN + (s << 6) + (s >> 2))
@@ -154,7 +144,7 @@ cdef uint32_t cos_meta_bucket(uint64_t seed, uint32_t mask, const pkt_meta_t* m)
 
 
 def flow_bucket(uint64_t seed, key, uint32_t nbuckets=4096):
-    """Bucket of `key` = (protocol, src, dst, sport, dport) or None, as the §1.7 hash.
+    """Bucket of `key` = (protocol, src, dst, sport, dport) or None, as the docs/cos.md flow hash.
 
     Addresses are `ipaddress` objects, strings or packed bytes; both must be the same family.
     """
@@ -273,7 +263,7 @@ cdef inline void heap_rekey(cosq_t* q, uint32_t b) noexcept nogil:
         heap_sift_down(q, i)
 
 
-# ---------------------------------------------------------------- queue core (§2)
+# ---------------------------------------------------------------- queue core (docs/cos.md, MQFQ)
 
 cdef int cosq_init(cosq_t* q, uint32_t nbuckets, uint32_t capacity) except -1:
     memset(q, 0, sizeof(cosq_t))
@@ -329,7 +319,7 @@ cdef inline void activate(cosq_t* q) noexcept nogil:
 
 
 cdef int cosq_push_back(cosq_t* q, const cos_item_t* item) noexcept nogil:
-    """Enqueue without admission (§2.1). item.len > 0 and item.bucket < nbuckets."""
+    """Enqueue without admission (docs/cos.md, MQFQ). item.len > 0 and item.bucket < nbuckets."""
     if q.free_head < 0:
         return COS_FULL
     q.n_snapshots = 0                # any enqueue invalidates every rollback snapshot
@@ -364,7 +354,7 @@ cdef inline const cos_item_t* cosq_front(const cosq_t* q) noexcept nogil:
 
 
 cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
-    """Pop the minimum (head finish, activation) packet (§2.3)."""
+    """Pop the minimum (head finish, activation) packet (docs/cos.md, MQFQ)."""
     if q.heap_len == 0:
         return COS_EMPTY
     if snapshot and q.n_snapshots >= COS_BATCH_MAX:
@@ -406,7 +396,7 @@ cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
 
 
 cdef int cosq_push_front(cosq_t* q, const cos_item_t* item) noexcept nogil:
-    """Undo the most recent pop of this same packet exactly (§2.4)."""
+    """Undo the most recent pop of this same packet exactly (docs/cos.md, Rollback)."""
     cdef uint32_t b = item.bucket
     cdef uint64_t n = item.len
     cdef cos_snap_t snap
@@ -455,7 +445,7 @@ cdef int cosq_push_front(cosq_t* q, const cos_item_t* item) noexcept nogil:
 
 
 cdef int cosq_drop_orphan(cosq_t* q) noexcept nogil:
-    """Forget the top snapshot of a popped packet that was discarded (§2.5)."""
+    """Forget the top snapshot of a popped packet that was discarded (docs/cos.md, Rollback)."""
     if q.n_snapshots == 0:
         return COS_EMPTY
     q.n_snapshots -= 1
@@ -499,7 +489,7 @@ cdef void cosq_settle(cosq_t* q, uint32_t accepted) noexcept nogil:
     q.n_popped = 0
 
 
-# ---------------------------------------------------------------- admission (§4)
+# ---------------------------------------------------------------- admission (docs/cos.md)
 
 cdef void admission_limits(bint flow_fair, bint shared_exact, uint64_t buffer_bytes,
                            uint64_t rate, uint64_t prospective,
@@ -522,7 +512,7 @@ cdef void admission_limits(bint flow_fair, bint shared_exact, uint64_t buffer_by
 
 def admission_limits_for(bint flow_fair, bint shared_exact, uint64_t buffer_bytes,
                          uint64_t transmit_rate_bytes_per_s, uint64_t prospective_flows):
-    """(buffer_limit, share_limit) in bytes for the given queue shape and flow count (§4)."""
+    """(buffer_limit, share_limit) in bytes for the given queue shape and flow count (docs/cos.md, Admission)."""
     cdef uint64_t bl, sl
     admission_limits(flow_fair, shared_exact, buffer_bytes, transmit_rate_bytes_per_s,
                      prospective_flows if prospective_flows > 0 else 1, &bl, &sl)
@@ -589,7 +579,7 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
         q.counters.drops_capacity += 1
         return COS_DROP_CAPACITY
     if q.flow_fair and not q.shared_exact:
-        occupancy = q.bk[b].bytes                 # per-flow arm only (#784)
+        occupancy = q.bk[b].bytes                 # per-flow arm only (regression 19 in docs/cos.md)
         threshold = share_limit // 3
     else:
         occupancy = q.queued_bytes                    # aggregate arm
@@ -747,7 +737,7 @@ cdef class CosQueue:
         return out
 
     def active_order(self):
-        """Active buckets in tie-break order (the ring order of §1.5)."""
+        """Active buckets in tie-break order (docs/cos.md, MQFQ)."""
         ties = sorted(self.q.heap[i].tie for i in range(self.q.heap_len))
         return [t & 0xFFFF for t in ties]
 
@@ -799,7 +789,7 @@ cdef class CosQueue:
         return it
 
     def push(self, uint64_t length, key=None, uint64_t addr=0, uint32_t options=0):
-        """Enqueue without admission (§2.1); returns the bucket. For traces and tests."""
+        """Enqueue without admission (docs/cos.md, MQFQ); returns the bucket. For traces and tests."""
         cdef cos_item_t it = self._item(length, key, addr, options)
         if cosq_push_back(&self.q, &it) == COS_FULL:
             raise OverflowError(f"queue holds capacity_items={self.q.capacity} packets")
@@ -807,7 +797,7 @@ cdef class CosQueue:
 
     def enqueue(self, uint64_t length, key=None, uint64_t addr=0, uint32_t options=0,
                 frame=None):
-        """Admit-or-drop one packet (§4); returns a verdict (ADMIT, DROP_*, ...).
+        """Admit-or-drop one packet (docs/cos.md, Admission); returns a verdict (ADMIT, DROP_*, ...).
 
         `frame` (a writable buffer holding the Ethernet frame) enables ECN CE marking.
         """
@@ -848,7 +838,7 @@ cdef class CosQueue:
             raise OverflowError(f"queue holds capacity_items={self.q.capacity} packets")
 
     def drop_orphan(self):
-        """Account a popped packet that was discarded instead of sent or restored (§2.5)."""
+        """Account a popped packet that was discarded instead of sent or restored (docs/cos.md, Rollback)."""
         self._check_unscheduled()
         if cosq_drop_orphan(&self.q) == COS_EMPTY:
             raise RuntimeError("no snapshot to drop: nothing popped since the last batch start")
@@ -941,7 +931,7 @@ cdef class CosQueue:
             cosq_settle(&self.q, accepted)
 
     def check_invariants(self):
-        """Raise AssertionError if a structural invariant of §1.8 is broken."""
+        """Raise AssertionError if a structural invariant (docs/cos.md, Invariants) is broken."""
         q = &self.q
         active = 0
         total_bytes = 0
@@ -986,9 +976,9 @@ cdef class CosQueue:
 
 
 cdef class FlowFairQueue(CosQueue):
-    """MQFQ over hashed flow buckets: byte-fair service in finish-tag order (mqfq.md §1–§2).
+    """MQFQ over hashed flow buckets: byte-fair service in finish-tag order (docs/cos.md).
 
-    `buffer_bytes` and `transmit_rate_bytes_per_s` drive admission (§4); `seed=None` draws
+    `buffer_bytes` and `transmit_rate_bytes_per_s` drive admission (docs/cos.md); `seed=None` draws
     a random non-zero seed so the bucket mapping is not probeable.
     """
 
@@ -1005,7 +995,7 @@ cdef class FifoQueue(CosQueue):
         self._setup(1, 0, False, buffer_bytes, 0, capacity_items)
 
 
-# ---------------------------------------------------------------- token bucket (§3.1)
+# ---------------------------------------------------------------- token bucket (docs/cos.md)
 
 cdef void tb_refill(cos_tb_t* tb, uint64_t now_ns) noexcept nogil:
     cdef uint64_t added
@@ -1021,31 +1011,59 @@ cdef void tb_refill(cos_tb_t* tb, uint64_t now_ns) noexcept nogil:
     added = mul_div(now_ns - tb.last_ns, tb.rate_bytes_per_s, NS_PER_S)
     if added == 0:
         return                                  # keep the stamp: no fractional loss yet
-    tb.tokens = u64min(sat_add(tb.tokens, added), tb.burst_bytes)
+    if tb.debt_bytes >= added:
+        tb.debt_bytes -= added
+    else:
+        tb.tokens = u64min(sat_add(tb.tokens, added - tb.debt_bytes), tb.burst_bytes)
+        tb.debt_bytes = 0
     tb.last_ns = now_ns
 
 
+# A packet costs more than a bucket can ever hold (cost > burst_bytes): it is served once the
+# bucket is full and the excess becomes debt that refills repay before tokens count again
+# (HTB's negative tokens), so the long-run rate holds and nothing waits forever.
+
+cdef inline uint64_t tb_need(const cos_tb_t* tb, uint64_t cost) noexcept nogil:
+    """Tokens that must be present to send `cost`: the cost, at most a full bucket."""
+    return u64min(cost, tb.burst_bytes)
+
+
 cdef uint64_t tb_ns_until(const cos_tb_t* tb, uint64_t need) noexcept nogil:
-    """Nanoseconds until `need` tokens are available; 0 for an uncapped (rate 0) bucket."""
+    """Nanoseconds until a packet costing `need` may be sent (debt repaid and
+    min(need, burst) tokens present); 0 for an uncapped (rate 0) bucket."""
     cdef cos_u128 ns
-    if tb.rate_bytes_per_s == 0 or tb.tokens >= need:
+    cdef uint64_t want = tb_need(tb, need)
+    if tb.rate_bytes_per_s == 0 or (tb.debt_bytes == 0 and tb.tokens >= want):
         return 0
-    ns = (<cos_u128>(need - tb.tokens) * NS_PER_S + tb.rate_bytes_per_s - 1) // tb.rate_bytes_per_s
+    ns = ((<cos_u128>want + tb.debt_bytes - tb.tokens) * NS_PER_S + tb.rate_bytes_per_s - 1) \
+        // tb.rate_bytes_per_s
     return UINT64_MAX if ns > UINT64_MAX else <uint64_t>ns
 
 
 cdef inline bint tb_covers(const cos_tb_t* tb, uint64_t cost) noexcept nogil:
-    return tb.rate_bytes_per_s == 0 or tb.tokens >= cost
+    return tb.rate_bytes_per_s == 0 or (
+        tb.debt_bytes == 0 and tb.burst_bytes != 0 and tb.tokens >= tb_need(tb, cost))
 
 
 cdef inline void tb_take(cos_tb_t* tb, uint64_t cost) noexcept nogil:
-    if tb.rate_bytes_per_s != 0:
+    if tb.rate_bytes_per_s == 0:
+        return
+    if cost <= tb.tokens:
         tb.tokens -= cost
+    else:
+        tb.debt_bytes = sat_add(tb.debt_bytes, cost - tb.tokens)
+        tb.tokens = 0
 
 
 cdef inline void tb_give(cos_tb_t* tb, uint64_t cost) noexcept nogil:
-    if tb.rate_bytes_per_s != 0:
-        tb.tokens += cost
+    """Refund `cost` taken earlier (settle): debt first, then tokens (exact undo)."""
+    if tb.rate_bytes_per_s == 0:
+        return
+    if tb.debt_bytes >= cost:
+        tb.debt_bytes -= cost
+    else:
+        tb.tokens += cost - tb.debt_bytes
+        tb.debt_bytes = 0
 
 
 cdef void tb_init(cos_tb_t* tb, uint64_t rate, uint64_t burst, uint32_t overhead) noexcept nogil:
@@ -1056,7 +1074,7 @@ cdef void tb_init(cos_tb_t* tb, uint64_t rate, uint64_t burst, uint32_t overhead
 
 
 cdef class TokenBucket:
-    """Byte token bucket with lazy refill from the caller's clock (mqfq.md §3.1).
+    """Byte token bucket with lazy refill from the caller's clock (docs/cos.md, Token buckets).
 
     `rate_bytes_per_s=0` means uncapped. `overhead_bytes` is added to every packet's cost
     (e.g. 24 for preamble + IFG + FCS when shaping at line level).
@@ -1082,6 +1100,11 @@ cdef class TokenBucket:
         return self.tb.tokens
 
     @property
+    def debt_bytes(self):
+        """Bytes owed after sending a packet larger than the bucket (repaid first)."""
+        return self.tb.debt_bytes
+
+    @property
     def last_refill_ns(self):
         """Clock value of the last refill that added tokens."""
         return self.tb.last_ns
@@ -1095,7 +1118,8 @@ cdef class TokenBucket:
         return <uint64_t>packet_len + self.tb.overhead_bytes
 
     def try_consume(self, uint32_t packet_len, uint64_t now_ns):
-        """Refill, then take the packet's cost if available; True when it may be sent."""
+        """Refill, then take the packet's cost if available; True when it may be sent.
+        A packet larger than the bucket is sent once the bucket is full, leaving debt."""
         tb_refill(&self.tb, now_ns)
         cdef uint64_t c = <uint64_t>packet_len + self.tb.overhead_bytes
         if not tb_covers(&self.tb, c):
@@ -1104,7 +1128,8 @@ cdef class TokenBucket:
         return True
 
     def ns_until(self, uint64_t need_bytes):
-        """Nanoseconds until `need_bytes` tokens are available (0 if now or uncapped)."""
+        """Nanoseconds until a packet of `need_bytes` may be consumed (0 if now or uncapped;
+        finite even when it exceeds the bucket)."""
         return tb_ns_until(&self.tb, need_bytes)
 
 
@@ -1136,7 +1161,7 @@ def wake_tick(uint64_t now_ns, uint64_t wake_ns, uint64_t tick_ns=50000):
     return max(wake_ns // tick_ns, now_ns // tick_ns + 1)
 
 
-# ---------------------------------------------------------------- scheduler (§3.4–§3.6)
+# ---------------------------------------------------------------- scheduler (docs/cos.md, Service order)
 
 cdef inline bint has_guarantee(const cos_class_t* c) noexcept nogil:
     """A queue with a transmit rate is guaranteed that rate (its own token bucket)."""
@@ -1317,7 +1342,7 @@ cdef class Scheduler:
         else:
             tb_give(&c.tb, refund)
         if self.pend_residual:
-            self.residual.tokens += refund
+            tb_give(&self.residual, refund)
         cosq_settle(c.q, accepted)
         if c.q.n_items == 0:
             c.deficit_bytes = 0
@@ -1378,7 +1403,7 @@ cdef class Scheduler:
             else:
                 tb_take(&c.tb, cost)
             if limited:
-                self.residual.tokens -= cost
+                tb_take(&self.residual, cost)
             n += 1
         q.n_popped = n
         self.pend_class = idx
@@ -1386,6 +1411,33 @@ cdef class Scheduler:
         self.pend_residual = limited
         self.pend_n = n
         self.batches[phase] += 1
+        return n
+
+    cdef int admit(self, uint32_t class_index, uint64_t addr, uint32_t length,
+                   const pkt_meta_t* m, uint8_t* frame) noexcept nogil:
+        """Admit one frame to class `class_index` (< n_classes; a flow-fair queue buckets
+        it by the parsed `m`); a COS_ADMIT* / COS_DROP_* verdict (a drop keeps nothing)."""
+        cdef cosq_t* q = self.classes[class_index].q
+        cdef cos_item_t it
+        it.addr = addr
+        it.len = length
+        it.options = 0
+        it.bucket = cos_meta_bucket(q.seed, q.mask, m) if q.flow_fair else 0
+        return cosq_admit(q, &it, frame)
+
+    cdef uint32_t take_queued(self, xdp_desc_t* out, uint32_t max_items) noexcept nogil:
+        """Remove up to `max_items` queued frames (any class) into `out` without charging
+        tokens, for returning them to their pool at shutdown; 0 when every queue is empty."""
+        cdef uint32_t k, n = 0
+        cdef cos_item_t it
+        self.settle_batch(self.pend_n)               # an unsettled batch was fully sent
+        self.pend_class = -1
+        for k in range(self.n_classes):
+            while n < max_items and cosq_pop(self.classes[k].q, False, &it) == COS_OK:
+                out[n].addr = it.addr
+                out[n].len = it.len
+                out[n].options = 0
+                n += 1
         return n
 
     cdef uint32_t drain_batch(self, xdp_desc_t* out, uint32_t max_items,
@@ -1461,7 +1513,8 @@ cdef class Scheduler:
                     if not self._root_covers(c, now_ns, cost):
                         continue
                     budget_limited = limited and not c.exact
-                    if budget_limited and (residual_rate == 0 or self.residual.tokens < cost):
+                    if budget_limited and (residual_rate == 0
+                                           or not tb_covers(&self.residual, cost)):
                         continue
                     if c.deficit_bytes < <int64_t>cost:
                         c.deficit_bytes += SURPLUS_QUANTUM_BYTES * c.weight
@@ -1470,7 +1523,7 @@ cdef class Scheduler:
                             continue
                     budget = <uint64_t>c.deficit_bytes
                     if budget_limited:
-                        budget = u64min(budget, self.residual.tokens)
+                        budget = u64max(u64min(budget, self.residual.tokens), cost)
                     n = self._serve(idx, PHASE_SURPLUS, budget, budget_limited, out, max_items)
                     # DRR: the queue keeps its turn while its deficit covers its next packet
                     front = cosq_front(c.q)

@@ -8,16 +8,23 @@
 cdef enum:
     ICMP_PEER_SLOTS = 256          # per-destination buckets (hashed; a collision shares one)
 
+# icmp_error_translate results (SessionStage maps the failures to drop reasons).
+cdef enum:
+    ICMP_TRANSLATED = 0
+    ICMP_MALFORMED = 1             # quote unreadable or the error's checksum is wrong
+    ICMP_NO_SESSION = 2            # the quoted packet belongs to no session
+    ICMP_NOT_ERROR = 3             # not an error at all (informational, non-echo ICMP)
 
-cdef inline uint8_t icmp_error_translate(Pipeline p, uint8_t* f, uint32_t frame_len,
+
+cdef inline int icmp_error_translate(Pipeline p, uint8_t* f, uint32_t frame_len,
                                          pkt_meta_t* m, SessionTable t) noexcept nogil:
     """Translate an ICMP error in transit through the session of the packet it quotes.
 
     The quoted packet travelled the other way, so the lookup key is its tuple reversed (how
     a packet of the flow in the error's own direction arrives). The session's decision then
     applies to the outer header as to any packet of that direction, and in mirror image to
-    the quote (its source takes the decision's destination, and so on). Returns 0xFF when
-    translated, else a drop reason.
+    the quote (its source takes the decision's destination, and so on). Returns an ICMP_*
+    result.
     """
     cdef icmp_quote_t q
     cdef skey_t k
@@ -26,9 +33,9 @@ cdef inline uint8_t icmp_error_translate(Pipeline p, uint8_t* f, uint32_t frame_
     cdef int64_t h
     cdef uint8_t f_
     if icmp_quote_parse(f, frame_len, m, &q) != QUOTE_OK:
-        return DROP_ICMP_ERROR_MALFORMED
+        return ICMP_MALFORMED
     if not icmp_checksum_ok(f, frame_len, m):
-        return DROP_ICMP_ERROR_MALFORMED
+        return ICMP_MALFORMED
     memset(&k, 0, sizeof(skey_t))
     k.af = 2 if m.ip_version == 4 else 10
     k.proto = q.proto
@@ -41,7 +48,7 @@ cdef inline uint8_t icmp_error_translate(Pipeline p, uint8_t* f, uint32_t frame_
         k.dport = q.sport
     h = t.lookup_c(&k, p.now_ns, 0, False, &alias)
     if h < 0 or alias:   # an alias hit is a quote already translated: not ours to touch
-        return DROP_ICMP_ERROR_NO_SESSION
+        return ICMP_NO_SESSION
     t.decision_c(t.record_c(h), &d)
     f_ = d.nat_flags
     icmp_quote_translate(f, m, &q,
@@ -51,7 +58,7 @@ cdef inline uint8_t icmp_error_translate(Pipeline p, uint8_t* f, uint32_t frame_
                          d.rs if f_ & NAT_RS else NULL,
                          d.rdp if f_ & NAT_RDP else -1,
                          d.rsp if f_ & NAT_RSP else -1)
-    return 0xFF
+    return ICMP_TRANSLATED
 
 
 @cython.final

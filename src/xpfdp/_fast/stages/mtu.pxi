@@ -15,10 +15,14 @@ cdef class MtuStage(Stage):
 
     cdef readonly IcmpErrors icmp
     cdef readonly uint64_t too_big
+    cdef uint8_t why_exceeded
 
     def __init__(self, IcmpErrors icmp=None):
         self.name = "mtu"
+        self.needs = ("parsed", "routed")
+        self.provides = ()
         self.icmp = icmp
+        self.why_exceeded = drop_reason("mtu_exceeded")
 
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         cdef uint32_t i, mtu
@@ -27,7 +31,7 @@ cdef class MtuStage(Stage):
         cdef bint v4
         for i in range(b.n):
             v = b.v[i]
-            if v == -1:
+            if verdict_settled(v):
                 continue
             self.c_packets += 1
             if v < 0 or <uint32_t>v >= p.n_ports:
@@ -46,7 +50,7 @@ cdef class MtuStage(Stage):
                     p, b, i, ingress, ICMP4_DEST_UNREACH if v4 else ICMP6_PACKET_TOO_BIG,
                     ICMP4_FRAG_NEEDED if v4 else 0, mtu, False):
                 continue
-            drop_pkt(b, p.ctx, i, DROP_MTU_EXCEEDED)
+            drop_packet(b, i, self.why_exceeded)
             self.c_drops += 1
         return 0
 
@@ -91,23 +95,27 @@ cdef class FragmentStage(Stage):
 
     cdef readonly uint64_t fragmented
     cdef readonly uint64_t fragments
+    cdef uint8_t why_no_frame
 
     def __init__(self):
         self.name = "fragment"
+        self.needs = ("parsed", "routed")
+        self.provides = ()
+        self.why_no_frame = drop_reason("fragment_no_tx_frame")
 
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         cdef uint32_t i, n
         cdef int16_t v
         for i in range(b.n):
             v = b.v[i]
-            if v == -1:
+            if verdict_settled(v):
                 continue
             self.c_packets += 1
             if not (p.ctx[i].flags & CTX_FRAGMENT) or v < 0 or <uint32_t>v >= p.n_ports:
                 continue
             n = self.split(b, i, <Port>p.ports[v], <Burst>p.txq[v], <Burst>p.cpb[v])
             if n == 0:
-                drop_pkt(b, p.ctx, i, DROP_FRAGMENT_NO_TX_FRAME)
+                drop_packet(b, i, self.why_no_frame)
                 self.c_drops += 1
                 continue
             self.fragmented += 1

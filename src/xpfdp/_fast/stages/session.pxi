@@ -17,6 +17,11 @@ cdef class SessionStage(Stage):
     through the session of the packet it quotes (icmp_error_no_session when there is none,
     icmp_error_malformed when the quote or checksum is bad); other non-echo ICMP is dropped
     as icmp_unsupported.
+
+    Needs "parsed" and the pipeline's `routes` and `sessions`; provides "has_key" (ctx
+    `key`) and "has_decision" (ctx `dec`, `handle`) for the packets that have them. Packets
+    it routed already (cache hits, new flows) carry `nh` and the CTX_ROUTED flag, which
+    RouteStage honours; misses it wants cached carry CTX_FC_INSERT.
     """
 
     cdef uint32_t new_flow_mask
@@ -29,6 +34,8 @@ cdef class SessionStage(Stage):
     cdef readonly uint64_t nat_allocations
     cdef readonly uint64_t nat_collisions
     cdef readonly uint64_t icmp_errors_translated
+    cdef uint8_t why_untranslatable          # drop-reason codes registered at construction
+    cdef uint8_t why_icmp[4]                 # by icmp_error_translate result
     cdef dnat_rule_t dnat[MAX_DNAT]
     cdef uint32_t n_dnat
 
@@ -38,6 +45,12 @@ cdef class SessionStage(Stage):
         list of up to one per family). `dnat`: (ingress, proto, dport, to_address, to_port)
         port-forward rules (see add_dnat)."""
         self.name = "session"
+        self.why_untranslatable = drop_reason("nat_untranslatable")
+        self.why_icmp[ICMP_MALFORMED] = drop_reason("icmp_error_malformed")
+        self.why_icmp[ICMP_NO_SESSION] = drop_reason("icmp_error_no_session")
+        self.why_icmp[ICMP_NOT_ERROR] = drop_reason("icmp_unsupported")
+        self.needs = ("parsed", "routes", "sessions")
+        self.provides = ("has_key", "has_decision")
         if new_flow_ports is None:
             self.new_flow_mask = 0xFFFFFFFF
         else:
@@ -193,26 +206,26 @@ cdef class SessionStage(Stage):
         cdef int rc, dn
         # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
         for i in range(b.n):
-            if b.v[i] == -1:
+            if verdict_settled(b.v[i]):
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
             m = &b.m[i]
             if not key_from_meta(m, &c.key):
                 if not (self.new_flow_mask >> ingress) & 1:
-                    drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
+                    drop_packet(b, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
                 elif self.leaves_snat(p, m):
-                    drop_pkt(b, p.ctx, i, DROP_NAT_UNTRANSLATABLE)
+                    drop_packet(b, i, self.why_untranslatable)
                     self.c_drops += 1
                 continue
             if ((m.protocol == PROTO_ICMP or m.protocol == PROTO_ICMPV6)
                     and not is_icmp_echo(m.protocol, m.icmp_type)):
                 # Errors follow the session of the packet they quote; other ICMP opens none.
                 rc = icmp_error_translate(p, b.umem.area + b.d[i].addr, b.d[i].len, m, t) \
-                    if meta_is_icmp_error(m) else DROP_ICMP_UNSUPPORTED
-                if rc != 0xFF:
-                    drop_pkt(b, p.ctx, i, <uint8_t>rc)
+                    if meta_is_icmp_error(m) else ICMP_NOT_ERROR
+                if rc != ICMP_TRANSLATED:
+                    drop_packet(b, i, self.why_icmp[rc])
                     self.c_drops += 1
                 else:
                     self.icmp_errors_translated += 1
@@ -223,10 +236,10 @@ cdef class SessionStage(Stage):
         # Pass 2: flow cache, session table, new flows.
         for i in range(b.n):
             c = &p.ctx[i]
-            if b.v[i] == -1 or not (c.flags & CTX_HAS_KEY):
+            if verdict_settled(b.v[i]) or not (c.flags & CTX_HAS_KEY):
                 continue
             m = &b.m[i]
-            if p.fc is not None and not (m.protocol == PROTO_TCP and m.tcp_flags & 0x05):
+            if p.fc is not None and not (m.protocol == PROTO_TCP and m.tcp_flags & (TCP_FIN | TCP_RST)):
                 hit = p.fc.find(&c.key, <uint16_t>ingress, c.fch, route_gen,
                                 p.config_generation, t, &r)
                 if hit != NULL:
@@ -247,7 +260,7 @@ cdef class SessionStage(Stage):
             memset(&c.dec, 0, sizeof(sdecision_t))
             dn = self.match_dnat(ingress, &c.key)
             if dn < 0 and not (self.new_flow_mask >> ingress) & 1:
-                drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
+                drop_packet(b, i, DROP_POLICY_DENIED)
                 self.c_drops += 1
                 continue
             if dn >= 0:   # a port forward: the flow goes to the rule's address and port
@@ -260,7 +273,7 @@ cdef class SessionStage(Stage):
             else:
                 nh = p.routes.lookup_addr(m.dst, m.ip_version)
             if nh < 0 or <uint32_t>nh >= p.n_nh:
-                drop_pkt(b, p.ctx, i, DROP_NO_ROUTE)
+                drop_packet(b, i, DROP_NO_ROUTE)
                 self.c_drops += 1
                 continue
             e = <uint32_t>p.nh[nh].port
@@ -269,8 +282,8 @@ cdef class SessionStage(Stage):
             if e < MAX_PORTS:
                 rc = self.snat_pick(p, e, &c.key, &c.dec)
                 if rc < 0:
-                    drop_pkt(b, p.ctx, i, DROP_NAT_PORTS_EXHAUSTED if rc == -1
-                             else DROP_NAT_UNTRANSLATABLE)
+                    drop_packet(b, i, DROP_NAT_PORTS_EXHAUSTED if rc == -1
+                                else self.why_untranslatable)
                     self.c_drops += 1
                     continue
             memset(&sm, 0, sizeof(smeta_t))
@@ -278,7 +291,7 @@ cdef class SessionStage(Stage):
             sm.egress_zone = <uint16_t>e
             if t.install_pair_c(&c.key, &c.dec, &sm, p.now_ns, m.tcp_flags,
                                 <uint16_t>ingress, &hf, &hr) == 0 or hf < 0:
-                drop_pkt(b, p.ctx, i, DROP_SESSION_TABLE_FULL)
+                drop_packet(b, i, DROP_SESSION_TABLE_FULL)
                 self.c_drops += 1
                 continue
             p.sessions_created += 1
