@@ -13,11 +13,10 @@ import time
 
 import pytest
 
-from tests.conftest import needs_root
+from tests.conftest import needs_root, running_firewall
 from xpfdp.demo import traffic
 from xpfdp.demo.run import demo_config, drop_counts
 from xpfdp.demo.topology import FirewallTopology
-from xpfdp.firewall import build_forwarder, parse_config
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -27,18 +26,11 @@ CLAMP = 1360
 @pytest.fixture
 def net():
     """(topology, running forwarder); frames conserved and everything closed afterwards."""
-    with FirewallTopology(prefix="xt") as topo:
-        config = parse_config(demo_config(topo, shaper_mbps=None, mss_clamp=CLAMP))
-        fw = build_forwarder(config, handle_signals=False)
-        try:
-            fw.start()
-            yield topo, fw
-            fw.stop()
-            for pipe in fw.pipelines:
-                pipe.close()
-                pipe.ports[0].umem.check_frames()
-        finally:
-            fw.close()
+    with (
+        FirewallTopology(prefix="xt") as topo,
+        running_firewall(demo_config(topo, shaper_mbps=None, mss_clamp=CLAMP)) as fw,
+    ):
+        yield topo, fw
 
 
 def drops_delta(fw, before, reason):
@@ -51,18 +43,7 @@ def test_tcp_udp_icmp_v4_v6_through_nat(net):
     sink = traffic.BulkSink(topo.server, t0, (topo.server_v4, topo.server_v6))
     echo = traffic.EchoServer(topo.server, (topo.server_v4, topo.server_v6))
     try:
-        results = [traffic.SendResult(0), traffic.SendResult(1)]
-        senders = [
-            threading.Thread(
-                target=traffic.bulk_send,
-                args=(topo.client, server, i, None, 8_000_000, results[i]),
-            )
-            for i, server in enumerate((topo.server_v4, topo.server_v6))
-        ]
-        for t in senders:
-            t.start()
-        for t in senders:
-            t.join(timeout=60)
+        results = traffic.bulk_send_each(topo.client, (topo.server_v4, topo.server_v6), 8_000_000)
         mouse4 = traffic.mouse_rtts_us(topo.client, topo.server_v4, 0.3)
         mouse6 = traffic.mouse_rtts_us(topo.client, topo.server_v6, 0.3)
         pings = (

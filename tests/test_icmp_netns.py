@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 import time
 
 import pytest
 
-from tests.conftest import needs_root
+from tests.conftest import needs_root, running_firewall
 from xpfdp.demo import traffic
 from xpfdp.demo.topology import FirewallTopology
-from xpfdp.firewall import build_forwarder, parse_config
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -27,18 +25,11 @@ WAN_MTU = 1400
 @pytest.fixture
 def net():
     """(topology, running forwarder) with no MSS clamp; frames conserved afterwards."""
-    with FirewallTopology(prefix="xi") as topo:
-        config = parse_config(topo.firewall_config(nat={"snat_ports": [20000, 29999]}))
-        fw = build_forwarder(config, handle_signals=False)
-        try:
-            fw.start()
-            yield topo, fw
-            fw.stop()
-            for pipe in fw.pipelines:
-                pipe.close()
-                pipe.ports[0].umem.check_frames()
-        finally:
-            fw.close()
+    with (
+        FirewallTopology(prefix="xi") as topo,
+        running_firewall(topo.firewall_config(nat={"snat_ports": [20000, 29999]})) as fw,
+    ):
+        yield topo, fw
 
 
 def shrink_wan_mtu(topo, fw):
@@ -79,18 +70,7 @@ def test_tcp_over_a_smaller_wan_mtu_completes_through_pmtu_discovery(net):
     shrink_wan_mtu(topo, fw)
     sink = traffic.BulkSink(topo.server, time.monotonic(), (topo.server_v4, topo.server_v6))
     try:
-        results = [traffic.SendResult(0), traffic.SendResult(1)]
-        senders = [
-            threading.Thread(
-                target=traffic.bulk_send,
-                args=(topo.client, server, i, None, 3_000_000, results[i]),
-            )
-            for i, server in enumerate((topo.server_v4, topo.server_v6))
-        ]
-        for t in senders:
-            t.start()
-        for t in senders:
-            t.join(timeout=60)
+        results = traffic.bulk_send_each(topo.client, (topo.server_v4, topo.server_v6), 3_000_000)
         time.sleep(0.2)
     finally:
         sink.close()
