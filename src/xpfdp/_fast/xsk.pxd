@@ -234,7 +234,7 @@ cdef class XskPort(Port):
     cdef readonly str ifname
     cdef readonly int queue
     cdef readonly str attach_mode
-    cdef object program
+    cdef readonly object program         # the XdpProgram on this interface (None once closed)
     cdef object _mtu_sock               # a socket in the interface's namespace, for SIOCGIFMTU
 
     cdef uint32_t reap(self) noexcept nogil
