@@ -112,6 +112,7 @@ from xpfdp._fast.xsk cimport Burst, Port, Umem, wait_any, xdp_desc
 
 import ipaddress
 
+from xpfdp._check import integer
 from xpfdp._fast.meta import PARSE_STATUS_NAMES
 from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
