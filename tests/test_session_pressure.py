@@ -232,3 +232,22 @@ def test_firewall_flood_of_new_flows_keeps_the_established_flow(umem_factory):
         f.sessions.check_invariants()
     finally:
         f.close()
+
+
+def test_firewall_expiry_survives_an_absurd_poll_clock(umem_factory):
+    """The pipeline hands its clock to the table unchecked: a poll at 2**63 ns, then the
+    clock back to normal, and every session still expires on time."""
+    f = Firewall(umem_factory(4096))
+    try:
+        out, _ = f.send(lan=[udp_frame(2000)], now_ns=2**63)
+        assert len(out) == 1 and len(f.sessions) == 2
+        out, _ = f.send(lan=[udp_frame(2001)], now_ns=100 * S)
+        assert len(out) == 1 and len(f.sessions) == 4
+        f.send(now_ns=102 * S)  # the step back is noticed: the first flow counts as seen now
+        assert len(f.sessions) == 4
+        f.send(now_ns=170 * S)  # both are idle past the 60 s UDP timeout
+        f.send(now_ns=175 * S)
+        assert len(f.sessions) == 0 and f.pipe.stats()["sessions"]["expired"] == 4
+        f.sessions.check_invariants()
+    finally:
+        f.close()
