@@ -136,6 +136,7 @@ setup(
             "initializedcheck": False,
             "cdivision": True,
             "embedsignature": True,
+            "embedsignature.format": "python",
         },
         quiet=True,
     ),

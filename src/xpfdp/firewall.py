@@ -48,7 +48,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from xpfdp.cos import Scheduler
 from xpfdp.pipeline import (
@@ -156,6 +156,9 @@ class FirewallConfig:
 # --- parsing helpers: each raises ConfigError naming the key -----------------------------
 
 
+_Number = TypeVar("_Number", int, float)
+
+
 def _take(table: dict, key: str, path: str, kind, default=...):
     if key not in table:
         if default is ...:
@@ -184,7 +187,7 @@ def _no_extra(table: dict, allowed: set[str], path: str) -> None:
                           f"{', '.join(sorted(allowed))}")  # fmt: skip
 
 
-def _positive(value, path: str, *, maximum: int | None = None) -> int | float:
+def _positive(value: _Number, path: str, *, maximum: int | None = None) -> _Number:
     if value <= 0:
         raise ConfigError(f"{path}: must be > 0, got {value}")
     if maximum is not None and value > maximum:
@@ -310,7 +313,11 @@ def _mss(config: dict) -> int | None:
     return clamp
 
 
-def _mbps(table: dict, key: str, path: str, default=...) -> int | None:
+@overload
+def _mbps(table: dict, key: str, path: str) -> int: ...
+@overload
+def _mbps(table: dict, key: str, path: str, default: None) -> int | None: ...
+def _mbps(table: dict, key: str, path: str, default: Any = ...) -> int | None:
     value = _take(table, key, path, (int, float), default)
     if value is None:
         return None
@@ -514,7 +521,7 @@ def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]
 
 def resolve_macs(config: FirewallConfig) -> FirewallConfig:
     """The config with LAN/WAN MACs read from the interfaces where the file gave none."""
-    sides = {}
+    sides: dict[str, Any] = {}
     for side in SIDES:
         iface = config.interface(side)
         if iface.mac is None:

@@ -80,6 +80,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from typing import Any
 
 from xpfdp._fast.pipeline import (
     DROP_REASONS,
@@ -202,7 +203,7 @@ class Forwarder:
         self.errors: list[tuple[int, BaseException]] = []
         self._threads: list[threading.Thread] = []
         self._handle_signals = handle_signals
-        self._old_handlers: dict[int, object] = {}
+        self._old_handlers: dict[int, Any] = {}
         self._signalled: int | None = None
         self._closed = False
         self.started_ns = 0
@@ -256,8 +257,8 @@ class Forwarder:
                 if not done.wait(max(0.0, deadline - time.monotonic())):
                     raise TimeoutError(f"worker {i} did not apply the update in {timeout_s} s")
         if failures:
-            index, exc = failures[0]
-            raise RuntimeError(f"update failed on worker {index}: {exc!r}") from exc
+            index, failure = failures[0]
+            raise RuntimeError(f"update failed on worker {index}: {failure!r}") from failure
 
     def start(self) -> Forwarder:
         """Start one thread per pipeline (and SIGINT/SIGTERM handlers in the main thread)."""

@@ -136,15 +136,14 @@ class SnapshotCollector:
     def __init__(self, snapshot_fn: Callable[[], Mapping]) -> None:
         self._snapshot_fn = snapshot_fn
         _require_client()
-        from prometheus_client import core
-
-        self._core = core
 
     def collect(self) -> Iterator:
-        core = self._core
+        from prometheus_client import core
+
         for fam in metric_families(self._snapshot_fn()):
             name = f"{PREFIX}_{fam.name}"
             label_names = sorted({k for labels, _ in fam.samples for k in labels})
+            out: Any
             if fam.kind == "histogram":
                 out = core.HistogramMetricFamily(name, fam.help, labels=label_names)
                 for labels, (uppers, counts) in fam.samples:

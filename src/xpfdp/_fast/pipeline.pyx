@@ -178,7 +178,8 @@ include "stages/py.pxi"
 # The pipeline
 
 cdef class Pipeline:
-    """One worker: ports, stages, routes/next hops, session table, flow cache, counters."""
+    """Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None, burst_size=64, names=None, tx_queue=0)\n--\n
+    One worker: ports, stages, routes/next hops, session table, flow cache, counters."""
 
     def __cinit__(self):
         self.ctx = NULL

@@ -587,7 +587,8 @@ cdef bint ring_grow(void** buf, uint32_t* head, uint32_t length, uint32_t* cap,
 
 
 cdef class SessionTable:
-    """Per-worker session table: forward/reverse entries, NAT indices, GC wheel, HA deltas.
+    """SessionTable(max_sessions=131072, tcp_timeout_s=0, udp_timeout_s=0, icmp_timeout_s=0, hash_seed=None)\n--\n
+    Per-worker session table: forward/reverse entries, NAT indices, GC wheel, HA deltas.
 
     Not thread-safe: one table per worker. All times are passed in as `now_ns`.
     Capacity policy: a new key is refused (and counted in `create_drops`) once `len()`

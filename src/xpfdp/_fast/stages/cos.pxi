@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class CosStage(Stage):
-    """CoS classify + enqueue for shaped egress ports (one `xpfdp.cos` Scheduler each).
+    """CosStage(schedulers, rules=(), *, default_queue=0)\n--\n
+    CoS classify + enqueue for shaped egress ports (one `xpfdp.cos` Scheduler each).
 
     Packets routed to a port in `schedulers` are classified by the first matching rule
     (else `default_queue`) and admitted to that queue; the pipeline then drains each

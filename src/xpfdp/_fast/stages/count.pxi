@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class CountStage(Stage):
-    """Count packets and bytes reaching this point of the pipeline."""
+    """CountStage(name='count')\n--\n
+    Count packets and bytes reaching this point of the pipeline."""
 
     cdef readonly uint64_t bytes
 

@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class L2Stage(Stage):
-    """Rewrite Ethernet source and destination MACs from the packet's next hop."""
+    """L2Stage()\n--\n
+    Rewrite Ethernet source and destination MACs from the packet's next hop."""
 
     def __init__(self):
         self.name = "l2"

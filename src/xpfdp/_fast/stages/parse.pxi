@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class ParseStage(Stage):
-    """Parse every frame into the burst's meta; malformed frames are dropped as
+    """ParseStage(*, allow_non_ip=False)\n--\n
+    Parse every frame into the burst's meta; malformed frames are dropped as
     parse_error:<status>. `allow_non_ip=True` lets non-IP frames through unparsed."""
 
     cdef bint allow_non_ip

@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class PyStage(Stage):
-    """A Python callable run once per burst with the GIL: `fn(burst)`.
+    """PyStage(fn, name=None)\n--\n
+    A Python callable run once per burst with the GIL: `fn(burst)`.
 
     It may set `burst.verdict[i]` (-1 drops, counted as user_drop; >= 0 picks an egress
     port) and rewrite frames through `burst.frame(i)` or `burst.umem.buf`. An exception

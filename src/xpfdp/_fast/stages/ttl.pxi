@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class TtlStage(Stage):
-    """Decrement the IPv4 TTL / IPv6 hop limit; packets at <= 1 are dropped as ttl_expired."""
+    """TtlStage()\n--\n
+    Decrement the IPv4 TTL / IPv6 hop limit; packets at <= 1 are dropped as ttl_expired."""
 
     def __init__(self):
         self.name = "ttl"

@@ -1,0 +1,152 @@
+"""Type stubs for xpfdp._fast.pipeline (the worker loop, built-in stages, flow cache)."""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, final
+
+from typing_extensions import disjoint_base
+
+from xpfdp._fast.cos import Scheduler
+from xpfdp._fast.route import RouteTable
+from xpfdp._fast.session import SessionTable
+from xpfdp._fast.xsk import Burst, Port
+
+VERDICT_DROP: int
+VERDICT_PASS: int
+PARSE_STATUS_NAMES: tuple[str, ...]
+DROP_REASONS: tuple[str, ...]
+LATENCY_BUCKET_UPPER_NS: tuple[int | None, ...]
+
+_NextHop = tuple[int, Any, Any]
+
+@final
+class FlowCache:
+    sets: int
+    ways: int
+    def __new__(cls, sets: int = 1024, ways: int = 4) -> Self: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def stats(self) -> dict[str, int]: ...
+
+@disjoint_base
+class Stage:
+    name: str
+    def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+    def stats(self) -> dict[str, int]: ...
+
+@final
+class ParseStage(Stage):
+    def __init__(self, *, allow_non_ip: bool = False) -> None: ...
+
+@final
+class SessionStage(Stage):
+    nat_allocations: int
+    nat_collisions: int
+    def __init__(
+        self,
+        *,
+        new_flow_ports: Iterable[int] | None = None,
+        snat: Mapping[int, Any] | None = None,
+        dnat: Iterable[Any] = (),
+    ) -> None: ...
+    def set_snat(
+        self, egress: int, addresses: Any, ports: tuple[int, int] = (1024, 65535)
+    ) -> None: ...
+    def add_dnat(
+        self, ingress: int, proto: int, dport: int, to_address: Any, to_port: int = 0
+    ) -> None: ...
+
+@final
+class NatStage(Stage):
+    def __init__(self) -> None: ...
+
+@final
+class RouteStage(Stage):
+    def __init__(self) -> None: ...
+
+@final
+class L2Stage(Stage):
+    def __init__(self) -> None: ...
+
+@final
+class TtlStage(Stage):
+    def __init__(self) -> None: ...
+
+@final
+class MssClampStage(Stage):
+    mss_v4: int
+    mss_v6: int
+    clamped: int
+    def __init__(self, mss_v4: int, mss_v6: int | None = None) -> None: ...
+
+@final
+class CountStage(Stage):
+    bytes: int
+    def __init__(self, name: str = "count") -> None: ...
+
+@final
+class CosStage(Stage):
+    schedulers: dict[int, Scheduler]
+    admitted: int
+    ecn_marked: int
+    def __init__(
+        self,
+        schedulers: Mapping[int, Scheduler],
+        rules: Iterable[Any] = (),
+        *,
+        default_queue: int = 0,
+    ) -> None: ...
+
+@final
+class PyStage(Stage):
+    fn: Callable[[Burst], object]
+    def __init__(self, fn: Callable[[Burst], object], name: str | None = None) -> None: ...
+
+@disjoint_base
+class Pipeline:
+    port_names: list[str]
+    burst_size: int
+    routes: RouteTable | None
+    sessions: SessionTable | None
+    config_generation: int
+    closed: bool
+    def __init__(
+        self,
+        ports: Iterable[Port],
+        stages: Iterable[Stage],
+        *,
+        routes: RouteTable | None = None,
+        next_hops: Sequence[_NextHop] = (),
+        sessions: SessionTable | None = None,
+        flow_cache: FlowCache | None = None,
+        burst_size: int = 64,
+        names: Sequence[str] | None = None,
+        tx_queue: int = 0,
+    ) -> None: ...
+    def set_next_hops(self, next_hops: Sequence[_NextHop]) -> None: ...
+    def invalidate(self) -> None: ...
+    @property
+    def ports(self) -> list[Port]: ...
+    @property
+    def stages(self) -> list[Stage]: ...
+    @property
+    def flow_cache(self) -> FlowCache | None: ...
+    @property
+    def error(self) -> BaseException | None: ...
+    def poll(self, now_ns: int | None = None) -> int: ...
+    def run(
+        self, seconds: float | None = None, *, max_packets: int = 0, until_idle: bool = False
+    ) -> int: ...
+    def stop(self) -> None: ...
+    def pending_tx(self) -> list[int]: ...
+    def drop_pending(self) -> int: ...
+    def close(self, close_ports: bool = False) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def __enter__(self) -> Pipeline: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
