@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xpfdp-installed
 
-.PHONY: deps build test demo bench bench-e2e lint clean
+.PHONY: deps build test demo bench bench-compare bench-e2e lint clean
 
 deps: $(STAMP) build
 
@@ -30,9 +30,18 @@ test: deps
 demo: deps
 	$(PY) -m xpfdp demo --out-dir demo-out
 
+BENCH_ARGS := --benchmark-only --benchmark-columns=min,median,mean,ops --benchmark-sort=name
+# A median slower than the saved baseline by more than this fails `make bench-compare`.
+BENCH_TOLERANCE ?= 25%
+
+# Every run is saved as pytest-benchmark JSON under .benchmarks/ (the baseline for bench-compare).
 bench: deps
-	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,mean,ops \
-		--benchmark-sort=name
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest benches $(BENCH_ARGS) --benchmark-autosave
+
+# Runs every suite again and compares it with the latest saved run, without saving this one.
+bench-compare: deps
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest benches $(BENCH_ARGS) --benchmark-compare \
+		--benchmark-compare-fail=median:$(BENCH_TOLERANCE)
 
 # End to end on veth: the C reference (benches/c) and xpfdp in the same run, paired rounds.
 bench-e2e: deps

@@ -1,4 +1,4 @@
-"""Pure-Python reference model of the MQFQ queue (reference/mqfq.md §1.7, §2, Appendix A).
+"""Pure-Python reference model of the MQFQ queue (docs/cos.md).
 
 Written independently of the Cython code: a list in ring order instead of a heap, dicts
 instead of dense arrays. Tests compare the two operation by operation; benchmarks use the
@@ -16,7 +16,7 @@ GOLDEN = 0x9E3779B97F4A7C15
 
 
 def model_bucket(seed: int, key, nbuckets: int = 4096) -> int:
-    """§1.7 hash; key = (protocol, src, dst, sport, dport) or None."""
+    """Flow hash; key = (protocol, src, dst, sport, dport) or None."""
     if key is None:
         return 0
     protocol, src, dst, sport, dport = key
@@ -74,7 +74,7 @@ class ModelQueue:
         self.peak = max(self.peak, self.active)
 
     def push_back(self, item: ModelItem) -> None:
-        """§2.1 enqueue."""
+        """Enqueue (docs/cos.md, MQFQ)."""
         self.stack.clear()
         b, n = item.bucket, item.len
         idle = self.bytes.get(b, 0) == 0
@@ -99,7 +99,7 @@ class ModelQueue:
         return best
 
     def pop(self, snapshot: bool = True) -> ModelItem | None:
-        """§2.3 dequeue."""
+        """Dequeue (docs/cos.md, MQFQ)."""
         b = self._select()
         if b is None:
             return None
@@ -120,7 +120,7 @@ class ModelQueue:
         return it
 
     def push_front(self, item: ModelItem) -> None:
-        """§2.4 rollback of the most recent pop of `item`."""
+        """Rollback (docs/cos.md) of the most recent pop of `item`."""
         b, n = item.bucket, item.len
         snap = None
         if self.stack:
@@ -156,7 +156,7 @@ class ModelQueue:
             q.appendleft(item)
 
     def drop_orphan(self) -> None:
-        """§2.5: the last popped item was discarded."""
+        """Orphan (docs/cos.md, Rollback): the last popped item was discarded."""
         orphan = self.stack.pop()
         z, f = self.vtime, orphan[1]
         for s in self.stack:
@@ -171,7 +171,7 @@ class ModelQueue:
 
 
 class DrrQueue:
-    """Deficit round-robin over hash buckets (the primitive MQFQ replaced, §2.10).
+    """Deficit round-robin over hash buckets (the packet-fair primitive MQFQ is compared with).
 
     Benchmark baseline only: each bucket's turn adds a 1500 B quantum and serves packets
     while the deficit covers them.

@@ -79,7 +79,8 @@ def pseudo_sum(family: int, src: bytes, dst: bytes, proto: int, l4_len: int) -> 
 
 
 def parse(frame: bytes) -> dict:
-    """Parse an Ethernet frame like xpfdp.parse (spec §5); returns a dict of PKT_META fields."""
+    """Parse an Ethernet frame like xpfdp.parse (docs/checksums.md); returns a dict of PKT_META
+    fields."""
     m = {
         "status": "ok",
         "ip_version": 0,
@@ -299,7 +300,7 @@ def fix_checksums(frame: bytearray) -> None:
 
 
 def checksums_ok(frame: bytes) -> bool:
-    """The §1.7 oracle: every covered sum, stored checksum included, folds to 0xFFFF."""
+    """The docs/checksums.md oracle: every covered sum, stored checksum included, is 0xFFFF."""
     frame = bytes(frame)
     m = parse(frame)
     if m["status"] not in ("ok", "nonfirst_frag"):
@@ -341,7 +342,7 @@ def _zero_udp_v4(frame: bytes, m: dict) -> bool:
 
 
 def mss_option_at(frame: bytes) -> int | None:
-    """Frame offset of the first MSS option value of a parsed TCP SYN (§3.1 walk), or None."""
+    """Frame offset of the first MSS option value of a parsed TCP SYN (the option walk), or None."""
     m = parse(bytes(frame))
     if m["status"] != "ok" or "l4_valid" not in m["flags"] or m["protocol"] != PROTO_TCP:
         return None

@@ -1,4 +1,5 @@
-"""Admission (buffer limit, flow share, drop before enqueue) and ECN CE marking (§4, §7)."""
+"""Admission (buffer limit, flow share, drop before enqueue) and ECN CE marking
+(docs/cos.md, Admission and ECN)."""
 
 import ipaddress
 import struct
@@ -29,7 +30,7 @@ def key(i):
     return (17, f"10.9.{i // 250}.{i % 250}", "198.51.100.7", 20000 + i, 4789)
 
 
-# ---------------------------------------------------------------- limits (§4 table)
+# ---------------------------------------------------------------- limits (the docs/cos.md table)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Fairness metrics pinned by the reference/mqfq.md §5 table."""
+"""Fairness metrics pinned by the docs/cos.md examples."""
 
 import pytest
 

@@ -1,6 +1,6 @@
-"""MQFQ flow-fair queue: hash pins, golden vectors, state traces and §7 regressions.
+"""MQFQ flow-fair queue: hash pins, golden vectors, state traces and regressions.
 
-Vectors are from reference/mqfq.md §1.5, §1.7, §2.9–§2.11; bug numbers refer to §7.
+Vectors and bug numbers are those of docs/cos.md.
 """
 
 import numpy as np
@@ -39,7 +39,7 @@ def pop_all(q):
     return out
 
 
-# ---------------------------------------------------------------- hash (§1.7)
+# ---------------------------------------------------------------- hash (docs/cos.md, Flow hash)
 
 HASH_PINS = {
     1111: 410, 1112: 3043, 1113: 135, 2001: 2984, 2002: 1152, 2101: 575, 2102: 2435,
@@ -94,7 +94,7 @@ def test_bad_bucket_counts_and_keys_rejected():
         flow_bucket(0, (6, "10.0.0.1", "10.0.0.2", 70000, 2))
 
 
-# ---------------------------------------------------------------- golden vectors (§2.10)
+# ---------------------------------------------------------------- golden vectors (docs/cos.md)
 
 GOLDEN = [
     ([(2001, 1500), (2001, 1500), (2002, 1500), (2002, 1500)], [2001, 2002, 2001, 2002], 3000),
@@ -126,7 +126,7 @@ def test_fifo_queue_is_first_in_first_out():
 
 
 def test_ring_order_tie_break_vector():
-    """§1.5 ring vector as activation order: removal keeps the order of the rest."""
+    """Activation order: removal keeps the order of the rest."""
     q = new_queue(nbuckets=64)
     ports = {}
     for p in range(5000, 5200):
@@ -144,7 +144,7 @@ def test_ring_order_tie_break_vector():
     assert q.active_order() == []
 
 
-# ---------------------------------------------------------------- state traces (§2.11)
+# ---------------------------------------------------------------- state traces (docs/cos.md)
 
 
 def test_T1_enqueue_bumps_finish_by_bytes():
@@ -391,7 +391,7 @@ def test_drop_orphan_without_pop_and_bad_push_front_rejected():
 
 
 def test_saturation_at_u64_max():
-    """§2.9: tags saturate instead of wrapping."""
+    """Tags saturate instead of wrapping."""
     q = new_queue()
     q.vtime = U64 - 10_000
     b = q.push(9000, tkey(1111))

@@ -1,5 +1,5 @@
 """Property tests: the Cython queue equals the pure-Python model operation by operation,
-keeps the §1.8 invariants, conserves bytes and packets, and rolls back exactly."""
+keeps the docs/cos.md invariants, conserves bytes and packets, and rolls back exactly."""
 
 import numpy as np
 from cos_model import ModelItem, ModelQueue

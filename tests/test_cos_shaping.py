@@ -1,4 +1,4 @@
-"""Token buckets, timers, the interface scheduler and simulated-clock behaviour (§3, §7)."""
+"""Token buckets, timers, the interface scheduler and simulated-clock behaviour (docs/cos.md)."""
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ def key(i):
     return (6, f"10.7.0.{i % 250}", "203.0.113.9", 30000 + i, 443)
 
 
-# ---------------------------------------------------------------- token bucket (§3.1)
+# ---------------------------------------------------------------- token bucket (docs/cos.md)
 
 
 def test_first_refill_starts_full_and_refill_is_lazy():
@@ -85,7 +85,7 @@ def test_guarantee_quantum_and_weight_vectors():
     assert surplus_weight(0, GBPS) == surplus_weight(GBPS, 0) == 1
 
 
-# ---------------------------------------------------------------- scheduler vectors (§3.4)
+# ------------------------------------------------- scheduler vectors (docs/cos.md, Service order)
 
 OUT = np.zeros(64, XDP_DESC)
 

@@ -1,6 +1,6 @@
 """Property tests for xpfdp.csum: random valid frames (v4/v6, TCP/UDP/ICMP, VLAN, options,
 extension headers, padding) and random rewrites. Every rewrite must equal the pure-Python
-reference (byte edit + full recompute) byte for byte, verify by the §1.7 oracle and by
+reference (byte edit + full recompute) byte for byte, verify by the docs/checksums.md oracle and by
 scapy's checksum code, and leave no-op inputs untouched; malformed frames never crash."""
 
 import ipaddress
@@ -52,7 +52,7 @@ def same_family_address(family):
     return st.binary(min_size=4 if family == 4 else 16, max_size=4 if family == 4 else 16)
 
 
-# ---- partial sums (§1.2 contract: folded 16-bit big-endian) ---------------------------------
+# ---- partial sums (contract: folded 16-bit big-endian) ---------------------------------
 
 SIZES = [0, 1, 2, 16, 31, 32, 33, 63, 64, 65, 128, 129, 1500, 9000, 64000]
 PATTERNS = [b"\x00", b"\xff", b"\xaa\x55", b"\xff\xff"]

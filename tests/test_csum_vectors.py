@@ -1,6 +1,6 @@
-"""The vectors of reference/checksum.md §6.1, re-derived: each input is built from its
+"""The named vectors of docs/checksums.md, re-derived: each input is built from its
 description, the expected value is computed by the pure-Python reference (and scapy where
-it applies), and the kernel must agree with both and with the number in the notes."""
+it applies), and the kernel must agree with both and with the number in the docs."""
 
 import ipaddress
 import struct
@@ -337,7 +337,7 @@ def test_p1_nptv6_adjustment_preserves_the_word_sum():
     assert csum.checksum_partial(before) == csum.checksum_partial(after) == 0x153F
 
 
-# ---- §6.2 MSS clamp regression pins ----------------------------------------------------------
+# ---- MSS clamp regression pins ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ ctypedef struct cos_item_t:
     uint32_t bucket
     int32_t next           # pool link: next packet of the bucket, or next free slot
 
-# Rollback snapshot captured before a snapshotting pop (mqfq.md §1.6).
+# Rollback snapshot captured before a snapshotting pop (docs/cos.md, Rollback).
 ctypedef struct cos_snap_t:
     uint32_t bucket
     uint64_t pre_head

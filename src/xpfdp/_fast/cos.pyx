@@ -1,18 +1,17 @@
 # cython: language_level=3
 """Class-of-service fast path: MQFQ flow-fair queues, FIFO queues, token buckets, scheduler.
 
-The algorithms follow reference/mqfq.md: finish tags in bytes over seeded hash buckets
-(§1–§2), exact rollback through a LIFO snapshot stack (§2.4–§2.5), lazy-refill token buckets
-(§3.1), strict service order guarantee → surplus (§3.4–§3.6) and admission with ECN CE
-marking (§4). Every per-packet path is a nogil C function over plain structs.
+The design is in docs/cos.md: finish tags in bytes over seeded hash buckets, exact
+rollback through a LIFO snapshot stack, lazy-refill token buckets, the service order
+guarantee → surplus, and admission with ECN CE marking. Every per-packet path is a nogil C function over plain structs.
 
 Rollback design: drains pop speculatively with snapshots and `settle(accepted)` pushes the
 unsent tail back in LIFO order. A peek/commit design would have to replay MQFQ selection
 without mutating heads and vtime for every peeked packet, i.e. do the work twice; the
-snapshot stack keeps one code path, and §2.11's T7–T15 vectors pin its exactness. Beyond
-§2.4, a snapshot also records the bucket's activation sequence, so a drained bucket that is
-restored regains its exact place in the tie-break order (the reference pushes it to the
-front, which can reorder equal-tag buckets): a full rollback is then indistinguishable from
+snapshot stack keeps one code path, and the T7–T15 state traces pin its exactness. A
+snapshot also records the bucket's activation sequence, so a drained bucket that is
+restored regains its exact place in the tie-break order (pushing it to the front instead
+could reorder equal-tag buckets): a full rollback is then indistinguishable from
 never having popped, which the property tests check.
 """
 
@@ -48,7 +47,7 @@ cdef enum:
     GUARANTEE_QUANTUM_MAX = 524288
     NS_PER_S = 1000000000
 
-# Exact queues at or above this rate use the shared_exact admission formulas (mqfq.md §1.2).
+# Exact queues at or above this rate use the shared_exact admission formulas (docs/cos.md, Admission).
 cdef uint64_t SHARED_EXACT_MIN_RATE = 312500000
 
 # Admission verdicts, one per enqueued packet.
@@ -114,7 +113,7 @@ cdef inline uint64_t mul_div(uint64_t a, uint64_t b, uint64_t d) noexcept nogil:
     return UINT64_MAX if r > UINT64_MAX else <uint64_t>r
 
 
-# ---------------------------------------------------------------- flow hash (§1.7)
+# ---------------------------------------------------------------- flow hash (docs/cos.md)
 
 cdef inline uint64_t hash_mix(uint64_t s, uint64_t v) noexcept nogil:
     return s ^ (v + COS_GOLDEN + (s << 6) + (s >> 2))
@@ -154,7 +153,7 @@ cdef uint32_t cos_meta_bucket(uint64_t seed, uint32_t mask, const pkt_meta_t* m)
 
 
 def flow_bucket(uint64_t seed, key, uint32_t nbuckets=4096):
-    """Bucket of `key` = (protocol, src, dst, sport, dport) or None, as the §1.7 hash.
+    """Bucket of `key` = (protocol, src, dst, sport, dport) or None, as the docs/cos.md flow hash.
 
     Addresses are `ipaddress` objects, strings or packed bytes; both must be the same family.
     """
@@ -273,7 +272,7 @@ cdef inline void heap_rekey(cosq_t* q, uint32_t b) noexcept nogil:
         heap_sift_down(q, i)
 
 
-# ---------------------------------------------------------------- queue core (§2)
+# ---------------------------------------------------------------- queue core (docs/cos.md, MQFQ)
 
 cdef int cosq_init(cosq_t* q, uint32_t nbuckets, uint32_t capacity) except -1:
     memset(q, 0, sizeof(cosq_t))
@@ -329,7 +328,7 @@ cdef inline void activate(cosq_t* q) noexcept nogil:
 
 
 cdef int cosq_push_back(cosq_t* q, const cos_item_t* item) noexcept nogil:
-    """Enqueue without admission (§2.1). item.len > 0 and item.bucket < nbuckets."""
+    """Enqueue without admission (docs/cos.md, MQFQ). item.len > 0 and item.bucket < nbuckets."""
     if q.free_head < 0:
         return COS_FULL
     q.n_snapshots = 0                # any enqueue invalidates every rollback snapshot
@@ -364,7 +363,7 @@ cdef inline const cos_item_t* cosq_front(const cosq_t* q) noexcept nogil:
 
 
 cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
-    """Pop the minimum (head finish, activation) packet (§2.3)."""
+    """Pop the minimum (head finish, activation) packet (docs/cos.md, MQFQ)."""
     if q.heap_len == 0:
         return COS_EMPTY
     if snapshot and q.n_snapshots >= COS_BATCH_MAX:
@@ -406,7 +405,7 @@ cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil:
 
 
 cdef int cosq_push_front(cosq_t* q, const cos_item_t* item) noexcept nogil:
-    """Undo the most recent pop of this same packet exactly (§2.4)."""
+    """Undo the most recent pop of this same packet exactly (docs/cos.md, Rollback)."""
     cdef uint32_t b = item.bucket
     cdef uint64_t n = item.len
     cdef cos_snap_t snap
@@ -455,7 +454,7 @@ cdef int cosq_push_front(cosq_t* q, const cos_item_t* item) noexcept nogil:
 
 
 cdef int cosq_drop_orphan(cosq_t* q) noexcept nogil:
-    """Forget the top snapshot of a popped packet that was discarded (§2.5)."""
+    """Forget the top snapshot of a popped packet that was discarded (docs/cos.md, Rollback)."""
     if q.n_snapshots == 0:
         return COS_EMPTY
     q.n_snapshots -= 1
@@ -499,7 +498,7 @@ cdef void cosq_settle(cosq_t* q, uint32_t accepted) noexcept nogil:
     q.n_popped = 0
 
 
-# ---------------------------------------------------------------- admission (§4)
+# ---------------------------------------------------------------- admission (docs/cos.md)
 
 cdef void admission_limits(bint flow_fair, bint shared_exact, uint64_t buffer_bytes,
                            uint64_t rate, uint64_t prospective,
@@ -522,7 +521,7 @@ cdef void admission_limits(bint flow_fair, bint shared_exact, uint64_t buffer_by
 
 def admission_limits_for(bint flow_fair, bint shared_exact, uint64_t buffer_bytes,
                          uint64_t transmit_rate_bytes_per_s, uint64_t prospective_flows):
-    """(buffer_limit, share_limit) in bytes for the given queue shape and flow count (§4)."""
+    """(buffer_limit, share_limit) in bytes for the given queue shape and flow count (docs/cos.md, Admission)."""
     cdef uint64_t bl, sl
     admission_limits(flow_fair, shared_exact, buffer_bytes, transmit_rate_bytes_per_s,
                      prospective_flows if prospective_flows > 0 else 1, &bl, &sl)
@@ -589,7 +588,7 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
         q.counters.drops_capacity += 1
         return COS_DROP_CAPACITY
     if q.flow_fair and not q.shared_exact:
-        occupancy = q.bk[b].bytes                 # per-flow arm only (#784)
+        occupancy = q.bk[b].bytes                 # per-flow arm only (regression 19 in docs/cos.md)
         threshold = share_limit // 3
     else:
         occupancy = q.queued_bytes                    # aggregate arm
@@ -747,7 +746,7 @@ cdef class CosQueue:
         return out
 
     def active_order(self):
-        """Active buckets in tie-break order (the ring order of §1.5)."""
+        """Active buckets in tie-break order (docs/cos.md, MQFQ)."""
         ties = sorted(self.q.heap[i].tie for i in range(self.q.heap_len))
         return [t & 0xFFFF for t in ties]
 
@@ -799,7 +798,7 @@ cdef class CosQueue:
         return it
 
     def push(self, uint64_t length, key=None, uint64_t addr=0, uint32_t options=0):
-        """Enqueue without admission (§2.1); returns the bucket. For traces and tests."""
+        """Enqueue without admission (docs/cos.md, MQFQ); returns the bucket. For traces and tests."""
         cdef cos_item_t it = self._item(length, key, addr, options)
         if cosq_push_back(&self.q, &it) == COS_FULL:
             raise OverflowError(f"queue holds capacity_items={self.q.capacity} packets")
@@ -807,7 +806,7 @@ cdef class CosQueue:
 
     def enqueue(self, uint64_t length, key=None, uint64_t addr=0, uint32_t options=0,
                 frame=None):
-        """Admit-or-drop one packet (§4); returns a verdict (ADMIT, DROP_*, ...).
+        """Admit-or-drop one packet (docs/cos.md, Admission); returns a verdict (ADMIT, DROP_*, ...).
 
         `frame` (a writable buffer holding the Ethernet frame) enables ECN CE marking.
         """
@@ -848,7 +847,7 @@ cdef class CosQueue:
             raise OverflowError(f"queue holds capacity_items={self.q.capacity} packets")
 
     def drop_orphan(self):
-        """Account a popped packet that was discarded instead of sent or restored (§2.5)."""
+        """Account a popped packet that was discarded instead of sent or restored (docs/cos.md, Rollback)."""
         self._check_unscheduled()
         if cosq_drop_orphan(&self.q) == COS_EMPTY:
             raise RuntimeError("no snapshot to drop: nothing popped since the last batch start")
@@ -941,7 +940,7 @@ cdef class CosQueue:
             cosq_settle(&self.q, accepted)
 
     def check_invariants(self):
-        """Raise AssertionError if a structural invariant of §1.8 is broken."""
+        """Raise AssertionError if a structural invariant (docs/cos.md, Invariants) is broken."""
         q = &self.q
         active = 0
         total_bytes = 0
@@ -987,9 +986,9 @@ cdef class CosQueue:
 
 cdef class FlowFairQueue(CosQueue):
     """FlowFairQueue(nbuckets=4096, seed=None, buffer_bytes=0, transmit_rate_bytes_per_s=0, capacity_items=16384)\n--\n
-    MQFQ over hashed flow buckets: byte-fair service in finish-tag order (mqfq.md §1–§2).
+    MQFQ over hashed flow buckets: byte-fair service in finish-tag order (docs/cos.md).
 
-    `buffer_bytes` and `transmit_rate_bytes_per_s` drive admission (§4); `seed=None` draws
+    `buffer_bytes` and `transmit_rate_bytes_per_s` drive admission (docs/cos.md); `seed=None` draws
     a random non-zero seed so the bucket mapping is not probeable.
     """
 
@@ -1007,7 +1006,7 @@ cdef class FifoQueue(CosQueue):
         self._setup(1, 0, False, buffer_bytes, 0, capacity_items)
 
 
-# ---------------------------------------------------------------- token bucket (§3.1)
+# ---------------------------------------------------------------- token bucket (docs/cos.md)
 
 cdef void tb_refill(cos_tb_t* tb, uint64_t now_ns) noexcept nogil:
     cdef uint64_t added
@@ -1059,7 +1058,7 @@ cdef void tb_init(cos_tb_t* tb, uint64_t rate, uint64_t burst, uint32_t overhead
 
 cdef class TokenBucket:
     """TokenBucket(rate_bytes_per_s, burst_bytes, overhead_bytes=0)\n--\n
-    Byte token bucket with lazy refill from the caller's clock (mqfq.md §3.1).
+    Byte token bucket with lazy refill from the caller's clock (docs/cos.md, Token buckets).
 
     `rate_bytes_per_s=0` means uncapped. `overhead_bytes` is added to every packet's cost
     (e.g. 24 for preamble + IFG + FCS when shaping at line level).
@@ -1139,7 +1138,7 @@ def wake_tick(uint64_t now_ns, uint64_t wake_ns, uint64_t tick_ns=50000):
     return max(wake_ns // tick_ns, now_ns // tick_ns + 1)
 
 
-# ---------------------------------------------------------------- scheduler (§3.4–§3.6)
+# ---------------------------------------------------------------- scheduler (docs/cos.md, Service order)
 
 cdef inline bint has_guarantee(const cos_class_t* c) noexcept nogil:
     """A queue with a transmit rate is guaranteed that rate (its own token bucket)."""

@@ -168,7 +168,7 @@ def fix_checksums(frame):
 
 
 def checksums_ok(frame):
-    """True if the IPv4 header and the L4 checksum verify by full recomputation (§1.7 oracle).
+    """True if the IPv4 header and the L4 checksum verify by full recomputation (the oracle of docs/checksums.md).
 
     A stored IPv4 UDP checksum of 0 ("none") is valid; fragments are judged on their IPv4
     header only. Raises ValueError if the frame is not a parseable IP packet.

@@ -1,7 +1,7 @@
 """Class-of-service: MQFQ flow-fair queues, FIFO queues, token buckets and the shaper.
 
 The per-packet work is in `xpfdp._fast.cos` (nogil Cython); this package is its public face
-plus the fairness metrics (`xpfdp.cos.fairness`). See reference/mqfq.md for the algorithms.
+plus the fairness metrics (`xpfdp.cos.fairness`). See docs/cos.md for the algorithms.
 
 Typical use: build a `Scheduler` per egress interface, add queues, admit bursts with
 `queue.enqueue_batch(desc, meta, umem)`, then call `drain(out_desc, now_ns)` per TX batch

@@ -1,4 +1,4 @@
-"""Fairness metrics for shaped traffic (reference/mqfq.md §5), as pure functions.
+"""Fairness metrics for shaped traffic (docs/cos.md, Fairness metrics), as pure functions.
 
 `cstruct` is the best coefficient of variation achievable when flows are pinned to workers
 (RSS), so an observed CoV is judged against it rather than against zero.
@@ -80,5 +80,5 @@ def saturated(aggregate_per_second: Sequence[float], cap: float) -> bool:
 
 
 def cov_within_gate(observed_cov: float, structural_cov: float) -> bool:
-    """The §5 gate: observed CoV ≤ Cstruct + 0.05."""
+    """The fairness gate: observed CoV ≤ Cstruct + 0.05."""
     return observed_cov <= structural_cov + COV_GATE_SLACK
