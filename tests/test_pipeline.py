@@ -451,8 +451,8 @@ def test_ports_are_polled_in_rotation(umem_factory):
 def test_bad_configuration_is_refused(umem_factory):
     u = umem_factory(1024)
     a = MemPort(u, None)
-    with pytest.raises(ValueError, match="routes"):
-        Pipeline([a], [RouteStage()])
+    with pytest.raises(ValueError, match="RouteStage needs 'routes'"):
+        Pipeline([a], [ParseStage(), RouteStage()])
     with pytest.raises(TypeError, match="PyStage"):
         Pipeline([a], [lambda b: None])
     with pytest.raises(ValueError, match="port 3 out of range"):

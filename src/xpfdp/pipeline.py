@@ -30,9 +30,15 @@ Stages (``xpfdp.pipeline``), run in the order given:
   "family": 4, "dscp": 46, "port": 53}, ...], default_queue=0)`` -- classify packets for
   shaped ports into scheduler queues (admission drops ``cos_drop:<reason>``); the
   pipeline drains each scheduler to TX every poll and settles back what the ring refuses.
-* ``PyStage(fn, name=None)`` -- ``fn(burst)`` once per burst with the GIL; may set
-  ``burst.verdict[i]`` (-1 drop → ``user_drop``, >= 0 egress port) and edit frames via
-  ``burst.frame(i)``. An exception stops the worker (``Pipeline.error``).
+* ``PyStage(fn, name=None, *, needs=(), provides=())`` -- ``fn(burst)`` once per burst
+  with the GIL; may set ``burst.verdict[i]`` (``Verdict.DROP`` → ``user_drop``,
+  ``Verdict.PASS``, >= 0 egress port), drop with a named reason through
+  ``burst.drop(mask, reason=...)`` and edit frames via ``burst.frame(i)``. An exception
+  stops the worker (``Pipeline.error``).
+
+Every stage declares ``needs`` and ``provides`` (facts such as ``parsed`` / ``routed`` and
+the resources ``routes`` / ``sessions`` / ``gil``); the constructor refuses an order that
+leaves a need unmet. The contract, with examples: docs/stages.md.
 
 ``firewall_stages(lan, wan, snat=..., mss=...)`` returns the standard list
 parse → session → nat → route → ttl → mss_clamp → l2 → count.
@@ -59,7 +65,8 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
                       "capacity"} or None}
 
-  Drop reasons are ``DROP_REASONS``. TX latency is submit → completion per accepted
+  Drop reasons are named: ``DROP_REASONS`` (built-in, ``DropReason``) plus those stages
+  register with ``drop_reason(name)``. TX latency is submit → completion per accepted
   descriptor, bucket k counting latencies below ``bucket_upper_ns[k]``.
 
 ``xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw)``:
@@ -84,10 +91,10 @@ from typing import Any
 
 from xpfdp._fast.pipeline import (
     DROP_REASONS,
+    FACT_PROVIDERS,
     LATENCY_BUCKET_UPPER_NS,
     PARSE_STATUS_NAMES,
-    VERDICT_DROP,
-    VERDICT_PASS,
+    RESOURCES,
     CosStage,
     CountStage,
     FlowCache,
@@ -102,6 +109,7 @@ from xpfdp._fast.pipeline import (
     Stage,
     TtlStage,
 )
+from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
 
 def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
@@ -361,12 +369,13 @@ class Forwarder:
 
 __all__ = [
     "DROP_REASONS",
+    "FACT_PROVIDERS",
     "LATENCY_BUCKET_UPPER_NS",
     "PARSE_STATUS_NAMES",
-    "VERDICT_DROP",
-    "VERDICT_PASS",
+    "RESOURCES",
     "CosStage",
     "CountStage",
+    "DropReason",
     "FlowCache",
     "Forwarder",
     "L2Stage",
@@ -379,6 +388,10 @@ __all__ = [
     "SessionStage",
     "Stage",
     "TtlStage",
+    "Verdict",
+    "drop_reason",
+    "drop_reason_name",
+    "drop_reasons",
     "firewall_stages",
     "merge_stats",
     "xsk_workers",

@@ -11,6 +11,15 @@ cdef enum:
     COS_BATCH_MAX = 64            # TX batch size: bound of a drain and of the snapshot stack
     COS_PRIORITY_LEVELS = 6
 
+# Admission verdicts, one per enqueued packet.
+cdef enum:
+    COS_ADMIT = 0
+    COS_ADMIT_MARKED = 1          # admitted, and ECN CE was set on the frame
+    COS_DROP_FLOW_SHARE = 2
+    COS_DROP_BUFFER = 3
+    COS_DROP_CAPACITY = 4
+    COS_DROP_BAD_DESC = 5
+
 # The kernel's struct xdp_desc: the descriptor layout of every burst (numpy XDP_DESC).
 ctypedef struct xdp_desc_t:
     uint64_t addr
@@ -101,6 +110,7 @@ ctypedef struct cos_tb_t:
     uint64_t rate_bytes_per_s
     uint64_t burst_bytes
     uint64_t tokens
+    uint64_t debt_bytes    # owed by a packet larger than the bucket: paid before tokens
     uint64_t last_ns
     uint32_t overhead_bytes
     bint primed
@@ -172,6 +182,9 @@ cdef class Scheduler:
     cdef uint32_t drain_batch(self, xdp_desc_t* out, uint32_t max_items,
                               uint64_t now_ns) noexcept nogil
     cdef void settle_batch(self, uint32_t accepted) noexcept nogil
+    cdef int admit(self, uint32_t class_index, uint64_t addr, uint32_t length,
+                   const pkt_meta_t* m, uint8_t* frame) noexcept nogil
+    cdef uint32_t take_queued(self, xdp_desc_t* out, uint32_t max_items) noexcept nogil
     cdef int _class_index(self, uint32_t queue_id) except -1
     cdef void _park(self, cos_class_t* c, uint64_t now_ns, uint64_t wait_ns) noexcept nogil
     cdef bint _root_covers(self, cos_class_t* c, uint64_t now_ns, uint64_t cost) noexcept nogil

@@ -8,6 +8,7 @@ from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
 from xpfdp._fast.cos cimport Scheduler
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, srec_t, ssession_t
+from xpfdp._fast.verdict cimport VERDICT_DROP
 from xpfdp._fast.xsk cimport Burst, Port, Umem, xdp_desc
 
 cdef enum:
@@ -15,39 +16,21 @@ cdef enum:
     MAX_STAGES = 32
     LAT_BUCKETS = 16
     LAT_FIFO = 1024          # submitted TX batches awaiting completion, per port
-    VERDICT_PENDING = -3     # no stage has chosen an egress port yet
-    VERDICT_QUEUED = -4      # taken by a CoS queue (frame held there until transmitted)
     MAX_COS_RULES = 32
+    DROP_COUNTERS = 256      # one per drop-reason code (verdict.pxd: codes < DROP_REASON_MAX)
 
-# Drop reasons: one counter each (names in pipeline.pyx DROP_REASONS, same order).
+# pkt_ctx_t.flags: which per-packet facts an earlier stage left for later ones.
 cdef enum:
-    DROP_PARSE = 0           # + PARSE_* status (12 codes): parse_error:<status>
-    DROP_NO_ROUTE = 12
-    DROP_TTL_EXPIRED = 13
-    DROP_POLICY_DENIED = 14
-    DROP_SESSION_TABLE_FULL = 15
-    DROP_NAT_PORTS_EXHAUSTED = 16
-    DROP_NO_EGRESS = 17
-    DROP_BAD_EGRESS = 18
-    DROP_PASS = 19
-    DROP_TX_RING_FULL = 20
-    DROP_COPY_NO_FRAME = 21
-    DROP_USER = 22
-    DROP_USER_ERROR = 23
-    DROP_COS_FLOW_SHARE = 24
-    DROP_COS_BUFFER = 25
-    DROP_COS_CAPACITY = 26
-    DROP_COS_BAD_DESC = 27
-    DROP_NAT_FAILED = 28
-    DROP_SHUTDOWN = 29
-    DROP_REASON_COUNT = 30
-
-# pkt_ctx_t.flags
-cdef enum:
-    CTX_HAS_DEC = 0x01       # `dec` holds the packet's session decision
-    CTX_ROUTED = 0x02        # next hop already resolved (flow cache hit, or new-flow routing)
+    CTX_HAS_DEC = 0x01       # `dec` holds the packet's session decision ("has_decision")
+    CTX_ROUTED = 0x02        # `nh` already resolved (flow cache hit, or new-flow routing)
     CTX_FC_INSERT = 0x04     # a miss the route stage should store in the flow cache
-    CTX_HAS_KEY = 0x08       # `key` holds the packet's pre-NAT session key
+    CTX_HAS_KEY = 0x08       # `key` holds the packet's pre-NAT session key ("has_key")
+
+# TCP flag bits of pkt_meta_t.tcp_flags the stages test.
+cdef enum:
+    TCP_FIN = 0x01
+    TCP_SYN = 0x02
+    TCP_RST = 0x04
 
 # Per packet scratch of one burst, beside the Burst's meta and verdict.
 ctypedef struct pkt_ctx_t:
@@ -57,7 +40,6 @@ ctypedef struct pkt_ctx_t:
     uint64_t fch             # flow cache set hash of (ingress, key)
     int32_t nh               # next-hop index, -1 until routed
     uint8_t flags
-    uint8_t why              # drop reason when verdict is DROP
 
 ctypedef struct nexthop_t:
     int32_t port
@@ -117,10 +99,18 @@ ctypedef struct cos_rule_t:
 
 cdef class Stage:
     cdef readonly str name
+    cdef readonly tuple needs        # facts/resources that must exist before it runs
+    cdef readonly tuple provides     # facts it leaves for the stages after it
     cdef uint64_t c_packets
     cdef uint64_t c_drops
 
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil
+
+
+cdef inline void drop_packet(Burst b, uint32_t i, uint8_t reason) noexcept nogil:
+    """Drop packet i of `b`, counted under drop-reason code `reason`."""
+    b.v[i] = VERDICT_DROP
+    b.why[i] = reason
 
 
 cdef class Pipeline:
@@ -136,6 +126,7 @@ cdef class Pipeline:
     cdef PyObject* txq[MAX_PORTS]       # pending TX per egress port (frames held by us)
     cdef PyObject* dropb[MAX_PORTS]     # drops of a burst received on port i
     cdef list _cos_bursts
+    cdef list _schedulers               # keeps sched[] alive
     cdef list _copy_bursts
     cdef PyObject* sched[MAX_PORTS]     # CoS Scheduler of egress port j, or NULL
     cdef PyObject* cosb[MAX_PORTS]      # TX batch drained from sched[j]
@@ -146,7 +137,9 @@ cdef class Pipeline:
     cdef uint32_t start_port
     cdef readonly uint32_t burst_size
     cdef pkt_ctx_t* ctx
-    cdef xdp_desc* saved                # descriptors before a user stage ran
+    cdef xdp_desc* saved                # descriptors before a GIL stage ran
+    cdef int16_t* saved_v               # verdicts before a GIL stage ran
+    cdef uint8_t* saved_why             # drop reasons before a GIL stage ran
     cdef nexthop_t* nh
     cdef uint32_t n_nh
     cdef public RouteTable routes
@@ -157,13 +150,15 @@ cdef class Pipeline:
     cdef uint64_t last_expire_ns
     cdef ssession_t* exp_buf
     cdef size_t exp_cap
-    cdef uint8_t py_stage[MAX_STAGES]
+    cdef uint8_t gil_stage[MAX_STAGES]  # stage k runs its Python process() with the GIL
     cdef volatile bint stop_flag
     cdef readonly bint closed
+    cdef bint polling                   # inside poll()/run(): close() and re-entry refuse
     cdef object _error
     # counters (worker-local, folded in once per poll)
-    cdef uint64_t drops[DROP_REASON_COUNT]
-    cdef uint64_t burst_drops[DROP_REASON_COUNT]
+    cdef uint64_t drops[DROP_COUNTERS]
+    cdef uint64_t burst_drops[DROP_COUNTERS]
+    cdef uint32_t drop_codes_used       # burst_drops[k] is 0 for every k >= this
     cdef uint64_t rx_packets
     cdef uint64_t tx_packets
     cdef uint64_t polls
@@ -174,6 +169,9 @@ cdef class Pipeline:
     cdef lat_fifo_t* lat
 
     cdef int process(self, uint32_t ingress, Burst b) noexcept nogil
+    cdef void pin_umems(self, int delta)
+    cdef void run_c(self, uint64_t deadline, bint timed, uint64_t max_packets,
+                    bint until_idle, uint64_t* total_out) noexcept
     cdef void settle(self, uint32_t ingress, Burst b, Burst db) noexcept nogil
     cdef void flush_tx(self, uint32_t j) noexcept nogil
     cdef void flush_queue(self, uint32_t j, Port port, Burst q) noexcept nogil
@@ -183,4 +181,4 @@ cdef class Pipeline:
     cdef uint8_t copy_out(self, Port port, Burst cp, Burst q, const xdp_desc* d,
                           Umem src) noexcept nogil
     cdef uint32_t poll_c(self, uint64_t now_ns) noexcept nogil
-    cdef int run_py_stage(self, uint32_t k, Burst b) noexcept with gil
+    cdef int run_gil_stage(self, uint32_t k, Burst b) noexcept with gil

@@ -10,7 +10,9 @@ frames leaves them queued (still held, retried next poll) up to the queue's capa
 beyond that they are dropped as tx_ring_full_dropped. No frame is ever leaked.
 
 Stages are `Stage` subclasses whose `run` is a cdef nogil method; `PyStage` wraps a Python
-callable and takes the GIL once per burst.
+callable and takes the GIL once per burst. Each stage declares what it `needs` before it and
+what it `provides` after it; the constructor refuses an order that cannot work. The
+contract a stage follows is in docs/stages.md.
 """
 
 cimport cython
@@ -20,12 +22,12 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, memset
 
 from xpfdp._fast.cos cimport (
+    COS_ADMIT_MARKED,
+    COS_DROP_BAD_DESC,
+    COS_DROP_BUFFER,
+    COS_DROP_CAPACITY,
+    COS_DROP_FLOW_SHARE,
     Scheduler,
-    cos_item_t,
-    cos_meta_bucket,
-    cosq_admit,
-    cosq_pop,
-    cosq_t,
     xdp_desc_t,
 )
 from xpfdp._fast.csum cimport (
@@ -40,7 +42,7 @@ from xpfdp._fast.csum cimport (
     ttl_decrement,
 )
 from xpfdp._fast.hash cimport mix64
-from xpfdp._fast.meta cimport META_L4_VALID, PARSE_OK, pkt_meta_t
+from xpfdp._fast.meta cimport META_L4_VALID, PARSE_NON_IP, PARSE_OK, pkt_meta_t
 from xpfdp._fast.parse cimport parse_one
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport (
@@ -55,9 +57,41 @@ from xpfdp._fast.session cimport (
     smeta_t,
     srec_t,
 )
+from xpfdp._fast.verdict cimport (
+    DROP_BAD_EGRESS,
+    DROP_COPY_NO_FRAME,
+    DROP_COS_BAD_DESC,
+    DROP_COS_BUFFER,
+    DROP_COS_CAPACITY,
+    DROP_COS_FLOW_SHARE,
+    DROP_NAT_FAILED,
+    DROP_NAT_PORTS_EXHAUSTED,
+    DROP_NO_EGRESS,
+    DROP_NO_ROUTE,
+    DROP_PARSE,
+    DROP_PASS,
+    DROP_POLICY_DENIED,
+    DROP_SESSION_TABLE_FULL,
+    DROP_SHUTDOWN,
+    DROP_TTL_EXPIRED,
+    DROP_TX_RING_FULL,
+    DROP_UNSET,
+    DROP_USER,
+    DROP_USER_ERROR,
+    VERDICT_DROP,
+    VERDICT_PASS,
+    VERDICT_PENDING,
+    VERDICT_QUEUED,
+    drop_reason_count,
+    verdict_public,
+    verdict_settled,
+)
 from xpfdp._fast.xsk cimport Burst, Port, Umem, wait_any, xdp_desc
 
 import ipaddress
+
+from xpfdp._fast.meta import PARSE_STATUS_NAMES
+from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
 cdef extern from *:
     """
@@ -76,20 +110,8 @@ cdef extern from *:
     """
     void xpfdp_pipe_prefetch(const void* p) nogil
 
-VERDICT_DROP = -1
-VERDICT_PASS = -2
-
-PARSE_STATUS_NAMES = (
-    "ok", "trunc_l2", "non_ip", "trunc_l3", "bad_version", "bad_ihl", "bad_totlen",
-    "trunc_exthdr", "too_many_exthdr", "trunc_l4", "bad_doff", "nonfirst_frag",
-)
-DROP_REASONS = tuple(f"parse_error:{s}" for s in PARSE_STATUS_NAMES) + (
-    "no_route", "ttl_expired", "policy_denied", "session_table_full", "nat_ports_exhausted",
-    "no_egress", "bad_egress", "pass_unsupported", "tx_ring_full_dropped",
-    "copy_no_tx_frame", "user_drop", "user_error", "cos_drop:flow_share", "cos_drop:buffer",
-    "cos_drop:capacity", "cos_drop:bad_desc", "nat_failed", "shutdown",
-)
-assert len(DROP_REASONS) == DROP_REASON_COUNT
+# The built-in drop reason names, in code order (`drop_reasons()` adds registered ones).
+DROP_REASONS = drop_reasons()
 
 # Upper bound (ns) of each TX latency bucket: bucket k holds [2^(k+9), 2^(k+10)) ns, the
 # first everything below 1024 ns, the last everything above.
@@ -117,11 +139,6 @@ cdef inline bint enqueue(Burst q, const xdp_desc* d) noexcept nogil:
     q.d[q.n] = d[0]
     q.n += 1
     return True
-
-
-cdef inline void drop_pkt(Burst b, pkt_ctx_t* ctx, uint32_t i, uint8_t why) noexcept nogil:
-    b.v[i] = -1
-    ctx[i].why = why
 
 
 cdef inline uint64_t key_hash(const skey_t* k, uint16_t ingress, uint64_t seed) noexcept nogil:
@@ -174,6 +191,70 @@ include "stages/cos.pxi"
 include "stages/py.pxi"
 
 
+# Every COS_DROP_* admission verdict has its own pipeline reason: checked by name, so the
+# cos and verdict enums may change order independently.
+from xpfdp._fast.cos import VERDICT_NAMES as _COS_VERDICT_NAMES
+
+for _code, _name in enumerate(_COS_VERDICT_NAMES):
+    if _name.startswith("drop_") and (
+            drop_reason_name(cos_drop_reason(_code)) != "cos_drop:" + _name[len("drop_"):]):
+        raise ImportError(f"CoS admission verdict {_name} has no matching drop reason")
+
+
+# ---------------------------------------------------------------------------------------
+# Stage order: what each stage needs before it and provides after it
+
+# Per-packet facts of the built-in stages: name -> the stage that provides it.
+FACT_PROVIDERS = {
+    "parsed": "ParseStage",
+    "has_key": "SessionStage",
+    "has_decision": "SessionStage",
+    "routed": "RouteStage",
+    "queued": "CosStage",
+}
+# Resources a stage may need: name -> how the pipeline gets it.
+RESOURCES = {
+    "routes": "Pipeline(routes=RouteTable)",
+    "sessions": "Pipeline(sessions=SessionTable)",
+    "gil": "the stage's Python process(burst) method, called with the GIL once per burst",
+}
+
+
+def _stage_label(stage):
+    kind = type(stage).__name__
+    return f"PyStage {stage.name!r}" if kind == "PyStage" else kind
+
+
+def check_stage_order(stages, resources):
+    """Raise ValueError unless every stage's needs are met by a stage before it or by a
+    resource in `resources` (name -> object or None); TypeError for a stage whose "gil"
+    need and `process` method disagree."""
+    first_provider = {}
+    for stage in stages:
+        for fact in stage.provides or ():
+            first_provider.setdefault(fact, stage)
+    available = set()
+    for stage in stages:
+        needs = stage.needs or ()
+        if ("gil" in needs) != callable(getattr(stage, "process", None)):
+            raise TypeError(f"{_stage_label(stage)}: a stage runs process(burst) with the GIL "
+                            "exactly when it needs 'gil'")
+        for need in needs:
+            if need in RESOURCES:
+                if need in resources and resources[need] is None:
+                    raise ValueError(f"{_stage_label(stage)} needs {need!r}: pass "
+                                     f"{RESOURCES[need]}")
+            elif need not in available:
+                provider = first_provider.get(need)
+                if provider is not None:
+                    raise ValueError(f"{_stage_label(stage)} needs {need!r}, provided by "
+                                     f"{_stage_label(provider)}, which must come before it")
+                hint = FACT_PROVIDERS.get(need)
+                raise ValueError(f"{_stage_label(stage)} needs {need!r}, which no stage "
+                                 "provides" + (f" (add a {hint} before it)" if hint else ""))
+        available.update(stage.provides or ())
+
+
 # ---------------------------------------------------------------------------------------
 # The pipeline
 
@@ -184,12 +265,15 @@ cdef class Pipeline:
     def __cinit__(self):
         self.ctx = NULL
         self.saved = NULL
+        self.saved_v = NULL
+        self.saved_why = NULL
         self.nh = NULL
         self.lat = NULL
         self.exp_buf = NULL
 
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
                  flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0):
+        cdef Burst cb, cp, rb, tb, db
         ports = list(ports)
         stages = list(stages)
         if not 1 <= len(ports) <= MAX_PORTS:
@@ -220,12 +304,7 @@ cdef class Pipeline:
             getattr(x, "ifname", None) or f"port{i}" for i, x in enumerate(ports)]
         if len(self.port_names) != len(ports):
             raise ValueError("names must have one entry per port")
-        needs_routes = any(isinstance(s, (RouteStage, SessionStage)) for s in stages)
-        needs_sessions = any(isinstance(s, SessionStage) for s in stages)
-        if needs_routes and routes is None:
-            raise ValueError("route/session stages need `routes` (a RouteTable)")
-        if needs_sessions and sessions is None:
-            raise ValueError("a SessionStage needs `sessions` (a SessionTable)")
+        check_stage_order(stages, {"routes": routes, "sessions": sessions})
         self.routes = routes
         self.sessions = sessions
         self.fc = flow_cache
@@ -251,14 +330,17 @@ cdef class Pipeline:
             self.cpb[i] = <PyObject*>cp
             self.sched[i] = NULL
         for st in stages:
-            if isinstance(st, CosStage):
-                for j, sch in (<CosStage>st).schedulers.items():
-                    if j >= len(ports):
-                        raise ValueError(f"CoS: port index {j} out of range "
-                                         f"(pipeline has {len(ports)} ports)")
-                    if self.sched[j] != NULL and <object>self.sched[j] is not sch:
-                        raise ValueError(f"CoS: two schedulers for port {j}")
-                    self.sched[j] = <PyObject*>sch
+            for j, sch in (st.egress_schedulers() or {}).items():
+                if not isinstance(sch, Scheduler):
+                    raise TypeError(f"{type(st).__name__}: port {j} needs an xpfdp.cos Scheduler")
+                if not 0 <= j < len(ports):
+                    raise ValueError(f"CoS: port index {j} out of range "
+                                     f"(pipeline has {len(ports)} ports)")
+                if self.sched[j] != NULL and <object>self.sched[j] is not sch:
+                    raise ValueError(f"CoS: two schedulers for port {j}")
+                self.sched[j] = <PyObject*>sch
+        self._schedulers = [<object>self.sched[j] for j in range(len(ports))
+                            if self.sched[j] != NULL]
         for i, x in enumerate(ports):
             rb = Burst(burst_size)
             rb.umem = (<Port>x).umem
@@ -275,12 +357,14 @@ cdef class Pipeline:
             self.dropb[i] = <PyObject*>db
         for k, s in enumerate(stages):
             self.stages[k] = <PyObject*>s
-            if isinstance(s, PyStage):
-                self.py_stage[k] = 1
+            self.gil_stage[k] = "gil" in (s.needs or ())
         self.ctx = <pkt_ctx_t*>calloc(burst_size, sizeof(pkt_ctx_t))
         self.saved = <xdp_desc*>calloc(burst_size, sizeof(xdp_desc))
+        self.saved_v = <int16_t*>calloc(burst_size, sizeof(int16_t))
+        self.saved_why = <uint8_t*>calloc(burst_size, sizeof(uint8_t))
         self.lat = <lat_fifo_t*>calloc(self.n_ports, sizeof(lat_fifo_t))
-        if self.ctx == NULL or self.lat == NULL or self.saved == NULL:
+        if (self.ctx == NULL or self.lat == NULL or self.saved == NULL or self.saved_v == NULL
+                or self.saved_why == NULL):
             raise MemoryError("pipeline scratch")
         for i, x in enumerate(ports):
             self.lat[i].seen_completions = (<Port>x).st.completions
@@ -289,6 +373,8 @@ cdef class Pipeline:
     def __dealloc__(self):
         free(self.ctx)
         free(self.saved)
+        free(self.saved_v)
+        free(self.saved_why)
         free(self.nh)
         free(self.lat)
         free(self.exp_buf)
@@ -349,16 +435,21 @@ cdef class Pipeline:
 
     # ------------------------------------------------------------------ per burst
 
-    cdef int run_py_stage(self, uint32_t k, Burst b) noexcept with gil:
-        cdef PyStage s = <PyStage>self.stages[k]
+    cdef int run_gil_stage(self, uint32_t k, Burst b) noexcept with gil:
+        """Run stage k's Python `process(burst)`, then hold it to the contract: the frames
+        stay ours, only public verdicts count, a queued packet stays queued."""
+        cdef Stage s = <Stage>self.stages[k]
         cdef uint32_t i, n = b.n
+        cdef int16_t v
         for i in range(n):
-            if b.v[i] != -1:
+            if not verdict_settled(b.v[i]):
                 s.c_packets += 1
             self.saved[i] = b.d[i]
+            self.saved_v[i] = b.v[i]
+            self.saved_why[i] = b.why[i]
         err = None
         try:
-            s.fn(b)
+            s.process(b)
         except BaseException as exc:
             err = exc
         # The frames stay ours whatever the stage did to the arrays: count, addresses and
@@ -369,32 +460,39 @@ cdef class Pipeline:
             b.d[i].options = 0
             if not b.umem.owns(b.d[i].addr, b.d[i].len):
                 b.d[i].len = self.saved[i].len
+        cdef uint32_t codes = drop_reason_count()
+        for i in range(n):
+            v = b.v[i]
+            if self.saved_v[i] == VERDICT_QUEUED:
+                b.v[i] = VERDICT_QUEUED           # its frame belongs to a CoS queue
+            elif self.saved_v[i] == VERDICT_DROP:   # a drop is final, reason included
+                b.v[i] = VERDICT_DROP
+                b.why[i] = self.saved_why[i]
+            elif err is not None or (v != self.saved_v[i] and not verdict_public(v)):
+                drop_packet(b, i, DROP_USER_ERROR)
+                s.c_drops += 1
+            elif v == VERDICT_DROP:
+                if b.why[i] >= codes:             # unset, or a code nobody registered
+                    b.why[i] = DROP_USER
+                s.c_drops += 1
         if err is not None:
             if self._error is None:
                 self._error = err
             self.stop_flag = True
-            for i in range(b.n):
-                if b.v[i] != -1:
-                    drop_pkt(b, self.ctx, i, DROP_USER_ERROR)
-                    s.c_drops += 1
             return -1
-        for i in range(b.n):
-            if b.v[i] == -1 and self.ctx[i].why == 0xFF:
-                self.ctx[i].why = DROP_USER
-                s.c_drops += 1
         return 0
 
     cdef int process(self, uint32_t ingress, Burst b) noexcept nogil:
         cdef uint32_t i, k
         for i in range(b.n):
             b.v[i] = VERDICT_PENDING
+            b.why[i] = DROP_UNSET
             self.ctx[i].flags = 0
             self.ctx[i].nh = -1
             self.ctx[i].handle = -1
-            self.ctx[i].why = 0xFF
         for k in range(self.n_stages):
-            if self.py_stage[k]:
-                self.run_py_stage(k, b)
+            if self.gil_stage[k]:
+                self.run_gil_stage(k, b)
             else:
                 (<Stage>self.stages[k]).run(self, b, ingress)
         self.settle(ingress, b, <Burst>self.dropb[ingress])
@@ -413,7 +511,7 @@ cdef class Pipeline:
                 elif self.cross[ingress][v]:
                     why = self.copy_out(<Port>self.ports[v], <Burst>self.cpb[v],
                                         <Burst>self.txq[v], &b.d[i], b.umem)
-                    if why == 0xFF:   # copied: the received frame goes home, not a drop
+                    if why == DROP_UNSET:   # copied: the received frame goes home, not a drop
                         db.d[nd] = b.d[i]
                         nd += 1
                         continue
@@ -423,15 +521,17 @@ cdef class Pipeline:
                     why = DROP_TX_RING_FULL
             elif v == VERDICT_QUEUED:
                 continue
-            elif v == -1:
-                why = self.ctx[i].why
-                if why == 0xFF:
+            elif v == VERDICT_DROP:
+                why = b.why[i]
+                if why == DROP_UNSET:
                     why = DROP_USER
-            elif v == -2:
+            elif v == VERDICT_PASS:
                 why = DROP_PASS
             else:
                 why = DROP_NO_EGRESS
             self.burst_drops[why] += 1
+            if why >= self.drop_codes_used:
+                self.drop_codes_used = why + 1
             db.d[nd] = b.d[i]
             nd += 1
         if nd:
@@ -469,7 +569,8 @@ cdef class Pipeline:
 
     cdef uint8_t copy_out(self, Port port, Burst cp, Burst q, const xdp_desc* d,
                           Umem src) noexcept nogil:
-        """Copy a frame into a TX frame of `port`'s UMEM and queue it; 0xFF or a reason."""
+        """Copy a frame into a TX frame of `port`'s UMEM and queue it; DROP_UNSET (done) or
+        the drop reason."""
         if q.n >= q.capacity:
             return DROP_TX_RING_FULL
         if d.len > port.umem.frame_size or port.c_alloc_tx(cp, 1) != 1:
@@ -478,7 +579,7 @@ cdef class Pipeline:
         cp.d[0].len = d.len
         enqueue(q, &cp.d[0])
         cp.n = 0
-        return 0xFF
+        return DROP_UNSET
 
     cdef int tx_stamped(self, uint32_t j, Port port, Burst q, uint32_t n) noexcept nogil:
         """Submit q.d[0:n] to port j's TX ring, stamping the accepted prefix for latency."""
@@ -557,7 +658,7 @@ cdef class Pipeline:
             n = <int>self.sessions.expire_c(now_ns, &self.exp_buf, &self.exp_cap)
             if n > 0:
                 self.sessions_expired += <uint32_t>n
-        for r in range(DROP_REASON_COUNT):
+        for r in range(self.drop_codes_used):
             self.drops[r] += self.burst_drops[r]
             self.burst_drops[r] = 0
         self.rx_packets += got
@@ -571,6 +672,16 @@ cdef class Pipeline:
     def _check_open(self):
         if self.closed:
             raise ValueError("pipeline is closed")
+        if self.polling:
+            raise RuntimeError("the pipeline is already polling (a stage may not poll it)")
+
+    cdef void pin_umems(self, int delta):
+        """Count this poll on every port's UMEM, so neither a UMEM nor a port can be closed
+        under the loop (a PyStage calling close() gets UmemBusyError instead)."""
+        cdef uint32_t k
+        self.polling = delta > 0
+        for k in range(self.n_ports):
+            (<Port>self.ports[k]).umem.pins += delta
 
     def poll(self, now_ns=None):
         """Run one round over every port with the GIL released (a PyStage takes it once per
@@ -579,8 +690,12 @@ cdef class Pipeline:
         self._check_open()
         cdef uint64_t t = xpfdp_pipe_now_ns() if now_ns is None else <uint64_t>now_ns
         cdef uint32_t got
-        with nogil:
-            got = self.poll_c(t)
+        self.pin_umems(1)
+        try:
+            with nogil:
+                got = self.poll_c(t)
+        finally:
+            self.pin_umems(-1)
         self._raise_error()
         return got
 
@@ -591,13 +706,24 @@ cdef class Pipeline:
         self._check_open()
         if seconds is None and not max_packets and not until_idle:
             raise ValueError("run() needs seconds, max_packets or until_idle")
-        cdef uint64_t deadline = 0, now, total = 0
+        cdef uint64_t deadline = 0, total = 0
         cdef bint timed = seconds is not None
-        cdef uint32_t got, idle = 0, k
-        cdef bint pending
         if timed:
             deadline = xpfdp_pipe_now_ns() + <uint64_t>(float(seconds) * 1e9)
         self.stop_flag = False
+        self.pin_umems(1)
+        try:
+            self.run_c(deadline, timed, max_packets, until_idle, &total)
+        finally:
+            self.pin_umems(-1)
+        self._raise_error()
+        return total
+
+    cdef void run_c(self, uint64_t deadline, bint timed, uint64_t max_packets,
+                    bint until_idle, uint64_t* total_out) noexcept:
+        cdef uint64_t now, total = 0
+        cdef uint32_t got, idle = 0, k
+        cdef bint pending
         with nogil:
             while True:
                 now = xpfdp_pipe_now_ns()
@@ -618,8 +744,7 @@ cdef class Pipeline:
                         wait_any(self.ports, self.n_ports, 1)
                 else:
                     idle = 0
-        self._raise_error()
-        return total
+        total_out[0] = total
 
     def _raise_error(self):
         if self._error is not None:
@@ -636,27 +761,18 @@ cdef class Pipeline:
     def drop_pending(self):
         """Return every queued TX frame (TX queues and CoS queues) to its pool, counted as
         shutdown drops."""
-        cdef uint32_t k, n, c
+        cdef uint32_t k, n
         cdef Burst q
-        cdef Scheduler sch
-        cdef cos_item_t it
         for k in range(self.n_ports):
             if self.sched[k] == NULL:
                 continue
-            sch = <Scheduler>self.sched[k]
             q = <Burst>self.cosb[k]
-            for c in range(sch.n_classes):
-                while True:
-                    n = 0
-                    while n < q.capacity and cosq_pop(sch.classes[c].q, False, &it) == 0:
-                        q.d[n].addr = it.addr
-                        q.d[n].len = it.len
-                        q.d[n].options = 0
-                        n += 1
-                    if n == 0:
-                        break
-                    (<Port>self.ports[k]).c_recycle(q, 0, n)
-                    self.drops[DROP_SHUTDOWN] += n
+            while True:
+                n = (<Scheduler>self.sched[k]).take_queued(<xdp_desc_t*>q.d, q.capacity)
+                if n == 0:
+                    break
+                (<Port>self.ports[k]).c_recycle(q, 0, n)
+                self.drops[DROP_SHUTDOWN] += n
         for k in range(self.n_ports):
             q = <Burst>self.txq[k]
             n = q.n
@@ -670,6 +786,8 @@ cdef class Pipeline:
         Idempotent."""
         if self.closed:
             return
+        if self.polling:
+            raise RuntimeError("cannot close a pipeline while it polls (a stage may not)")
         cdef uint32_t k
         for k in range(self.n_ports):
             if not (<Port>self.ports[k]).closed:
@@ -682,7 +800,7 @@ cdef class Pipeline:
 
     def stats(self):
         """A snapshot as a plain dict (shape documented in xpfdp.pipeline)."""
-        drops = {name: int(self.drops[r]) for r, name in enumerate(DROP_REASONS)
+        drops = {drop_reason_name(r): int(self.drops[r]) for r in range(DROP_COUNTERS)
                  if self.drops[r]}
         ports = {}
         for name, x in zip(self.port_names, self._ports):

@@ -1,5 +1,19 @@
 # Included by pipeline.pyx (one extension module, so stage calls stay direct C calls).
 
+cdef inline uint8_t cos_drop_reason(int admission) noexcept nogil:
+    """The pipeline drop reason of a COS_DROP_* admission verdict (named one by one, so
+    the two enums may be ordered independently)."""
+    if admission == COS_DROP_FLOW_SHARE:
+        return DROP_COS_FLOW_SHARE
+    if admission == COS_DROP_BUFFER:
+        return DROP_COS_BUFFER
+    if admission == COS_DROP_CAPACITY:
+        return DROP_COS_CAPACITY
+    if admission == COS_DROP_BAD_DESC:
+        return DROP_COS_BAD_DESC
+    return DROP_COS_BAD_DESC    # unreachable: pipeline.pyx checks every COS_DROP_* at import
+
+
 @cython.final
 cdef class CosStage(Stage):
     """CosStage(schedulers, rules=(), *, default_queue=0)\n--\n
@@ -12,9 +26,15 @@ cdef class CosStage(Stage):
     "queue" (queue id) and any of "proto" (number, or "icmp" for ICMP and ICMPv6),
     "family" (4/6), "dscp" (0..63) and "port" (source or destination port). Ports whose
     UMEM differs from the ingress port's are not shaped (their frames are copied out).
+
+    Needs "parsed" and "routed" (the verdict is the egress port); provides "queued": an
+    admitted packet's verdict becomes `Verdict.QUEUED` and its frame belongs to the queue,
+    so later stages leave it alone. Its schedulers are the pipeline's for those ports
+    (`egress_schedulers()`).
     """
 
     cdef readonly dict schedulers
+    cdef PyObject* sched[MAX_PORTS]          # borrowed from `schedulers`; NULL: not shaped
     cdef cos_rule_t rules[MAX_PORTS][MAX_COS_RULES]
     cdef uint32_t n_rules[MAX_PORTS]
     cdef uint16_t default_q[MAX_PORTS]
@@ -23,6 +43,8 @@ cdef class CosStage(Stage):
 
     def __init__(self, schedulers, rules=(), *, int default_queue=0):
         self.name = "cos"
+        self.needs = ("parsed", "routed")
+        self.provides = ("queued",)
         self.schedulers = dict(schedulers)
         expanded = []
         for r in rules:
@@ -46,6 +68,7 @@ cdef class CosStage(Stage):
             if default_queue not in ids:
                 raise ValueError(f"CoS: default queue {default_queue} not in port {port}'s "
                                  f"scheduler (queues {ids})")
+            self.sched[port] = <PyObject*>sch
             self.default_q[port] = ids.index(default_queue)
             self.n_rules[port] = len(expanded)
             for k, r in enumerate(expanded):
@@ -62,15 +85,13 @@ cdef class CosStage(Stage):
         cdef int16_t v
         cdef pkt_meta_t* m
         cdef cos_rule_t* r
-        cdef cos_item_t it
-        cdef cosq_t* q
         cdef int rc
         for i in range(b.n):
             v = b.v[i]
-            if v == -1:
+            if verdict_settled(v):
                 continue
             self.c_packets += 1
-            if v < 0 or <uint32_t>v >= p.n_ports or p.sched[v] == NULL or p.cross[ingress][v]:
+            if v < 0 or <uint32_t>v >= p.n_ports or self.sched[v] == NULL or p.cross[ingress][v]:
                 continue
             e = <uint32_t>v
             m = &b.m[i]
@@ -84,20 +105,20 @@ cdef class CosStage(Stage):
                                              and (r.port == m.sport or r.port == m.dport)))):
                     qi = r.queue_index
                     break
-            q = (<Scheduler>p.sched[e]).classes[qi].q
-            it.addr = b.d[i].addr
-            it.len = b.d[i].len
-            it.options = 0
-            it.bucket = cos_meta_bucket(q.seed, q.mask, m) if q.flow_fair else 0
-            rc = cosq_admit(q, &it, b.umem.area + b.d[i].addr)
-            if rc <= 1:
+            rc = (<Scheduler>self.sched[e]).admit(qi, b.d[i].addr, b.d[i].len, m,
+                                                   b.umem.area + b.d[i].addr)
+            if rc <= COS_ADMIT_MARKED:
                 b.v[i] = VERDICT_QUEUED
                 self.admitted += 1
-                self.ecn_marked += rc == 1
+                self.ecn_marked += rc == COS_ADMIT_MARKED
             else:
-                drop_pkt(b, p.ctx, i, DROP_COS_FLOW_SHARE + rc - 2)
+                drop_packet(b, i, cos_drop_reason(rc))
                 self.c_drops += 1
         return 0
+
+    def egress_schedulers(self):
+        """{egress port index: Scheduler} this stage admits packets into."""
+        return dict(self.schedulers)
 
     def stats(self):
         out = Stage.stats(self)

@@ -3,17 +3,23 @@
 @cython.final
 cdef class CountStage(Stage):
     """CountStage(name='count')\n--\n
-    Count packets and bytes reaching this point of the pipeline."""
+    Count packets and bytes reaching this point of the pipeline (packets already taken
+    by a CoS queue included: counting does not touch them).
+
+    Needs nothing; provides nothing.
+    """
 
     cdef readonly uint64_t bytes
 
     def __init__(self, str name="count"):
         self.name = name
+        self.needs = ()
+        self.provides = ()
 
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         cdef uint32_t i
         for i in range(b.n):
-            if b.v[i] != -1:
+            if b.v[i] != VERDICT_DROP:
                 self.c_packets += 1
                 self.bytes += b.d[i].len
         return 0

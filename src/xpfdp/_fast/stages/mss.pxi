@@ -3,7 +3,10 @@
 @cython.final
 cdef class MssClampStage(Stage):
     """MssClampStage(mss_v4, mss_v6=None)\n--\n
-    Lower the MSS option of TCP SYNs to `mss_v4` (IPv4) / `mss_v6` (IPv6)."""
+    Lower the MSS option of TCP SYNs to `mss_v4` (IPv4) / `mss_v6` (IPv6).
+
+    Needs "parsed"; provides nothing new; never drops.
+    """
 
     cdef readonly uint16_t mss_v4
     cdef readonly uint16_t mss_v6
@@ -14,16 +17,18 @@ cdef class MssClampStage(Stage):
         if not 1 <= mss_v4 <= 65535 or not 1 <= v6 <= 65535:
             raise ValueError(f"MSS values must be in [1, 65535], got {mss_v4}, {v6}")
         self.name = "mss_clamp"
+        self.needs = ("parsed",)
+        self.provides = ()
         self.mss_v4 = mss_v4
         self.mss_v6 = v6
 
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         cdef uint32_t i
         for i in range(b.n):
-            if b.v[i] == -1:
+            if verdict_settled(b.v[i]):
                 continue
             self.c_packets += 1
-            if b.m[i].protocol == PROTO_TCP and b.m[i].tcp_flags & 0x02:
+            if b.m[i].protocol == PROTO_TCP and b.m[i].tcp_flags & TCP_SYN:
                 self.clamped += mss_clamp(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i],
                                           self.mss_v4 if b.m[i].ip_version == 4
                                           else self.mss_v6) == 1

@@ -4,10 +4,17 @@
 cdef class NatStage(Stage):
     """NatStage()\n--\n
     Apply each packet's session NAT (SNAT and/or DNAT, ports or echo id) in place with
-    incremental checksum updates."""
+    incremental checksum updates; a frame whose L4 checksum cannot be updated is dropped
+    as nat_failed.
+
+    Needs "parsed" and "has_decision" (SessionStage); provides nothing new. Put it before
+    RouteStage so routes see the translated destination.
+    """
 
     def __init__(self):
         self.name = "nat"
+        self.needs = ("parsed", "has_decision")
+        self.provides = ()
 
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         cdef uint32_t i
@@ -15,7 +22,7 @@ cdef class NatStage(Stage):
         cdef uint8_t f
         cdef int rc
         for i in range(b.n):
-            if b.v[i] == -1:
+            if verdict_settled(b.v[i]):
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
@@ -28,6 +35,6 @@ cdef class NatStage(Stage):
                              c.dec.rsp if f & NAT_RSP else -1,
                              c.dec.rdp if f & NAT_RDP else -1)
             if rc == REWRITE_BAD_L4_CSUM:
-                drop_pkt(b, p.ctx, i, DROP_NAT_FAILED)
+                drop_packet(b, i, DROP_NAT_FAILED)
                 self.c_drops += 1
         return 0

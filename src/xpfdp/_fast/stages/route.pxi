@@ -5,17 +5,23 @@ cdef class RouteStage(Stage):
     """RouteStage()\n--\n
     Longest-prefix match on the (post-NAT) destination: verdict = the next hop's port.
     Packets whose next hop is already known (flow cache hit, new flow) skip the lookup; misses
-    resolved here are stored in the flow cache."""
+    resolved here are stored in the flow cache. Unroutable packets are dropped as no_route.
+
+    Needs "parsed" and the pipeline's `routes`; provides "routed" (the verdict is the egress
+    port and ctx `nh` the next hop).
+    """
 
     def __init__(self):
         self.name = "route"
+        self.needs = ("parsed", "routes")
+        self.provides = ("routed",)
 
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         cdef uint32_t i
         cdef pkt_ctx_t* c
         cdef int32_t nh
         for i in range(b.n):
-            if b.v[i] == -1:
+            if verdict_settled(b.v[i]):
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
@@ -26,7 +32,7 @@ cdef class RouteStage(Stage):
             else:
                 nh = p.routes.lookup_addr(b.m[i].dst, b.m[i].ip_version)
             if nh < 0 or <uint32_t>nh >= p.n_nh:
-                drop_pkt(b, p.ctx, i, DROP_NO_ROUTE)
+                drop_packet(b, i, DROP_NO_ROUTE)
                 self.c_drops += 1
                 continue
             c.nh = nh

@@ -13,6 +13,11 @@ cdef class SessionStage(Stage):
     the pool range (ICMP echo keeps its identifier); both entries are installed at once.
     Packets without a session key (non-first fragments, non-L4) are dropped as
     policy_denied when they come from outside `new_flow_ports`, else passed statelessly.
+
+    Needs "parsed" and the pipeline's `routes` and `sessions`; provides "has_key" (ctx
+    `key`) and "has_decision" (ctx `dec`, `handle`) for the packets that have them. Packets
+    it routed already (cache hits, new flows) carry `nh` and the CTX_ROUTED flag, which
+    RouteStage honours; misses it wants cached carry CTX_FC_INSERT.
     """
 
     cdef uint32_t new_flow_mask
@@ -33,6 +38,8 @@ cdef class SessionStage(Stage):
         list of up to one per family). `dnat`: (ingress, proto, dport, to_address, to_port)
         port-forward rules (see add_dnat)."""
         self.name = "session"
+        self.needs = ("parsed", "routes", "sessions")
+        self.provides = ("has_key", "has_decision")
         if new_flow_ports is None:
             self.new_flow_mask = 0xFFFFFFFF
         else:
@@ -169,13 +176,13 @@ cdef class SessionStage(Stage):
         cdef int rc, dn
         # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
         for i in range(b.n):
-            if b.v[i] == -1:
+            if verdict_settled(b.v[i]):
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
             if not key_from_meta(&b.m[i], &c.key):
                 if not (self.new_flow_mask >> ingress) & 1:
-                    drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
+                    drop_packet(b, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
                 continue
             c.flags |= CTX_HAS_KEY
@@ -184,10 +191,10 @@ cdef class SessionStage(Stage):
         # Pass 2: flow cache, session table, new flows.
         for i in range(b.n):
             c = &p.ctx[i]
-            if b.v[i] == -1 or not (c.flags & CTX_HAS_KEY):
+            if verdict_settled(b.v[i]) or not (c.flags & CTX_HAS_KEY):
                 continue
             m = &b.m[i]
-            if p.fc is not None and not (m.protocol == PROTO_TCP and m.tcp_flags & 0x05):
+            if p.fc is not None and not (m.protocol == PROTO_TCP and m.tcp_flags & (TCP_FIN | TCP_RST)):
                 hit = p.fc.find(&c.key, <uint16_t>ingress, c.fch, route_gen,
                                 p.config_generation, t, &r)
                 if hit != NULL:
@@ -208,7 +215,7 @@ cdef class SessionStage(Stage):
             memset(&c.dec, 0, sizeof(sdecision_t))
             dn = self.match_dnat(ingress, &c.key)
             if dn < 0 and not (self.new_flow_mask >> ingress) & 1:
-                drop_pkt(b, p.ctx, i, DROP_POLICY_DENIED)
+                drop_packet(b, i, DROP_POLICY_DENIED)
                 self.c_drops += 1
                 continue
             if dn >= 0:   # a port forward: the flow goes to the rule's address and port
@@ -221,7 +228,7 @@ cdef class SessionStage(Stage):
             else:
                 nh = p.routes.lookup_addr(m.dst, m.ip_version)
             if nh < 0 or <uint32_t>nh >= p.n_nh:
-                drop_pkt(b, p.ctx, i, DROP_NO_ROUTE)
+                drop_packet(b, i, DROP_NO_ROUTE)
                 self.c_drops += 1
                 continue
             e = <uint32_t>p.nh[nh].port
@@ -230,7 +237,7 @@ cdef class SessionStage(Stage):
             if e < MAX_PORTS:
                 rc = self.snat_pick(p, e, &c.key, &c.dec)
                 if rc < 0:
-                    drop_pkt(b, p.ctx, i, DROP_NAT_PORTS_EXHAUSTED)
+                    drop_packet(b, i, DROP_NAT_PORTS_EXHAUSTED)
                     self.c_drops += 1
                     continue
             memset(&sm, 0, sizeof(smeta_t))
@@ -238,7 +245,7 @@ cdef class SessionStage(Stage):
             sm.egress_zone = <uint16_t>e
             if t.install_pair_c(&c.key, &c.dec, &sm, p.now_ns, m.tcp_flags,
                                 <uint16_t>ingress, &hf, &hr) == 0 or hf < 0:
-                drop_pkt(b, p.ctx, i, DROP_SESSION_TABLE_FULL)
+                drop_packet(b, i, DROP_SESSION_TABLE_FULL)
                 self.c_drops += 1
                 continue
             p.sessions_created += 1
