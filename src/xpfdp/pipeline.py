@@ -60,7 +60,8 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
       {"rx_packets", "tx_packets", "drops": {reason: n (non-zero only)}, "drops_total",
        "polls", "idle_polls", "pending_tx",
        "ports": {name: port.stats()}, "stages": {name: {"packets", "drops", ...}},
-       "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints]},
+       "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints],
+                      "sum_ns": total of every sample (for a Prometheus _sum)},
        "sessions": {"active", "created", "expired"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
                       "capacity"} or None}
@@ -139,6 +140,7 @@ def merge_stats(snapshots):
     total = {k: 0 for k in _SUMMED}
     drops: dict[str, int] = {}
     counts = [0] * len(LATENCY_BUCKET_UPPER_NS)
+    latency_sum_ns = 0
     sessions = {"active": 0, "created": 0, "expired": 0}
     cache: dict[str, int] = {}
     for s in snapshots:
@@ -147,12 +149,17 @@ def merge_stats(snapshots):
         for reason, n in s["drops"].items():
             drops[reason] = drops.get(reason, 0) + n
         counts = [a + b for a, b in zip(counts, s["tx_latency"]["counts"], strict=False)]
+        latency_sum_ns += s["tx_latency"].get("sum_ns", 0)
         for k in sessions:
             sessions[k] += s["sessions"][k]
         for k, v in (s["flow_cache"] or {}).items():
             cache[k] = cache.get(k, 0) + v
     total["drops"] = drops
-    total["tx_latency"] = {"bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS), "counts": counts}
+    total["tx_latency"] = {
+        "bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS),
+        "counts": counts,
+        "sum_ns": latency_sum_ns,
+    }
     total["sessions"] = sessions
     total["flow_cache"] = cache or None
     return total

@@ -166,6 +166,7 @@ cdef class Pipeline:
     cdef uint64_t sessions_created
     cdef uint64_t sessions_expired
     cdef uint64_t lat_hist[LAT_BUCKETS]
+    cdef uint64_t lat_sum_ns       # sum of every sample in lat_hist (Prometheus _sum)
     cdef lat_fifo_t* lat
 
     cdef int process(self, uint32_t ingress, Burst b) noexcept nogil

@@ -9,13 +9,20 @@ from typing_extensions import disjoint_base
 from xpfdp._fast.cos import Scheduler
 from xpfdp._fast.route import RouteTable
 from xpfdp._fast.session import SessionTable
+from xpfdp._fast.verdict import DropReason as DropReason
+from xpfdp._fast.verdict import Verdict as Verdict
+from xpfdp._fast.verdict import drop_reason as drop_reason
+from xpfdp._fast.verdict import drop_reason_name as drop_reason_name
+from xpfdp._fast.verdict import drop_reasons as drop_reasons
 from xpfdp._fast.xsk import Burst, Port
 
-VERDICT_DROP: int
-VERDICT_PASS: int
 PARSE_STATUS_NAMES: tuple[str, ...]
 DROP_REASONS: tuple[str, ...]
 LATENCY_BUCKET_UPPER_NS: tuple[int | None, ...]
+FACT_PROVIDERS: dict[str, str]
+RESOURCES: dict[str, str]
+
+def check_stage_order(stages: Iterable[Stage], resources: Mapping[str, object]) -> None: ...
 
 _NextHop = tuple[int, Any, Any]
 
@@ -31,7 +38,12 @@ class FlowCache:
 @disjoint_base
 class Stage:
     name: str
-    def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+    needs: tuple[str, ...]
+    provides: tuple[str, ...]
+    def __init__(
+        self, name: str | None = None, *, needs: Iterable[str] = (), provides: Iterable[str] = ()
+    ) -> None: ...
+    def egress_schedulers(self) -> dict[int, Scheduler]: ...
     def stats(self) -> dict[str, int]: ...
 
 @final
@@ -100,7 +112,15 @@ class CosStage(Stage):
 @final
 class PyStage(Stage):
     fn: Callable[[Burst], object]
-    def __init__(self, fn: Callable[[Burst], object], name: str | None = None) -> None: ...
+    def __init__(
+        self,
+        fn: Callable[[Burst], object],
+        name: str | None = None,
+        *,
+        needs: Iterable[str] = (),
+        provides: Iterable[str] = (),
+    ) -> None: ...
+    def process(self, burst: Burst) -> None: ...
 
 @disjoint_base
 class Pipeline:

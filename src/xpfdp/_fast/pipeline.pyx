@@ -553,6 +553,7 @@ cdef class Pipeline:
             if take > done:
                 take = <uint32_t>done
             age = now - L.stamp_ns[L.head] if now > L.stamp_ns[L.head] else 0
+            self.lat_sum_ns += age * take
             bucket = 0
             age >>= 10
             while age and bucket < LAT_BUCKETS - 1:
@@ -818,6 +819,7 @@ cdef class Pipeline:
             "tx_latency": {
                 "bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS),
                 "counts": [int(self.lat_hist[k]) for k in range(LAT_BUCKETS)],
+                "sum_ns": int(self.lat_sum_ns),
             },
             "sessions": {
                 "active": len(self.sessions) if self.sessions is not None else 0,

@@ -2,7 +2,7 @@
 
 @cython.final
 cdef class PyStage(Stage):
-    """PyStage(fn, name=None)\n--\n
+    """PyStage(fn, name=None, *, needs=(), provides=())\n--\n
     A Python callable run once per burst with the GIL: `fn(burst)`.
 
     It may set `burst.verdict[i]` to a port index (>= 0), `Verdict.DROP` (counted as
