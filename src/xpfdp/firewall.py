@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ from typing import Any, TypeVar, overload
 
 from xpfdp.cos import Scheduler
 from xpfdp.errors import XpfdpError
+from xpfdp.links import LinkWatch
+from xpfdp.netns import require_namespace
 from xpfdp.pipeline import (
     CosStage,
     FlowCache,
@@ -63,7 +66,9 @@ from xpfdp.pipeline import (
 )
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
-from xpfdp.topology import inside, interface_mac
+from xpfdp.topology import inside, interface_mac, interface_rx_queues
+
+log = logging.getLogger(__name__)
 
 SIDES = ("lan", "wan")
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
@@ -618,17 +623,36 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     hash both directions of a flow to the same queue index (symmetric RSS); veth does not
     guarantee that, which is why the demo uses one queue.
     """
+    if config.namespace is not None:
+        require_namespace(config.namespace)  # missing or not enterable: say so, create nothing
     config = resolve_macs(config)
     f = config.forwarder
+    for side in SIDES:
+        name = config.interface(side).name
+        available = interface_rx_queues(name, config.namespace)
+        if f.queues > available:
+            raise ConfigError(
+                f"forwarder.queues: {f.queues}, but {name} has {available} RX "
+                f"queue{'s' if available != 1 else ''}; set queues <= {available}"
+            )
+    links = LinkWatch([config.lan.name, config.wan.name], config.namespace)
+    for name, state in links.check().items():
+        if state != "up" and name == config.wan.name:
+            log.warning("WAN interface %s is %s at start: nothing reaches the WAN until it is "
+                        "up", name, state)  # fmt: skip
     frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
     port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
-    with inside(config.namespace):  # sockets and program attach belong to that namespace
-        pipelines = xsk_workers(
-            [config.lan.name, config.wan.name],
-            lambda _queue, ports: build_pipeline(config, *ports),
-            queues=f.queues,
-            frames=frames,
-            tx_frames=0,
-            **port_options,
-        )
-    return Forwarder(pipelines, handle_signals=handle_signals)
+    try:
+        with inside(config.namespace):  # sockets and program attach belong to that namespace
+            pipelines = xsk_workers(
+                [config.lan.name, config.wan.name],
+                lambda _queue, ports: build_pipeline(config, *ports),
+                queues=f.queues,
+                frames=frames,
+                tx_frames=0,
+                **port_options,
+            )
+    except BaseException:
+        links.close()
+        raise
+    return Forwarder(pipelines, handle_signals=handle_signals, links=links)

@@ -169,9 +169,11 @@ def xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port
     """One worker per RX queue: for each queue q, a Umem and one XskPort per interface (in
     `ifnames` order, all on that UMEM so forwarding needs no copy), then
     `build(q, ports) -> Pipeline`. `port_kw` goes to XskPort (mode, ring_size, ...).
-    If anything fails, everything built so far is closed (ports before UMEMs)."""
-    from xpfdp.ports import Umem, XskPort
+    Every interface is checked for another owner's XDP program before anything is
+    attached. If anything fails, everything built so far is closed (ports before UMEMs)."""
+    from xpfdp.ports import Umem, XskPort, programs
 
+    programs.check_interfaces(ifnames)
     pipelines, opened = [], []
     try:
         for q in range(queues):
@@ -200,8 +202,9 @@ class Forwarder:
     exception is re-raised by `stop()`/`run()`.
     """
 
-    def __init__(self, pipelines, *, handle_signals: bool = True):
+    def __init__(self, pipelines, *, handle_signals: bool = True, links=None):
         self.pipelines = list(pipelines)
+        self.links = links  # an xpfdp.links.LinkWatch, checked by check_links()
         if not self.pipelines:
             raise ValueError("a Forwarder needs at least one pipeline")
         owners: dict[int, int] = {}
@@ -325,13 +328,30 @@ class Forwarder:
             index, exc = self.errors[0]
             raise RuntimeError(f"worker {index} failed: {exc!r}") from exc
 
+    def check_links(self) -> list[str]:
+        """Check the watched interfaces (logged and counted by the LinkWatch); when one
+        was deleted, stop the workers: returns the deleted interfaces ([] if none)."""
+        if self.links is None:
+            return []
+        self.links.check()
+        lost = self.links.missing
+        if lost:
+            self._stopping = True
+            for p in self.pipelines:
+                p.stop()
+        return lost
+
     def run(self, duration_s: float) -> dict:
-        """Start, forward for `duration_s` (or until a signal or a worker error), stop;
-        returns `stats()`."""
+        """Start, forward for `duration_s` (or until a signal, a worker error or a watched
+        interface is deleted), stop; returns `stats()`."""
         self.start()
         try:
             deadline = time.monotonic() + duration_s
+            next_check = 0.0
             while time.monotonic() < deadline and not self._stopping and not self.errors:
+                if time.monotonic() >= next_check:
+                    self.check_links()
+                    next_check = time.monotonic() + 1.0
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         finally:
             self.stop()
@@ -344,6 +364,11 @@ class Forwarder:
             "workers": workers,
             "total": merge_stats(workers),
             "errors": [f"worker {i}: {exc!r}" for i, exc in self.errors],
+            "links": (
+                {"state": dict(self.links.states), "events": dict(self.links.events)}
+                if self.links is not None
+                else None
+            ),
             "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0,
         }
 
@@ -366,6 +391,8 @@ class Forwarder:
                     port.close()
             for u in umems:
                 u.close()
+            if self.links is not None:
+                self.links.close()
 
     def __enter__(self) -> Forwarder:
         return self

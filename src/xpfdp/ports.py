@@ -37,7 +37,7 @@ from xpfdp._fast.xsk import (
     validate_ring_size,
 )
 from xpfdp.bpf import ABI_VERSION as _BPF_ABI_VERSION
-from xpfdp.bpf import XdpProgram, ifindex_of
+from xpfdp.bpf import XdpProgram, check_interfaces, ifindex_of
 
 if _BPF_ABI_VERSION != ABI_VERSION:
     raise ImportError(
@@ -71,6 +71,15 @@ class ProgramRegistry:
                 )
             entry[1] += 1
             return entry[0]
+
+    def check_interfaces(self, ifnames) -> None:
+        """Before anything is attached: every interface this process has no program on
+        must be free or hold a dead xpfdp's program (replaced on attach); one
+        ForeignXdpProgramError lists every one that is not (live owner's pid, or the
+        `ip link` command for another tool's program)."""
+        with self._lock:
+            ours = set(self._entries)
+        check_interfaces([name for name in ifnames if self._key(name) not in ours])
 
     def release(self, program: XdpProgram) -> None:
         """Drop one reference; detach the program when none remain."""

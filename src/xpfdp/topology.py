@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 from pyroute2 import IPRoute, netns
 
+from xpfdp.netns import enter
+
 _counter = itertools.count()
 
 
@@ -41,22 +43,28 @@ def inside(ns: str | None) -> Iterator[None]:
     if ns is None:
         yield
         return
-    netns.pushns(ns)
-    try:
+    with enter(ns):  # an existing namespace only: a misspelt name is an error
         yield
-    finally:
-        netns.popns()
 
 
 def interface_mac(ifname: str, ns: str | None = None) -> str:
     """MAC address of `ifname` in namespace `ns` (None: the calling thread's), read over
     rtnetlink (sysfs may show another namespace's). ValueError if there is no such link."""
-    with IPRoute(**({"netns": ns} if ns else {})) as ipr:
+    return _link_attr(ifname, ns, "IFLA_ADDRESS")
+
+
+def interface_rx_queues(ifname: str, ns: str | None = None) -> int:
+    """Number of RX queues of `ifname` in namespace `ns` (rtnetlink IFLA_NUM_RX_QUEUES)."""
+    return _link_attr(ifname, ns, "IFLA_NUM_RX_QUEUES")
+
+
+def _link_attr(ifname: str, ns: str | None, attr: str):
+    with inside(ns), IPRoute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
         if not found:
             where = f" in namespace {ns}" if ns else ""
             raise ValueError(f"interface {ifname!r} not found{where}")
-        return ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+        return ipr.get_links(found[0])[0].get_attr(attr)
 
 
 class Namespace:

@@ -9,14 +9,20 @@ detaches it (only if it is still ours) and clears the map entries it wrote.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
+import logging
 import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 from xpfdp._libbpf_cffi import ffi, lib
+from xpfdp.bpf.owner import OwnerLock, XdpOwnership, is_our_program
+from xpfdp.errors import XpfdpError
+from xpfdp.netns import effective_caps as _effective_caps
+from xpfdp.netns import enter_fd
+
+log = logging.getLogger(__name__)
 
 OBJECT_PATH = Path(__file__).with_name("xsk_redirect.o")
 PROGRAM_NAME = "xpfdp_xsk_redirect"
@@ -33,47 +39,21 @@ _CAP_SYS_ADMIN = 21
 _CAP_BPF = 39
 
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 @contextlib.contextmanager
 def _inside_netns(netns_fd: int) -> Iterator[None]:
-    """Run the body with the calling thread in the network namespace open at `netns_fd`.
-
-    rtnetlink (attach, query, detach) works in the calling thread's namespace and ifindexes
-    are per namespace, so a program must be detached from the namespace it was attached in.
-    """
-    if os.fstat(netns_fd).st_ino == os.stat("/proc/thread-self/ns/net").st_ino:
+    """Run the body in the program's namespace: rtnetlink (attach, query, detach) works in
+    the calling thread's namespace and ifindexes are per namespace."""
+    with enter_fd(netns_fd, "the XDP program's network namespace"):
         yield
-        return
-    home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        if _libc.setns(netns_fd, _CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise XdpError(err, f"setns into the program's namespace: {os.strerror(err)}")
-        try:
-            yield
-        finally:
-            _libc.setns(home_fd, _CLONE_NEWNET)
-    finally:
-        os.close(home_fd)
 
 
-class XdpError(OSError):
+class XdpError(XpfdpError, OSError):
     """An XDP or BPF operation failed; the message says which and why."""
 
 
 class ForeignXdpProgramError(XdpError):
-    """The interface already runs an XDP program that xpfdp did not attach."""
-
-
-def _effective_caps() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
+    """The interface already runs an XDP program that this forwarder may not replace:
+    another tool's, or one a running xpfdp process owns (the message names its pid)."""
 
 
 def require_capabilities() -> None:
@@ -145,6 +125,94 @@ def _prog_name_of_id(prog_id: int) -> str:
         lib.close(fd)
 
 
+def _inspect(ifname: str, ifindex: int, lock: OwnerLock) -> XdpOwnership:
+    """Classify what is attached to `ifname`, taking `lock` if nobody alive holds it (the
+    caller keeps it when it goes on to attach, closes it otherwise)."""
+    free = lock.acquire()
+    prog_id, mode = query_xdp(ifindex)
+    name = _prog_name_of_id(prog_id) if prog_id else ""
+    if not free:
+        state = "live"
+    elif not prog_id:
+        state = "none"
+    else:
+        state = "stale" if is_our_program(name, PROGRAM_NAME) else "foreign"
+    pid = lock.recorded_pid() if state == "live" else None
+    return XdpOwnership(ifname, prog_id, mode, name, state, pid)
+
+
+def inspect(ifname: str) -> XdpOwnership:
+    """What is attached to `ifname` (in the calling thread's namespace) and who owns it.
+    Takes nothing: the ownership lock is released again before returning."""
+    ifindex = ifindex_of(ifname)
+    lock = OwnerLock(ifindex, ifname)
+    try:
+        return _inspect(ifname, ifindex, lock)
+    finally:
+        lock.close()
+
+
+def check_interfaces(ifnames) -> list[XdpOwnership]:
+    """Inspect every interface before anything is attached; raise one
+    ForeignXdpProgramError listing each interface a forwarder cannot take."""
+    found = [inspect(name) for name in ifnames]
+    problems = [p for p in (f.problem() for f in found) if p]
+    if problems:
+        raise ForeignXdpProgramError(errno.EEXIST, "; ".join(problems))
+    return found
+
+
+def _xdp_opts_with_old(prog_id: int):
+    fd = lib.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        raise XdpError(-fd, f"open XDP program id {prog_id}: {_strerror(fd)}")
+    opts = ffi.new("struct bpf_xdp_attach_opts *")
+    opts.sz = ffi.sizeof("struct bpf_xdp_attach_opts")
+    opts.old_prog_fd = fd
+    return opts, fd
+
+
+def _replace_exactly(ifindex: int, prog_fd: int, mode_flag: int, old_prog_id: int) -> int:
+    """Attach `prog_fd` in place of program `old_prog_id` in one step (XDP_FLAGS_REPLACE:
+    the kernel refuses if another program is attached by then). Returns libbpf's code."""
+    opts, fd = _xdp_opts_with_old(old_prog_id)
+    try:
+        return lib.bpf_xdp_attach(ifindex, prog_fd, mode_flag | lib.XDP_FLAGS_REPLACE, opts)
+    finally:
+        lib.close(fd)
+
+
+_MODE_FLAGS = {"native": "XDP_FLAGS_DRV_MODE", "generic": "XDP_FLAGS_SKB_MODE"}
+
+
+def _detach_exactly(ifindex: int, found: XdpOwnership) -> None:
+    """Detach program `found.prog_id` only if it is still the one attached."""
+    flag = getattr(lib, _MODE_FLAGS[found.mode]) if found.mode in _MODE_FLAGS else 0
+    opts, fd = _xdp_opts_with_old(found.prog_id)
+    try:
+        _check(lib.bpf_xdp_detach(ifindex, flag | lib.XDP_FLAGS_REPLACE, opts),
+               f"detach XDP program id {found.prog_id} from {found.ifname}")  # fmt: skip
+    finally:
+        lib.close(fd)
+
+
+def detach(ifname: str, *, force: bool = False) -> XdpOwnership:
+    """Remove the XDP program from `ifname` (calling thread's namespace) if a dead xpfdp
+    left it, or any program with `force`; never one a live xpfdp process owns. Returns
+    what was there; raises ForeignXdpProgramError when it is not removable."""
+    ifindex = ifindex_of(ifname)
+    lock = OwnerLock(ifindex, ifname)
+    try:
+        found = _inspect(ifname, ifindex, lock)
+        if found.state == "live" or (found.state == "foreign" and not force):
+            raise ForeignXdpProgramError(errno.EBUSY, found.problem())
+        if found.state != "none":
+            _detach_exactly(ifindex, found)
+        return found
+    finally:
+        lock.close()
+
+
 def object_abi_version(path: Path = OBJECT_PATH) -> int:
     """The ABI version compiled into a BPF object (its `xpfdp_abi_version` in .rodata)."""
     obj = _open(path)
@@ -202,15 +270,18 @@ class XdpProgram:
         self._attached_flags: int | None = None
         self._queues: set[int] = set()
         self.mode = ""
-        existing, _ = query_xdp(self.ifindex)
-        if existing:
-            raise ForeignXdpProgramError(
-                errno.EEXIST,
-                f"{ifname} already has an XDP program (id {existing}, "
-                f"{_prog_name_of_id(existing)!r}); detach it first "
-                f"(ip link set dev {ifname} xdp off)",
-            )
-        self._obj = _open(object_path)
+        self._owner = OwnerLock(self.ifindex, ifname)
+        self.replaced: XdpOwnership | None = None  # a dead xpfdp's program we took over
+        try:
+            found = _inspect(ifname, self.ifindex, self._owner)
+            if found.problem():
+                raise ForeignXdpProgramError(errno.EEXIST, found.problem())
+            self._obj = _open(object_path)
+        except BaseException:
+            self._owner.close()
+            raise
+        if found.state == "stale":
+            self.replaced = found
         # Detach must happen in this namespace, whichever thread closes the program.
         self._netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
@@ -243,13 +314,29 @@ class XdpProgram:
     def _attach(self, mode: str) -> None:
         tries = {"native": ["native"], "generic": ["generic"], "auto": ["native", "generic"]}
         errors = []
+        stale = self.replaced
+        if stale is not None and stale.mode in tries[mode]:
+            tries[mode] = [stale.mode]  # the kernel replaces in place only in the same mode
+        elif stale is not None:
+            _detach_exactly(self.ifindex, stale)  # dead owner, other mode: not atomic
+            stale = None
         for attempt in tries[mode]:
             flag = lib.XDP_FLAGS_DRV_MODE if attempt == "native" else lib.XDP_FLAGS_SKB_MODE
-            flags = flag | lib.XDP_FLAGS_UPDATE_IF_NOEXIST
-            ret = lib.bpf_xdp_attach(self.ifindex, self._prog_fd, flags, ffi.NULL)
+            if stale is not None:
+                ret = _replace_exactly(self.ifindex, self._prog_fd, flag, stale.prog_id)
+            else:
+                flags = flag | lib.XDP_FLAGS_UPDATE_IF_NOEXIST
+                ret = lib.bpf_xdp_attach(self.ifindex, self._prog_fd, flags, ffi.NULL)
             if ret == 0:
                 self._attached_flags = flag
                 self.mode = attempt
+                self._owner.record(self.prog_id)
+                if self.replaced is not None:
+                    log.warning(
+                        "%s: replaced XDP program id %d left by a dead xpfdp process "
+                        "(%s mode) with id %d", self.ifname, self.replaced.prog_id,
+                        self.replaced.mode, self.prog_id,
+                    )  # fmt: skip
                 return
             errors.append(f"{attempt}: {_strerror(ret)}")
         raise XdpError(
@@ -325,6 +412,7 @@ class XdpProgram:
         lib.bpf_object__close(self._obj)
         self._obj = ffi.NULL
         os.close(self._netns_fd)
+        self._owner.close()
 
     def __enter__(self) -> XdpProgram:
         return self
@@ -333,7 +421,8 @@ class XdpProgram:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        if hasattr(self, "_obj"):
+            self.close()
 
     def __repr__(self) -> str:
         prog_id = getattr(self, "prog_id", 0)
@@ -346,8 +435,12 @@ __all__ = [
     "MAX_QUEUES",
     "ForeignXdpProgramError",
     "XdpError",
+    "XdpOwnership",
     "XdpProgram",
+    "check_interfaces",
+    "detach",
     "ifindex_of",
+    "inspect",
     "object_abi_version",
     "query_xdp",
     "require_capabilities",
