@@ -91,6 +91,7 @@ def fast_extensions() -> list[Extension]:
             include_dirs=[str(FAST_DIR)],
             extra_compile_args=CFLAGS,
             extra_link_args=LDFLAGS,
+            depends=["setup.py"],  # flags live here: a change rebuilds every extension
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for pyx in sorted(FAST_DIR.glob("*.pyx"))

@@ -1,16 +1,19 @@
 """Type stubs for xpfdp._fast.csum (checksums and in-place rewrites, scalar and batch)."""
 
 import ipaddress
+from collections.abc import Sequence
+from typing import Protocol, overload
 
 import numpy as np
 from _typeshed import ReadableBuffer, WriteableBuffer
 from numpy.typing import NDArray
 
 _Address = str | bytes | bytearray | ipaddress.IPv4Address | ipaddress.IPv6Address
-_Addresses = _Address | NDArray[np.uint8] | None
+_Addresses = _Address | tuple[_Address, _Address] | NDArray[np.uint8] | None
 _Ports = int | NDArray[np.integer] | None
 _Buf = NDArray[np.uint8]
-_Offsets = NDArray[np.integer]
+_Offsets = NDArray[np.integer] | Sequence[int]
+_Mss = int | NDArray[np.integer]
 _Meta = NDArray[np.void]
 
 RESULT_NAMES: tuple[str, ...]
@@ -36,26 +39,66 @@ def rewrite_nat(
     sport: int | None = None,
     dport: int | None = None,
 ) -> None: ...
-def checksum_batch(buf: _Buf, addrs: _Offsets, lens: _Offsets) -> NDArray[np.uint16]: ...
-def fix_checksums_batch(buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta) -> None: ...
+
+class _Frames(Protocol):
+    """A FrameBatch (parsed: `meta` set) or a Burst."""
+
+    @property
+    def meta(self) -> NDArray[np.void] | None: ...
+
+@overload
+def checksum_batch(frames: _Frames, /) -> NDArray[np.uint16]: ...
+@overload
+def checksum_batch(buf: _Buf, addrs: _Offsets, lens: _Offsets, /) -> NDArray[np.uint16]: ...
+@overload
+def fix_checksums_batch(frames: _Frames, /) -> None: ...
+@overload
+def fix_checksums_batch(buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta, /) -> None: ...
+@overload
+def checksums_ok_batch(frames: _Frames, /) -> NDArray[np.bool_]: ...
+@overload
 def checksums_ok_batch(
-    buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta
+    buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta, /
 ) -> NDArray[np.bool_]: ...
+@overload
+def clamp_mss_batch(frames: _Frames, mss: _Mss, /) -> NDArray[np.uint8]: ...
+@overload
 def clamp_mss_batch(
-    buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta, mss: int | NDArray[np.uint16]
+    buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta, mss: _Mss, /
 ) -> NDArray[np.uint8]: ...
-def mss_batch(buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta) -> NDArray[np.int32]: ...
+@overload
+def mss_batch(frames: _Frames, /) -> NDArray[np.int32]: ...
+@overload
+def mss_batch(buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta, /) -> NDArray[np.int32]: ...
+@overload
+def decrement_ttl_batch(frames: _Frames, /) -> NDArray[np.int16]: ...
+@overload
 def decrement_ttl_batch(
-    buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta
+    buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta, /
 ) -> NDArray[np.int16]: ...
+@overload
+def mark_ecn_ce_batch(frames: _Frames, /) -> NDArray[np.uint8]: ...
+@overload
 def mark_ecn_ce_batch(
-    buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta
+    buf: _Buf, addrs: _Offsets, lens: _Offsets, meta: _Meta, /
 ) -> NDArray[np.uint8]: ...
+@overload
+def rewrite_nat_batch(
+    frames: _Frames,
+    /,
+    *,
+    src: _Addresses = None,
+    dst: _Addresses = None,
+    sport: _Ports = None,
+    dport: _Ports = None,
+) -> NDArray[np.uint8]: ...
+@overload
 def rewrite_nat_batch(
     buf: _Buf,
     addrs: _Offsets,
     lens: _Offsets,
     meta: _Meta,
+    /,
     *,
     src: _Addresses = None,
     dst: _Addresses = None,
