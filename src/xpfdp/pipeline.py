@@ -24,7 +24,10 @@ Stages (``xpfdp.pipeline``), run in the order given:
   (``no_route`` otherwise); stores resolved flows in the flow cache.
 * ``TtlStage()`` -- TTL / hop limit decrement; ``ttl_expired`` drops.
 * ``MssClampStage(mss_v4, mss_v6=None)`` -- clamps SYN MSS options (v6 default mss_v4 - 20).
-* ``L2Stage()`` -- writes the next hop's source/destination MACs.
+* ``L2Stage()`` -- writes the next hop's source/destination MACs; a packet whose next hop
+  is resolved through the ``NeighbourTable`` and has no MAC yet queues a resolution
+  request and waits in the pipeline's hold (``neighbour_hold`` frames, at most
+  ``neighbour_hold_ns``), dropped as ``neighbour_unresolved`` when it is full or expires.
 * ``CountStage(name="count")`` -- packets and bytes reaching it.
 * ``CosStage({port: xpfdp.cos.Scheduler}, rules=[{"queue": id, "proto": 17 | "icmp",
   "family": 4, "dscp": 46, "port": 53}, ...], default_queue=0)`` -- classify packets for
@@ -44,11 +47,18 @@ leaves a need unmet. The contract, with examples: docs/stages.md.
 parse → session → nat → route → ttl → mss_clamp → l2 → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
-burst_size=64, names=None, tx_queue=4 * burst_size)``:
+burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None, neighbour_hold=64,
+neighbour_hold_ns=1_000_000_000)``:
 
 * ``ports``: XskPort/MemPort list; the index is the port number used by verdicts and next
   hops. ``routes``: ``xpfdp.route.RouteTable`` whose values index ``next_hops``, a list of
-  ``(port_index, src_mac, dst_mac)`` (MACs None: no L2 rewrite). ``sessions``:
+  ``(port_index, src_mac, dst)`` (both None: no L2 rewrite). ``dst`` is a static MAC, an
+  ``ipaddress`` gateway address or ``CONNECTED`` (the packet's destination), the last two
+  resolved per packet through ``neighbours``, a ``NeighbourTable(capacity=4096)`` that
+  one control thread fills (``set(port, address, mac_or_None)``) while workers read it
+  without locks; it may be shared by every worker. ``take_neighbour_requests()`` returns
+  the (port, address) pairs packets waited or were dropped for (xpfdp.hostnet asks the
+  kernel to resolve them). ``sessions``:
   ``xpfdp.session.SessionTable``. ``flow_cache``: ``FlowCache(sets=1024, ways=4)`` or None.
 * ``poll(now_ns=None) -> int``: one round (packets received). ``run(seconds=None, *,
   max_packets=0, until_idle=False) -> int``; ``stop()`` from another thread.
@@ -64,7 +74,8 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
                       "sum_ns": total of every sample (for a Prometheus _sum)},
        "sessions": {"active", "created", "expired"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
-                      "capacity"} or None}
+                      "capacity"} or None,
+       "neighbour_requests_lost", "neighbour_held"}
 
   Drop reasons are named: ``DROP_REASONS`` (built-in, ``DropReason``) plus those stages
   register with ``drop_reason(name)``. TX latency is submit → completion per accepted
@@ -74,8 +85,10 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
 for each RX queue q a Umem and one XskPort per interface on it, then ``build(q, ports)``
 returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedulers).
 
-``Forwarder(pipelines, *, handle_signals=True)``: one thread per pipeline (worker),
-``start()``, ``stop()``, ``run(duration_s)``, context manager; ``errors`` lists worker
+``Forwarder(pipelines, *, handle_signals=True, controls=())``: one thread per pipeline
+(worker), ``start()``, ``stop()``, ``run(duration_s)``, context manager; ``controls`` are
+objects with ``start()``/``stop()`` (e.g. ``xpfdp.hostnet.HostWatcher``) started before
+the workers and stopped after them; ``errors`` lists worker
 failures (also re-raised by ``stop()``/``run()``); ``update(fn)`` runs ``fn(pipeline)``
 in each worker's thread between polls -- the only safe way to change routes, next hops,
 NAT rules or sessions while running; ``stats()`` is ``{"workers": [per
@@ -91,6 +104,7 @@ import time
 from typing import Any
 
 from xpfdp._fast.pipeline import (
+    CONNECTED,
     DROP_REASONS,
     FACT_PROVIDERS,
     LATENCY_BUCKET_UPPER_NS,
@@ -102,6 +116,7 @@ from xpfdp._fast.pipeline import (
     L2Stage,
     MssClampStage,
     NatStage,
+    NeighbourTable,
     ParseStage,
     Pipeline,
     PyStage,
@@ -132,7 +147,10 @@ def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
     return stages
 
 
-_SUMMED = ("rx_packets", "tx_packets", "drops_total", "polls", "idle_polls", "pending_tx")
+_SUMMED = (
+    "rx_packets", "tx_packets", "drops_total", "polls", "idle_polls", "pending_tx",
+    "neighbour_requests_lost",
+)  # fmt: skip
 
 
 def merge_stats(snapshots):
@@ -202,9 +220,10 @@ class Forwarder:
     exception is re-raised by `stop()`/`run()`.
     """
 
-    def __init__(self, pipelines, *, handle_signals: bool = True, links=None):
+    def __init__(self, pipelines, *, handle_signals: bool = True, links=None, controls=()):
         self.pipelines = list(pipelines)
         self.links = links  # an xpfdp.links.LinkWatch, checked by check_links()
+        self.controls = list(controls)
         if not self.pipelines:
             raise ValueError("a Forwarder needs at least one pipeline")
         owners: dict[int, int] = {}
@@ -285,6 +304,13 @@ class Forwarder:
         if self._closed:
             raise RuntimeError("forwarder is closed")
         self._stopping = False
+        for k, c in enumerate(self.controls):
+            try:
+                c.start()
+            except BaseException:
+                for started in self.controls[:k]:
+                    started.stop()
+                raise
         if self._handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
@@ -321,6 +347,8 @@ class Forwarder:
         for t in self._threads:
             t.join()
         self._threads = []
+        for c in self.controls:
+            c.stop()
         for sig, old in self._old_handlers.items():
             signal.signal(sig, old)
         self._old_handlers = {}
@@ -402,6 +430,7 @@ class Forwarder:
 
 
 __all__ = [
+    "CONNECTED",
     "DROP_REASONS",
     "FACT_PROVIDERS",
     "LATENCY_BUCKET_UPPER_NS",
@@ -415,6 +444,7 @@ __all__ = [
     "L2Stage",
     "MssClampStage",
     "NatStage",
+    "NeighbourTable",
     "ParseStage",
     "Pipeline",
     "PyStage",

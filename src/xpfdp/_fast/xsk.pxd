@@ -233,7 +233,7 @@ cdef class XskPort(Port):
     cdef readonly str ifname
     cdef readonly int queue
     cdef readonly str attach_mode
-    cdef object program
+    cdef readonly object program         # the XdpProgram on this interface (None once closed)
 
     cdef uint32_t reap(self) noexcept nogil
     cdef void refill(self) noexcept nogil

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -29,7 +30,11 @@ PROGRAM_NAME = "xpfdp_xsk_redirect"
 ABI_VERSION = lib.XPFDP_XSK_ABI_VERSION
 MAX_QUEUES = lib.XPFDP_XSK_MAX_QUEUES
 
-COUNTER_NAMES = ("redirected", "no_socket", "pass_arp", "pass_nd", "pass_non_ip", "pass_off")
+COUNTER_NAMES = (
+    "redirected", "no_socket", "pass_arp", "pass_nd", "pass_non_ip", "pass_off", "pass_local",
+    "pass_multicast",
+)  # fmt: skip
+LOCAL_MAX = lib.XPFDP_LOCAL_MAX
 MODES = ("auto", "native", "generic")
 
 # Capability bits (linux/capability.h) needed to attach XDP and create AF_XDP sockets.
@@ -249,8 +254,9 @@ class XdpProgram:
     """The redirect program loaded and attached to one interface.
 
     `mode` is "native", "generic" or "auto" (native, falling back to generic for this
-    interface only). The program starts with redirection on and non-IP traffic passed to
-    the kernel. Use as a context manager: leaving detaches it and clears the XSKMAP.
+    interface only). The program starts with redirection on, non-IP traffic passed to
+    the kernel and local delivery off. Use as a context manager: leaving detaches it and
+    clears the XSKMAP.
     """
 
     def __init__(
@@ -298,7 +304,9 @@ class XdpProgram:
             self._xsks_fd = self._map_fd("xsks_map")
             self._ctrl_fd = self._map_fd("xsk_ctrl")
             self._counters_fd = self._map_fd("xsk_counters")
-            self.set_ctrl(redirect=True, pass_non_ip=pass_non_ip)
+            self._local_fd = self._map_fd("local_addrs")
+            self._ctrl = {"redirect": True, "pass_non_ip": pass_non_ip, "local_delivery": False}
+            self.set_ctrl()
             self.prog_id = _prog_id_of_fd(self._prog_fd)
             self._attach(mode)
         except BaseException:
@@ -344,14 +352,65 @@ class XdpProgram:
             f"cannot attach XDP to {self.ifname} in {mode} mode ({'; '.join(errors)})",
         )
 
-    def set_ctrl(self, *, redirect: bool, pass_non_ip: bool) -> None:
-        """Switch redirection on/off and choose whether non-IP frames go to the kernel."""
+    def set_ctrl(
+        self,
+        *,
+        redirect: bool | None = None,
+        pass_non_ip: bool | None = None,
+        local_delivery: bool | None = None,
+    ) -> None:
+        """Switch redirection on/off, choose whether non-IP frames go to the kernel, and
+        whether packets for the host itself do (its addresses in the local map, IP
+        multicast/broadcast, IPv6 link-local destinations). None keeps a setting."""
+        for name, value in (("redirect", redirect), ("pass_non_ip", pass_non_ip),
+                            ("local_delivery", local_delivery)):  # fmt: skip
+            if value is not None:
+                self._ctrl[name] = bool(value)
         ctrl = ffi.new("struct xpfdp_xsk_ctrl *")
         ctrl.abi_version = ABI_VERSION
-        ctrl.redirect = int(redirect)
-        ctrl.pass_non_ip = int(pass_non_ip)
+        ctrl.redirect = int(self._ctrl["redirect"])
+        ctrl.pass_non_ip = int(self._ctrl["pass_non_ip"])
+        ctrl.local_delivery = int(self._ctrl["local_delivery"])
         key = ffi.new("uint32_t *", 0)
         _check(lib.bpf_map_update_elem(self._ctrl_fd, key, ctrl, 0), "update ctrl map")
+
+    @staticmethod
+    def _local_key(address):
+        ip = ipaddress.ip_address(address)
+        key = ffi.new("struct xpfdp_local_key *")
+        key.family = ip.version
+        ffi.memmove(key.addr, ip.packed, len(ip.packed))
+        return key
+
+    def set_local(self, address, nat_ports: tuple[int, int] | None = None) -> None:
+        """Mark `address` as the host's own: with local delivery on, packets to it go to
+        the kernel. `nat_ports` (lo, hi): the address is also a SNAT address, so TCP/UDP
+        replies to those ports (and ICMP other than echo requests) stay with the
+        forwarder."""
+        value = ffi.new("struct xpfdp_local_value *")
+        if nat_ports is not None:
+            lo, hi = nat_ports
+            if not 1 <= lo <= hi <= 65535:
+                raise ValueError(f"nat_ports must be 1 <= lo <= hi <= 65535, got {nat_ports}")
+            value.nat_port_lo, value.nat_port_hi = lo, hi
+        ret = lib.bpf_map_update_elem(self._local_fd, self._local_key(address), value, 0)
+        if ret == -errno.E2BIG:
+            raise XdpError(errno.E2BIG, f"local address map full ({LOCAL_MAX} addresses)")
+        _check(ret, f"add local address {address}")
+
+    def remove_local(self, address) -> None:
+        """Forget `address` as one of the host's own (no error if it was not there)."""
+        ret = lib.bpf_map_delete_elem(self._local_fd, self._local_key(address))
+        if ret < 0 and ret != -errno.ENOENT:
+            _check(ret, f"remove local address {address}")
+
+    def is_local(self, address) -> tuple[int, int] | None:
+        """None if `address` is not in the local map, else its NAT port range ((0, 0):
+        not a NAT address)."""
+        value = ffi.new("struct xpfdp_local_value *")
+        if lib.bpf_map_lookup_elem(self._local_fd, self._local_key(address), value) < 0:
+            return None
+        return value.nat_port_lo, value.nat_port_hi
 
     def _check_queue(self, queue: int) -> None:
         if not 0 <= queue < MAX_QUEUES:
