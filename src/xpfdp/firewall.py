@@ -553,9 +553,8 @@ def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]
         if r.gateway is None:
             target = hop(r.interface, CONNECTED)
         else:
-            target = static.get((r.interface, r.gateway))
-            if target is None:
-                target = hop(r.interface, r.gateway)
+            known = static.get((r.interface, r.gateway))
+            target = known if known is not None else hop(r.interface, r.gateway)
         prefixes.append((str(r.destination), target))
     return prefixes, hops
 
@@ -689,7 +688,9 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
         with inside(config.namespace):  # sockets and program attach belong to that namespace
             pipelines = xsk_workers(
                 [config.lan.name, config.wan.name],
-                lambda _queue, ports: build_pipeline(config, *ports, neighbours=neighbours),
+                lambda _queue, ports: build_pipeline(
+                    config, ports[0], ports[1], neighbours=neighbours
+                ),
                 queues=f.queues,
                 frames=frames,
                 tx_frames=0,

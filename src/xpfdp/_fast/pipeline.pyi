@@ -26,6 +26,18 @@ def check_stage_order(stages: Iterable[Stage], resources: Mapping[str, object]) 
 
 _NextHop = tuple[int, Any, Any]
 
+CONNECTED: str
+
+@final
+class NeighbourTable:
+    capacity: int
+    n_entries: int
+    def __new__(cls, capacity: int = 4096) -> Self: ...
+    def set(self, port: int, address: Any, mac: str | bytes | None) -> None: ...
+    def get(self, port: int, address: Any) -> str | None: ...
+    def entries(self) -> dict[tuple[int, str], str | None]: ...
+    def __len__(self) -> int: ...
+
 @final
 class FlowCache:
     sets: int
@@ -130,6 +142,9 @@ class Pipeline:
     sessions: SessionTable | None
     config_generation: int
     closed: bool
+    neighbours: NeighbourTable | None
+    hold_cap: int
+    hold_ns: int
     def __init__(
         self,
         ports: Iterable[Port],
@@ -142,8 +157,12 @@ class Pipeline:
         burst_size: int = 64,
         names: Sequence[str] | None = None,
         tx_queue: int = 0,
+        neighbours: NeighbourTable | None = None,
+        neighbour_hold: int = 64,
+        neighbour_hold_ns: int = 1000000000,
     ) -> None: ...
     def set_next_hops(self, next_hops: Sequence[_NextHop]) -> None: ...
+    def take_neighbour_requests(self) -> list[tuple[int, str]]: ...
     def invalidate(self) -> None: ...
     @property
     def ports(self) -> list[Port]: ...

@@ -7,6 +7,7 @@ import numpy as np
 from numpy.typing import NDArray
 from typing_extensions import disjoint_base
 
+from xpfdp.bpf import XdpProgram
 from xpfdp.errors import XpfdpError
 
 ABI_VERSION: int
@@ -112,6 +113,7 @@ class XskPort(Port):
     ifname: str
     queue: int
     attach_mode: str
+    program: XdpProgram | None
     def __init__(
         self,
         ifname: str,
