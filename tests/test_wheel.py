@@ -89,8 +89,10 @@ def test_installs_in_a_fresh_venv_and_runs_the_readme(wheel, tmp_path):
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     py = venv / "bin" / "python"
-    _run(py, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel, "scapy",
-         cwd=tmp_path)  # fmt: skip
+    # The metrics extra (the README's tour renders Prometheus text) and scapy (it builds
+    # packets with it); numpy, cffi and pyroute2 come as the wheel's own dependencies.
+    pip = (py, "-m", "pip", "install", "-q", "--disable-pip-version-check")
+    _run(*pip, f"{wheel}[metrics]", "scapy", cwd=tmp_path)
 
     # Every extension is stripped and loads the vendored libraries, not /usr/lib ones.
     site = Path(_run(py, "-c", "import xpfdp, os; print(os.path.dirname(xpfdp.__file__))",
