@@ -14,7 +14,9 @@ Both read the plain dict a `Pipeline.stats()` / `Forwarder.stats()` returns (sha
   `serve_prometheus()` serves it on a localhost port.
 * `StatusLine` turns successive snapshots into one line per second: packets per second in
   and out, Mbit/s, pipeline drops per second (and total), the kernel's AF_XDP ring drops
-  (RX ring full, RX dropped, fill ring starvation, invalid TX descriptors) and sessions.
+  (RX ring full, RX dropped, fill ring starvation, invalid TX descriptors), sessions
+  and, with several workers, packets handed between workers per second and each
+  worker's share of RX.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ _SESSIONS_HELP = {
     "active": "Sessions in the worker's table now (forward and reverse entries)",
     "created": "Sessions the pipeline opened",
     "expired": "Sessions removed after their idle timeout",
+    "evicted": "Unreplied sessions evicted early to make room in a full table",
 }
 _FLOW_CACHE_HELP = {
     "hits": "Flow cache lookups that returned a valid decision",
@@ -176,6 +179,12 @@ def _worker(fams: _Families, snap: Mapping, labels: dict) -> None:
         _table(fams, sessions, "sessions", _SESSIONS_HELP, labels)
     elif _number(sessions):
         fams.add("sessions_active", "gauge", _SESSIONS_HELP["active"], labels, sessions)
+    handoff = snap.get("handoff")
+    if isinstance(handoff, Mapping):
+        for direction in ("out", "in"):
+            fams.add("handoff_packets", "counter",
+                     "Packets handed to (out) or from (in) another worker's flows",
+                     {**labels, "direction": direction}, handoff.get(direction, 0))  # fmt: skip
     if isinstance(snap.get("flow_cache"), Mapping):
         _table(fams, snap["flow_cache"], "flow_cache", _FLOW_CACHE_HELP, labels)
     lat = snap.get("tx_latency")
@@ -199,7 +208,7 @@ def metric_families(snapshot: Mapping) -> list[Family]:
             _worker(fams, worker, {"worker": str(i)})
     else:
         _worker(fams, snapshot, {})
-    known = {*_WORKER_HELP, "pending_tx", "drops_total"}
+    known = {*_WORKER_HELP, "pending_tx", "drops_total", "worker"}
     for key, value in snapshot.items():
         if _number(value) and key not in known:
             name = key[: -len("_s")] + "_seconds" if key.endswith("_s") else key
@@ -313,15 +322,18 @@ class Totals:
     drops: int
     sessions: int
     ring_drops: dict[str, int] = field(default_factory=dict)
+    handoffs: int = 0
+    worker_rx: tuple[int, ...] = ()
 
 
 def totals(snapshot: Mapping) -> Totals:
     """Sum a Pipeline or Forwarder snapshot into the numbers a status line needs."""
     workers = snapshot.get("workers")
     snaps = workers if isinstance(workers, list) else [snapshot]
-    rx = tx = rxb = txb = drops = sessions = 0
+    rx = tx = rxb = txb = drops = sessions = handoffs = 0
     ring = dict.fromkeys(RING_DROPS, 0)
     for s in snaps:
+        handoffs += (s.get("handoff") or {}).get("out", 0)
         rx += s.get("rx_packets", 0)
         tx += s.get("tx_packets", 0)
         drops += s.get("drops_total", sum((s.get("drops") or {}).values()))
@@ -332,7 +344,8 @@ def totals(snapshot: Mapping) -> Totals:
                 ring[label] += port.get(key, 0)
         sess = s.get("sessions")
         sessions += sess.get("active", 0) if isinstance(sess, Mapping) else int(sess or 0)
-    return Totals(rx, tx, rxb, txb, drops, sessions, ring)
+    worker_rx = tuple(s.get("rx_packets", 0) for s in snaps) if len(snaps) > 1 else ()
+    return Totals(rx, tx, rxb, txb, drops, sessions, ring, handoffs, worker_rx)
 
 
 class StatusLine:
@@ -369,7 +382,18 @@ class StatusLine:
             drops_total=cur.drops,
             sessions=cur.sessions,
             ring_drops=cur.ring_drops,
+            handoffs_per_s=(cur.handoffs - p.handoffs) / dt if cur.worker_rx else None,
+            worker_rx_share=_shares(cur.worker_rx, p.worker_rx),
         )
+
+
+def _shares(cur: tuple[int, ...], prev: tuple[int, ...]) -> tuple[float, ...]:
+    """Each worker's fraction of the packets received over the interval (empty: 1 worker)."""
+    if not cur or len(cur) != len(prev):
+        return ()
+    deltas = [c - p for c, p in zip(cur, prev, strict=True)]
+    whole = sum(deltas)
+    return tuple(d / whole if whole else 0.0 for d in deltas)
 
 
 def format_status(
@@ -382,15 +406,22 @@ def format_status(
     drops_total: int,
     sessions: int,
     ring_drops: Mapping[str, int] | None = None,
+    handoffs_per_s: float | None = None,
+    worker_rx_share: tuple[float, ...] = (),
 ) -> str:
     """The status line text (fixed-width columns, so lines stack into a table).
 
-    `ring_drops` maps the labels of `RING_DROPS` to totals; missing ones print as 0.
+    `ring_drops` maps the labels of `RING_DROPS` to totals (missing ones print as 0). With
+    several workers it ends with handoffs per second and each worker's share of RX.
     """
     ring = ring_drops or {}
     kernel = " ".join(f"{label} {ring.get(label, 0):,}" for label in RING_DROPS)
-    return (
+    line = (
         f"{elapsed_s:6.1f}s  rx {rx_pps:>11,.0f} pps  tx {tx_pps:>11,.0f} pps  "
         f"{tx_mbps:>9,.1f} Mbps  drops {drops_per_s:>8,.0f}/s ({drops_total:,} total)  "
         f"sessions {sessions:,}  kernel {kernel}"
     )
+    if handoffs_per_s is not None:
+        shares = "/".join(f"{100 * s:.0f}" for s in worker_rx_share) or "-"
+        line += f"  handoffs {handoffs_per_s:>9,.0f}/s  rx% per worker {shares}"
+    return line

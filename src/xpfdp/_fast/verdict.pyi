@@ -9,6 +9,7 @@ class Verdict(IntEnum):
     PASS = -2
     PENDING = -3
     QUEUED = -4
+    HANDOFF = -5
 
 class DropReason(IntEnum):
     PARSE_OK = 0
@@ -41,6 +42,8 @@ class DropReason(IntEnum):
     COS_DROP_BAD_DESC = 27
     NAT_FAILED = 28
     SHUTDOWN = 29
+    HANDOFF_RING_FULL = 30
+    HANDOFF_OVERSIZE = 31
 
 def drop_reason(name: str) -> int: ...
 def drop_reason_name(code: int) -> str: ...
