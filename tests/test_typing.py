@@ -23,7 +23,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = Path(xpfdp.__file__).resolve().parent.parent
 FAST = SRC / "xpfdp" / "_fast"
 ALLOWLIST = Path(__file__).resolve().parent / "stubtest_allowlist.txt"
-EXTENSIONS = ("meta", "csum", "parse", "xsk", "session", "cos", "route", "pipeline", "verdict")
+EXTENSIONS = (
+    "meta",
+    "csum",
+    "parse",
+    "xsk",
+    "session",
+    "cos",
+    "route",
+    "pipeline",
+    "verdict",
+    "frag",
+)
 
 
 def _mypy(*args: str, cwd: Path) -> subprocess.CompletedProcess:

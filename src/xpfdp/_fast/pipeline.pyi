@@ -7,6 +7,7 @@ from typing import Any, Self, final
 from typing_extensions import disjoint_base
 
 from xpfdp._fast.cos import Scheduler
+from xpfdp._fast.frag import FragTable
 from xpfdp._fast.route import RouteTable
 from xpfdp._fast.session import SessionTable
 from xpfdp._fast.verdict import DropReason as DropReason
@@ -156,6 +157,7 @@ class Pipeline:
     config_generation: int
     closed: bool
     neighbours: NeighbourTable | None
+    fragments: FragTable | None
     handoff: Handoff | None
     worker: int
     hold_cap: int
@@ -169,6 +171,7 @@ class Pipeline:
         next_hops: Sequence[_NextHop] = (),
         sessions: SessionTable | None = None,
         flow_cache: FlowCache | None = None,
+        fragments: FragTable | None = None,
         burst_size: int = 64,
         names: Sequence[str] | None = None,
         tx_queue: int = 0,

@@ -287,7 +287,7 @@ def check_stage_order(stages, resources):
 # The pipeline
 
 cdef class Pipeline:
-    """Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None, burst_size=64, names=None, tx_queue=0, neighbours=None, neighbour_hold=64, neighbour_hold_ns=1000000000, handoff=None, worker=0)\n--\n
+    """Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None, fragments=None, burst_size=64, names=None, tx_queue=0, neighbours=None, neighbour_hold=64, neighbour_hold_ns=1000000000, handoff=None, worker=0)\n--\n
     One worker: ports, stages, routes/next hops, session table, flow cache, counters."""
 
     def __cinit__(self):
