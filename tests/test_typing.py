@@ -34,6 +34,7 @@ EXTENSIONS = (
     "pipeline",
     "verdict",
     "frag",
+    "icmp",
 )
 
 

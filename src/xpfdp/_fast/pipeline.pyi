@@ -79,6 +79,7 @@ class ParseStage(Stage):
 class SessionStage(Stage):
     nat_allocations: int
     nat_collisions: int
+    icmp_errors_translated: int
     def __init__(
         self,
         *,
@@ -108,6 +109,36 @@ class L2Stage(Stage):
 
 @final
 class TtlStage(Stage):
+    icmp: IcmpErrors | None
+    expired: int
+    def __init__(self, icmp: IcmpErrors | None = None) -> None: ...
+
+@final
+class IcmpErrors:
+    sent: int
+    rate_limited: int
+    not_allowed: int
+    def __init__(
+        self,
+        sources: Any,
+        *,
+        rate_per_s: int = 1000,
+        burst: int = 50,
+        peer_interval_ms: int = 1000,
+        peer_burst: int = 6,
+    ) -> None: ...
+    def stats(self) -> dict[str, int]: ...
+
+@final
+class MtuStage(Stage):
+    icmp: IcmpErrors | None
+    too_big: int
+    def __init__(self, icmp: IcmpErrors | None = None) -> None: ...
+
+@final
+class FragmentStage(Stage):
+    fragmented: int
+    fragments: int
     def __init__(self) -> None: ...
 
 @final
