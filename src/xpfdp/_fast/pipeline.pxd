@@ -28,6 +28,7 @@ cdef enum:
     CTX_FC_INSERT = 0x04     # a miss the route stage should store in the flow cache
     CTX_HAS_KEY = 0x08       # `key` holds the packet's pre-NAT session key ("has_key")
     CTX_LATER_FRAG = 0x10    # a later fragment: resolved after the burst's first fragments
+    CTX_FRAGMENT = 0x20      # longer than the egress MTU, no DF: FragmentStage splits it
 
 # TCP flag bits of pkt_meta_t.tcp_flags the stages test.
 cdef enum:

@@ -34,11 +34,15 @@ from xpfdp._fast.csum cimport (
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
+    PROTO_UDP,
     REWRITE_BAD_L4_CSUM,
     TTL_EXPIRED,
+    ipv4_header_checksum,
     is_icmp_echo,
+    load_be16,
     mss_clamp,
     nat_rewrite,
+    store_be16,
     ttl_decrement,
 )
 from xpfdp._fast.frag cimport (
@@ -56,8 +60,27 @@ from xpfdp._fast.frag cimport (
     frag_table_t,
 )
 from xpfdp._fast.hash cimport mix64
+from xpfdp._fast.icmp_error cimport (
+    ICMP4_DEST_UNREACH,
+    ICMP4_FRAG_NEEDED,
+    ICMP4_TIME_EXCEEDED,
+    ICMP6_PACKET_TOO_BIG,
+    ICMP6_TIME_EXCEEDED,
+    QUOTE_OK,
+    icmp_bucket_init,
+    icmp_bucket_t,
+    icmp_bucket_take,
+    icmp_checksum_ok,
+    icmp_error_allowed,
+    icmp_error_build,
+    icmp_quote_parse,
+    icmp_quote_t,
+    icmp_quote_translate,
+    meta_is_icmp_error,
+)
 from xpfdp._fast.meta cimport (
     META_FIRST_FRAGMENT,
+    META_FRAGMENT,
     META_L4_VALID,
     PARSE_NON_IP,
     PARSE_NONFIRST_FRAG,
@@ -207,11 +230,13 @@ include "handoff.pxi"
 include "neighbours.pxi"
 include "stages/base.pxi"
 include "stages/parse.pxi"
+include "stages/icmp.pxi"
 include "stages/session.pxi"
 include "stages/nat.pxi"
 include "stages/route.pxi"
 include "stages/l2.pxi"
 include "stages/ttl.pxi"
+include "stages/mtu.pxi"
 include "stages/mss.pxi"
 include "stages/count.pxi"
 include "stages/cos.pxi"
