@@ -82,7 +82,7 @@ class CosQueue:
     ) -> int: ...
     def enqueue(
         self,
-        length: int,
+        length_arg: int,
         key: _FlowKey | None = None,
         addr: int = 0,
         options: int = 0,
