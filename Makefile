@@ -4,27 +4,48 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.xpfdp-installed
+BUILT := $(VENV)/.xpfdp-built
+# What the compiled parts are built from: a change to any of them triggers `make build`.
+BUILD_INPUTS := setup.py $(wildcard src/xpfdp/_fast/*.pyx src/xpfdp/_fast/*.pxd \
+	src/xpfdp/_fast/*.pxi src/xpfdp/_fast/stages/*.pxi bpf/*.c bpf/*.h src/xpfdp/_*_build.py)
+WHEELHOUSE := dist
+WHEEL_STAMP := $(WHEELHOUSE)/.xpfdp-wheel
 
-.PHONY: deps build test demo bench bench-compare bench-e2e lint clean fuzz
+.PHONY: deps build wheel test demo bench bench-compare bench-e2e lint clean fuzz
 
 deps: $(STAMP) build
 
 $(STAMP): pyproject.toml setup.py scripts/install-deps.sh
 	@scripts/install-deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" wheel \
-		"Cython>=3.0.10" "numpy>=1.26" "cffi>=1.16"
-	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[test,plot,metrics,dev]'
+	@$(PIP) install --upgrade pip "setuptools>=77" wheel "Cython>=3.0.10" "numpy>=1.26" \
+		"cffi>=1.16"
+	@$(PIP) install --no-build-isolation -e '.[test,plot,metrics,dev]'
+	@touch $@ $(BUILT)
+
+# Editable install: Cython regenerates only the C that changed, and an extension whose module
+# is newer than its sources is reused (setup.py), so this is quick and quiet when little did.
+build: $(STAMP) $(BUILT)
+
+$(BUILT): $(BUILD_INPUTS)
+	@scripts/install-deps.sh
+	@$(PIP) install --no-build-isolation --no-deps -e .
 	@touch $@
 
-# Rebuilds only what changed (.pyx, bpf/*.bpf.c); quiet when nothing did.
-build: $(STAMP)
-	@scripts/install-deps.sh
-	@$(PY) setup.py -q build_ext --inplace >/dev/null
+# A manylinux wheel in dist/ with libxdp, libbpf and libelf vendored (auditwheel repair):
+# installs with pip on a machine without the -dev packages or a compiler.
+wheel: $(WHEEL_STAMP)
 
-test: deps
-	$(PY) -m pytest tests
+$(WHEEL_STAMP): $(STAMP) $(BUILD_INPUTS) pyproject.toml README.md LICENSE MANIFEST.in \
+		$(shell find src/xpfdp -name '*.py' -o -name '*.pyi') scripts/build-wheel.sh
+	@scripts/build-wheel.sh $(PY) $(WHEELHOUSE) >/dev/null
+	@touch $@
+
+# The slow tests (fresh-venv wheel install) run here, after `wheel`; plain pytest skips them.
+test: deps wheel
+	$(PY) -m pytest tests -m ""
 
 # The NAT firewall between client and server namespaces, real traffic, then the report.
 demo: deps
@@ -58,5 +79,5 @@ lint: deps
 	$(VENV)/bin/ruff format --check src tests benches examples
 
 clean:
-	rm -rf build fuzz-out $(VENV) src/xpfdp/_fast/*.c src/xpfdp/_fast/*.so src/xpfdp/bpf/*.o \
+	rm -rf build dist fuzz-out $(VENV) src/xpfdp/_fast/*.c src/xpfdp/_fast/*.so src/xpfdp/bpf/*.o \
 		src/*.egg-info src/xpfdp/_*_cffi*.so src/xpfdp/_*_cffi*.c

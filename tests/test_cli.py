@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+import xpfdp
 from tests.conftest import needs_root
 from xpfdp.cli import EXIT_CONFIG, EXIT_START, build_parser, main
 from xpfdp.demo import traffic
@@ -51,6 +52,22 @@ def test_help_of_every_command(argv):
     }
     for word in expected[argv[0]]:
         assert word in out.stdout
+
+
+def test_version():
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"xpfdp {xpfdp.__version__}"
+
+
+def test_help_shows_defaults_and_the_exit_codes():
+    demo = run_cli("demo", "--help").stdout
+    assert "(default: 10.0)" in demo and "(default: demo-out)" in demo
+    assert "(default: xpfdp)" in demo and "(default: None)" not in demo
+    for argv in (["--help"], ["forward", "--help"], ["demo", "--help"]):
+        text = run_cli(*argv).stdout
+        assert f"  {EXIT_CONFIG}        configuration error" in text, argv
+        assert f"  {EXIT_START}        valid configuration, but the forwarder cannot" in text
+        assert "128+N    stopped by signal N (130: Ctrl-C, 143: SIGTERM)" in text
 
 
 def test_check_accepts_a_valid_config(tmp_path, capsys):

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scapy.all import IP, UDP, Ether
 
 from xpfdp.pcap import FrameBatch
-from xpfdp.pipeline import CountStage, ParseStage, Pipeline, RouteStage
+from xpfdp.pipeline import CountStage, ParseStage, Pipeline, RouteStage, drop_reasons
 from xpfdp.ports import MemPort
 from xpfdp.route import RouteTable
 from xpfdp.stats import (
@@ -25,7 +25,11 @@ from xpfdp.stats import (
     totals,
 )
 
-LAT = {"bucket_upper_ns": [1024, 2048, 4096, None], "counts": [1, 0, 2, 3]}
+LAT = {
+    "bucket_upper_ns": [1024, 2048, 4096, None],
+    "counts": [1, 0, 2, 3],
+    "sum_ns": 60_000,
+}
 
 
 def worker(rx=100, tx=90, drops=None, lan_tx_bytes=0, wan_tx_bytes=0, active=4):
@@ -47,7 +51,10 @@ def worker(rx=100, tx=90, drops=None, lan_tx_bytes=0, wan_tx_bytes=0, active=4):
             },
             "wan": {"rx_packets": 0, "rx_bytes": 0, "tx_bytes": wan_tx_bytes},
         },
-        "stages": {"parse": {"packets": rx, "drops": 6}, "count": {"packets": tx, "bytes": 7}},
+        "stages": {
+            "parse": {"packets": rx, "drops": 6},
+            "count": {"packets": tx, "bytes": 7},
+        },
         "tx_latency": LAT,
         "sessions": {"active": active, "created": 5, "expired": 1},
         "flow_cache": {"hits": 70, "misses": 30, "entries": 12, "capacity": 4096},
@@ -76,16 +83,19 @@ def test_pipeline_snapshot_round_trips_through_the_prometheus_parser():
     assert samples[("xpfdp_flow_cache_hits_total", frozenset())] == 70
     assert samples[("xpfdp_flow_cache_capacity", frozenset())] == 4096
     assert samples[("xpfdp_pending_tx_frames", frozenset())] == 2
-    # cumulative buckets; the open last bucket is +Inf
-    buckets = {dict(k[1])["le"]: v for k, v in samples.items() if k[0].endswith("_bucket")}
-    assert buckets == {"1024": 1, "2048": 1, "4096": 3, "+Inf": 6}
+    # cumulative buckets in seconds; the open last bucket is +Inf; _sum and _count
+    buckets = {float(dict(k[1])["le"]): v for k, v in samples.items() if k[0].endswith("_bucket")}
+    assert buckets == {1.024e-6: 1, 2.048e-6: 1, 4.096e-6: 3, float("inf"): 6}
+    assert samples[("xpfdp_tx_latency_seconds_count", frozenset())] == 6
+    assert samples[("xpfdp_tx_latency_seconds_sum", frozenset())] == pytest.approx(60e-6)
 
 
 def test_counters_and_gauges_have_the_right_types():
     kinds = {f.name: f.kind for f in metric_families(worker())}
     assert kinds["rx_packets"] == kinds["drops"] == kinds["port_rx_bytes"] == "counter"
     assert kinds["port_frames_fill_ring"] == kinds["sessions_active"] == "gauge"
-    assert kinds["flow_cache_entries"] == "gauge" and kinds["tx_latency_ns"] == "histogram"
+    assert kinds["flow_cache_entries"] == "gauge" and kinds["tx_latency_seconds"] == "histogram"
+    assert kinds["port_tx_bytes"] == kinds["stage_drops"] == "counter"
 
 
 def test_forwarder_snapshot_labels_each_worker_and_skips_the_merged_total():
@@ -97,9 +107,21 @@ def test_forwarder_snapshot_labels_each_worker_and_skips_the_merged_total():
         ("xpfdp_rx_packets_total", frozenset({("worker", "0")})): 1,
         ("xpfdp_rx_packets_total", frozenset({("worker", "1")})): 2,
     }
-    assert samples[("xpfdp_uptime_s", frozenset())] == 1.5
+    assert samples[("xpfdp_uptime_seconds", frozenset())] == 1.5
     key = ("xpfdp_drops_total", frozenset({("worker", "1"), ("reason", "no_route")}))
     assert samples[key] == 4
+
+
+def test_every_drop_reason_is_exported_from_the_start():
+    samples = parsed(render_prometheus(worker(drops={})))
+    reasons = {dict(k[1])["reason"]: v for k, v in samples.items() if k[0] == "xpfdp_drops_total"}
+    assert set(reasons) == set(drop_reasons()) and not any(reasons.values())
+
+
+def test_help_text_says_more_than_the_name():
+    for fam in metric_families(worker()):
+        words = set(fam.help.lower().replace(",", " ").split())
+        assert words - set(fam.name.split("_")), (fam.name, fam.help)
 
 
 def test_label_values_are_escaped():
@@ -162,9 +184,14 @@ def test_status_line_rates_from_successive_snapshots():
     assert line.update(worker(rx=0, tx=0, drops={}), now_s=10.0) is None
     second = worker(rx=2_000_000, tx=1_000_000, drops={"no_route": 500},
                     wan_tx_bytes=250_000_000, active=7)  # fmt: skip
+    second["ports"]["lan"].update(rx_ring_full=788, rx_fill_ring_empty_descs=3)
+    second["ports"]["wan"].update(rx_ring_full=12, tx_invalid_descs=1)
     text = line.update(second, now_s=12.0)
+    ring = {"ring_full": 800, "rx_dropped": 0, "fill_empty": 3, "tx_invalid": 1}
     assert text == format_status(elapsed_s=2.0, rx_pps=1e6, tx_pps=5e5, tx_mbps=1000.0,
-                                 drops_per_s=250, drops_total=500, sessions=7)  # fmt: skip
+                                 drops_per_s=250, drops_total=500, sessions=7,
+                                 ring_drops=ring)  # fmt: skip
+    assert "kernel ring_full 800 rx_dropped 0 fill_empty 3 tx_invalid 1" in text
     assert "1,000,000 pps" in text and "1,000.0 Mbps" in text and "sessions 7" in text
     assert "250/s (500 total)" in text
     with pytest.raises(ValueError, match="advance in time"):

@@ -8,8 +8,11 @@
 * ``xpfdp demo``: the end-to-end demo (xpfdp.demo.run): namespaces, real traffic, report.
 
 Runtime events (links going down or away, replaced programs) are logged through `logging`
-to stderr. Exit statuses: 0 done, 1 detach left something attached, 2 config error, 3
-cannot start here, 4 an interface was deleted under the forwarder, 128 + N signal N.
+to stderr. Exit status (also in ``--help``): 0 done; 1 an unexpected error (a worker failed,
+a demo check failed, or ``detach`` left something attached); 2 the configuration (or a
+dependency it needs) is unusable; 3 the configuration is valid but the forwarder cannot
+start here (missing interface, no privileges, no XDP); 4 an interface was deleted under the
+running forwarder; 128+N stopped by signal N (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ EXIT_CONFIG = 2  # the config (or a dependency it needs) is unusable
 EXIT_START = 3  # the config is valid but the forwarder cannot start here
 EXIT_LINK_LOST = 4  # an interface was deleted under the running forwarder
 EXIT_NOT_DETACHED = 1  # xpfdp detach: an interface still has a program it may not remove
+EXIT_CODES_HELP = """exit status:
+  0        finished (duration over, --check passed, detach removed everything)
+  1        unexpected error: a worker failed, (demo) a report check failed, or
+           (detach) an interface still has a program it may not remove
+  2        configuration error (or a missing optional dependency it needs)
+  3        valid configuration, but the forwarder cannot start here
+           (missing interface, no privileges, no XDP support)
+  4        an interface was deleted under the running forwarder
+  128+N    stopped by signal N (130: Ctrl-C, 143: SIGTERM)"""
 
 
 def _positive_float(text: str) -> float:
@@ -42,11 +54,32 @@ def _port(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default (when it has one) and keeps the exit-status table's layout."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("exit status:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `xpfdp` and its subcommands."""
+    from xpfdp import __version__
+
     parser = argparse.ArgumentParser(
-        prog="xpfdp", description="AF_XDP packet processing for Python: forwarder and demo."
+        prog="xpfdp",
+        description="AF_XDP packet processing for Python: forwarder and demo.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{forward,detach,demo}")
 
     fwd = sub.add_parser(
@@ -54,11 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the LAN/WAN NAT firewall described by a TOML config",
         description="Run the routing NAT firewall of a TOML config (see xpfdp.firewall) with "
         "one status line per second. Needs root (AF_XDP, XDP).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=_HelpFormatter,
     )
     fwd.add_argument("--config", required=True, help="firewall TOML file")
-    fwd.add_argument("--duration", type=_positive_float, help="seconds to run (default: until ^C)")
     fwd.add_argument(
-        "--prometheus-port", type=_port, help="serve Prometheus metrics on 127.0.0.1:PORT"
+        "--duration",
+        type=_positive_float,
+        help="seconds to run (default: until Ctrl-C)",
+    )
+    fwd.add_argument(
+        "--prometheus-port",
+        type=_port,
+        help="serve Prometheus metrics on 127.0.0.1:PORT",
     )
     fwd.add_argument("--check", action="store_true", help="validate the config and exit")
     fwd.add_argument("--quiet", action="store_true", help="no per-second status lines")
@@ -69,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Remove the XDP program from each interface if a dead xpfdp process left "
         "it. A program a running xpfdp owns is never removed (its pid is printed); another "
         "tool's program only with --force. Needs root.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=_HelpFormatter,
     )
-    detach.add_argument("interfaces", nargs="+", metavar="IFACE")
+    detach.add_argument("interfaces", nargs="+", metavar="IFACE", help="interfaces to clean")
     detach.add_argument("--namespace", help="network namespace of the interfaces")
     detach.add_argument("--force", action="store_true", help="also remove other tools' programs")
 
@@ -81,12 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
         "forward with xpfdp (or the kernel, --mode kernel), run TCP bulk flows, a UDP "
         "request/response flow and pings with kernel sockets, print live status and a "
         "report, write report.json and a throughput plot. Needs root.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=_HelpFormatter,
     )
-    demo.add_argument("--mode", choices=("xpfdp", "kernel"), default="xpfdp")
+    demo.add_argument(
+        "--mode", choices=("xpfdp", "kernel"), default="xpfdp", help="who forwards in the firewall"
+    )
     demo.add_argument("--duration", type=_positive_float, default=10.0, help="bulk seconds")
     demo.add_argument("--flows", type=int, default=4, help="TCP bulk flows (last one IPv6)")
     demo.add_argument(
-        "--shaper-mbps", type=float, default=400.0, help="WAN egress rate (0: no shaping)"
+        "--shaper-mbps",
+        type=float,
+        default=400.0,
+        help="WAN egress rate (0: no shaping)",
     )
     demo.add_argument("--mss-clamp", type=int, default=1360, help="TCP MSS clamp (bytes)")
     demo.add_argument("--out-dir", default="demo-out", help="report.json and throughput.png")
@@ -126,7 +176,10 @@ def forward(args) -> int:
               f"{neighbour_summary(config)}")  # fmt: skip
         return 0
     return run_forwarder(
-        config, duration_s=args.duration, prometheus_port=args.prometheus_port, quiet=args.quiet
+        config,
+        duration_s=args.duration,
+        prometheus_port=args.prometheus_port,
+        quiet=args.quiet,
     )
 
 

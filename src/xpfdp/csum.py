@@ -4,10 +4,15 @@ Everything runs in Cython (`xpfdp._fast.csum`): RFC 1071 sums, the RFC 1624 eqn.
 (the only incremental primitive, so incremental results equal a full recompute), TCP MSS
 clamping, SNAT/DNAT, TTL/hop-limit decrement and ECN CE marking. Scalar functions take one
 mutable Ethernet frame (bytearray, writable memoryview or numpy uint8 array) and parse it;
-`*_batch` functions take one buffer, per-frame offsets (`addrs`, uint64) and lengths (`lens`,
-uint32) plus the `PKT_META` records from `xpfdp.parse.parse_batch`, release the GIL and do no
-Python work per packet. Batch rewrites keep the records in step (TTL, addresses, ports).
+`*_batch` functions take the frames as a parsed `FrameBatch` or a `Burst`, or as one
+buffer, per-frame offsets (`addrs`), lengths (`lens`) and the `PKT_META` records from
+`xpfdp.parse.parse_batch`; integer arrays of another type are converted when no value
+changes. They release the GIL and do no Python work per packet. Batch rewrites keep the
+records in step (TTL, addresses, ports). Result codes are IntEnums (`Rewrite`, `Ttl`,
+`Ecn`) whose members compare equal to the integers in the result arrays.
 """
+
+import enum
 
 from xpfdp._fast.csum import (
     ECN_RESULT_NAMES,
@@ -34,12 +39,40 @@ from xpfdp._fast.csum import (
     rewrite_nat_batch,
 )
 
-# Batch rewrite result codes (values of the arrays the *_batch rewrites return).
-UNCHANGED, DONE, SKIPPED, BAD_L4_CSUM = range(4)
-# decrement_ttl / decrement_ttl_batch: the packet would expire; -2: not an IP packet.
-TTL_EXPIRED, TTL_SKIPPED = -1, -2
-# mark_ecn_ce_batch result codes.
-ECN_NOT_ECT, ECN_MARKED, ECN_ALREADY_CE = range(3)
+
+class Rewrite(enum.IntEnum):
+    """Per-frame result of clamp_mss_batch, rewrite_nat_batch (RESULT_NAMES[code])."""
+
+    UNCHANGED = 0
+    DONE = 1
+    SKIPPED = 2
+    BAD_L4_CSUM = 3
+
+
+class Ttl(enum.IntEnum):
+    """decrement_ttl(_batch) results below zero (others are the new TTL / hop limit)."""
+
+    EXPIRED = -1  # would reach 0: unchanged, to be dropped
+    SKIPPED = -2  # no complete IP header
+
+
+class Ecn(enum.IntEnum):
+    """Per-frame result of mark_ecn_ce_batch (ECN_RESULT_NAMES[code])."""
+
+    NOT_ECT = 0
+    MARKED = 1
+    ALREADY_CE = 2
+
+
+if [m.name.lower() for m in Rewrite] != list(RESULT_NAMES) or [m.name.lower() for m in Ecn] != list(
+    ECN_RESULT_NAMES
+):
+    raise ImportError("xpfdp.csum result enums disagree with the extension: stale build")
+
+# The members under their historical module-level names.
+UNCHANGED, DONE, SKIPPED, BAD_L4_CSUM = Rewrite
+TTL_EXPIRED, TTL_SKIPPED = Ttl
+ECN_NOT_ECT, ECN_MARKED, ECN_ALREADY_CE = Ecn
 
 __all__ = [
     "BAD_L4_CSUM",
@@ -53,6 +86,9 @@ __all__ = [
     "TTL_EXPIRED",
     "TTL_SKIPPED",
     "UNCHANGED",
+    "Ecn",
+    "Rewrite",
+    "Ttl",
     "checksum_batch",
     "checksum_partial",
     "checksums_ok",

@@ -53,7 +53,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from xpfdp.cos import Scheduler
 from xpfdp.errors import XpfdpError
@@ -193,6 +193,9 @@ class FirewallConfig:
 # --- parsing helpers: each raises ConfigError naming the key -----------------------------
 
 
+_Number = TypeVar("_Number", int, float)
+
+
 def _take(table: dict, key: str, path: str, kind, default=...):
     if key not in table:
         if default is ...:
@@ -221,7 +224,7 @@ def _no_extra(table: dict, allowed: set[str], path: str) -> None:
                           f"{', '.join(sorted(allowed))}")  # fmt: skip
 
 
-def _positive(value, path: str, *, maximum: int | None = None) -> int | float:
+def _positive(value: _Number, path: str, *, maximum: int | None = None) -> _Number:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{path}: must be a finite number, got {value}")
     if value <= 0:
@@ -349,7 +352,11 @@ def _mss(config: dict) -> int | None:
     return clamp
 
 
-def _mbps(table: dict, key: str, path: str, default=...) -> int | None:
+@overload
+def _mbps(table: dict, key: str, path: str) -> int: ...
+@overload
+def _mbps(table: dict, key: str, path: str, default: None) -> int | None: ...
+def _mbps(table: dict, key: str, path: str, default: Any = ...) -> int | None:
     value = _take(table, key, path, (int, float), default)
     if value is None:
         return None
@@ -596,9 +603,8 @@ def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]
         if r.gateway is None:
             target = hop(r.interface, CONNECTED)
         else:
-            target = static.get((r.interface, r.gateway))
-            if target is None:
-                target = hop(r.interface, r.gateway)
+            known = static.get((r.interface, r.gateway))
+            target = known if known is not None else hop(r.interface, r.gateway)
         prefixes.append((str(r.destination), target))
     return prefixes, hops
 
@@ -631,7 +637,7 @@ def gateways(hops: list[tuple]) -> list[tuple[int, ipaddress.IPv4Address | ipadd
 
 def resolve_macs(config: FirewallConfig) -> FirewallConfig:
     """The config with LAN/WAN MACs read from the interfaces where the file gave none."""
-    sides = {}
+    sides: dict[str, Any] = {}
     for side in SIDES:
         iface = config.interface(side)
         if iface.mac is None:
@@ -777,7 +783,7 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
             pipelines = xsk_workers(
                 [config.lan.name, config.wan.name],
                 lambda queue, ports: build_pipeline(
-                    config, *ports, neighbours=neighbours, handoff=handoff, worker=queue
+                    config, ports[0], ports[1], neighbours=neighbours, handoff=handoff, worker=queue
                 ),
                 queues=queues,
                 frames=frames,

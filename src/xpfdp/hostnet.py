@@ -181,14 +181,23 @@ class HostWatcher:
                         handle.close()
             self._events = self._cmd = None
 
+    def _netlink(self) -> IPRoute:
+        """The rtnetlink handle of a started watcher."""
+        if self._cmd is None:
+            raise RuntimeError("the host watcher is not started")
+        return self._cmd
+
     def _poll_events(self) -> None:
         """Apply the netlink events that arrive within `poll_s`; after an overflow (events
         lost), load everything again."""
-        readable, _, _ = select.select([self._events], [], [], self.poll_s)
+        events = self._events
+        if events is None:
+            return
+        readable, _, _ = select.select([events], [], [], self.poll_s)
         if not readable:
             return
         try:
-            data = self._events.recv(EVENT_BUFFER_BYTES)
+            data = events.recv(EVENT_BUFFER_BYTES)
         except OSError as exc:
             if exc.errno != errno.ENOBUFS:
                 raise
@@ -208,18 +217,18 @@ class HostWatcher:
         """Interface indexes, then the current addresses and neighbours (already
         subscribed, so a change in between arrives as an event afterwards)."""
         for name, port in self.interfaces.items():
-            found = self._cmd.link_lookup(ifname=name)
+            found = self._netlink().link_lookup(ifname=name)
             if not found:
                 where = f" in namespace {self.namespace}" if self.namespace else ""
                 raise ValueError(f"interface {name!r} not found{where}")
             self._port_of[found[0]] = port
             self._ifindex_of[port] = found[0]
-        for msg in self._cmd.get_addr():
+        for msg in self._netlink().get_addr():
             self._on_address(msg)
         for program in self.programs:
             program.set_ctrl(local_delivery=True)
         if self.neighbours is not None:
-            for msg in self._cmd.get_neighbours():
+            for msg in self._netlink().get_neighbours():
                 self._on_neighbour(msg)
             self._manage_gateways()
 
@@ -288,11 +297,11 @@ class HostWatcher:
                 continue
             pinned = any(
                 n["state"] & (NUD_PERMANENT | NUD_NOARP)
-                for n in self._cmd.get_neighbours(ifindex=ifindex, dst=str(address))
+                for n in self._netlink().get_neighbours(ifindex=ifindex, dst=str(address))
             )
             if pinned:
                 continue
-            self._cmd.neigh(
+            self._netlink().neigh(
                 "replace", dst=str(address), ifindex=ifindex, state=0,
                 NDA_FLAGS_EXT=NTF_EXT_MANAGED,
             )  # fmt: skip
@@ -301,7 +310,7 @@ class HostWatcher:
     def resolve(self, port: int, address) -> None:
         """Ask the kernel to resolve `address` on `port`'s interface now (ARP/ND)."""
         ifindex = self._ifindex_of[port]
-        self._cmd.neigh("replace", dst=str(address), ifindex=ifindex, state=0, flags=NTF_USE)
+        self._netlink().neigh("replace", dst=str(address), ifindex=ifindex, state=0, flags=NTF_USE)
         self.requests_sent += 1
 
     def _serve_requests(self) -> None:

@@ -8,10 +8,33 @@ frame gets a status code; `parse_batch` returns how many frames got each one.
 
 from __future__ import annotations
 
+import enum
+
 from xpfdp._fast.meta import META_FLAG_NAMES, PARSE_STATUS_NAMES, PKT_META
 from xpfdp._fast.parse import parse_batch, parse_frame, status_name
 
-# Parse status codes (PARSE_STATUS_NAMES[code] is the name).
+
+class ParseStatus(enum.IntEnum):
+    """Status of a parsed frame (`PKT_META["status"]`, the index of parse_batch's counts)."""
+
+    OK = 0
+    TRUNC_L2 = 1
+    NON_IP = 2
+    TRUNC_L3 = 3
+    BAD_VERSION = 4
+    BAD_IHL = 5
+    BAD_TOTLEN = 6
+    TRUNC_EXTHDR = 7
+    TOO_MANY_EXTHDR = 8
+    TRUNC_L4 = 9
+    BAD_DOFF = 10
+    NONFIRST_FRAG = 11
+
+
+if [m.name.lower() for m in ParseStatus] != list(PARSE_STATUS_NAMES):
+    raise ImportError("xpfdp.parse.ParseStatus disagrees with the extension: stale build")
+
+# The members under their historical module-level names.
 (
     OK,
     TRUNC_L2,
@@ -25,7 +48,7 @@ from xpfdp._fast.parse import parse_batch, parse_frame, status_name
     TRUNC_L4,
     BAD_DOFF,
     NONFIRST_FRAG,
-) = range(len(PARSE_STATUS_NAMES))
+) = ParseStatus
 
 # Bits of PKT_META["flags"].
 FLAG_VLAN = META_FLAG_NAMES["vlan"]
@@ -55,6 +78,7 @@ __all__ = [
     "TRUNC_L2",
     "TRUNC_L3",
     "TRUNC_L4",
+    "ParseStatus",
     "parse_batch",
     "parse_frame",
     "status_name",

@@ -27,15 +27,42 @@ class PcapError(ValueError):
 
 @dataclass
 class FrameBatch:
-    """Frames packed back to back in `buf`; frame i is `buf[offsets[i]:offsets[i] + lengths[i]]`."""
+    """Frames in one buffer; frame i is `buf[offsets[i]:offsets[i] + lengths[i]]`.
+
+    `meta` holds one `PKT_META` record per frame once `xpfdp.parse.parse_batch(batch)` ran
+    (None before); the batch functions of `xpfdp.csum` take the batch itself.
+    """
 
     buf: np.ndarray  # uint8, contiguous
     offsets: np.ndarray  # uint64
     lengths: np.ndarray  # uint32
     timestamps_ns: np.ndarray  # int64, capture time
+    meta: np.ndarray | None = None  # PKT_META records, from parse_batch
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def select(self, mask) -> FrameBatch:
+        """The frames `mask` picks (a bool array of len(self) or integer indices), in that
+        order, as a new batch over the same buffer: no packet bytes are copied, and a
+        rewrite through either batch is seen by both. Parsed records are selected too."""
+        index = np.asarray(mask)
+        if index.dtype == np.bool_:
+            if index.shape != (len(self),):
+                raise ValueError(f"a bool mask needs {len(self)} entries, not {index.shape}")
+            index = np.flatnonzero(index)
+        elif index.dtype.kind not in "iu" and index.size:
+            raise TypeError(f"mask must be bool or integer indices, not {index.dtype}")
+        index = index.astype(np.intp, copy=False).reshape(-1)
+        if index.size and not (-len(self) <= index.min() and index.max() < len(self)):
+            raise IndexError(f"index out of range for a batch of {len(self)} frames")
+        return FrameBatch(
+            self.buf,
+            self.offsets[index],
+            self.lengths[index],
+            self.timestamps_ns[index],
+            None if self.meta is None else self.meta[index],
+        )
 
     def frame(self, i: int) -> np.ndarray:
         """Zero-copy view of frame i."""

@@ -92,7 +92,8 @@ neighbour_hold=64, neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
       {"rx_packets", "tx_packets", "drops": {reason: n (non-zero only)}, "drops_total",
        "polls", "idle_polls", "pending_tx",
        "ports": {name: port.stats()}, "stages": {name: {"packets", "drops", ...}},
-       "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints]},
+       "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints],
+                      "sum_ns": total of every sample (for a Prometheus _sum)},
        "sessions": {"active", "created", "expired", "evicted"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
                       "capacity"} or None,
@@ -132,6 +133,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from typing import Any
 
 from xpfdp._fast.pipeline import (
     CONNECTED,
@@ -200,6 +202,7 @@ def merge_stats(snapshots):
     total = {k: 0 for k in _SUMMED}
     drops: dict[str, int] = {}
     counts = [0] * len(LATENCY_BUCKET_UPPER_NS)
+    latency_sum_ns = 0
     sessions = {"active": 0, "created": 0, "expired": 0, "evicted": 0}
     cache: dict[str, int] = {}
     fragments: dict[str, int] = {}
@@ -209,6 +212,7 @@ def merge_stats(snapshots):
         for reason, n in s["drops"].items():
             drops[reason] = drops.get(reason, 0) + n
         counts = [a + b for a, b in zip(counts, s["tx_latency"]["counts"], strict=False)]
+        latency_sum_ns += s["tx_latency"].get("sum_ns", 0)
         for k in sessions:
             sessions[k] += s["sessions"].get(k, 0)
         for k, v in (s["flow_cache"] or {}).items():
@@ -216,7 +220,11 @@ def merge_stats(snapshots):
         for k, v in (s.get("fragments") or {}).items():
             fragments[k] = fragments.get(k, 0) + v
     total["drops"] = drops
-    total["tx_latency"] = {"bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS), "counts": counts}
+    total["tx_latency"] = {
+        "bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS),
+        "counts": counts,
+        "sum_ns": latency_sum_ns,
+    }
     total["sessions"] = sessions
     total["flow_cache"] = cache or None
     total["fragments"] = fragments or None
@@ -291,7 +299,7 @@ class Forwarder:
         self.errors: list[tuple[int, BaseException]] = []
         self._threads: list[threading.Thread] = []
         self._handle_signals = handle_signals
-        self._old_handlers: dict[int, object] = {}
+        self._old_handlers: dict[int, Any] = {}
         self._signalled: int | None = None
         self._closed = False
         self.started_ns = 0
@@ -345,8 +353,8 @@ class Forwarder:
                 if not done.wait(max(0.0, deadline - time.monotonic())):
                     raise TimeoutError(f"worker {i} did not apply the update in {timeout_s} s")
         if failures:
-            index, exc = failures[0]
-            raise RuntimeError(f"update failed on worker {index}: {exc!r}") from exc
+            index, failure = failures[0]
+            raise RuntimeError(f"update failed on worker {index}: {failure!r}") from failure
 
     def start(self) -> Forwarder:
         """Start one thread per pipeline (and SIGINT/SIGTERM handlers in the main thread)."""

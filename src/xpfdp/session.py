@@ -87,16 +87,71 @@ __all__ = [
 AF_INET = 2
 AF_INET6 = 10
 
-Origin = enum.IntEnum("Origin", {name.upper(): i for i, name in enumerate(ORIGINS)})
-Origin.__doc__ = "Where a session came from (docs/sessions.md, Origins); decides deltas."
-Disposition = enum.IntEnum("Disposition", {name.upper(): i for i, name in enumerate(DISPOSITIONS)})
-Disposition.__doc__ = "Forwarding outcome stored in a decision; only two are cacheable."
-NatFlag = enum.IntFlag("NatFlag", {name.upper(): v for name, v in NAT_FLAGS.items()})
-NatFlag.__doc__ = "Which NAT rewrites a decision carries (DECISION_DTYPE.nat_flags)."
-SessionFlag = enum.IntFlag("SessionFlag", {n.upper(): v for n, v in SESSION_FLAGS.items()})
-SessionFlag.__doc__ = "META_DTYPE.flags bits: arrived over the fabric, reply-direction entry."
-DeltaKind = enum.IntEnum("DeltaKind", {n.upper(): v for n, v in DELTA_KINDS.items()})
-DeltaKind.__doc__ = "DELTA_DTYPE.kind: a session opened or closed."
+
+class Origin(enum.IntEnum):
+    """Where a session came from (docs/sessions.md, Origins); decides deltas."""
+
+    FORWARD_FLOW = 0
+    REVERSE_FLOW = 1
+    LOCAL_MISS = 2
+    MISSING_NEIGHBOR_SEED = 3
+    SYNC_IMPORT = 4
+    SHARED_MATERIALIZE = 5
+    SHARED_PROMOTE = 6
+    WORKER_LOCAL_IMPORT = 7
+
+
+class Disposition(enum.IntEnum):
+    """Forwarding outcome stored in a decision; only two are cacheable."""
+
+    LOCAL_DELIVERY = 0
+    FORWARD_CANDIDATE = 1
+    FABRIC_REDIRECT = 2
+    HA_INACTIVE = 3
+    POLICY_DENIED = 4
+    NO_ROUTE = 5
+    MISSING_NEIGHBOR = 6
+    DISCARD_ROUTE = 7
+    NEXT_TABLE_UNSUPPORTED = 8
+
+
+class NatFlag(enum.IntFlag):
+    """Which NAT rewrites a decision carries (DECISION_DTYPE.nat_flags)."""
+
+    RS = 1
+    RD = 2
+    RSP = 4
+    RDP = 8
+    NAT64 = 16
+    NPTV6 = 32
+
+
+class SessionFlag(enum.IntFlag):
+    """META_DTYPE.flags bits: arrived over the fabric, reply-direction entry."""
+
+    FABRIC_INGRESS = 1
+    REVERSE = 2
+
+
+class DeltaKind(enum.IntEnum):
+    """DELTA_DTYPE.kind: a session opened or closed."""
+
+    OPEN = 1
+    CLOSE = 2
+
+
+# Written out so type checkers see the members; the extension's tables are the truth.
+for _enum, _table in (
+    (Origin, dict(zip(ORIGINS, range(len(ORIGINS)), strict=True))),
+    (Disposition, dict(zip(DISPOSITIONS, range(len(DISPOSITIONS)), strict=True))),
+    (NatFlag, NAT_FLAGS),
+    (SessionFlag, SESSION_FLAGS),
+    (DeltaKind, DELTA_KINDS),
+):
+    if {name.lower(): int(m) for name, m in _enum.__members__.items()} != _table:
+        raise ImportError(
+            f"xpfdp.session.{_enum.__name__} disagrees with the extension: stale build"
+        )
 
 _ICMP_PROTOCOLS = (1, 58)
 

@@ -3,16 +3,20 @@
 Both read the plain dict a `Pipeline.stats()` / `Forwarder.stats()` returns (shape in
 `xpfdp.pipeline`), so they work on live forwarders, on saved snapshots and in tests.
 
-* `metric_families(snapshot)` maps a snapshot to metric families (counters, gauges, the
-  TX latency histogram) labelled by worker, port, stage and drop reason. Exposition goes
-  through the `prometheus_client` library (the optional extra `metrics`): a custom
-  collector yields those families at scrape time, so a served endpoint always shows the
-  current snapshot and the text format (escaping, `_total`, histogram buckets) is the
-  library's. `render_prometheus()` returns the text; `serve_prometheus()` serves it on a
-  localhost port.
+* `metric_families(snapshot)` maps a snapshot to metric families labelled by worker, port,
+  stage and drop reason, following the Prometheus naming conventions: base units (the TX
+  latency histogram is in seconds, with `_sum` and `_count`), monotonic counts typed as
+  counters (exposed with `_total`), levels as gauges, every drop reason exported from the
+  start (at zero) so rates and alerts work before the first drop, and HELP text that says
+  what is counted. Exposition goes through the `prometheus_client` library (the optional
+  extra `metrics`): a custom collector yields the families at scrape time, so a served
+  endpoint always shows the current snapshot. `render_prometheus()` returns the text;
+  `serve_prometheus()` serves it on a localhost port.
 * `StatusLine` turns successive snapshots into one line per second: packets per second in
-  and out, Mbit/s, drops per second (and total), active sessions and, with several
-  workers, packets handed between workers per second and each worker's share of RX.
+  and out, Mbit/s, pipeline drops per second (and total), the kernel's AF_XDP ring drops
+  (RX ring full, RX dropped, fill ring starvation, invalid TX descriptors), sessions
+  and, with several workers, packets handed between workers per second and each
+  worker's share of RX.
 """
 
 from __future__ import annotations
@@ -23,32 +27,100 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xpfdp.errors import XpfdpError
+from xpfdp.pipeline import drop_reasons
 
 PREFIX = "xpfdp"
 METRICS_MISSING = (
     "Prometheus exposition needs prometheus-client: pip install 'xpfdp[metrics]' "
     "(or .venv/bin/pip install prometheus-client)"
 )
-_COUNTER_SUFFIXES = ("_packets", "_bytes", "_drops", "_kicks", "_errors", "_again", "_wakeups",
-                     "_descs", "_dropped", "_full", "_empty", "_short", "_oversize", "_desc",
-                     "completions", "hits", "misses", "stale", "insertions", "evictions",
-                     "polls", "clamped", "packets", "drops", "created", "expired",
-                     "evicted")  # fmt: skip
+
+# HELP text per key of each snapshot section; a key listed under _GAUGES is a level, every
+# other number is a monotonic count (a counter).
+_WORKER_HELP = {
+    "rx_packets": "Packets the worker received from all of its ports",
+    "tx_packets": "Packets the worker handed to a port for transmission",
+    "polls": "Poll rounds over every port of the worker",
+    "idle_polls": "Poll rounds that received no packet",
+}
+_PORT_HELP = {
+    "rx_packets": "Packets received on the port",
+    "rx_bytes": "Bytes received on the port (Ethernet frames, no FCS)",
+    "tx_packets": "Packets the port's TX ring accepted",
+    "tx_bytes": "Bytes the port's TX ring accepted (Ethernet frames, no FCS)",
+    "tx_kicks": "sendto() wake-ups of the kernel to drain the TX ring",
+    "tx_kick_again": "TX wake-ups the kernel answered with EAGAIN/EBUSY (retried)",
+    "tx_kick_errors": "TX wake-ups that failed with another error",
+    "rx_wakeups": "poll()/recvfrom() wake-ups of the kernel for the fill ring",
+    "fill_empty": "Refills that found no free frame for the fill ring",
+    "fill_short": "Refills that could stock fewer frames than wanted",
+    "tx_ring_full": "Transmit attempts refused because the TX ring was full",
+    "completions": "TX completions reaped from the completion ring",
+    "bad_desc": "Received descriptors outside the UMEM, recycled",
+    "rx_oversize": "Received frames longer than a UMEM frame, dropped",
+    "capture_dropped": "MemPort TX frames not kept because the capture was full",
+    "tx_queue_drops": "Oldest frames dropped from the bounded software TX queue",
+    "rx_dropped": "Kernel: frames dropped on this socket for other reasons (XDP_STATISTICS)",
+    "rx_invalid_descs": "Kernel: invalid descriptors on the fill ring",
+    "tx_invalid_descs": "Kernel: invalid descriptors on the TX ring",
+    "rx_ring_full": "Kernel: frames dropped because the RX ring was full",
+    "rx_fill_ring_empty_descs": "Kernel: times the fill ring was empty (fill starvation)",
+    "tx_ring_empty_descs": "Kernel: times the kernel found the TX ring empty",
+    "frames_fill_ring": "UMEM frames of this port on the fill ring now",
+    "frames_rx_ring": "UMEM frames of this port on the RX ring now",
+    "frames_pending_tx": "UMEM frames waiting in this port's software TX queue now",
+    "frames_tx_ring": "UMEM frames of this port on the TX ring or in flight now",
+}
+_STAGE_HELP = {
+    "packets": "Packets that reached the stage (not dropped earlier)",
+    "drops": "Packets the stage dropped",
+    "bytes": "Bytes that reached a counting stage",
+    "clamped": "TCP SYNs whose MSS option the stage lowered",
+    "admitted": "Packets the CoS stage queued for shaped transmission",
+    "ecn_marked": "Packets the CoS stage marked ECN Congestion Experienced",
+    "nat_allocations": "SNAT port allocations for new flows",
+    "nat_collisions": "SNAT port candidates already in use (retried)",
+}
+_SESSIONS_HELP = {
+    "active": "Sessions in the worker's table now (forward and reverse entries)",
+    "created": "Sessions the pipeline opened",
+    "expired": "Sessions removed after their idle timeout",
+    "evicted": "Unreplied sessions evicted early to make room in a full table",
+}
+_FLOW_CACHE_HELP = {
+    "hits": "Flow cache lookups that returned a valid decision",
+    "misses": "Flow cache lookups that found no entry",
+    "stale": "Flow cache entries found invalid (route, config or session changed)",
+    "insertions": "Decisions stored in the flow cache",
+    "evictions": "Flow cache entries replaced by LRU",
+    "entries": "Live flow cache entries now",
+    "capacity": "Flow cache entries it can hold (sets x ways)",
+}
+_GAUGES = {
+    "port": {k for k in _PORT_HELP if k.startswith("frames_")},
+    "sessions": {"active"},
+    "flow_cache": {"entries", "capacity"},
+}
+_TOP_LEVEL_HELP = {"uptime_seconds": "Seconds since the forwarder started"}
+# Kernel ring drop counters the status line shows, by the label it prints.
+RING_DROPS = {
+    "ring_full": "rx_ring_full",
+    "rx_dropped": "rx_dropped",
+    "fill_empty": "rx_fill_ring_empty_descs",
+    "tx_invalid": "tx_invalid_descs",
+}
 
 
 @dataclass
 class Family:
-    """One metric family: name without prefix, kind (counter/gauge/histogram), help text,
-    samples as (labels, value); a histogram sample's value is (upper_bounds, counts)."""
+    """One metric family: name without prefix and without `_total`, kind (counter, gauge
+    or histogram), help text, samples as (labels, value); a histogram sample's value is
+    (upper bounds in seconds with None for +Inf, per-bucket counts, sum in seconds)."""
 
     name: str
     kind: str
     help: str
     samples: list[tuple[dict[str, str], Any]] = field(default_factory=list)
-
-
-def _is_counter(key: str) -> bool:
-    return key.endswith(_COUNTER_SUFFIXES) and not key.startswith("frames_")
 
 
 def _number(value) -> bool:
@@ -68,34 +140,45 @@ class _Families:
         fam.samples.append((dict(labels), value))
 
 
-def _numeric_table(fams: _Families, table: Mapping, prefix: str, what: str, labels: dict) -> None:
-    """Every numeric entry of `table` as `<prefix>_<key>` (counter or gauge by its name)."""
+def _table(fams: _Families, table: Mapping, section: str, helps: dict, labels: dict) -> None:
+    """Every number of `table` as `<section>_<key>`, a gauge if listed in _GAUGES."""
+    gauges = _GAUGES.get(section, set())
     for key, value in table.items():
         if _number(value):
-            kind = "counter" if _is_counter(key) else "gauge"
-            fams.add(f"{prefix}_{key}", kind, f"{what} {key.replace('_', ' ')}", labels, value)
+            kind = "gauge" if key in gauges else "counter"
+            text = helps.get(key, f"{section.replace('_', ' ')} count {key!r}")
+            fams.add(f"{section}_{key}", kind, text, labels, value)
+
+
+def _latency(fams: _Families, lat: Mapping, labels: dict) -> None:
+    uppers_s = [None if u is None else u / 1e9 for u in lat["bucket_upper_ns"]]
+    value = (uppers_s, list(lat["counts"]), lat.get("sum_ns", 0) / 1e9)
+    fams.add("tx_latency_seconds", "histogram",
+             "Time from a frame's TX ring submission to its completion", labels, value)  # fmt: skip
 
 
 def _worker(fams: _Families, snap: Mapping, labels: dict) -> None:
     """The families of one pipeline snapshot, every sample carrying `labels`."""
-    for key in ("rx_packets", "tx_packets", "polls", "idle_polls"):
+    for key, text in _WORKER_HELP.items():
         if _number(snap.get(key)):
-            fams.add(key, "counter", f"Worker {key.replace('_', ' ')}", labels, snap[key])
+            fams.add(key, "counter", text, labels, snap[key])
     if _number(snap.get("pending_tx")):
-        fams.add("pending_tx_frames", "gauge", "Frames queued for TX, not yet in a ring",
+        fams.add("pending_tx_frames", "gauge", "Frames the pipeline holds for TX, not in a ring",
                  labels, snap["pending_tx"])  # fmt: skip
-    for reason, count in (snap.get("drops") or {}).items():
-        fams.add("drops", "counter", "Dropped packets by reason", {**labels, "reason": reason},
-                 count)  # fmt: skip
+    drops = snap.get("drops") or {}
+    registered = drop_reasons()
+    for reason in (*registered, *(r for r in drops if r not in registered)):
+        fams.add("drops", "counter", "Packets the pipeline dropped, by reason",
+                 {**labels, "reason": reason}, drops.get(reason, 0))  # fmt: skip
     for port, table in (snap.get("ports") or {}).items():
-        _numeric_table(fams, table, "port", "Port", {**labels, "port": str(port)})
+        _table(fams, table, "port", _PORT_HELP, {**labels, "port": str(port)})
     for stage, table in (snap.get("stages") or {}).items():
-        _numeric_table(fams, table, "stage", "Stage", {**labels, "stage": str(stage)})
+        _table(fams, table, "stage", _STAGE_HELP, {**labels, "stage": str(stage)})
     sessions = snap.get("sessions")
     if isinstance(sessions, Mapping):
-        _numeric_table(fams, sessions, "sessions", "Sessions", labels)
+        _table(fams, sessions, "sessions", _SESSIONS_HELP, labels)
     elif _number(sessions):
-        fams.add("sessions_active", "gauge", "Sessions active", labels, sessions)
+        fams.add("sessions_active", "gauge", _SESSIONS_HELP["active"], labels, sessions)
     handoff = snap.get("handoff")
     if isinstance(handoff, Mapping):
         for direction in ("out", "in"):
@@ -103,18 +186,18 @@ def _worker(fams: _Families, snap: Mapping, labels: dict) -> None:
                      "Packets handed to (out) or from (in) another worker's flows",
                      {**labels, "direction": direction}, handoff.get(direction, 0))  # fmt: skip
     if isinstance(snap.get("flow_cache"), Mapping):
-        _numeric_table(fams, snap["flow_cache"], "flow_cache", "Flow cache", labels)
+        _table(fams, snap["flow_cache"], "flow_cache", _FLOW_CACHE_HELP, labels)
     lat = snap.get("tx_latency")
     if isinstance(lat, Mapping) and lat.get("counts"):
-        fams.add("tx_latency_ns", "histogram", "TX submit to completion latency (ns)", labels,
-                 (list(lat["bucket_upper_ns"]), list(lat["counts"])))  # fmt: skip
+        _latency(fams, lat, labels)
 
 
 def metric_families(snapshot: Mapping) -> list[Family]:
     """The metric families of a Pipeline or Forwarder snapshot.
 
     A forwarder snapshot lists its workers under ``"workers"``; their samples carry a
-    ``worker`` label. Top-level numbers outside the known sections become gauges.
+    ``worker`` label. Other top-level numbers become gauges (``uptime_s`` as
+    ``uptime_seconds``).
     """
     if not isinstance(snapshot, Mapping):
         raise TypeError(f"a stats snapshot is a dict, got {type(snapshot).__name__}")
@@ -125,11 +208,11 @@ def metric_families(snapshot: Mapping) -> list[Family]:
             _worker(fams, worker, {"worker": str(i)})
     else:
         _worker(fams, snapshot, {})
-    known = {"rx_packets", "tx_packets", "polls", "idle_polls", "pending_tx", "drops_total",
-             "worker"}  # fmt: skip
+    known = {*_WORKER_HELP, "pending_tx", "drops_total", "worker"}
     for key, value in snapshot.items():
         if _number(value) and key not in known:
-            fams.add(key, "gauge", key.replace("_", " "), {}, value)
+            name = key[: -len("_s")] + "_seconds" if key.endswith("_s") else key
+            fams.add(name, "gauge", _TOP_LEVEL_HELP.get(name, name.replace("_", " ")), {}, value)
     return list(fams.by_name.values())
 
 
@@ -147,26 +230,24 @@ class SnapshotCollector:
     def __init__(self, snapshot_fn: Callable[[], Mapping]) -> None:
         self._snapshot_fn = snapshot_fn
         _require_client()
-        from prometheus_client import core
-
-        self._core = core
 
     def collect(self) -> Iterator:
-        core = self._core
+        from prometheus_client import core
+
         for fam in metric_families(self._snapshot_fn()):
             name = f"{PREFIX}_{fam.name}"
             label_names = sorted({k for labels, _ in fam.samples for k in labels})
+            out: Any
             if fam.kind == "histogram":
                 out = core.HistogramMetricFamily(name, fam.help, labels=label_names)
-                for labels, (uppers, counts) in fam.samples:
+                for labels, (uppers, counts, sum_s) in fam.samples:
                     buckets, total = [], 0
                     for upper, count in zip(uppers, counts, strict=True):
                         total += count
-                        buckets.append(("+Inf" if upper is None else str(upper), total))
+                        buckets.append(("+Inf" if upper is None else repr(upper), total))
                     if buckets[-1][0] != "+Inf":
                         buckets.append(("+Inf", total))
-                    # No _sum: the worker keeps bucket counts only, not summed latencies.
-                    out.add_metric([labels.get(k, "") for k in label_names], buckets, None)
+                    out.add_metric([labels.get(k, "") for k in label_names], buckets, sum_s)
             else:
                 cls = core.CounterMetricFamily if fam.kind == "counter" else core.GaugeMetricFamily
                 out = cls(name, fam.help, labels=label_names)
@@ -240,6 +321,7 @@ class Totals:
     tx_bytes: int
     drops: int
     sessions: int
+    ring_drops: dict[str, int] = field(default_factory=dict)
     handoffs: int = 0
     worker_rx: tuple[int, ...] = ()
 
@@ -249,6 +331,7 @@ def totals(snapshot: Mapping) -> Totals:
     workers = snapshot.get("workers")
     snaps = workers if isinstance(workers, list) else [snapshot]
     rx = tx = rxb = txb = drops = sessions = handoffs = 0
+    ring = dict.fromkeys(RING_DROPS, 0)
     for s in snaps:
         handoffs += (s.get("handoff") or {}).get("out", 0)
         rx += s.get("rx_packets", 0)
@@ -257,10 +340,12 @@ def totals(snapshot: Mapping) -> Totals:
         for port in (s.get("ports") or {}).values():
             rxb += port.get("rx_bytes", 0)
             txb += port.get("tx_bytes", 0)
+            for label, key in RING_DROPS.items():
+                ring[label] += port.get(key, 0)
         sess = s.get("sessions")
         sessions += sess.get("active", 0) if isinstance(sess, Mapping) else int(sess or 0)
     worker_rx = tuple(s.get("rx_packets", 0) for s in snaps) if len(snaps) > 1 else ()
-    return Totals(rx, tx, rxb, txb, drops, sessions, handoffs, worker_rx)
+    return Totals(rx, tx, rxb, txb, drops, sessions, ring, handoffs, worker_rx)
 
 
 class StatusLine:
@@ -268,7 +353,8 @@ class StatusLine:
 
     `update(snapshot, now_s)` returns the line for the interval since the previous call,
     or None on the first call (nothing to difference yet). Rates are per second; Mbit/s
-    counts transmitted frame bytes (Ethernet header included, no preamble/FCS).
+    counts transmitted frame bytes (Ethernet header included, no preamble/FCS). The
+    kernel's ring drops (XskPort only; zero on MemPort) are totals since the start.
     """
 
     def __init__(self) -> None:
@@ -295,6 +381,7 @@ class StatusLine:
             drops_per_s=(cur.drops - p.drops) / dt,
             drops_total=cur.drops,
             sessions=cur.sessions,
+            ring_drops=cur.ring_drops,
             handoffs_per_s=(cur.handoffs - p.handoffs) / dt if cur.worker_rx else None,
             worker_rx_share=_shares(cur.worker_rx, p.worker_rx),
         )
@@ -318,15 +405,21 @@ def format_status(
     drops_per_s: float,
     drops_total: int,
     sessions: int,
+    ring_drops: Mapping[str, int] | None = None,
     handoffs_per_s: float | None = None,
     worker_rx_share: tuple[float, ...] = (),
 ) -> str:
-    """The status line text (fixed-width columns, so lines stack into a table). With
-    several workers it ends with handoffs per second and each worker's share of RX."""
+    """The status line text (fixed-width columns, so lines stack into a table).
+
+    `ring_drops` maps the labels of `RING_DROPS` to totals (missing ones print as 0). With
+    several workers it ends with handoffs per second and each worker's share of RX.
+    """
+    ring = ring_drops or {}
+    kernel = " ".join(f"{label} {ring.get(label, 0):,}" for label in RING_DROPS)
     line = (
         f"{elapsed_s:6.1f}s  rx {rx_pps:>11,.0f} pps  tx {tx_pps:>11,.0f} pps  "
         f"{tx_mbps:>9,.1f} Mbps  drops {drops_per_s:>8,.0f}/s ({drops_total:,} total)  "
-        f"sessions {sessions:,}"
+        f"sessions {sessions:,}  kernel {kernel}"
     )
     if handoffs_per_s is not None:
         shares = "/".join(f"{100 * s:.0f}" for s in worker_rx_share) or "-"

@@ -979,7 +979,8 @@ cdef class CosQueue:
 
 
 cdef class FlowFairQueue(CosQueue):
-    """MQFQ over hashed flow buckets: byte-fair service in finish-tag order (docs/cos.md).
+    """FlowFairQueue(nbuckets=4096, seed=None, buffer_bytes=0, transmit_rate_bytes_per_s=0, capacity_items=16384)\n--\n
+    MQFQ over hashed flow buckets: byte-fair service in finish-tag order (docs/cos.md).
 
     `buffer_bytes` and `transmit_rate_bytes_per_s` drive admission (docs/cos.md); `seed=None` draws
     a random non-zero seed so the bucket mapping is not probeable.
@@ -992,7 +993,8 @@ cdef class FlowFairQueue(CosQueue):
 
 
 cdef class FifoQueue(CosQueue):
-    """First-in first-out queue for non-exact classes (one bucket, same rollback contract)."""
+    """FifoQueue(buffer_bytes=0, capacity_items=16384)\n--\n
+    First-in first-out queue for non-exact classes (one bucket, same rollback contract)."""
 
     def __init__(self, uint64_t buffer_bytes=0, uint32_t capacity_items=16384):
         self._setup(1, 0, False, buffer_bytes, 0, capacity_items)
@@ -1077,7 +1079,8 @@ cdef void tb_init(cos_tb_t* tb, uint64_t rate, uint64_t burst, uint32_t overhead
 
 
 cdef class TokenBucket:
-    """Byte token bucket with lazy refill from the caller's clock (docs/cos.md, Token buckets).
+    """TokenBucket(rate_bytes_per_s, burst_bytes, overhead_bytes=0)\n--\n
+    Byte token bucket with lazy refill from the caller's clock (docs/cos.md, Token buckets).
 
     `rate_bytes_per_s=0` means uncapped. `overhead_bytes` is added to every packet's cost
     (e.g. 24 for preamble + IFG + FCS when shaping at line level).
@@ -1172,7 +1175,8 @@ cdef inline bint has_guarantee(const cos_class_t* c) noexcept nogil:
 
 
 cdef class Scheduler:
-    """Shaper of one egress interface: a root token bucket over prioritised queues.
+    """Scheduler(shaping_rate_bytes_per_s=0, burst_bytes=None, overhead_bytes=0)\n--\n
+    Shaper of one egress interface: a root token bucket over prioritised queues.
 
     Each drain() serves at most one batch (≤ 64 packets) of one queue, in the order exact
     guarantees → non-exact guarantees → surplus by priority (weighted deficit round-robin).

@@ -66,6 +66,8 @@ from xpfdp._fast.parse cimport (
     frame_bounds_error,
     frame_past_end,
     len_at,
+    batch_args,
+    lossless_integers,
     open_batch,
     parse_one,
 )
@@ -332,8 +334,10 @@ cdef inline cnp.ndarray results(Py_ssize_t n, int type_num):
     return cnp.PyArray_EMPTY(1, [n], type_num, 0)
 
 
-def checksum_batch(buf, addrs, lens):
-    """RFC 1071 checksum of each whole frame (uint16 array): the raw summing kernel."""
+def checksum_batch(*args):
+    """checksum_batch(frames) or checksum_batch(buf, addrs, lens):
+    RFC 1071 checksum of each whole frame (uint16 array): the raw summing kernel."""
+    buf, addrs, lens = batch_args(args, 0, "checksum_batch", False)
     cdef frame_batch_t b
     cdef Py_ssize_t i
     owner = open_batch(&b, buf, addrs, lens, None, False)
@@ -345,8 +349,10 @@ def checksum_batch(buf, addrs, lens):
     return out
 
 
-def fix_checksums_batch(buf, addrs, lens, meta):
-    """fix_checksums for every frame whose record parsed to an IP packet (others untouched)."""
+def fix_checksums_batch(*args):
+    """fix_checksums_batch(frames) or fix_checksums_batch(buf, addrs, lens, meta):
+    fix_checksums for every frame whose record parsed to an IP packet (others untouched)."""
+    buf, addrs, lens, meta = batch_args(args, 0, "fix_checksums_batch", True)
     cdef frame_batch_t b
     cdef Py_ssize_t i
     owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
@@ -355,8 +361,10 @@ def fix_checksums_batch(buf, addrs, lens, meta):
             checksums_fix(frame_at(&b, i), len_at(&b, i), b.meta + i)
 
 
-def checksums_ok_batch(buf, addrs, lens, meta):
-    """Full-recompute verification per frame (bool array); frames that are not IP are False."""
+def checksums_ok_batch(*args):
+    """checksums_ok_batch(frames) or checksums_ok_batch(buf, addrs, lens, meta):
+    Full-recompute verification per frame (bool array); frames that are not IP are False."""
+    buf, addrs, lens, meta = batch_args(args, 0, "checksums_ok_batch", True)
     cdef frame_batch_t b
     cdef Py_ssize_t i
     owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), False)
@@ -368,22 +376,23 @@ def checksums_ok_batch(buf, addrs, lens, meta):
     return out
 
 
-def clamp_mss_batch(buf, addrs, lens, meta, mss):
-    """MSS clamp per frame; `mss` is one value or a uint16 array (0 = off for that frame).
+def clamp_mss_batch(*args):
+    """clamp_mss_batch(frames, mss) or clamp_mss_batch(buf, addrs, lens, meta, mss):
+    MSS clamp per frame; `mss` is one value or a uint16 array (0 = off for that frame).
 
     Returns a uint8 array of results: 0 unchanged, 1 clamped, 2 skipped (not a parsed TCP
     SYN, or no room for the options).
     """
+    buf, addrs, lens, meta, mss = batch_args(args, 1, "clamp_mss_batch", True)
     cdef frame_batch_t b
     cdef Py_ssize_t i
     cdef const uint16_t* per_frame = NULL
     cdef uint16_t one_mss = 0
     owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
     if isinstance(mss, np.ndarray):
-        if mss.dtype != np.uint16 or mss.ndim != 1 or mss.shape[0] != b.n:
-            raise ValueError(f"per-frame mss must be a uint16 array of {b.n} frames, "
-                             f"not {mss.dtype} {mss.shape}")
-        mss = np.ascontiguousarray(mss)
+        mss = lossless_integers(mss, "per-frame mss", "uint16")   # any integer type that fits
+        if mss.shape[0] != b.n:
+            raise ValueError(f"per-frame mss must have {b.n} entries, not {mss.shape[0]}")
         per_frame = <const uint16_t*>cnp.PyArray_DATA(mss)
     else:
         one_mss = integer(mss, "mss", 0, 0xFFFF)
@@ -399,11 +408,13 @@ def clamp_mss_batch(buf, addrs, lens, meta, mss):
     return out
 
 
-def mss_batch(buf, addrs, lens, meta):
-    """The MSS option value of every TCP SYN (int32 array; -1: not a SYN or no MSS option).
+def mss_batch(*args):
+    """mss_batch(frames) or mss_batch(buf, addrs, lens, meta):
+    The MSS option value of every TCP SYN (int32 array; -1: not a SYN or no MSS option).
 
     Reads exactly the option that `clamp_mss_batch` would rewrite.
     """
+    buf, addrs, lens, meta = batch_args(args, 0, "mss_batch", True)
     cdef frame_batch_t b
     cdef Py_ssize_t i
     cdef uint8_t* tcp
@@ -423,9 +434,11 @@ def mss_batch(buf, addrs, lens, meta):
     return out
 
 
-def decrement_ttl_batch(buf, addrs, lens, meta):
-    """TTL/hop-limit decrement per frame. Returns int16: the new value, -1 expired
+def decrement_ttl_batch(*args):
+    """decrement_ttl_batch(frames) or decrement_ttl_batch(buf, addrs, lens, meta):
+    TTL/hop-limit decrement per frame. Returns int16: the new value, -1 expired
     (unchanged), -2 skipped (no complete IP header)."""
+    buf, addrs, lens, meta = batch_args(args, 0, "decrement_ttl_batch", True)
     cdef frame_batch_t b
     cdef Py_ssize_t i
     owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
@@ -437,8 +450,10 @@ def decrement_ttl_batch(buf, addrs, lens, meta):
     return out
 
 
-def mark_ecn_ce_batch(buf, addrs, lens, meta):
-    """ECN CE marking per frame. Returns uint8: 0 not ECT (or not IP), 1 marked, 2 already CE."""
+def mark_ecn_ce_batch(*args):
+    """mark_ecn_ce_batch(frames) or mark_ecn_ce_batch(buf, addrs, lens, meta):
+    ECN CE marking per frame. Returns uint8: 0 not ECT (or not IP), 1 marked, 2 already CE."""
+    buf, addrs, lens, meta = batch_args(args, 0, "mark_ecn_ce_batch", True)
     cdef frame_batch_t b
     cdef Py_ssize_t i
     owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True)
@@ -595,8 +610,10 @@ cdef object port_rows(object value, Py_ssize_t n, const int32_t** base, Py_ssize
     return None
 
 
-def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None, dport=None):
-    """NAT every frame of a batch; returns a uint8 result per frame (UNCHANGED/DONE/SKIPPED/...).
+def rewrite_nat_batch(*args, src=None, dst=None, sport=None, dport=None):
+    """rewrite_nat_batch(frames, *, src, dst, sport, dport) or the same with
+    (buf, addrs, lens, meta): NAT every frame of a batch; returns a uint8 result per frame
+    (UNCHANGED/DONE/SKIPPED/...).
 
     Each of src/dst is None, one address (str, ipaddress or 4/16 packed bytes: applied to
     frames of that family, other frames are SKIPPED) or (n, 16) uint8 rows of per-frame
@@ -604,10 +621,44 @@ def rewrite_nat_batch(buf, addrs, lens, meta, *, src=None, dst=None, sport=None,
     can be passed directly). Each port is None, one int, or an integer array where -1 keeps
     that frame's port. The records are updated with the new addresses and ports.
 
+    A pair of addresses, one IPv4 and one IPv6 (`src=("192.0.2.1", "2001:db8::1")`),
+    rewrites each frame with the address of its own family, so one call handles a mixed
+    batch.
+
     A frame that runs past `buf` raises ValueError and neither it nor any later frame is
     touched; with one decision that gives an address, frames before it are already rewritten
     (that loop checks each frame's bounds as it reaches it instead of in a separate pass).
     """
+    buf, addrs, lens, meta = batch_args(args, 0, "rewrite_nat_batch", True)
+    if isinstance(src, (tuple, list)) or isinstance(dst, (tuple, list)):
+        return nat_both_families(buf, addrs, lens, meta, src, dst, sport, dport)
+    return nat_batch(buf, addrs, lens, meta, src, dst, sport, dport)
+
+
+cdef object family_pair(object value, str name):
+    """(IPv4, IPv6) packed addresses of a NAT argument given as a pair, or (value, value)."""
+    if not isinstance(value, (tuple, list)):
+        return value, value
+    if len(value) != 2:
+        raise ValueError(f"{name}: a pair of addresses is (IPv4, IPv6), got {len(value)}")
+    first, second = packed(value[0]), packed(value[1])
+    if len(first) == len(second):
+        raise ValueError(f"{name}: a pair of addresses needs one IPv4 and one IPv6 address")
+    return (first, second) if len(first) == 4 else (second, first)
+
+
+cdef object nat_both_families(buf, addrs, lens, meta, src, dst, sport, dport):
+    """NAT with (IPv4, IPv6) address pairs: one pass per family, each frame keeps the
+    result of the pass of its own family (the other pass skips it untouched)."""
+    src4, src6 = family_pair(src, "src")
+    dst4, dst6 = family_pair(dst, "dst")
+    first = nat_batch(buf, addrs, lens, meta, src4, dst4, sport, dport)
+    second = nat_batch(buf, addrs, lens, meta, src6, dst6, sport, dport)
+    return np.where(first == REWRITE_SKIPPED, second, first)
+
+
+cdef object nat_batch(buf, addrs, lens, meta, src, dst, sport, dport):
+    """rewrite_nat_batch with single-family (or per-frame) addresses."""
     cdef frame_batch_t b
     cdef Py_ssize_t i, n, bad = -1
     owner = open_batch(&b, buf, addrs, lens, meta_or_raise(meta), True, False)

@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class FlowCache:
-    """Per-worker cache of forwarding decisions: `sets` × `ways` entries with LRU per set.
+    """FlowCache(sets=1024, ways=4)\n--\n
+    Per-worker cache of forwarding decisions: `sets` × `ways` entries with LRU per set.
 
     An entry maps (ingress port, pre-NAT session key) to the session handle and next hop.
     It is valid only while the route generation and pipeline config generation it was made

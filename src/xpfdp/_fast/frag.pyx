@@ -401,7 +401,8 @@ def fragment_info(frame):
 
 
 cdef class FragTable:
-    """One worker's fragment table (see the module docstring); the pipeline uses it
+    """FragTable(max_entries=4096, max_held_frames=256, timeout_s=30.0)\n--\n
+    One worker's fragment table (see the module docstring); the pipeline uses it
     through its C functions, this class exposes the same operations for tests and tools.
 
     Frames are opaque (addr, len, port) triples: the table only stores and returns them.

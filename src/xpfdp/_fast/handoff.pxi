@@ -24,7 +24,8 @@ from posix.unistd cimport close
 
 @cython.final
 cdef class Handoff:
-    """The handoff rings of `workers` pipelines: one single-producer single-consumer ring
+    """Handoff(workers, *, slots=512, frame_bytes=3584)\n--\n
+    The handoff rings of `workers` pipelines: one single-producer single-consumer ring
     of `slots` packets (power of two) for every ordered pair of workers, each slot holding
     one packet of up to `frame_bytes`. Give the same Handoff to every worker's Pipeline
     (`Pipeline(..., handoff=h, worker=w)`)."""

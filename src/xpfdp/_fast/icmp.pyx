@@ -135,7 +135,8 @@ def build_error(frame, int icmp_type, int code, int info, src):
 
 
 cdef class IcmpRateLimit:
-    """A token bucket as the forwarder uses for the errors it sends: one message per
+    """IcmpRateLimit(interval_ns, burst)\n--\n
+    A token bucket as the forwarder uses for the errors it sends: one message per
     `interval_ns` on average, bursts up to `burst`; time is passed in."""
 
     cdef icmp_bucket_t b

@@ -54,7 +54,8 @@ cdef bytes _addr16(address):
 
 @cython.final
 cdef class NeighbourTable:
-    """IP address on a pipeline port -> MAC, shared by every worker of a forwarder.
+    """NeighbourTable(capacity=4096)\n--\n
+    IP address on a pipeline port -> MAC, shared by every worker of a forwarder.
 
     One control thread writes (`set`, holding the GIL); workers read without locks: a key,
     once added, keeps its slot forever (open addressing, no deletion), and its MAC is one

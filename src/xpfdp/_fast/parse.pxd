@@ -242,6 +242,8 @@ cdef inline uint32_t len_at(const frame_batch_t* b, Py_ssize_t i) noexcept nogil
 
 cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, object meta,
                        bint writable, bint check_bounds=*)
+cdef tuple batch_args(tuple args, Py_ssize_t n_after, str fname, bint with_meta)
+cdef object lossless_integers(object value, str name, str dtype_name)
 cdef Py_ssize_t first_frame_past_end(const frame_batch_t* b) noexcept nogil
 cdef int frame_bounds_error(const frame_batch_t* b, Py_ssize_t bad) except -1
 

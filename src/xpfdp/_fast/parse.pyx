@@ -16,18 +16,44 @@ cnp.import_array()
 
 cdef cnp.ndarray integer_array(object value, str name, int type_num, int alt_type_num,
                               str dtype_name):
-    """`value` as a 1-D native-order numpy array of the given integer type (any stride)."""
-    if not isinstance(value, cnp.ndarray):
-        raise TypeError(f"{name} must be a numpy {dtype_name} array, not {type(value).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>value
-    cdef int t = cnp.PyArray_TYPE(arr)
-    if (t != type_num and t != alt_type_num) or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise TypeError(f"{name} must have dtype {dtype_name}, not {arr.dtype}")
+    """`value` as a 1-D native-order numpy array of the given integer type (any stride).
+
+    Another integer array (or sequence) is converted when no value changes: always for a
+    safe cast (uint32 -> uint64), after a range check otherwise (int64 offsets -> uint64);
+    anything else raises a TypeError or a ValueError naming the argument.
+    """
+    cdef cnp.ndarray arr
+    cdef int t
+    if isinstance(value, cnp.ndarray):
+        arr = <cnp.ndarray>value
+        t = cnp.PyArray_TYPE(arr)
+        if (t == type_num or t == alt_type_num) and cnp.PyArray_ISNOTSWAPPED(arr):
+            if arr.ndim != 1:
+                raise ValueError(f"{name} must be 1-D, not {arr.ndim}-D")
+            if arr.strides[0] % cnp.PyArray_ITEMSIZE(arr):
+                raise ValueError(f"{name} has a stride that is not a multiple of its item size")
+            return arr
+    return lossless_integers(value, name, dtype_name)
+
+
+cdef object lossless_integers(object value, str name, str dtype_name):
+    """`value` converted to a 1-D `dtype_name` array if that loses nothing, else an error."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an integer array ({dtype_name}), "
+                        f"not {type(value).__name__}") from None
+    target = np.dtype(dtype_name)
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "b" and arr.size == 0):
+        raise TypeError(f"{name} must be an integer array ({dtype_name}), not {arr.dtype}")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, not {arr.ndim}-D")
-    if arr.strides[0] % cnp.PyArray_ITEMSIZE(arr):
-        raise ValueError(f"{name} has a stride that is not a multiple of its item size")
-    return arr
+    if not np.can_cast(arr.dtype, target, "safe") and arr.size:
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0 or high > np.iinfo(target).max:
+            raise ValueError(f"{name} has values {low}..{high}, outside {dtype_name}: "
+                             "converting them would change them")
+    return np.ascontiguousarray(arr, dtype=target)
 
 
 cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, object meta,
@@ -66,7 +92,40 @@ cdef object open_batch(frame_batch_t* b, object buf, object addrs, object lens, 
             frame_bounds_error(b, bad)
     if meta is not None:
         b.meta = meta_records(meta, n)
-    return data
+    return (data, a, l)   # the arrays b points into, converted copies included
+
+
+cdef tuple batch_args(tuple args, Py_ssize_t n_after, str fname, bint with_meta):
+    """(buf, addrs, lens[, meta]) followed by the `n_after` other positional arguments of a
+    batch call made as fname(frames, ...) or fname(buf, addrs, lens[, meta], ...).
+
+    `frames` is a FrameBatch (its `meta`, which parse_batch(batch) fills) or a Burst (its
+    first `n` descriptors in its UMEM, and its `meta`).
+    """
+    cdef Py_ssize_t arrays = 4 if with_meta else 3
+    if len(args) == arrays + n_after:
+        return args
+    if len(args) != 1 + n_after:
+        form = "buf, addrs, lens, meta" if with_meta else "buf, addrs, lens"
+        raise TypeError(f"{fname}() takes a FrameBatch or a Burst, or ({form}), then "
+                        f"{n_after} more positional argument(s); got {len(args)}")
+    frames = args[0]
+    rest = args[1:]
+    if hasattr(frames, "desc") and hasattr(frames, "umem"):          # a Burst
+        if frames.umem is None:
+            raise ValueError(f"{fname}(): the burst holds no frames (no UMEM yet)")
+        n = frames.n
+        desc = frames.desc[:n]
+        found = (frames.umem.buf, desc["addr"], desc["len"], frames.meta[:n])
+    elif hasattr(frames, "offsets") and hasattr(frames, "lengths"):  # a FrameBatch
+        meta = getattr(frames, "meta", None)
+        if with_meta and meta is None:
+            raise ValueError(f"{fname}(): the FrameBatch is not parsed; call "
+                             "xpfdp.parse.parse_batch(batch) first")
+        found = (frames.buf, frames.offsets, frames.lengths, meta)
+    else:
+        raise TypeError(f"{fname}() takes a FrameBatch or a Burst, not {type(frames).__name__}")
+    return found[:arrays] + rest
 
 
 cdef Py_ssize_t first_frame_past_end(const frame_batch_t* b) noexcept nogil:
@@ -101,15 +160,23 @@ cdef pkt_meta_t* meta_records(object meta, Py_ssize_t n) except NULL:
     return <pkt_meta_t*>cnp.PyArray_DATA(arr)
 
 
-def parse_batch(buf, addrs, lens, out):
-    """Parse frame i = buf[addrs[i]:addrs[i] + lens[i]] into out[i] (PKT_META), without the GIL.
+def parse_batch(*args):
+    """parse_batch(frames) or parse_batch(buf, addrs, lens, out): parse frame
+    i = buf[addrs[i]:addrs[i] + lens[i]] into out[i] (PKT_META), without the GIL.
 
-    `buf` is a uint8 array (or any buffer), `addrs` uint64 and `lens` uint32 arrays (strided
-    views such as the fields of a descriptor array are fine). Returns an int64 array of
-    PARSE_STATUS_COUNT counters, indexed by status code.
+    `frames` is a FrameBatch (records go to `frames.meta`, allocated on first use) or a
+    Burst (its first `n` frames into `burst.meta`). `buf` is a uint8 array (or any buffer),
+    `addrs` and `lens` integer arrays (uint64/uint32, or any integer type whose values fit;
+    strided views such as the fields of a descriptor array are fine). Returns an int64
+    array of PARSE_STATUS_COUNT counters, indexed by status code.
     """
     cdef frame_batch_t b
     cdef Py_ssize_t i
+    if len(args) == 1 and hasattr(args[0], "offsets") and hasattr(args[0], "lengths"):
+        batch = args[0]
+        if getattr(batch, "meta", None) is None or len(batch.meta) != len(batch.lengths):
+            batch.meta = np.zeros(len(batch.lengths), dtype=PKT_META)
+    buf, addrs, lens, out = batch_args(args, 0, "parse_batch", True)
     if out is None:
         raise TypeError("out must be a PKT_META array, not None")
     owner = open_batch(&b, buf, addrs, lens, out, False)

@@ -281,6 +281,7 @@ cdef class Pipeline:
     cdef uint64_t handoff_in
     cdef uint64_t handed_to                # bit w: packets went to worker w this burst
     cdef uint64_t lat_hist[LAT_BUCKETS]
+    cdef uint64_t lat_sum_ns       # sum of every sample in lat_hist (Prometheus _sum)
     cdef lat_fifo_t* lat
 
     cdef void want_neighbour(self, uint8_t port, uint8_t af, const uint8_t* addr) noexcept nogil

@@ -312,7 +312,8 @@ def check_stage_order(stages, resources):
 # The pipeline
 
 cdef class Pipeline:
-    """One worker: ports, stages, routes/next hops, session table, flow cache, counters."""
+    """Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None, fragments=None, burst_size=64, names=None, tx_queue=0, neighbours=None, neighbour_hold=64, neighbour_hold_ns=1000000000, handoff=None, worker=0)\n--\n
+    One worker: ports, stages, routes/next hops, session table, flow cache, counters."""
 
     def __cinit__(self):
         self.ctx = NULL
@@ -839,6 +840,7 @@ cdef class Pipeline:
             if take > done:
                 take = <uint32_t>done
             age = now - L.stamp_ns[L.head] if now > L.stamp_ns[L.head] else 0
+            self.lat_sum_ns += age * take
             bucket = 0
             age >>= 10
             while age and bucket < LAT_BUCKETS - 1:
@@ -1204,6 +1206,7 @@ cdef class Pipeline:
             "tx_latency": {
                 "bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS),
                 "counts": [int(self.lat_hist[k]) for k in range(LAT_BUCKETS)],
+                "sum_ns": int(self.lat_sum_ns),
             },
             "sessions": {
                 "active": len(self.sessions) if self.sessions is not None else 0,

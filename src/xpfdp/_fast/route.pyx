@@ -86,7 +86,8 @@ def _address_key(address):
 
 
 cdef class RouteTable:
-    """Routes from IPv4/IPv6 prefixes to non-negative int values (e.g. next-hop indices).
+    """RouteTable()\n--\n
+    Routes from IPv4/IPv6 prefixes to non-negative int values (e.g. next-hop indices).
 
     `generation` grows on every change, so caches of lookup results can tell they are stale.
     """

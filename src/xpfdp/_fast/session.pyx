@@ -383,7 +383,8 @@ include "session_check.pxi"
 
 
 cdef class SessionTable:
-    """Per-worker session table: forward/reverse entries, NAT indices, GC wheel, deltas.
+    """SessionTable(max_sessions=262144, tcp_timeout_s=0, udp_timeout_s=0, icmp_timeout_s=0, hash_seed=None, early_eviction=True)\n--\n
+    Per-worker session table: forward/reverse entries, NAT indices, GC wheel, deltas.
 
     Not thread-safe: one table per worker. All times are passed in as `now_ns` (integer ns,
     0..2**62; any order: a clock that jumps or steps back does not stall expiry).

@@ -67,7 +67,8 @@ cdef void deltas_stop(sdeltaq_t* q) noexcept nogil:
 
 
 cdef class DeltaFeed:
-    """The state-sync consumer of one SessionTable (one per table, so one per worker).
+    """DeltaFeed(table, batch=256)\n--\n
+    The state-sync consumer of one SessionTable (one per table, so one per worker).
 
     While a feed is attached the table queues an Open delta for every new local forward
     session and a Close delta when one expires or is evicted; with no feed nothing is

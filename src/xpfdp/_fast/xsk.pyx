@@ -226,7 +226,8 @@ cdef class UmemArea:
 
 @cython.final
 cdef class Umem:
-    """Packet memory shared by the ports of one worker: `frames` chunks of `frame_size` bytes.
+    """Umem(frames, frame_size=4096, headroom=256, tx_frames=None)\n--\n
+    Packet memory shared by the ports of one worker: `frames` chunks of `frame_size` bytes.
 
     Anonymous mmap, 2 MiB huge pages when available (else transparent huge pages are
     requested). `buf` is a zero-copy numpy uint8 view of the whole area. `tx_frames`
@@ -488,7 +489,8 @@ cdef class Umem:
 
 @cython.final
 cdef class Burst:
-    """A reusable batch of up to `capacity` descriptors with parser metadata and verdicts.
+    """Burst(capacity=64)\n--\n
+    A reusable batch of up to `capacity` descriptors with parser metadata and verdicts.
 
     `desc` is a numpy array in the kernel `xdp_desc` layout (addr u64, len u32, options
     u32), `meta` has dtype `PKT_META`, `verdict` is int16 (a port index or a `Verdict`),
@@ -831,7 +833,8 @@ def _set_program_registry(registry):
 
 @cython.final
 cdef class XskPort(Port):
-    """An AF_XDP socket on (ifname, queue) using frames of `umem`.
+    """XskPort(ifname, queue=0, umem=None, *, mode='auto', ring_size=1024, zerocopy=None, fill_target=None)\n--\n
+    An AF_XDP socket on (ifname, queue) using frames of `umem`.
 
     The redirect program is attached on first use of an interface (`mode`: "auto" tries
     native then generic for this interface only) and detached when its last port closes.
@@ -1166,7 +1169,8 @@ cdef class XskPort(Port):
 
 @cython.final
 cdef class MemPort(Port):
-    """A port in memory: RX replays frames (a FrameBatch, e.g. from read_pcap), TX copies
+    """MemPort(umem, source=None, *, loop=False, ring_size=1024, capture=0, fill_target=None, mtu=1500)\n--\n
+    A port in memory: RX replays frames (a FrameBatch, e.g. from read_pcap), TX copies
     into a capture buffer and completes at once. Same frame accounting as XskPort, so
     pipelines, tests and benchmarks run without root or a kernel.
 

@@ -161,7 +161,7 @@ def check_interfaces(ifnames) -> list[XdpOwnership]:
     """Inspect every interface before anything is attached; raise one
     ForeignXdpProgramError listing each interface a forwarder cannot take."""
     found = [inspect(name) for name in ifnames]
-    problems = [f.problem() for f in found if f.problem()]
+    problems = [p for p in (f.problem() for f in found) if p]
     if problems:
         raise ForeignXdpProgramError(errno.EEXIST, "; ".join(problems))
     return found

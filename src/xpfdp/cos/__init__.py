@@ -8,6 +8,9 @@ Typical use: build a `Scheduler` per egress interface, add queues, admit bursts 
 and `settle(accepted)` if the TX ring took only a prefix.
 """
 
+import enum
+
+from xpfdp._fast import cos as _cos
 from xpfdp._fast.cos import (
     ADMIT,
     ADMIT_MARKED,
@@ -35,6 +38,21 @@ from xpfdp._fast.cos import (
 )
 from xpfdp.cos import fairness
 
+
+class Admission(enum.IntEnum):
+    """What `enqueue` returns and `enqueue_batch` writes per packet (VERDICT_NAMES[code])."""
+
+    ADMIT = _cos.ADMIT
+    ADMIT_MARKED = _cos.ADMIT_MARKED  # admitted and marked ECN CE
+    DROP_FLOW_SHARE = _cos.DROP_FLOW_SHARE
+    DROP_BUFFER = _cos.DROP_BUFFER
+    DROP_CAPACITY = _cos.DROP_CAPACITY
+    DROP_BAD_DESC = _cos.DROP_BAD_DESC
+
+
+if [m.name.lower() for m in Admission] != list(VERDICT_NAMES):
+    raise ImportError("xpfdp.cos.Admission disagrees with the extension: stale build")
+
 __all__ = [
     "ADMIT",
     "ADMIT_MARKED",
@@ -46,6 +64,7 @@ __all__ = [
     "PHASE_NAMES",
     "VERDICT_NAMES",
     "XDP_DESC",
+    "Admission",
     "CosQueue",
     "FifoQueue",
     "FlowFairQueue",

@@ -35,12 +35,13 @@ def steady_rate_bps(bins: Sequence[int], start_s: float, end_s: float) -> float:
 
 
 def rate_series_mbps(bins: Sequence[int], smooth_bins: int = 5) -> list[float]:
-    """Per-bin Mbit/s, averaged over `smooth_bins` consecutive bins (for plots)."""
-    out = []
-    for i in range(0, len(bins), smooth_bins):
-        chunk = bins[i : i + smooth_bins]
-        out.append(sum(chunk) * 8 / (len(chunk) * BIN_S) / 1e6)
-    return out
+    """Mbit/s of each whole group of `smooth_bins` consecutive bins (for plots); a partial
+    last group is left out rather than averaged over fewer bins."""
+    whole = len(bins) - len(bins) % smooth_bins
+    return [
+        sum(bins[i : i + smooth_bins]) * 8 / (smooth_bins * BIN_S) / 1e6
+        for i in range(0, whole, smooth_bins)
+    ]
 
 
 @dataclass

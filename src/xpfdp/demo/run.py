@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import socket
 import sys
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from xpfdp.demo import traffic
-from xpfdp.demo.plot import PLOT_MISSING, plot_available, plot_flows
+from xpfdp.demo.plot import PLOT_MISSING, DemoSeries, plot_available, plot_demo
 from xpfdp.demo.report import (
     DemoReport,
     FlowReport,
@@ -35,7 +36,7 @@ from xpfdp.demo.report import (
 from xpfdp.demo.topology import FirewallTopology
 from xpfdp.firewall import build_forwarder, parse_config, to_toml
 from xpfdp.ports import handle_signals
-from xpfdp.stats import StatusLine, serve_prometheus
+from xpfdp.stats import StatusLine, serve_prometheus, totals
 
 WARMUP_S = 1.0  # bulk seconds left out of the steady-state rates (slow start, queue fill)
 UNSOLICITED_PROBES = 5
@@ -188,7 +189,7 @@ def run_demo(
             server = stack.enter_context(serve_prometheus(fw.stats, prometheus_port))
             emit(f"prometheus: http://127.0.0.1:{server.port}/metrics")
         csum_before = {ns.name: traffic.checksum_errors(ns) for ns in (topo.client, topo.server)}
-        report, bins = _exercise(topo, fw, config, mode, duration_s, flows, emit, stack)
+        report, series = _exercise(topo, fw, config, mode, duration_s, flows, emit, stack)
         for ns in (topo.client, topo.server):
             delta = checksum_error_delta(csum_before[ns.name], traffic.checksum_errors(ns))
             for proto, n in delta.items():
@@ -200,22 +201,31 @@ def run_demo(
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     emit(f"wrote {out_dir / 'report.json'}")
     if plot_available():
-        png = plot_flows(
-            bins,
-            out_dir / "throughput.png",
-            title=f"per-flow TCP throughput through the {mode} firewall",
-            shaper_rate_bps=report.shaper_rate_bps,
-        )
+        png = plot_demo(series, out_dir / "throughput.png", title=plot_title(report))
         emit(f"wrote {png}")
     else:
         emit(PLOT_MISSING)
     return report
 
 
+def plot_title(report: DemoReport) -> str:
+    """The configuration the picture shows, in one line."""
+    v6 = sum(f.family == "IPv6" for f in report.flows)
+    flows = f"{len(report.flows)} TCP flows" + (f" ({v6} IPv6)" if v6 else "")
+    if report.mode == "kernel":
+        setup = "Linux kernel forwarding (no NAT, MSS clamp or shaping)"
+    else:
+        shaper = (f"shaper {report.shaper_rate_bps / 1e6:g} Mbit/s" if report.shaper_rate_bps
+                  else "no shaper")  # fmt: skip
+        mss = f"MSS clamp {report.mss_clamp_bytes} B" if report.mss_clamp_bytes else "no MSS clamp"
+        setup = f"xpfdp NAT firewall, {shaper}, {mss}"
+    return f"{setup}\n{flows} + a UDP mouse flow, {report.duration_s:g} s of bulk"
+
+
 def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
     """Pings, idle mouse, bulk + mouse under load with status lines, probes.
 
-    Returns the report and each flow's bytes per time bin (for the plot).
+    Returns the report and the time series of the picture.
     """
     pings = {
         "ipv4": [traffic.ping(topo.client, topo.server_v4, 3), 3],
@@ -255,11 +265,13 @@ def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
     status = StatusLine()
     status.update(fw.stats())
     wan_samples: list[tuple[float, int]] = []
+    drop_samples = [(time.monotonic(), totals(fw.stats()))]
     while any(t.is_alive() for t in senders):
         time.sleep(1.0)
         snap = fw.stats()
         now = time.monotonic()
         wan_samples.append((now, port_bytes(snap, "wan")))
+        drop_samples.append((now, totals(snap)))
         line = status.update(snap, now)
         if line:
             emit(line)
@@ -293,6 +305,8 @@ def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
             )
         )
     steady = [(t, b) for t, b in wan_samples if window[0] <= t - t0 <= window[1] + 0.5]
+    if len(steady) < 2:  # a short run on a slow box: every sample of the bulk phase
+        steady = wan_samples
     wan_bps = None
     if len(steady) >= 2:
         wan_bps = (steady[-1][1] - steady[0][1]) * 8 / (steady[-1][0] - steady[0][0])
@@ -328,12 +342,25 @@ def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
         checksum_errors={},
         notes=notes,
     )
-    bins = {
-        f"flow {r.flow_id} ({flows[r.flow_id].family})": sink.flows[r.flow_id].bins
-        for r in results
-        if r.flow_id in sink.flows
-    }
-    return report, bins
+    intervals = list(itertools.pairwise(drop_samples))
+    series = DemoSeries(
+        bins_by_flow={
+            f"flow {r.flow_id} ({flows[r.flow_id].family})": sink.flows[r.flow_id].bins
+            for r in results
+            if r.flow_id in sink.flows
+        },
+        bulk_end_s=bulk_end - t0,
+        mouse_times_s=[s - t0 for s in load.sent_at_s],
+        mouse_rtts_us=load.rtts_us,
+        drop_times_s=[b[0] - t0 for _, b in intervals],
+        drops_per_s=[(b[1].drops - a[1].drops) / (b[0] - a[0]) for a, b in intervals],
+        ring_drops_per_s=[
+            (sum(b[1].ring_drops.values()) - sum(a[1].ring_drops.values())) / (b[0] - a[0])
+            for a, b in intervals
+        ],
+        shaper_rate_bps=report.shaper_rate_bps,
+    )
+    return report, series
 
 
 def main_demo(args) -> int:

@@ -249,9 +249,11 @@ class EchoServer:
 
 @dataclass
 class MouseResult:
-    """Round-trip times of the request/response flow; `lost` requests got no reply."""
+    """Round-trip times of the request/response flow (with the `time.monotonic()` each
+    answered request was sent at); `lost` requests got no reply."""
 
     rtts_us: list[float] = field(default_factory=list)
+    sent_at_s: list[float] = field(default_factory=list)
     lost: int = 0
 
 
@@ -276,6 +278,7 @@ def mouse_rtts_us(
         while time.monotonic() < deadline and not (stop and stop.is_set()):
             seq += 1
             request = struct.pack("!Q", seq) + bytes(56)
+            sent_at_s = time.monotonic()
             t_send = time.perf_counter_ns()
             s.send(request)
             try:
@@ -284,6 +287,7 @@ def mouse_rtts_us(
                     if reply[:8] == request[:8]:
                         break
                 result.rtts_us.append((time.perf_counter_ns() - t_send) / 1000)
+                result.sent_at_s.append(sent_at_s)
             except TimeoutError:
                 result.lost += 1
             time.sleep(interval_s)

@@ -1,7 +1,8 @@
 # Included by pipeline.pyx (one extension module, so stage calls stay direct C calls).
 
 cdef class Stage:
-    """A pipeline stage: `run` processes a whole burst without the GIL (abstract).
+    """Stage(name=None, *, needs=(), provides=())\n--\n
+    A pipeline stage: `run` processes a whole burst without the GIL (abstract).
 
     A stage declares `needs` (facts an earlier stage must provide, and the resources
     "routes", "sessions" or "gil" it uses) and `provides` (facts it leaves for later

@@ -16,7 +16,8 @@ cdef inline uint8_t cos_drop_reason(int admission) noexcept nogil:
 
 @cython.final
 cdef class CosStage(Stage):
-    """CoS classify + enqueue for shaped egress ports (one `xpfdp.cos` Scheduler each).
+    """CosStage(schedulers, rules=(), *, default_queue=0)\n--\n
+    CoS classify + enqueue for shaped egress ports (one `xpfdp.cos` Scheduler each).
 
     Packets routed to a port in `schedulers` are classified by the first matching rule
     (else `default_queue`) and admitted to that queue; the pipeline then drains each

@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class CountStage(Stage):
-    """Count packets and bytes reaching this point of the pipeline (packets already taken
+    """CountStage(name='count')\n--\n
+    Count packets and bytes reaching this point of the pipeline (packets already taken
     by a CoS queue included: counting does not touch them).
 
     Needs nothing; provides nothing.

@@ -63,7 +63,8 @@ cdef inline int icmp_error_translate(Pipeline p, uint8_t* f, uint32_t frame_len,
 
 @cython.final
 cdef class IcmpErrors:
-    """Where and how often the forwarder may send ICMP errors of its own.
+    """IcmpErrors(sources, *, rate_per_s=1000, burst=50, peer_interval_ms=1000, peer_burst=6)\n--\n
+    Where and how often the forwarder may send ICMP errors of its own.
 
     `sources` maps a port index to its addresses (one IPv4 and/or one IPv6, str): an error
     about a packet that arrived on that port is sent from that port's address of the

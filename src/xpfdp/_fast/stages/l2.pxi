@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class L2Stage(Stage):
-    """Rewrite Ethernet source and destination MACs from the packet's next hop.
+    """L2Stage()\n--\n
+    Rewrite Ethernet source and destination MACs from the packet's next hop.
 
     Needs "routed" (ctx `nh`); a next hop without MACs leaves the frame as it is. A next
     hop resolved through the NeighbourTable whose neighbour has no MAC yet asks the control

@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class MssClampStage(Stage):
-    """Lower the MSS option of TCP SYNs to `mss_v4` (IPv4) / `mss_v6` (IPv6).
+    """MssClampStage(mss_v4, mss_v6=None)\n--\n
+    Lower the MSS option of TCP SYNs to `mss_v4` (IPv4) / `mss_v6` (IPv6).
 
     Needs "parsed"; provides nothing new; never drops.
     """

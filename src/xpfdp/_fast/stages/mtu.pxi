@@ -8,7 +8,8 @@
 
 @cython.final
 cdef class MtuStage(Stage):
-    """Packets longer than their egress port's MTU (`Port.mtu`, 0 = unchecked): IPv6 and
+    """MtuStage(icmp=None)\n--\n
+    Packets longer than their egress port's MTU (`Port.mtu`, 0 = unchecked): IPv6 and
     IPv4 with DF are answered through `icmp` (Packet Too Big / Fragmentation Needed with the
     MTU) and dropped as mtu_exceeded when no error may be sent; IPv4 without DF is marked for
     FragmentStage. Packets at TTL <= 1 are left to TtlStage."""
@@ -87,7 +88,8 @@ cdef inline uint32_t copied_options(const uint8_t* h, uint32_t ihl, uint8_t* out
 
 @cython.final
 cdef class FragmentStage(Stage):
-    """Split the IPv4 packets MtuStage marked into fragments of at most the egress MTU
+    """FragmentStage()\n--\n
+    Split the IPv4 packets MtuStage marked into fragments of at most the egress MTU
     (RFC 791: 8-byte multiples, options copied by their copy flag, header checksums
     recomputed). The first fragment stays in the packet's frame; the others take TX frames
     of the egress port's UMEM and go straight onto its TX queue. When frames or queue room

@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class NatStage(Stage):
-    """Apply each packet's session NAT (SNAT and/or DNAT, ports or echo id) in place with
+    """NatStage()\n--\n
+    Apply each packet's session NAT (SNAT and/or DNAT, ports or echo id) in place with
     incremental checksum updates; a frame whose L4 checksum cannot be updated is dropped
     as nat_failed.
 

@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class ParseStage(Stage):
-    """Parse every frame into the burst's meta; malformed frames are dropped as
+    """ParseStage(*, allow_non_ip=False)\n--\n
+    Parse every frame into the burst's meta; malformed frames are dropped as
     parse_error:<status>. `allow_non_ip=True` lets non-IP frames through unparsed. Later
     fragments (status nonfirst_frag: the IP header parsed, no L4 header in them) pass; a
     SessionStage resolves them through the fragment table.

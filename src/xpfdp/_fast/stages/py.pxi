@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class PyStage(Stage):
-    """A Python callable run once per burst with the GIL: `fn(burst)`.
+    """PyStage(fn, name=None, *, needs=(), provides=())\n--\n
+    A Python callable run once per burst with the GIL: `fn(burst)`.
 
     It may set `burst.verdict[i]` to a port index (>= 0), `Verdict.DROP` (counted as
     user_drop) or `Verdict.PASS`, drop with a named reason through

@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class RouteStage(Stage):
-    """Longest-prefix match on the (post-NAT) destination: verdict = the next hop's port.
+    """RouteStage()\n--\n
+    Longest-prefix match on the (post-NAT) destination: verdict = the next hop's port.
     Packets whose next hop is already known (flow cache hit, new flow) skip the lookup; misses
     resolved here are stored in the flow cache. Unroutable packets are dropped as no_route.
 

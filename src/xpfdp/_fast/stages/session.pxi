@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class SessionStage(Stage):
-    """Stateful session resolve: flow cache → session table → new flow under policy.
+    """SessionStage(*, new_flow_ports=None, snat=None, dnat=())\n--\n
+    Stateful session resolve: flow cache → session table → new flow under policy.
 
     Packets of a known session (either direction) take its decision (the reverse entry of
     a NAT session carries the un-NAT). A packet with no session may open one only when it

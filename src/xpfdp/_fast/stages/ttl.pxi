@@ -2,7 +2,8 @@
 
 @cython.final
 cdef class TtlStage(Stage):
-    """Decrement the IPv4 TTL / IPv6 hop limit. A packet at <= 1 expires: with `icmp` (an
+    """TtlStage(icmp=None)\n--\n
+    Decrement the IPv4 TTL / IPv6 hop limit. A packet at <= 1 expires: with `icmp` (an
     IcmpErrors) it becomes a Time Exceeded back out of its ingress port, rate-limited; else,
     or when the limits refuse, it is dropped as ttl_expired.
 
