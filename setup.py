@@ -67,7 +67,7 @@ def fast_extensions() -> list[Extension]:
     """One Extension per _fast/*.pyx, with the system libraries it declares."""
     extensions = []
     for pyx in sorted(FAST_DIR.glob("*.pyx")):
-        include_dirs = [numpy.get_include(), str(FAST_DIR)]
+        include_dirs = [numpy.get_include(), str(FAST_DIR), str(FAST_DIR / "includes")]
         library_dirs: list[str] = []
         libraries: list[str] = []
         for lib in SYSTEM_LIBS.get(pyx.stem, []):

@@ -17,7 +17,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
-from xpfdp._fast.hash cimport mix64
+from xpfdp._fast.lib.bytes cimport load_be64
+from xpfdp._fast.lib.hash cimport mix64
 from xpfdp._fast.meta cimport pkt_meta_t
 
 from xpfdp._fast.meta import PKT_META
@@ -41,14 +42,6 @@ cdef inline void mask_words(uint64_t* hi, uint64_t* lo, uint32_t prefix_len) noe
         lo[0] = 0
     elif prefix_len < 128:
         lo[0] &= ~((<uint64_t>1 << (128 - prefix_len)) - 1)
-
-
-cdef inline uint64_t load_be64(const uint8_t* p) noexcept nogil:
-    cdef uint64_t v = 0
-    cdef int i
-    for i in range(8):
-        v = (v << 8) | p[i]
-    return v
 
 
 cdef inline void address_words(const uint8_t* addr, uint8_t family,

@@ -19,59 +19,10 @@ from libc.string cimport memcmp, memcpy, memset
 
 cnp.import_array()
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    #define XS_GOLDEN 0x9E3779B97F4A7C15ull
-    static inline uint64_t xs_mum(uint64_t a, uint64_t b) {
-        __uint128_t r = (__uint128_t)a * b;
-        return (uint64_t)r ^ (uint64_t)(r >> 64);
-    }
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    #define XS_W0_MASK 0xFFFFFFFFFFFF0000ull
-    #else
-    #define XS_W0_MASK 0x0000FFFFFFFFFFFFull
-    #endif
-    /* 64-bit hash of a 40-byte key, ignoring its 2 pad bytes (word 0, bytes 6..7). */
-    static inline uint64_t xs_hash_key(const void *p, uint64_t seed) {
-        uint64_t w[5];
-        memcpy(w, p, 40);
-        w[0] &= XS_W0_MASK;
-        /* Each word is multiplied by a constant (never by another data word, so no input
-           can zero a product and erase the rest of the key); the five products are
-           independent, then folded by one data-by-data multiply. */
-        uint64_t a = xs_mum(w[0] ^ seed ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull);
-        uint64_t b = xs_mum(w[1] ^ seed ^ 0x8ebc6af09c88c6e3ull, 0x589965cc75374cc3ull);
-        uint64_t c = xs_mum(w[2] ^ seed ^ 0x1d8e4e27c47d124full, 0x9E3779B97F4A7C15ull);
-        uint64_t d = xs_mum(w[3] ^ seed ^ 0xc2b2ae3d27d4eb4full, 0x165667b19e3779f9ull);
-        uint64_t e = xs_mum(w[4] ^ seed ^ 0x27d4eb2f165667c5ull, 0x85ebca77c2b2ae63ull);
-        return xs_mum(a ^ c ^ e ^ 0xff51afd7ed558ccdull, b ^ d ^ 0xc4ceb9fe1a85ec53ull);
-    }
-    /* 64-bit hash of a 16-byte address (interning of NAT addresses). */
-    static inline uint64_t xs_hash_addr(const void *p, uint64_t seed) {
-        uint64_t w[2];
-        memcpy(w, p, 16);
-        return xs_mum(xs_mum(w[0] ^ seed ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull)
-                      ^ 0xff51afd7ed558ccdull,
-                      xs_mum(w[1] ^ seed ^ 0x8ebc6af09c88c6e3ull, 0x589965cc75374cc3ull)
-                      ^ 0xc4ceb9fe1a85ec53ull);
-    }
-    #define xs_prefetch(p) __builtin_prefetch((p), 0, 3)
-    static inline int xs_key_eq(const void *a, const void *b) {
-        uint64_t x[5], y[5];
-        memcpy(x, a, 40);
-        memcpy(y, b, 40);
-        return (((x[0] ^ y[0]) & XS_W0_MASK) | (x[1] ^ y[1]) | (x[2] ^ y[2])
-                | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
-    }
-    """
-    uint64_t XS_GOLDEN
-    uint64_t xs_mum(uint64_t a, uint64_t b) nogil
-    uint64_t xs_hash_key(const void* p, uint64_t seed) nogil
-    int xs_key_eq(const void* a, const void* b) nogil
-    uint64_t xs_hash_addr(const void* p, uint64_t seed) nogil
-    void xs_prefetch(const void* p) nogil
+from xpfdp._fast.includes.compat cimport mum as xs_mum, prefetch as xs_prefetch
+from xpfdp._fast.lib.flowkey cimport flowkey_eq as xs_key_eq, flowkey_hash as xs_hash_key
+from xpfdp._fast.lib.flowkey cimport flowkey_from_meta
+from xpfdp._fast.lib.hash cimport GOLDEN64 as XS_GOLDEN, hash_addr16 as xs_hash_addr
 
 # ---------------------------------------------------------------------------------------
 # Constants
@@ -542,8 +493,9 @@ def keys_from_meta(meta, out_keys):
     """Build session keys from parser records (PKT_META) into `out_keys`; returns how many
     packets produced a key.
 
-    A packet gets a key when it is IPv4/IPv6 and parsed OK (or is a non-first fragment, whose
-    ports are 0). Others get an all-zero key (af 0), which every table call treats as
+    A packet gets a key when it is IPv4/IPv6, parsed OK with its L4 header read: the same
+    key the pipeline's session stage uses (`_fast/lib/flowkey.pxd`). Others, non-first
+    fragments included, get an all-zero key (af 0), which every table call treats as
     invalid. ICMP/ICMPv6 keys carry the echo identifier in sport and 0 in dport.
     """
     from xpfdp._fast.meta import PKT_META
@@ -557,7 +509,7 @@ def keys_from_meta(meta, out_keys):
     cdef skey_t* kp = <skey_t*>_ptr(out_keys)
     with nogil:
         for i in range(n):
-            made += key_from_meta_c(&mp[i], &kp[i])
+            made += flowkey_from_meta(&mp[i], &kp[i])
     return made
 
 

@@ -28,6 +28,50 @@ from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset, strerror
 
+from xpfdp._fast.includes.compat cimport monotonic_ns
+from xpfdp._fast.includes.libxdp cimport (
+    XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+    xsk_cons_nb_avail,
+    xsk_prod_nb_free,
+    xsk_ring_cons__comp_addr,
+    xsk_ring_cons__peek,
+    xsk_ring_cons__release,
+    xsk_ring_cons__rx_desc,
+    xsk_ring_prod__fill_addr,
+    xsk_ring_prod__needs_wakeup,
+    xsk_ring_prod__reserve,
+    xsk_ring_prod__submit,
+    xsk_ring_prod__tx_desc,
+    xsk_socket__create,
+    xsk_socket__create_shared,
+    xsk_socket__delete,
+    xsk_socket__fd,
+    xsk_umem__create,
+    xsk_umem__delete,
+    xsk_umem_config,
+)
+from xpfdp._fast.includes.linux cimport (
+    MADV_HUGEPAGE,
+    MAP_ANONYMOUS,
+    MAP_FAILED,
+    MAP_HUGETLB,
+    MAP_POPULATE,
+    MAP_PRIVATE,
+    PROT_READ,
+    PROT_WRITE,
+    XDP_COPY,
+    XDP_OPTIONS,
+    XDP_OPTIONS_ZEROCOPY,
+    XDP_PACKET_HEADROOM,
+    XDP_STATISTICS,
+    XDP_USE_NEED_WAKEUP,
+    XDP_ZEROCOPY,
+    madvise,
+    mmap,
+    munmap,
+    xdp_options,
+    xdp_statistics,
+)
 from xpfdp._fast.meta cimport pkt_meta_t
 from xpfdp._fast.verdict cimport (
     DROP_UNSET,
@@ -46,20 +90,6 @@ from xpfdp._fast.meta import XDP_DESC as DESC
 from xpfdp._fast.verdict import drop_reason
 
 
-cdef extern from "<sys/mman.h>" nogil:
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
-    int munmap(void *addr, size_t length)
-    int madvise(void *addr, size_t length, int advice)
-    enum:
-        PROT_READ
-        PROT_WRITE
-        MAP_PRIVATE
-        MAP_ANONYMOUS
-        MAP_POPULATE
-        MAP_HUGETLB
-        MADV_HUGEPAGE
-    void *MAP_FAILED
-
 cdef extern from *:
     """
     #ifndef MAP_HUGE_2MB
@@ -67,16 +97,10 @@ cdef extern from *:
     #endif
     #include <sys/socket.h>
     #include <poll.h>
-    #include <time.h>
     #include "../../../bpf/xsk_abi.h"
     #ifndef SOL_XDP
     #define SOL_XDP 283
     #endif
-    static inline uint64_t xpfdp_now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    }
     static inline int xpfdp_kick(int fd) {
         return (int)sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
     }
@@ -98,7 +122,6 @@ cdef extern from *:
     int MAP_HUGE_2MB
     int SOL_XDP
     int XPFDP_XSK_ABI_VERSION
-    uint64_t xpfdp_now_ns() nogil
     int xpfdp_kick(int fd) nogil
     int xpfdp_poll_in(int fd, int timeout_ms) nogil
     int xpfdp_poll_in_many(const int *fds, unsigned n, int timeout_ms) nogil
@@ -973,7 +996,7 @@ cdef class XskPort(Port):
         self.st.fill_short += want - got
         if self.xsk == NULL or got == 0:
             return
-        now = xpfdp_now_ns()
+        now = monotonic_ns()
         if xsk_ring_prod__needs_wakeup(self.fillq) or now - self.last_wake_ns > FILL_WAKE_SAFETY_NS:
             xpfdp_poll_in(self.fd, 0)
             self.last_wake_ns = now
@@ -1307,14 +1330,14 @@ def forward(Port rx_port, Port tx_port, Burst burst, double seconds, bint swap_m
         raise ValueError("forward() needs both ports on one UMEM")
     rx_port._ready(burst)
     tx_port._ready(burst)
-    cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
+    cdef uint64_t deadline = monotonic_ns() + <uint64_t>(seconds * 1e9)
     cdef uint64_t rx = 0, tx = 0, dropped = 0
     cdef uint32_t empty = 0, it = 0
     cdef int n
     with nogil:
         while True:
             it += 1
-            if (it & 63) == 0 and xpfdp_now_ns() >= deadline:
+            if (it & 63) == 0 and monotonic_ns() >= deadline:
                 break
             if max_packets and rx >= max_packets:
                 break
@@ -1334,14 +1357,14 @@ def forward(Port rx_port, Port tx_port, Burst burst, double seconds, bint swap_m
 def drain(Port port, Burst burst, double seconds):
     """Receive and drop for `seconds`; returns (packets, bytes)."""
     port._ready(burst)
-    cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
+    cdef uint64_t deadline = monotonic_ns() + <uint64_t>(seconds * 1e9)
     cdef uint64_t pkts = 0, nbytes = 0
     cdef uint32_t empty = 0, it = 0, i
     cdef int n
     with nogil:
         while True:
             it += 1
-            if (it & 63) == 0 and xpfdp_now_ns() >= deadline:
+            if (it & 63) == 0 and monotonic_ns() >= deadline:
                 break
             n = port.c_rx(burst)
             if n == 0:
@@ -1372,14 +1395,14 @@ def generate(Port port, Burst burst, templates, double seconds, double rate_pps=
     port._ready(burst)
     if burst.n:
         raise ValueError("generate() needs an empty burst")
-    cdef uint64_t start = xpfdp_now_ns()
+    cdef uint64_t start = monotonic_ns()
     cdef uint64_t deadline = start + <uint64_t>(seconds * 1e9)
     cdef uint64_t now, sent = 0, refused = 0, allowed
     cdef int n
     cdef Umem u = port.umem
     with nogil:
         while True:
-            now = xpfdp_now_ns()
+            now = monotonic_ns()
             if now >= deadline or (max_packets and sent >= max_packets):
                 break
             want = burst.capacity
@@ -1431,7 +1454,7 @@ def bridge(Port a, Port b, Burst burst, double seconds):
         raise ValueError("bridge() needs both ports on one UMEM")
     a._ready(burst)
     b._ready(burst)
-    cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
+    cdef uint64_t deadline = monotonic_ns() + <uint64_t>(seconds * 1e9)
     cdef uint64_t ab = 0, ba = 0, dropped = 0, got_ab, got_ba
     cdef uint32_t empty = 0, it = 0
     cdef PyObject* pair[2]
@@ -1440,7 +1463,7 @@ def bridge(Port a, Port b, Burst burst, double seconds):
     with nogil:
         while True:
             it += 1
-            if (it & 63) == 0 and xpfdp_now_ns() >= deadline:
+            if (it & 63) == 0 and monotonic_ns() >= deadline:
                 break
             got_ab = _pass_one_way(a, b, burst, &dropped)
             got_ba = _pass_one_way(b, a, burst, &dropped)

@@ -179,7 +179,7 @@ cdef class SessionStage(Stage):
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
-            if not key_from_meta(&b.m[i], &c.key):
+            if not flowkey_from_meta(&b.m[i], &c.key):
                 if not (self.new_flow_mask >> ingress) & 1:
                     drop_packet(b, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
