@@ -26,6 +26,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 from xpfdp._fast.csum cimport ECN_ALREADY_CE, ECN_MARKED, ECN_NOT_ECT, ecn_mark_ce
+from xpfdp._fast.lib.arrays cimport checked_array
 from xpfdp._fast.lib.bytes cimport load_be16, load_be32, load_be64
 from xpfdp._fast.meta cimport META_L4_VALID, pkt_meta_t
 from xpfdp._fast.meta import PKT_META, XDP_DESC
@@ -595,15 +596,7 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
 cdef void* array_pointer(object arr, object dtype, str name, str dtype_name, Py_ssize_t* n,
                          bint writable=False) except NULL:
     """Data pointer of a 1-D C-contiguous numpy array of `dtype` (its length in n[0])."""
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name} must be a {dtype_name} numpy array")
-    cdef cnp.ndarray a = <cnp.ndarray>arr
-    if not (a.dtype is dtype or a.dtype == dtype):
-        raise TypeError(f"{name} must be a {dtype_name} numpy array, got dtype {a.dtype}")
-    if a.ndim != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{name} must be a 1-D C-contiguous array")
-    if writable and not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError(f"{name} must be writable")
+    cdef cnp.ndarray a = checked_array(arr, dtype, name, writable, dtype_name)
     n[0] = a.shape[0]
     return cnp.PyArray_DATA(a)
 

@@ -44,6 +44,12 @@ cdef enum:
     PARSE_NONFIRST_FRAG = 11
     PARSE_STATUS_COUNT = 12
 
+# Bits of pkt_meta_t.tcp_flags the stages and the session table test.
+cdef enum:
+    TCP_FIN = 0x01
+    TCP_SYN = 0x02
+    TCP_RST = 0x04
+
 # IP protocol numbers the parser and the rewrite kernels know (pkt_meta_t.protocol).
 cdef enum:
     PROTO_ICMP = 1

@@ -26,12 +26,6 @@ cdef enum:
     CTX_FC_INSERT = 0x04     # a miss the route stage should store in the flow cache
     CTX_HAS_KEY = 0x08       # `key` holds the packet's pre-NAT session key ("has_key")
 
-# TCP flag bits of pkt_meta_t.tcp_flags the stages test.
-cdef enum:
-    TCP_FIN = 0x01
-    TCP_SYN = 0x02
-    TCP_RST = 0x04
-
 # Per packet scratch of one burst, beside the Burst's meta and verdict.
 ctypedef struct pkt_ctx_t:
     skey_t key

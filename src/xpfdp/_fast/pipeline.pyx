@@ -39,6 +39,9 @@ from xpfdp._fast.meta cimport (
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
     pkt_meta_t,
 )
 from xpfdp._fast.parse cimport parse_one

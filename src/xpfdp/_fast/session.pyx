@@ -21,8 +21,17 @@ cnp.import_array()
 
 from xpfdp._fast.includes.compat cimport mum as xs_mum, prefetch as xs_prefetch
 from xpfdp._fast.lib.flowkey cimport flowkey_eq as xs_key_eq, flowkey_hash as xs_hash_key
+from xpfdp._fast.lib.arrays cimport checked_array as _need
 from xpfdp._fast.lib.flowkey cimport flowkey_from_meta
 from xpfdp._fast.lib.hash cimport GOLDEN64 as XS_GOLDEN, hash_addr16 as xs_hash_addr
+from xpfdp._fast.meta cimport (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_FIN,
+    TCP_RST,
+)
 
 # ---------------------------------------------------------------------------------------
 # Constants
@@ -53,14 +62,6 @@ cdef enum:
     IX_NATREV = 1
     IX_FWIRE = 2
     IX_ALIAS = 3
-
-cdef enum:
-    PROTO_ICMP = 1
-    PROTO_TCP = 6
-    PROTO_UDP = 17
-    PROTO_ICMPV6 = 58
-    TCP_FIN = 0x01
-    TCP_RST = 0x04
 
 cdef enum:
     POP_SCANNED = 0
@@ -348,20 +349,6 @@ cdef inline int64_t make_handle(uint32_t gen, uint32_t slot) noexcept nogil:
 
 # ---------------------------------------------------------------------------------------
 # Array argument checks (Python side of every batch call)
-
-cdef object _need(object arr, object dtype, str name, bint writeable=False):
-    """Check a batch argument (cheaply: this runs once per batch call)."""
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of {dtype}, got {type(arr).__name__}")
-    cdef cnp.ndarray a = <cnp.ndarray>arr
-    if a.dtype is not dtype and a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {a.dtype}")
-    if cnp.PyArray_NDIM(a) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{name} must be a 1-D C-contiguous array")
-    if writeable and not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError(f"{name} must be writeable")
-    return arr
-
 
 cdef inline void* _ptr(object arr):
     return cnp.PyArray_DATA(<cnp.ndarray>arr)
