@@ -349,3 +349,18 @@ LIBRARY_REWRITES = {
 def test_library_rewrite(benchmark, group, library):
     benchmark.group = group
     run_scalar(benchmark, tcp_frame(0x10), LIBRARY_REWRITES[group, library])
+
+
+# Full recompute and verification on parsed frames: the kernels that check every record
+# offset against the frame (a corrupted PKT_META must not reach outside it). Compare a
+# hardened build with an older one by running this group against both in one session:
+#   for src in /old/src src src /old/src; do PYTHONPATH=$src python -m pytest \
+#       benches/bench_csum.py -k full_recompute --benchmark-only; done
+@pytest.mark.parametrize("count", BURSTS)
+@pytest.mark.parametrize("kernel", ["fix_checksums_batch", "checksums_ok_batch"])
+def test_full_recompute_xpfdp_batch(benchmark, kernel, count):
+    benchmark.group = f"full-recompute-{kernel}"
+    burst = Burst(tcp_frame(0x10, payload=bytes(1446)), count)
+    fn = getattr(csum, kernel)
+    buf, offsets, lengths, meta = burst.args
+    run_batch(benchmark, burst, lambda: fn(buf, offsets, lengths, meta))

@@ -1,12 +1,10 @@
 """Batch kernels of xpfdp.csum: batch = scalar = reference, records kept in step with the
 bytes, clear errors for bad arguments, and no read or write past a frame (guard page)."""
 
-import ctypes
-import mmap
-
 import csum_reference as ref
 import numpy as np
 import pytest
+from guard_pages import GuardedPages
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -227,25 +225,19 @@ def test_bad_batch_arguments():
 
 @pytest.fixture(scope="module")
 def guarded():
-    page = mmap.PAGESIZE
-    region = mmap.mmap(-1, 2 * page)
-    anchor = ctypes.c_char.from_buffer(region)
-    libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.mprotect(ctypes.c_void_p(ctypes.addressof(anchor) + page), page, 0) == 0
-    yield np.frombuffer(region, dtype=np.uint8, count=page), anchor
+    pages = GuardedPages()
+    return pages.array, pages
 
 
 @SETTINGS
 @given(FRAME_LISTS, st.data())
 def test_batch_rewrites_never_touch_bytes_past_a_frame(guarded, frames, data):
-    buf, _anchor = guarded
+    buf, pages = guarded
     frame = frames[0]
     for _ in range(data.draw(st.integers(0, 2))):
         frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
     frame = frame[: data.draw(st.integers(0, len(frame)))]
-    start = len(buf) - len(frame)
-    buf[start:] = np.frombuffer(bytes(frame), dtype=np.uint8)
-    addrs, lens = np.array([start], np.uint64), np.array([len(frame)], np.uint32)
+    addrs, lens = pages.place(frame)
     meta = np.zeros(1, dtype=parse.PKT_META)
     parse.parse_batch(buf, addrs, lens, meta)
     csum.clamp_mss_batch(buf, addrs, lens, meta, 536)
@@ -261,12 +253,10 @@ def test_batch_rewrites_never_touch_bytes_past_a_frame(guarded, frames, data):
 
 
 def test_corrupted_records_cannot_push_rewrites_out_of_the_frame(guarded):
-    buf, _anchor = guarded
+    buf, pages = guarded
     frame = ref.ethernet(0x0800, ref.ipv4(6, bytes(4), bytes(4), ref.tcp(1, 2)))
     ref.fix_checksums(frame)
-    start = len(buf) - len(frame)
-    buf[start:] = np.frombuffer(bytes(frame), dtype=np.uint8)
-    addrs, lens = np.array([start], np.uint64), np.array([len(frame)], np.uint32)
+    addrs, lens = pages.place(frame)
     meta = np.zeros(1, dtype=parse.PKT_META)
     parse.parse_batch(buf, addrs, lens, meta)
     meta["l4_off"] = meta["l3_off"] = meta["l3_len"] = 0xFFFF
@@ -274,4 +264,4 @@ def test_corrupted_records_cannot_push_rewrites_out_of_the_frame(guarded):
     assert csum.rewrite_nat_batch(buf, addrs, lens, meta, sport=7)[0] == csum.SKIPPED
     assert csum.rewrite_nat_batch(buf, addrs, lens, meta, src="192.0.2.1")[0] == csum.SKIPPED
     assert csum.decrement_ttl_batch(buf, addrs, lens, meta)[0] == csum.TTL_SKIPPED
-    assert bytes(buf[start:]) == bytes(frame)
+    assert pages.frame_bytes(addrs, lens) == bytes(frame)

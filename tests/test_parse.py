@@ -2,9 +2,7 @@
 reference parser and scapy, truncation at every offset, garbage, and out-of-bounds reads
 caught by a guard page."""
 
-import ctypes
 import ipaddress
-import mmap
 import signal
 import struct
 import subprocess
@@ -13,6 +11,7 @@ import sys
 import csum_reference as ref
 import numpy as np
 import pytest
+from guard_pages import GuardedPages
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -259,28 +258,9 @@ def test_strided_descriptor_arrays_are_accepted():
 # ---- out-of-bounds reads: frames end right before an unreadable page -------------------------
 
 
-class GuardedBuffer:
-    """One readable page followed by a PROT_NONE page: any read past the end faults."""
-
-    def __init__(self):
-        self.page = mmap.PAGESIZE
-        self.map = mmap.mmap(-1, 2 * self.page)
-        self.anchor = ctypes.c_char.from_buffer(self.map)
-        libc = ctypes.CDLL(None, use_errno=True)
-        guard = ctypes.addressof(self.anchor) + self.page
-        assert libc.mprotect(ctypes.c_void_p(guard), self.page, 0) == 0
-        self.array = np.frombuffer(self.map, dtype=np.uint8, count=self.page)
-
-    def place(self, frame: bytes) -> tuple[np.ndarray, np.ndarray]:
-        """Copy the frame so its last byte is the last readable byte; (addrs, lens)."""
-        start = self.page - len(frame)
-        self.array[start:] = np.frombuffer(bytes(frame), dtype=np.uint8)
-        return np.array([start], dtype=np.uint64), np.array([len(frame)], dtype=np.uint32)
-
-
 @pytest.fixture(scope="module")
 def guarded():
-    return GuardedBuffer()
+    return GuardedPages()
 
 
 @SETTINGS
@@ -293,11 +273,12 @@ def test_parser_never_reads_past_the_frame(guarded, frame, data):
     assert out[0].tobytes() == parse.parse_frame(bytes(frame)).tobytes()
 
 
-def test_the_guard_page_really_faults():
-    """The out-of-bounds tests mean something only if a read past the page crashes."""
+@pytest.mark.parametrize("offset", ["p.page", "-1"])
+def test_the_guard_pages_really_fault(offset):
+    """The out-of-bounds tests mean something only if an access on either side crashes."""
     code = (
-        "import sys; sys.path.insert(0, 'tests'); import ctypes, test_parse as t; "
-        "g = t.GuardedBuffer(); ctypes.string_at(ctypes.addressof(g.anchor) + g.page, 1)"
+        "import sys; sys.path.insert(0, 'tests'); import ctypes, guard_pages; "
+        f"p = guard_pages.GuardedPages(); ctypes.string_at(p.first_readable + {offset}, 1)"
     )
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
     assert result.returncode == -signal.SIGSEGV

@@ -12,6 +12,7 @@ extensions link; creating an `XskPort` does.
 from xpfdp import csum, parse
 from xpfdp._fast.meta import XDP_DESC
 from xpfdp.cos import FifoQueue, FlowFairQueue, Scheduler, TokenBucket
+from xpfdp.errors import XpfdpError
 from xpfdp.parse import PKT_META, parse_batch, parse_frame
 from xpfdp.pcap import FrameBatch, PcapError, read_pcap, write_pcap
 from xpfdp.pipeline import FlowCache, Forwarder, Pipeline, firewall_stages, xsk_workers
@@ -55,6 +56,7 @@ __all__ = [
     "SessionTable",
     "TokenBucket",
     "Umem",
+    "XpfdpError",
     "XskPort",
     "csum",
     "firewall_stages",

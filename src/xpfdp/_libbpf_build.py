@@ -26,6 +26,11 @@ ffibuilder.cdef(
         uint8_t attach_mode;
         ...;
     };
+    struct bpf_xdp_attach_opts {
+        size_t sz;
+        int old_prog_fd;
+        ...;
+    };
     struct bpf_prog_info {
         uint32_t id;
         char name[16];
@@ -33,6 +38,7 @@ ffibuilder.cdef(
     };
 
     #define XDP_FLAGS_UPDATE_IF_NOEXIST ...
+    #define XDP_FLAGS_REPLACE ...
     #define XDP_FLAGS_SKB_MODE ...
     #define XDP_FLAGS_DRV_MODE ...
     #define XDP_ATTACHED_NONE ...

@@ -45,12 +45,14 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xpfdp.cos import Scheduler
+from xpfdp.errors import XpfdpError
 from xpfdp.pipeline import (
     CosStage,
     FlowCache,
@@ -68,9 +70,12 @@ PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 MSS_MIN_BYTES = 536  # RFC 879 default: a clamp below it would break ordinary hosts
 XDP_MODES = ("auto", "native", "generic")
+# forwarder.sessions per worker: 16 M sessions is ~2.5 GB of table; a larger value is a
+# config error (caught by --check), not a MemoryError when the forwarder starts.
+SESSIONS_MAX = 1 << 24
 
 
-class ConfigError(ValueError):
+class ConfigError(XpfdpError, ValueError):
     """An invalid firewall config; the message names the key (`cos.bulk.rate_mbps: ...`)."""
 
 
@@ -185,6 +190,8 @@ def _no_extra(table: dict, allowed: set[str], path: str) -> None:
 
 
 def _positive(value, path: str, *, maximum: int | None = None) -> int | float:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be a finite number, got {value}")
     if value <= 0:
         raise ConfigError(f"{path}: must be > 0, got {value}")
     if maximum is not None and value > maximum:
@@ -373,7 +380,9 @@ def _forwarder(config: dict) -> ForwarderConfig:
     mode = _take(table, "xdp_mode", p, str, d.xdp_mode)
     if mode not in XDP_MODES:
         raise ConfigError(f"{p}xdp_mode: one of {', '.join(XDP_MODES)}, got {mode!r}")
-    sessions = _positive(_take(table, "sessions", p, int, d.sessions), f"{p}sessions")
+    sessions = _positive(
+        _take(table, "sessions", p, int, d.sessions), f"{p}sessions", maximum=SESSIONS_MAX
+    )
     return ForwarderConfig(queues, ring, burst, mode, sessions)
 
 

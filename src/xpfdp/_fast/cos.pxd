@@ -105,6 +105,7 @@ ctypedef struct cos_tb_t:
     uint64_t rate_bytes_per_s
     uint64_t burst_bytes
     uint64_t tokens
+    uint64_t debt_bytes    # owed by a packet larger than the bucket: paid before tokens
     uint64_t last_ns
     uint32_t overhead_bytes
     bint primed

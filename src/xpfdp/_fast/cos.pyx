@@ -997,31 +997,59 @@ cdef void tb_refill(cos_tb_t* tb, uint64_t now_ns) noexcept nogil:
     added = mul_div(now_ns - tb.last_ns, tb.rate_bytes_per_s, NS_PER_S)
     if added == 0:
         return                                  # keep the stamp: no fractional loss yet
-    tb.tokens = u64min(sat_add(tb.tokens, added), tb.burst_bytes)
+    if tb.debt_bytes >= added:
+        tb.debt_bytes -= added
+    else:
+        tb.tokens = u64min(sat_add(tb.tokens, added - tb.debt_bytes), tb.burst_bytes)
+        tb.debt_bytes = 0
     tb.last_ns = now_ns
 
 
+# A packet costs more than a bucket can ever hold (cost > burst_bytes): it is served once the
+# bucket is full and the excess becomes debt that refills repay before tokens count again
+# (HTB's negative tokens), so the long-run rate holds and nothing waits forever.
+
+cdef inline uint64_t tb_need(const cos_tb_t* tb, uint64_t cost) noexcept nogil:
+    """Tokens that must be present to send `cost`: the cost, at most a full bucket."""
+    return u64min(cost, tb.burst_bytes)
+
+
 cdef uint64_t tb_ns_until(const cos_tb_t* tb, uint64_t need) noexcept nogil:
-    """Nanoseconds until `need` tokens are available; 0 for an uncapped (rate 0) bucket."""
+    """Nanoseconds until a packet costing `need` may be sent (debt repaid and
+    min(need, burst) tokens present); 0 for an uncapped (rate 0) bucket."""
     cdef cos_u128 ns
-    if tb.rate_bytes_per_s == 0 or tb.tokens >= need:
+    cdef uint64_t want = tb_need(tb, need)
+    if tb.rate_bytes_per_s == 0 or (tb.debt_bytes == 0 and tb.tokens >= want):
         return 0
-    ns = (<cos_u128>(need - tb.tokens) * NS_PER_S + tb.rate_bytes_per_s - 1) // tb.rate_bytes_per_s
+    ns = ((<cos_u128>want + tb.debt_bytes - tb.tokens) * NS_PER_S + tb.rate_bytes_per_s - 1) \
+        // tb.rate_bytes_per_s
     return UINT64_MAX if ns > UINT64_MAX else <uint64_t>ns
 
 
 cdef inline bint tb_covers(const cos_tb_t* tb, uint64_t cost) noexcept nogil:
-    return tb.rate_bytes_per_s == 0 or tb.tokens >= cost
+    return tb.rate_bytes_per_s == 0 or (
+        tb.debt_bytes == 0 and tb.burst_bytes != 0 and tb.tokens >= tb_need(tb, cost))
 
 
 cdef inline void tb_take(cos_tb_t* tb, uint64_t cost) noexcept nogil:
-    if tb.rate_bytes_per_s != 0:
+    if tb.rate_bytes_per_s == 0:
+        return
+    if cost <= tb.tokens:
         tb.tokens -= cost
+    else:
+        tb.debt_bytes = sat_add(tb.debt_bytes, cost - tb.tokens)
+        tb.tokens = 0
 
 
 cdef inline void tb_give(cos_tb_t* tb, uint64_t cost) noexcept nogil:
-    if tb.rate_bytes_per_s != 0:
-        tb.tokens += cost
+    """Refund `cost` taken earlier (settle): debt first, then tokens (exact undo)."""
+    if tb.rate_bytes_per_s == 0:
+        return
+    if tb.debt_bytes >= cost:
+        tb.debt_bytes -= cost
+    else:
+        tb.tokens += cost - tb.debt_bytes
+        tb.debt_bytes = 0
 
 
 cdef void tb_init(cos_tb_t* tb, uint64_t rate, uint64_t burst, uint32_t overhead) noexcept nogil:
@@ -1058,6 +1086,11 @@ cdef class TokenBucket:
         return self.tb.tokens
 
     @property
+    def debt_bytes(self):
+        """Bytes owed after sending a packet larger than the bucket (repaid first)."""
+        return self.tb.debt_bytes
+
+    @property
     def last_refill_ns(self):
         """Clock value of the last refill that added tokens."""
         return self.tb.last_ns
@@ -1071,7 +1104,8 @@ cdef class TokenBucket:
         return <uint64_t>packet_len + self.tb.overhead_bytes
 
     def try_consume(self, uint32_t packet_len, uint64_t now_ns):
-        """Refill, then take the packet's cost if available; True when it may be sent."""
+        """Refill, then take the packet's cost if available; True when it may be sent.
+        A packet larger than the bucket is sent once the bucket is full, leaving debt."""
         tb_refill(&self.tb, now_ns)
         cdef uint64_t c = <uint64_t>packet_len + self.tb.overhead_bytes
         if not tb_covers(&self.tb, c):
@@ -1080,7 +1114,8 @@ cdef class TokenBucket:
         return True
 
     def ns_until(self, uint64_t need_bytes):
-        """Nanoseconds until `need_bytes` tokens are available (0 if now or uncapped)."""
+        """Nanoseconds until a packet of `need_bytes` may be consumed (0 if now or uncapped;
+        finite even when it exceeds the bucket)."""
         return tb_ns_until(&self.tb, need_bytes)
 
 
@@ -1293,7 +1328,7 @@ cdef class Scheduler:
         else:
             tb_give(&c.tb, refund)
         if self.pend_residual:
-            self.residual.tokens += refund
+            tb_give(&self.residual, refund)
         cosq_settle(c.q, accepted)
         if c.q.n_items == 0:
             c.deficit_bytes = 0
@@ -1354,7 +1389,7 @@ cdef class Scheduler:
             else:
                 tb_take(&c.tb, cost)
             if limited:
-                self.residual.tokens -= cost
+                tb_take(&self.residual, cost)
             n += 1
         q.n_popped = n
         self.pend_class = idx
@@ -1464,7 +1499,8 @@ cdef class Scheduler:
                     if not self._root_covers(c, now_ns, cost):
                         continue
                     budget_limited = limited and not c.exact
-                    if budget_limited and (residual_rate == 0 or self.residual.tokens < cost):
+                    if budget_limited and (residual_rate == 0
+                                           or not tb_covers(&self.residual, cost)):
                         continue
                     if c.deficit_bytes < <int64_t>cost:
                         c.deficit_bytes += SURPLUS_QUANTUM_BYTES * c.weight
@@ -1473,7 +1509,7 @@ cdef class Scheduler:
                             continue
                     budget = <uint64_t>c.deficit_bytes
                     if budget_limited:
-                        budget = u64min(budget, self.residual.tokens)
+                        budget = u64max(u64min(budget, self.residual.tokens), cost)
                     n = self._serve(idx, PHASE_SURPLUS, budget, budget_limited, out, max_items)
                     # DRR: the queue keeps its turn while its deficit covers its next packet
                     front = cosq_front(c.q)

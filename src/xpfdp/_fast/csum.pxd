@@ -213,7 +213,22 @@ cdef inline bint l4_checksummable(const pkt_meta_t* m, uint32_t frame_len) noexc
         return False
     if m.protocol == PROTO_ICMP and m.ip_version != 4:
         return False
-    return <uint32_t>m.l3_off + m.l3_len <= frame_len
+    # The datagram ends inside the frame and the L4 checksum field ends inside the datagram
+    # (so the segment length l3 end - l4_off cannot wrap and the store stays in the frame).
+    cdef uint32_t l3_end = <uint32_t>m.l3_off + m.l3_len
+    return l3_end <= frame_len and (
+        <uint32_t>m.l4_off + <uint32_t>l4_checksum_offset(m.protocol) + 2 <= l3_end)
+
+
+cdef inline uint32_t ipv4_header_bytes(
+    const uint8_t* l3, uint32_t l3_off, uint32_t frame_len
+) noexcept nogil:
+    """The IHL of an IPv4 header in bytes, or 0 when it is below 20 or runs past the frame
+    (the record only promises the first 20 bytes)."""
+    cdef uint32_t ihl_bytes = (l3[0] & 0x0F) * 4
+    if ihl_bytes < 20 or l3_off + ihl_bytes > frame_len:
+        return 0
+    return ihl_bytes
 
 
 cdef inline void checksums_fix(
@@ -222,10 +237,14 @@ cdef inline void checksums_fix(
     """Recompute the IPv4 header and L4 checksums of a parsed frame from scratch."""
     cdef uint8_t* l3 = f + m.l3_off
     cdef uint8_t* l4 = f + m.l4_off
+    cdef uint32_t ihl_bytes
     if not meta_l3_ok(m, frame_len):
         return
     if m.ip_version == 4:
-        store_be16(l3 + 10, ipv4_header_checksum(l3, (l3[0] & 0x0F) * 4))
+        ihl_bytes = ipv4_header_bytes(l3, m.l3_off, frame_len)
+        if ihl_bytes == 0:
+            return
+        store_be16(l3 + 10, ipv4_header_checksum(l3, ihl_bytes))
     if l4_checksummable(m, frame_len):
         store_be16(
             l4 + l4_checksum_offset(m.protocol),
@@ -238,10 +257,13 @@ cdef inline bint checksums_valid(
 ) noexcept nogil:
     """Full-recompute oracle: IPv4 header sum and pseudo-header + segment sum fold to 0xFFFF."""
     cdef const uint8_t* l3 = f + m.l3_off
+    cdef uint32_t ihl_bytes
     if not meta_l3_ok(m, frame_len):
         return False
-    if m.ip_version == 4 and csum_partial(l3, (l3[0] & 0x0F) * 4, 0) != 0xFFFF:
-        return False
+    if m.ip_version == 4:
+        ihl_bytes = ipv4_header_bytes(l3, m.l3_off, frame_len)
+        if ihl_bytes == 0 or csum_partial(l3, ihl_bytes, 0) != 0xFFFF:
+            return False
     if l4_checksummable(m, frame_len):
         return l4_checksum_valid(
             l3, f + m.l4_off, m.l3_off + m.l3_len - m.l4_off, m.ip_version, m.protocol

@@ -14,6 +14,8 @@ import operator
 
 import numpy as np
 
+from xpfdp._check import integer, integer_array_in_range
+
 from cpython.buffer cimport (
     PyBUF_SIMPLE,
     PyBUF_WRITABLE,
@@ -95,41 +97,39 @@ def internet_checksum(data):
     return c
 
 
-def checksum_partial(data, uint32_t seed=0):
+def checksum_partial(data, seed=0):
     """Folded 16-bit one's-complement sum of `data` plus `seed` (not complemented).
 
     This is the partial-sum representation of xpfdp: chain buffers by passing the result as
     the next seed (an odd-length buffer must come last, its last byte is a word's high half).
     """
+    cdef uint32_t seed_v = integer(seed, "seed", 0, 0xFFFFFFFF)
     cdef Py_buffer view
     acquire(data, &view, False)
-    cdef uint16_t s = csum_partial(<const uint8_t*>view.buf, <size_t>view.len, seed)
+    cdef uint16_t s = csum_partial(<const uint8_t*>view.buf, <size_t>view.len, seed_v)
     PyBuffer_Release(&view)
     return s
 
 
-def incremental_update(int hc, int old, int new):
+def incremental_update(hc, old, new):
     """RFC 1624 eqn. 3: the checksum after a 16-bit word `old` became `new`."""
-    if not (0 <= hc <= 0xFFFF and 0 <= old <= 0xFFFF and 0 <= new <= 0xFFFF):
-        raise ValueError("checksum and words must be in 0..0xFFFF")
-    return csum_replace16(<uint16_t>hc, <uint16_t>old, <uint16_t>new)
+    return csum_replace16(integer(hc, "hc", 0, 0xFFFF), integer(old, "old", 0, 0xFFFF),
+                          integer(new, "new", 0, 0xFFFF))
 
 
-def incremental_update32(int hc, unsigned long long old, unsigned long long new):
+def incremental_update32(hc, old, new):
     """RFC 1624 eqn. 3 for a 32-bit field (an IPv4 address, a sequence number)."""
-    if not (0 <= hc <= 0xFFFF and old <= 0xFFFFFFFF and new <= 0xFFFFFFFF):
-        raise ValueError("checksum must be in 0..0xFFFF and fields in 0..0xFFFFFFFF")
-    return csum_replace32(<uint16_t>hc, <uint32_t>old, <uint32_t>new)
+    return csum_replace32(integer(hc, "hc", 0, 0xFFFF), integer(old, "old", 0, 0xFFFFFFFF),
+                          integer(new, "new", 0, 0xFFFFFFFF))
 
 
-def incremental_update_bytes(int hc, const uint8_t[::1] old not None,
+def incremental_update_bytes(hc, const uint8_t[::1] old not None,
                              const uint8_t[::1] new not None):
     """RFC 1624 eqn. 3 for an even-length field given as bytes (16 bytes: an IPv6 address)."""
-    if not 0 <= hc <= 0xFFFF:
-        raise ValueError("checksum must be in 0..0xFFFF")
+    cdef uint16_t hc16 = integer(hc, "hc", 0, 0xFFFF)
     if old.shape[0] != new.shape[0] or old.shape[0] % 2 or old.shape[0] == 0:
         raise ValueError("old and new must have the same, even, non-zero length")
-    return csum_apply(<uint16_t>hc, csum_delta_words(0, &old[0], &new[0], old.shape[0] // 2))
+    return csum_apply(hc16, csum_delta_words(0, &old[0], &new[0], old.shape[0] // 2))
 
 
 cdef uint8_t* acquire(object frame, Py_buffer* view, bint writable) except NULL:
@@ -185,20 +185,19 @@ def checksums_ok(frame):
     return ok
 
 
-def clamp_mss(frame, int mss):
+def clamp_mss(frame, mss):
     """Lower the MSS option of a TCP SYN (or SYN-ACK) to `mss`; True if the frame changed.
 
     Only the first MSS option is considered and only a larger value is lowered; non-SYN,
     non-TCP, malformed-option and non-IP frames are left byte-identical.
     """
-    if not 0 < mss <= 0xFFFF:
-        raise ValueError(f"mss must be in 1..65535, not {mss}")
+    cdef uint16_t mss16 = integer(mss, "mss", 1, 0xFFFF)
     cdef Py_buffer view
     cdef pkt_meta_t m
     cdef uint8_t* f = acquire(frame, &view, True)
     cdef int r
     parse_one(f, <uint32_t>view.len, &m)
-    r = mss_clamp(f, <uint32_t>view.len, &m, <uint16_t>mss)
+    r = mss_clamp(f, <uint32_t>view.len, &m, mss16)
     PyBuffer_Release(&view)
     return r == REWRITE_DONE
 
@@ -385,10 +384,8 @@ def clamp_mss_batch(buf, addrs, lens, meta, mss):
                              f"not {mss.dtype} {mss.shape}")
         mss = np.ascontiguousarray(mss)
         per_frame = <const uint16_t*>cnp.PyArray_DATA(mss)
-    elif not 0 <= mss <= 0xFFFF:
-        raise ValueError(f"mss must be in 0..65535, not {mss}")
     else:
-        one_mss = mss
+        one_mss = integer(mss, "mss", 0, 0xFFFF)
     out = results(b.n, cnp.NPY_UINT8)
     cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
     with nogil:
@@ -585,6 +582,7 @@ cdef object port_rows(object value, Py_ssize_t n, const int32_t** base, Py_ssize
     if isinstance(value, cnp.ndarray):
         if value.dtype.kind not in "iu":
             raise TypeError(f"per-frame ports must be an integer array, not {value.dtype}")
+        integer_array_in_range(value, "per-frame port (-1 = keep)", -1, 0xFFFF)
         rows = np.ascontiguousarray(value, dtype=np.int32)
         if rows.shape[0] != n:
             raise ValueError(f"per-frame ports must have {n} entries, not {rows.shape[0]}")

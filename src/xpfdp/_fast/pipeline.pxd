@@ -147,6 +147,7 @@ cdef class Pipeline:
     cdef uint8_t gil_stage[MAX_STAGES]  # stage k runs its Python process() with the GIL
     cdef volatile bint stop_flag
     cdef readonly bint closed
+    cdef bint polling                   # inside poll()/run(): close() and re-entry refuse
     cdef object _error
     # counters (worker-local, folded in once per poll)
     cdef uint64_t drops[DROP_COUNTERS]
@@ -162,6 +163,9 @@ cdef class Pipeline:
     cdef lat_fifo_t* lat
 
     cdef int process(self, uint32_t ingress, Burst b) noexcept nogil
+    cdef void pin_umems(self, int delta)
+    cdef void run_c(self, uint64_t deadline, bint timed, uint64_t max_packets,
+                    bint until_idle, uint64_t* total_out) noexcept
     cdef void settle(self, uint32_t ingress, Burst b, Burst db) noexcept nogil
     cdef void flush_tx(self, uint32_t j) noexcept nogil
     cdef void flush_queue(self, uint32_t j, Port port, Burst q) noexcept nogil

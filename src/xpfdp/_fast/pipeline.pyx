@@ -223,6 +223,7 @@ cdef class Pipeline:
 
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
                  flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0):
+        cdef Burst cb, cp, rb, tb, db
         ports = list(ports)
         stages = list(stages)
         if not 1 <= len(ports) <= MAX_PORTS:
@@ -621,6 +622,16 @@ cdef class Pipeline:
     def _check_open(self):
         if self.closed:
             raise ValueError("pipeline is closed")
+        if self.polling:
+            raise RuntimeError("the pipeline is already polling (a stage may not poll it)")
+
+    cdef void pin_umems(self, int delta):
+        """Count this poll on every port's UMEM, so neither a UMEM nor a port can be closed
+        under the loop (a PyStage calling close() gets UmemBusyError instead)."""
+        cdef uint32_t k
+        self.polling = delta > 0
+        for k in range(self.n_ports):
+            (<Port>self.ports[k]).umem.pins += delta
 
     def poll(self, now_ns=None):
         """Run one round over every port with the GIL released (a PyStage takes it once per
@@ -629,8 +640,12 @@ cdef class Pipeline:
         self._check_open()
         cdef uint64_t t = monotonic_ns() if now_ns is None else <uint64_t>now_ns
         cdef uint32_t got
-        with nogil:
-            got = self.poll_c(t)
+        self.pin_umems(1)
+        try:
+            with nogil:
+                got = self.poll_c(t)
+        finally:
+            self.pin_umems(-1)
         self._raise_error()
         return got
 
@@ -641,13 +656,24 @@ cdef class Pipeline:
         self._check_open()
         if seconds is None and not max_packets and not until_idle:
             raise ValueError("run() needs seconds, max_packets or until_idle")
-        cdef uint64_t deadline = 0, now, total = 0
+        cdef uint64_t deadline = 0, total = 0
         cdef bint timed = seconds is not None
-        cdef uint32_t got, idle = 0, k
-        cdef bint pending
         if timed:
             deadline = monotonic_ns() + <uint64_t>(float(seconds) * 1e9)
         self.stop_flag = False
+        self.pin_umems(1)
+        try:
+            self.run_c(deadline, timed, max_packets, until_idle, &total)
+        finally:
+            self.pin_umems(-1)
+        self._raise_error()
+        return total
+
+    cdef void run_c(self, uint64_t deadline, bint timed, uint64_t max_packets,
+                    bint until_idle, uint64_t* total_out) noexcept:
+        cdef uint64_t now, total = 0
+        cdef uint32_t got, idle = 0, k
+        cdef bint pending
         with nogil:
             while True:
                 now = monotonic_ns()
@@ -668,8 +694,7 @@ cdef class Pipeline:
                         wait_any(self.ports, self.n_ports, 1)
                 else:
                     idle = 0
-        self._raise_error()
-        return total
+        total_out[0] = total
 
     def _raise_error(self):
         if self._error is not None:
@@ -711,6 +736,8 @@ cdef class Pipeline:
         Idempotent."""
         if self.closed:
             return
+        if self.polling:
+            raise RuntimeError("cannot close a pipeline while it polls (a stage may not)")
         cdef uint32_t k
         for k in range(self.n_ports):
             if not (<Port>self.ports[k]).closed:

@@ -39,6 +39,13 @@ ctypedef struct port_stats_t:
 cdef class Port
 
 
+cdef class UmemArea:
+    cdef uint8_t *addr
+    cdef size_t nbytes                  # bytes exposed through the buffer protocol
+    cdef size_t map_bytes               # bytes mapped (rounded up to huge pages)
+    cdef bint keep_mapped               # still registered with the kernel: never unmap
+
+
 cdef class Umem:
     cdef uint8_t *area
     cdef size_t area_bytes
@@ -62,6 +69,8 @@ cdef class Umem:
     cdef bint rings_taken
     cdef list ports
     cdef object _buf
+    cdef UmemArea _area                 # owns the mapping; numpy views keep it alive
+    cdef uint32_t pins                  # pipelines polling right now: no close meanwhile
 
     cdef bint owns(self, uint64_t addr, uint32_t length) noexcept nogil
     cdef void route_home(self, uint64_t addr) noexcept nogil
@@ -71,6 +80,7 @@ cdef class Umem:
     cdef void _reclaim(self, uint8_t slot) noexcept nogil
     cdef int _register(self) except -1
     cdef int _unregister_if_idle(self) except -1
+    cdef int check_not_polled(self, str what) except -1
 
 
 cdef class Burst:
@@ -84,7 +94,7 @@ cdef class Burst:
     cdef uint8_t *why          # drop reason code of a DROP verdict (verdict.pxd registry)
     cdef uint32_t n
     cdef readonly uint32_t capacity
-    cdef public Umem umem
+    cdef readonly Umem umem
 
     cdef void swap_macs(self, uint32_t start, uint32_t count) noexcept nogil
     cdef uint32_t _span(self, uint32_t start, count) except? 0xffffffff

@@ -22,6 +22,7 @@ thin Python wrappers that take one Python call per burst.
 """
 
 cimport cython
+from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AsString
 from libc.errno cimport EAGAIN, EBUSY, errno
 from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
@@ -86,6 +87,7 @@ import time
 import numpy as np
 
 from xpfdp._fast.meta import PKT_META
+from xpfdp.errors import XpfdpError
 from xpfdp._fast.meta import XDP_DESC as DESC
 from xpfdp._fast.verdict import drop_reason
 
@@ -172,12 +174,17 @@ FRAME_STATES = (
 )
 
 
-class FrameLeakError(AssertionError):
+class FrameLeakError(XpfdpError, AssertionError):
     """Frame conservation failed: the per-state counts do not add up to the UMEM size."""
 
 
-class RingSizeError(ValueError):
+class RingSizeError(XpfdpError, ValueError):
     """A ring size is not a power of two in the accepted range."""
+
+
+class UmemBusyError(XpfdpError, RuntimeError):
+    """A UMEM or port was asked to close while a pipeline is polling it (from a PyStage,
+    say): the loop still uses its memory and rings, so closing must wait until it returns."""
 
 
 cdef inline bint _is_pow2(uint64_t x) noexcept nogil:
@@ -211,6 +218,28 @@ cdef uint32_t _reserve_up_to(xsk_ring_prod *r, uint32_t want, uint32_t *idx) noe
     if got == 0:
         return 0
     return xsk_ring_prod__reserve(r, got, idx)
+
+
+@cython.final
+cdef class UmemArea:
+    """The mmap'd packet memory of a Umem, unmapped when its last reference goes.
+
+    `Umem.buf` and `Burst.frame()` views are numpy arrays over this object's buffer, so a
+    view kept after `Umem.close()` still reads and writes mapped memory (the close only
+    drops the Umem's own reference); nothing Python can reach points into unmapped pages.
+    """
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if self.addr == NULL:
+            raise ValueError("UMEM area is unmapped")
+        PyBuffer_FillInfo(view, self, self.addr, <Py_ssize_t>self.nbytes, 0, flags)
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        if self.addr != NULL and not self.keep_mapped:
+            munmap(self.addr, self.map_bytes)
 
 
 @cython.final
@@ -255,6 +284,10 @@ cdef class Umem:
                 raise MemoryError(f"mmap of {self.mmap_bytes} bytes for the UMEM failed")
             madvise(p, self.mmap_bytes, MADV_HUGEPAGE)  # best effort
         self.area = <uint8_t *>p
+        self._area = UmemArea.__new__(UmemArea)
+        self._area.addr = self.area
+        self._area.nbytes = self.area_bytes
+        self._area.map_bytes = self.mmap_bytes
         self.free_tx = <uint64_t *>calloc(frames, sizeof(uint64_t))
         self.pending_fill = <uint64_t *>calloc(frames, sizeof(uint64_t))
         self.state = <uint8_t *>calloc(frames, 1)
@@ -271,20 +304,21 @@ cdef class Umem:
             self.state[frames - 1 - i] = FRAME_PENDING_FILL
         self.n_pending_fill = frames - ntx
         self.ports = []
-        self._buf = np.asarray(<uint8_t[:self.area_bytes]>self.area)
+        self._buf = np.frombuffer(self._area, dtype=np.uint8)
 
     def __dealloc__(self):
         if self.kumem != NULL and xsk_umem__delete(self.kumem) == 0:
             self.kumem = NULL
-        if self.area != NULL and self.kumem == NULL:
-            munmap(self.area, self.mmap_bytes)
+        if self.kumem != NULL and self._area is not None:
+            self._area.keep_mapped = True   # the kernel still has it: leak, never unmap
         free(self.free_tx)
         free(self.pending_fill)
         free(self.state)
 
     @property
     def buf(self):
-        """Zero-copy numpy uint8 view of the whole UMEM (do not keep it past close())."""
+        """Zero-copy numpy uint8 view of the whole UMEM. A view kept past close() stays
+        valid: it keeps the memory mapped until the view itself is released."""
         if self.area == NULL:
             raise ValueError("UMEM is closed")
         return self._buf
@@ -439,15 +473,24 @@ cdef class Umem:
             raise IndexError(frame)
         self.state[frame] = state
 
+    cdef int check_not_polled(self, str what) except -1:
+        if self.pins:
+            raise UmemBusyError(f"cannot close {what} while a pipeline is polling it "
+                                "(stop the pipeline first; a stage may not close it)")
+        return 0
+
     def close(self):
-        """Close every port on this UMEM (sockets first), unregister it and unmap it."""
+        """Close every port on this UMEM (sockets first), unregister it and release the
+        memory (unmapped once no `buf`/`frame()` view refers to it). Raises UmemBusyError
+        while a pipeline is polling it."""
+        self.check_not_polled("a UMEM")
         for p in list(self.ports):
             p.close()
         self._unregister_if_idle()
         if self.area != NULL:
-            munmap(self.area, self.mmap_bytes)
             self.area = NULL
             self._buf = None
+            self._area = None
 
     @property
     def closed(self):
@@ -925,7 +968,10 @@ cdef class XskPort(Port):
     def close(self):
         """Remove the XSKMAP entry, delete the socket, reclaim its frames, release the
         program (detached with its last port) and unregister an idle UMEM. Idempotent,
-        and safe on a port whose construction failed part way."""
+        and safe on a port whose construction failed part way. Raises UmemBusyError while
+        a pipeline is polling it."""
+        if not self.closed and self.umem is not None:
+            self.umem.check_not_polled(f"port {self.ifname}:{self.queue}")
         self.closed = True
         try:
             if self.program is not None and self.fd >= 0:
@@ -1283,9 +1329,11 @@ cdef class MemPort(Port):
         self.n_captured = 0
 
     def close(self):
-        """Return stocked frames to the UMEM and detach from it. Idempotent."""
+        """Return stocked frames to the UMEM and detach from it. Idempotent. Raises
+        UmemBusyError while a pipeline is polling it."""
         if self.closed:
             return
+        self.umem.check_not_polled("a MemPort")
         self.closed = True
         self.umem._reclaim(self.slot)
         self.n_stock = 0
