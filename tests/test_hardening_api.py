@@ -192,9 +192,7 @@ def test_token_bucket_serves_an_oversize_packet_into_debt():
 
 def test_oversize_packet_does_not_block_a_fifo_class():
     sched = Scheduler(shaping_rate_bytes_per_s=1_000_000)  # 1 MB/s, 96 kB root bucket
-    bulk = sched.add_queue(
-        1, priority=5, transmit_rate_bytes_per_s=1_000_000, buffer_bytes=400_000
-    )
+    bulk = sched.add_queue(1, priority=5, transmit_rate_bytes_per_s=1_000_000, buffer_bytes=400_000)
     assert isinstance(bulk, FifoQueue)
     assert bulk.enqueue(200_000, addr=0) == 0  # admitted: larger than the root bucket
     assert bulk.enqueue(100, addr=4096) == 0

@@ -53,6 +53,7 @@ from typing import Any
 
 from xpfdp.cos import Scheduler
 from xpfdp.errors import XpfdpError
+from xpfdp.netns import inside, interface_mac
 from xpfdp.pipeline import (
     CosStage,
     FlowCache,
@@ -63,7 +64,6 @@ from xpfdp.pipeline import (
 )
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
-from xpfdp.topology import inside, interface_mac
 
 SIDES = ("lan", "wan")
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}

@@ -1,5 +1,8 @@
 """Network namespaces and veth pairs for tests, examples and benchmarks (pyroute2).
 
+Entering a namespace and reading an interface's MAC are runtime needs too; they live in
+`xpfdp.netns`, which this module builds on.
+
 Every helper is a context manager that removes what it created even when the body
 raises, so a failed test never leaves a namespace or a link behind. Names are unique per
 process (`<prefix>-<pid>-<n>`) so parallel runs cannot collide.
@@ -11,9 +14,10 @@ import contextlib
 import itertools
 import os
 import subprocess
-from collections.abc import Iterator
 
 from pyroute2 import IPRoute, netns
+
+from xpfdp.netns import inside, interface_mac
 
 _counter = itertools.count()
 
@@ -29,34 +33,6 @@ def unique_name(prefix: str = "xt") -> str:
 def list_namespaces() -> list[str]:
     """Names of the network namespaces under /run/netns."""
     return sorted(netns.listnetns())
-
-
-@contextlib.contextmanager
-def inside(ns: str | None) -> Iterator[None]:
-    """Run the body with the calling thread inside namespace `ns` (None: stay put).
-
-    Sockets, AF_XDP bindings and interface lookups made in the body belong to `ns`;
-    sockets keep that namespace after the body ends.
-    """
-    if ns is None:
-        yield
-        return
-    netns.pushns(ns)
-    try:
-        yield
-    finally:
-        netns.popns()
-
-
-def interface_mac(ifname: str, ns: str | None = None) -> str:
-    """MAC address of `ifname` in namespace `ns` (None: the calling thread's), read over
-    rtnetlink (sysfs may show another namespace's). ValueError if there is no such link."""
-    with IPRoute(**({"netns": ns} if ns else {})) as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            where = f" in namespace {ns}" if ns else ""
-            raise ValueError(f"interface {ifname!r} not found{where}")
-        return ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
 
 
 class Namespace:

@@ -143,6 +143,7 @@ cdef class XskPort(Port):
     cdef readonly int queue
     cdef readonly str attach_mode
     cdef object program
+    cdef object programs        # the ProgramRegistry that attached `program`
 
     cdef uint32_t reap(self) noexcept nogil
     cdef void refill(self) noexcept nogil

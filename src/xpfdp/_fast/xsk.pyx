@@ -835,21 +835,13 @@ cdef class Port:
         self.close()
 
 
-# Registry of attached programs, kept by xpfdp.ports (Python) and injected at import.
-_programs = None
-
-
-def _set_program_registry(registry):
-    global _programs
-    _programs = registry
-
-
 @cython.final
 cdef class XskPort(Port):
     """An AF_XDP socket on (ifname, queue) using frames of `umem`.
 
     The redirect program is attached on first use of an interface (`mode`: "auto" tries
-    native then generic for this interface only) and detached when its last port closes.
+    native then generic for this interface only) and detached when its last port closes;
+    `programs` is the registry that does it (default: the process's `xpfdp.bpf.programs`).
     The first port of a UMEM uses the UMEM's fill/completion rings (primed before bind);
     later ports are created with xsk_socket__create_shared and their own rings. Bind is
     copy or zero-copy according to the real attach mode and confirmed with XDP_OPTIONS.
@@ -860,7 +852,7 @@ cdef class XskPort(Port):
         self.closed = True
 
     def __init__(self, str ifname, int queue=0, Umem umem=None, *, str mode="auto",
-                 int ring_size=1024, zerocopy=None, fill_target=None):
+                 int ring_size=1024, zerocopy=None, fill_target=None, programs=None):
         cdef xsk_socket_config cfg
         cdef int ret = 0
         cdef bytes name_b
@@ -888,12 +880,14 @@ cdef class XskPort(Port):
         if ft < 1 or ft > umem.ring_size:
             raise ValueError(f"fill_target must be in [1, {umem.ring_size}]")
         self.fill_target = ft
+        from xpfdp import bpf
         from xpfdp.bpf import MAX_QUEUES, ifindex_of, require_capabilities
         require_capabilities()
         ifindex_of(ifname)
         if queue >= MAX_QUEUES:
             raise ValueError(f"queue {queue} out of range [0, {MAX_QUEUES})")
-        self.program = _programs.acquire(ifname, mode)
+        self.programs = bpf.programs if programs is None else programs
+        self.program = self.programs.acquire(ifname, mode)
         try:
             self.attach_mode = self.program.mode
             umem._register()
@@ -990,7 +984,7 @@ cdef class XskPort(Port):
             try:
                 if self.program is not None:
                     program, self.program = self.program, None
-                    _programs.release(program)
+                    self.programs.release(program)
             finally:
                 if self.umem is not None:
                     self.umem._unregister_if_idle()
