@@ -45,8 +45,6 @@ if _BPF_ABI_VERSION != ABI_VERSION:
     )
 
 
-
-
 @contextlib.contextmanager
 def handle_signals() -> Iterator[None]:
     """Within the block, SIGTERM raises SystemExit (SIGINT already raises
