@@ -29,6 +29,7 @@ DEBIAN_PACKAGE = {"libxdp": "libxdp-dev", "libbpf": "libbpf-dev", "libelf": "lib
 SYSTEM_LIBS: dict[str, list[str]] = {
     "xsk": ["libxdp", "libbpf"],
     "pipeline": ["libxdp", "libbpf"],
+    "loops": ["libxdp", "libbpf"],
 }
 
 CFLAGS = [

@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Iterator
 
+from xpfdp._fast.loops import bridge, drain, forward, generate
 from xpfdp._fast.xsk import (
     ABI_VERSION,
     DESC,
@@ -29,10 +30,6 @@ from xpfdp._fast.xsk import (
     UmemArea,
     UmemBusyError,
     XskPort,
-    bridge,
-    drain,
-    forward,
-    generate,
     validate_ring_size,
 )
 from xpfdp.bpf import ABI_VERSION as _BPF_ABI_VERSION
