@@ -9,7 +9,7 @@
 #define XPFDP_XSK_ABI_H
 
 #ifndef XPFDP_XSK_ABI_VERSION
-#define XPFDP_XSK_ABI_VERSION 1
+#define XPFDP_XSK_ABI_VERSION 2
 #endif
 
 /* Keys of the XSKMAP are RX queue indexes below this bound. */
@@ -20,6 +20,28 @@ struct xpfdp_xsk_ctrl {
 	unsigned int abi_version;  /* must equal XPFDP_XSK_ABI_VERSION to redirect */
 	unsigned int redirect;     /* 0: everything goes to the kernel */
 	unsigned int pass_non_ip;  /* 1: frames that are neither IPv4 nor IPv6 go to the kernel */
+	unsigned int local_delivery; /* 1: packets for the host itself go to the kernel */
+};
+
+/* Capacity of the local address map (every address of the host, both families). */
+#define XPFDP_LOCAL_MAX 1024
+
+/* local_addrs map key: one of the host's own addresses (IPv4 in the first 4 bytes). */
+struct xpfdp_local_key {
+	unsigned char family;      /* 4 or 6 */
+	unsigned char pad[3];
+	unsigned char addr[16];
+};
+
+/* local_addrs map value. An address the forwarder also uses for SNAT keeps replies to
+ * its translated flows: TCP/UDP to a destination port in [nat_port_lo, nat_port_hi],
+ * ICMP other than echo requests (errors whose quoted source port is outside the range
+ * excepted), non-first fragments and IPv6 packets with extension headers go to the
+ * AF_XDP socket; everything else addressed to it goes to the kernel. nat_port_hi == 0:
+ * not a NAT address, everything goes to the kernel. */
+struct xpfdp_local_value {
+	unsigned short nat_port_lo;
+	unsigned short nat_port_hi;
 	unsigned int reserved;
 };
 
@@ -31,7 +53,9 @@ enum xpfdp_xsk_counter {
 	XPFDP_CNT_PASS_ND = 3,      /* ICMPv6 neighbour discovery (types 133-137) */
 	XPFDP_CNT_PASS_NON_IP = 4,  /* other non-IP frames while pass_non_ip is set */
 	XPFDP_CNT_PASS_OFF = 5,     /* redirect switched off or ABI version mismatch */
-	XPFDP_CNT_COUNT = 6,
+	XPFDP_CNT_PASS_LOCAL = 6,   /* addressed to one of the host's own addresses */
+	XPFDP_CNT_PASS_MCAST = 7,   /* IP multicast/broadcast, IPv6 link-local destination */
+	XPFDP_CNT_COUNT = 8,
 };
 
 #endif

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Redirect every frame to the AF_XDP socket bound to its RX queue, except what the
- * kernel must keep: ARP, IPv6 neighbour discovery, optionally all non-IP traffic, and
- * frames on a queue that has no socket. No CO-RE: only UAPI headers are used.
+ * kernel must keep: ARP, IPv6 neighbour discovery, optionally packets for the host itself
+ * (ctrl local_delivery: its addresses in local_addrs, IP multicast and broadcast, IPv6
+ * link-local destinations) and all non-IP traffic, and frames on a queue that has no socket.
+ * No CO-RE: only UAPI headers are used.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
+#include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/icmpv6.h>
 #include <bpf/bpf_helpers.h>
@@ -36,6 +39,13 @@ struct {
 	__type(value, __u64);
 } xsk_counters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XPFDP_LOCAL_MAX);
+	__type(key, struct xpfdp_local_key);
+	__type(value, struct xpfdp_local_value);
+} local_addrs SEC(".maps");
+
 /* Read by the loader from .rodata before load and compared with the extension's. */
 const volatile __u32 xpfdp_abi_version = XPFDP_XSK_ABI_VERSION;
 
@@ -62,6 +72,114 @@ static __always_inline int is_ndp(void *l3, void *end)
 	return icmp->icmp6_type >= 133 && icmp->icmp6_type <= 137;
 }
 
+enum { TO_SOCKET = 0, TO_KERNEL_LOCAL = 1, TO_KERNEL_MCAST = 2 };
+
+static __always_inline int in_range(__u16 port, const struct xpfdp_local_value *nat)
+{
+	return port >= nat->nat_port_lo && port <= nat->nat_port_hi;
+}
+
+/* TO_KERNEL_LOCAL when an ICMP error quotes a TCP/UDP packet the host itself sent (its
+ * source port outside the NAT range), TO_SOCKET otherwise (it may belong to a NAT flow). */
+static __always_inline int quoted_owner(void *q, void *end, int v6,
+					const struct xpfdp_local_value *nat)
+{
+	void *l4;
+	__u8 proto;
+
+	if (v6) {
+		struct ipv6hdr *ip6 = q;
+
+		if ((void *)(ip6 + 1) > end)
+			return TO_SOCKET;
+		proto = ip6->nexthdr;
+		l4 = ip6 + 1;
+	} else {
+		struct iphdr *ip = q;
+
+		if ((void *)(ip + 1) > end || ip->ihl < 5)
+			return TO_SOCKET;
+		proto = ip->protocol;
+		l4 = q + ip->ihl * 4;
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return TO_SOCKET;
+	if (l4 + 4 > end)
+		return TO_SOCKET;
+	return in_range(bpf_ntohs(*(__u16 *)l4), nat) ? TO_SOCKET : TO_KERNEL_LOCAL;
+}
+
+/* Where an IP packet addressed to one of the host's addresses that is also a NAT address
+ * belongs: replies to translated flows stay with the forwarder, the rest is the host's. */
+static __always_inline int nat_owner(void *l4, void *end, __u8 proto, int v6,
+				     const struct xpfdp_local_value *nat)
+{
+	__u8 type;
+
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		if (l4 + 4 > end)
+			return TO_SOCKET;
+		return in_range(bpf_ntohs(*(__u16 *)(l4 + 2)), nat) ? TO_SOCKET : TO_KERNEL_LOCAL;
+	}
+	if (proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)) {
+		if (l4 + 8 > end)
+			return TO_SOCKET;
+		type = *(__u8 *)l4;
+		if (type == (v6 ? 128 : 8))        /* echo request: the host answers */
+			return TO_KERNEL_LOCAL;
+		if (v6 ? type >= 1 && type <= 4
+		       : type == 3 || type == 4 || type == 5 || type == 11 || type == 12)
+			return quoted_owner(l4 + 8, end, v6, nat);
+		return TO_SOCKET;                  /* echo replies and the rest: NAT flows */
+	}
+	/* IPv6 extension headers hide the transport header: the forwarder decides. */
+	if (v6 && (proto == 0 || proto == 43 || proto == 44 || proto == 60))
+		return TO_SOCKET;
+	return TO_KERNEL_LOCAL;
+}
+
+/* Whether an IPv4/IPv6 packet is for the host itself (TO_KERNEL_*) or to forward. */
+static __always_inline int local_owner(void *l3, void *end, int v6)
+{
+	struct xpfdp_local_key key = {};
+	struct xpfdp_local_value *nat;
+	void *l4;
+	__u8 proto;
+
+	if (v6) {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > end)
+			return TO_SOCKET;
+		if (ip6->daddr.s6_addr[0] == 0xff ||
+		    (ip6->daddr.s6_addr[0] == 0xfe && (ip6->daddr.s6_addr[1] & 0xc0) == 0x80))
+			return TO_KERNEL_MCAST;      /* multicast, link-local: never forwarded */
+		key.family = 6;
+		__builtin_memcpy(key.addr, &ip6->daddr, 16);
+		proto = ip6->nexthdr;
+		l4 = ip6 + 1;
+	} else {
+		struct iphdr *ip = l3;
+
+		if ((void *)(ip + 1) > end || ip->ihl < 5)
+			return TO_SOCKET;
+		if ((bpf_ntohl(ip->daddr) >> 28) == 0xe || ip->daddr == 0xffffffff)
+			return TO_KERNEL_MCAST;      /* multicast, limited broadcast */
+		key.family = 4;
+		__builtin_memcpy(key.addr, &ip->daddr, 4);
+		proto = ip->protocol;
+		l4 = l3 + ip->ihl * 4;
+	}
+	nat = bpf_map_lookup_elem(&local_addrs, &key);
+	if (!nat)
+		return TO_SOCKET;
+	if (!nat->nat_port_hi)
+		return TO_KERNEL_LOCAL;
+	if (!v6 && (((struct iphdr *)l3)->frag_off & bpf_htons(0x1fff)))
+		return TO_SOCKET;                  /* non-first fragment: no ports to look at */
+	return nat_owner(l4, end, proto, v6, nat);
+}
+
 SEC("xdp")
 int xpfdp_xsk_redirect(struct xdp_md *ctx)
 {
@@ -73,6 +191,7 @@ int xpfdp_xsk_redirect(struct xdp_md *ctx)
 	void *l3;
 	__u16 proto;
 	long action;
+	int owner;
 
 	if (!ctrl || !ctrl->redirect || ctrl->abi_version != xpfdp_abi_version)
 		return count(XPFDP_CNT_PASS_OFF, XDP_PASS);
@@ -91,9 +210,18 @@ int xpfdp_xsk_redirect(struct xdp_md *ctx)
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		if (is_ndp(l3, end))
 			return count(XPFDP_CNT_PASS_ND, XDP_PASS);
-	} else if (proto != bpf_htons(ETH_P_IP) && ctrl->pass_non_ip) {
+		owner = ctrl->local_delivery ? local_owner(l3, end, 1) : TO_SOCKET;
+	} else if (proto == bpf_htons(ETH_P_IP)) {
+		owner = ctrl->local_delivery ? local_owner(l3, end, 0) : TO_SOCKET;
+	} else if (ctrl->pass_non_ip) {
 		return count(XPFDP_CNT_PASS_NON_IP, XDP_PASS);
+	} else {
+		owner = TO_SOCKET;
 	}
+	if (owner == TO_KERNEL_LOCAL)
+		return count(XPFDP_CNT_PASS_LOCAL, XDP_PASS);
+	if (owner == TO_KERNEL_MCAST)
+		return count(XPFDP_CNT_PASS_MCAST, XDP_PASS);
 	action = bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
 	if (action == XDP_REDIRECT)
 		return count(XPFDP_CNT_REDIRECTED, XDP_REDIRECT);

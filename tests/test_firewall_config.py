@@ -17,12 +17,14 @@ from xpfdp.firewall import (
     ConfigError,
     build_pipeline,
     cos_rules,
+    gateways,
     load_config,
     parse_config,
     routing,
     to_toml,
 )
 from xpfdp.pcap import FrameBatch
+from xpfdp.pipeline import CONNECTED
 from xpfdp.ports import MemPort
 
 LAN_MAC, CLIENT_MAC = "02:00:00:00:01:01", "02:00:00:00:01:02"
@@ -123,13 +125,12 @@ def test_toml_file_round_trip(tmp_path):
         ({"neighbours__0__mac": "zz:00:00:00:00:00"}, r"neighbours\[0\]\.mac"),
         ({"neighbours__0__address": "10.10.9.2"}, r"neighbours\[0\]\.address: .* not on a subnet"),
         ({"neighbours__0__interface": "dmz"}, r"neighbours\[0\]\.interface: must be 'lan' or"),
-        ({"routes__0__gateway": None}, r"routes\[0\]\.gateway: missing"),
         ({"routes__0__gateway": "10.10.1.2"}, r"routes\[0\]\.gateway: 10\.10\.1\.2 is not on"),
         ({"routes__0__gateway": "fd00:b::2"}, r"routes\[0\]\.gateway: IPv6 gateway for an IPv4"),
         ({"routes__0__destination": "10.0.0.1/8"}, r"routes\[0\]\.destination"),
         (
-            {"neighbours__2": {"interface": "wan", "address": "10.10.2.3", "mac": SERVER_MAC}},
-            r"routes\[0\]\.gateway: 10\.10\.2\.2 has no neighbours entry",
+            {"neighbours__3": {"interface": "wan", "address": "10.10.2.2", "mac": SERVER_MAC}},
+            r"neighbours\[3\]\.address: 10\.10\.2\.2 on wan is already neighbours\[2\]",
         ),
         ({"nat__snat_ports": [30000, 20000]}, r"nat\.snat_ports: first 30000 > last 20000"),
         ({"nat__snat_ports": [80, 2000]}, r"well-known port"),
@@ -175,22 +176,38 @@ def test_config_errors_are_value_errors_and_name_the_file(tmp_path):
         parse_config(["not", "a", "table"])
 
 
-def test_routing_host_routes_per_neighbour_and_gateway_routes():
+def test_routing_connected_subnets_static_host_routes_and_gateway_routes():
     prefixes, hops = routing(parse_config(VALID))
     assert hops == [
+        (PORT_LAN, LAN_MAC, CONNECTED),
+        (PORT_WAN, WAN_MAC, CONNECTED),
         (PORT_LAN, LAN_MAC, CLIENT_MAC),
-        (PORT_LAN, LAN_MAC, CLIENT_MAC),
-        (PORT_WAN, WAN_MAC, SERVER_MAC),
         (PORT_WAN, WAN_MAC, SERVER_MAC),
     ]
     assert prefixes == [
-        ("10.10.1.2/32", 0),
-        ("fd00:a::2/128", 1),
-        ("10.10.2.2/32", 2),
+        ("10.10.1.0/24", 0),
+        ("fd00:a::/64", 0),
+        ("10.10.2.0/24", 1),
+        ("fd00:b::/64", 1),
+        ("10.10.1.2/32", 2),
+        ("fd00:a::2/128", 2),
+        ("10.10.2.2/32", 3),
         ("fd00:b::2/128", 3),
-        ("0.0.0.0/0", 2),
+        ("0.0.0.0/0", 3),
         ("::/0", 3),
     ]
+    assert gateways(hops) == []  # every gateway is a static neighbour
+
+
+def test_routing_without_static_neighbours_resolves_gateways_from_the_host():
+    routes = [*VALID["routes"], {"destination": "192.0.2.0/24", "interface": "lan"}]
+    c = parse_config(config(neighbours=None, routes=routes))
+    prefixes, hops = routing(c)
+    gw4, gw6 = ipaddress.ip_address("10.10.2.2"), ipaddress.ip_address("fd00:b::2")
+    assert hops[2:] == [(PORT_WAN, WAN_MAC, gw4), (PORT_WAN, WAN_MAC, gw6)]
+    assert prefixes[-3:] == [("0.0.0.0/0", 2), ("::/0", 3), ("192.0.2.0/24", 0)]  # on-link
+    assert gateways(hops) == [(PORT_WAN, gw4), (PORT_WAN, gw6)]
+    assert c.routes[2].gateway is None
 
 
 def test_cos_rules_cover_icmp_both_families_and_dns():

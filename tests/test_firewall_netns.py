@@ -106,7 +106,8 @@ def test_unsolicited_wan_to_lan_is_dropped_and_counted(net):
         before = drop_counts(fw.stats())
         for i in range(5):
             sender.sendto(b"unsolicited %d" % i, (topo.client_v4, 5555))  # straight at the LAN
-            sender.sendto(b"unsolicited %d" % i, (topo.wan_v4, 6000 + i))  # at the NAT address
+            # at the NAT address, on ports of the SNAT range (others are the host's own)
+            sender.sendto(b"unsolicited %d" % i, (topo.wan_v4, 20000 + i))
         with pytest.raises(TimeoutError):
             listener.recv(100)
         time.sleep(0.2)

@@ -141,6 +141,7 @@ def test_merge_stats_sums_drops_and_latency():
         "polls": 1,
         "idle_polls": 0,
         "pending_tx": 0,
+        "neighbour_requests_lost": 3,
         "drops": {"no_route": 2},
         "tx_latency": {"counts": [1] + [0] * 15},
         "flow_cache": None,
@@ -150,7 +151,7 @@ def test_merge_stats_sums_drops_and_latency():
     m = merge_stats([a, b])
     assert m["drops"] == {"no_route": 3, "ttl_expired": 4}
     assert m["tx_latency"]["counts"][0] == 2 and m["rx_packets"] == 2
-    assert m["sessions"]["created"] == 2
+    assert m["sessions"]["created"] == 2 and m["neighbour_requests_lost"] == 6
 
 
 def test_workers_may_not_share_state():

@@ -54,7 +54,18 @@ ffibuilder.cdef(
         unsigned int abi_version;
         unsigned int redirect;
         unsigned int pass_non_ip;
-        unsigned int reserved;
+        unsigned int local_delivery;
+    };
+    #define XPFDP_LOCAL_MAX ...
+    struct xpfdp_local_key {
+        unsigned char family;
+        unsigned char addr[16];
+        ...;
+    };
+    struct xpfdp_local_value {
+        unsigned short nat_port_lo;
+        unsigned short nat_port_hi;
+        ...;
     };
 
     struct bpf_object *bpf_object__open_file(const char *path, const void *opts);

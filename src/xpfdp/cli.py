@@ -3,18 +3,29 @@
 * ``xpfdp forward --config fw.toml [--duration S] [--prometheus-port P] [--check]``: run the
   NAT firewall a TOML file describes (xpfdp.firewall), one status line per second, until
   the duration ends or Ctrl-C/SIGTERM; ``--check`` only validates the file.
+* ``xpfdp detach IFACE... [--namespace NS] [--force]``: remove XDP programs a dead xpfdp
+  process left behind (never a running forwarder's; another tool's only with --force).
 * ``xpfdp demo``: the end-to-end demo (xpfdp.demo.run): namespaces, real traffic, report.
+
+Runtime events (links going down or away, replaced programs) are logged through `logging`
+to stderr. Exit statuses: 0 done, 1 detach left something attached, 2 config error, 3
+cannot start here, 4 an interface was deleted under the forwarder, 128 + N signal N.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 import time
 
+from xpfdp.errors import XpfdpError
+
 EXIT_CONFIG = 2  # the config (or a dependency it needs) is unusable
 EXIT_START = 3  # the config is valid but the forwarder cannot start here
+EXIT_LINK_LOST = 4  # an interface was deleted under the running forwarder
+EXIT_NOT_DETACHED = 1  # xpfdp detach: an interface still has a program it may not remove
 
 
 def _positive_float(text: str) -> float:
@@ -36,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xpfdp", description="AF_XDP packet processing for Python: forwarder and demo."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{forward,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{forward,detach,demo}")
 
     fwd = sub.add_parser(
         "forward",
@@ -51,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fwd.add_argument("--check", action="store_true", help="validate the config and exit")
     fwd.add_argument("--quiet", action="store_true", help="no per-second status lines")
+
+    detach = sub.add_parser(
+        "detach",
+        help="remove XDP programs left by a dead xpfdp process",
+        description="Remove the XDP program from each interface if a dead xpfdp process left "
+        "it. A program a running xpfdp owns is never removed (its pid is printed); another "
+        "tool's program only with --force. Needs root.",
+    )
+    detach.add_argument("interfaces", nargs="+", metavar="IFACE")
+    detach.add_argument("--namespace", help="network namespace of the interfaces")
+    detach.add_argument("--force", action="store_true", help="also remove other tools' programs")
 
     demo = sub.add_parser(
         "demo",
@@ -70,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out-dir", default="demo-out", help="report.json and throughput.png")
     demo.add_argument("--prometheus-port", type=_port, help="serve metrics on 127.0.0.1:PORT")
     return parser
+
+
+def _message(exc: BaseException) -> str:
+    """One line for an error: an OSError's own sentence without its "[Errno N]" prefix."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is None:
+        return exc.strerror
+    return str(exc)
 
 
 def _summary(snapshot: dict) -> str:
@@ -107,20 +136,20 @@ def run_forwarder(
     """Run the firewall of a validated config until `duration_s` passes, a signal arrives
     or a worker fails; one status line per second, a summary at the end. Returns the exit
     status: 0, or 128 + the signal number (a worker failure raises)."""
-    from xpfdp.firewall import ConfigError, build_forwarder
+    from xpfdp.firewall import build_forwarder
     from xpfdp.stats import StatusLine, serve_prometheus
 
     try:
         forwarder = build_forwarder(config)
-    except (ConfigError, OSError) as exc:  # missing interface, no privileges, no XDP
-        print(f"xpfdp: cannot start the forwarder: {exc}", file=sys.stderr)
+    except (XpfdpError, OSError, ValueError) as exc:  # no interface, privileges, XDP owner
+        print(f"xpfdp: cannot start the forwarder: {_message(exc)}", file=sys.stderr)
         return EXIT_START
     with forwarder as fw, contextlib.ExitStack() as stack:
         if prometheus_port is not None:
             try:
                 server = stack.enter_context(serve_prometheus(fw.stats, prometheus_port))
-            except RuntimeError as exc:
-                print(f"xpfdp: {exc}", file=sys.stderr)
+            except (RuntimeError, XpfdpError) as exc:  # no client library, port in use
+                print(f"xpfdp: {_message(exc)}", file=sys.stderr)
                 return EXIT_CONFIG
             print(f"prometheus: http://127.0.0.1:{server.port}/metrics", flush=True)
         fw.start()
@@ -129,25 +158,60 @@ def run_forwarder(
         status = StatusLine()
         status.update(fw.stats())
         start = time.monotonic()
-        while fw.running and not fw.errors and fw.signalled is None:
+        lost: list[str] = []
+        while fw.running and not fw.errors and fw.signalled is None and not lost:
             left = duration_s - (time.monotonic() - start) if duration_s else 1.0
             if left <= 0:
                 break
             time.sleep(min(1.0, left))
+            lost = fw.check_links()
             line = status.update(fw.stats())
             if line and not quiet:
                 print(line, flush=True)
         fw.stop()
         print(_summary(fw.stats()), flush=True)
         signalled = fw.signalled
+    if lost:
+        print(f"xpfdp: stopped: interface {', '.join(lost)} was deleted", file=sys.stderr)
+        return EXIT_LINK_LOST
     return 128 + signalled if signalled else 0
+
+
+def detach(args) -> int:
+    """Body of `xpfdp detach`: one line per interface."""
+    from xpfdp import bpf
+    from xpfdp.netns import inside
+
+    status = 0
+    try:
+        with inside(args.namespace):
+            for name in args.interfaces:
+                try:
+                    found = bpf.detach(name, force=args.force)
+                except (XpfdpError, ValueError) as exc:
+                    print(f"xpfdp: {_message(exc)}", file=sys.stderr)
+                    status = EXIT_NOT_DETACHED
+                    continue
+                if found.state == "none":
+                    print(f"{name}: no XDP program attached")
+                else:
+                    print(f"{name}: detached XDP program id {found.prog_id} "
+                          f"({found.prog_name!r}, {found.mode} mode)")  # fmt: skip
+    except (XpfdpError, OSError) as exc:  # missing namespace, no privileges
+        print(f"xpfdp: {_message(exc)}", file=sys.stderr)
+        return EXIT_START
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `xpfdp` console script."""
     args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="xpfdp: %(levelname)s: %(message)s")
     if args.command == "forward":
         return forward(args)
+    if args.command == "detach":
+        return detach(args)
     from xpfdp.demo.run import main_demo
 
     return main_demo(args)

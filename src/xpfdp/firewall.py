@@ -1,10 +1,13 @@
 """Routing NAT firewall between a LAN and a WAN interface, described by a TOML file.
 
-The config names two interfaces with their addresses, static routes and neighbours, SNAT
-of LAN sources to the WAN address with a port range, the MSS clamp and class-of-service
-shaping on WAN egress (an exact MQFQ class for bulk traffic, a priority class for
-ICMP/DNS). `load_config()` parses and validates it (every error names the offending key);
-`build_forwarder()` turns it into a running pipeline (xpfdp.pipeline). Example::
+The config names two interfaces with their addresses, routes, optional static neighbours,
+SNAT of LAN sources to the WAN address with a port range, the MSS clamp and
+class-of-service shaping on WAN egress (an exact MQFQ class for bulk traffic, a priority
+class for ICMP/DNS). `load_config()` parses and validates it (every error names the
+offending key); `build_forwarder()` turns it into a running pipeline (xpfdp.pipeline) and
+a `xpfdp.hostnet.HostWatcher`: next-hop MACs come from the host's neighbour table unless
+a static neighbour gives them, and packets for the firewall's own addresses go to its
+kernel. Example::
 
     namespace = "fw"                      # optional: network namespace of the interfaces
 
@@ -19,11 +22,11 @@ ICMP/DNS). `load_config()` parses and validates it (every error names the offend
     [[routes]]
     destination = "0.0.0.0/0"
     interface = "wan"
-    gateway = "10.10.2.2"
+    gateway = "10.10.2.2"                 # MAC from the host's neighbour table
 
-    [[neighbours]]
-    interface = "wan"
-    address = "10.10.2.2"
+    [[neighbours]]                        # optional: a static MAC instead
+    interface = "lan"
+    address = "10.10.1.2"
     mac = "02:00:00:00:00:02"
 
     [nat]
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -53,17 +57,23 @@ from typing import Any
 
 from xpfdp.cos import Scheduler
 from xpfdp.errors import XpfdpError
-from xpfdp.netns import inside, interface_mac
+from xpfdp.hostnet import HostWatcher
+from xpfdp.links import LinkWatch
+from xpfdp.netns import inside, interface_mac, interface_rx_queues, require_namespace
 from xpfdp.pipeline import (
+    CONNECTED,
     CosStage,
     FlowCache,
     Forwarder,
+    NeighbourTable,
     Pipeline,
     firewall_stages,
     xsk_workers,
 )
 from xpfdp.route import RouteTable
 from xpfdp.session import SessionTable
+
+log = logging.getLogger(__name__)
 
 SIDES = ("lan", "wan")
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
@@ -95,12 +105,13 @@ class Interface:
 
 @dataclass(frozen=True)
 class Route:
-    """`destination` (a prefix) leaves through `interface` ("lan"/"wan") via `gateway`, a
-    listed neighbour (the forwarder resolves no addresses itself)."""
+    """`destination` (a prefix) leaves through `interface` ("lan"/"wan") via `gateway`
+    (None: on-link, each destination is its own neighbour). The gateway's MAC is a static
+    neighbour's or the host's (kernel neighbour table)."""
 
     destination: ipaddress.IPv4Network | ipaddress.IPv6Network
     interface: str
-    gateway: ipaddress.IPv4Address | ipaddress.IPv6Address
+    gateway: ipaddress.IPv4Address | ipaddress.IPv6Address | None
 
 
 @dataclass(frozen=True)
@@ -264,8 +275,8 @@ def _routes(config: dict, lan: Interface, wan: Interface) -> tuple[Route, ...]:
             raise ConfigError(f"{p}destination: {exc}") from None
         side = _side(_take(table, "interface", p, str), f"{p}interface")
         if "gateway" not in table:
-            raise ConfigError(f"{p}gateway: missing (the forwarder does no ARP/ND: a route "
-                              "leaves through a gateway listed in neighbours)")  # fmt: skip
+            routes.append(Route(dst, side, None))  # on-link
+            continue
         gateway = _address(_take(table, "gateway", p, str), f"{p}gateway")
         if gateway.version != dst.version:
             raise ConfigError(f"{p}gateway: IPv{gateway.version} gateway for an "
@@ -415,12 +426,12 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
                 raise ConfigError(f"wan.addresses: {wa} overlaps the LAN subnet {la}")
     routes = _routes(config, lan, wan)
     neighbours = _neighbours(config)
-    known = {(n.interface, n.address) for n in neighbours}
-    for i, route in enumerate(routes):
-        if (route.interface, route.gateway) not in known:
-            raise ConfigError(f"routes[{i}].gateway: {route.gateway} has no neighbours entry "
-                              f"on {route.interface} (its MAC is needed)")  # fmt: skip
+    seen: dict[tuple[str, object], int] = {}
     for i, n in enumerate(neighbours):
+        if (n.interface, n.address) in seen:
+            raise ConfigError(f"neighbours[{i}].address: {n.address} on {n.interface} is "
+                              f"already neighbours[{seen[n.interface, n.address]}]")  # fmt: skip
+        seen[(n.interface, n.address)] = i
         iface = lan if n.interface == "lan" else wan
         if not any(n.address in a.network for a in iface.addresses):
             raise ConfigError(f"neighbours[{i}].address: {n.address} is not on a subnet of "
@@ -499,26 +510,55 @@ FLOW_CACHE_SETS, FLOW_CACHE_WAYS = 1024, 4
 
 
 def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]:
-    """Routes as (prefix, next-hop index) and next hops as (port, src_mac, dst_mac).
+    """Routes as (prefix, next-hop index) and next hops as (port, src_mac, dst).
 
-    Every neighbour gets a host route (hosts on the connected subnets are reached only
-    through them: the forwarder does no ARP/ND); every configured route points at its
-    gateway's next hop. Interface MACs must be known (config or `resolve_macs`).
+    Each connected subnet (an interface address's network) routes to that interface with
+    dst `CONNECTED`: each destination's MAC comes from the host's neighbour table. A
+    static neighbour adds a host route with its fixed MAC. A configured route points at
+    its gateway: the static neighbour's hop if there is one, else a hop whose dst is the
+    gateway address (its MAC from the neighbour table); no gateway means on-link.
+    Interface MACs must be known (config or `resolve_macs`).
     """
     hops: list[tuple] = []
     index: dict[tuple[str, object], int] = {}
     prefixes: list[tuple[str, int]] = []
-    for n in config.neighbours:
-        iface = config.interface(n.interface)
+
+    def hop(side: str, dst) -> int:
+        iface = config.interface(side)
         if iface.mac is None:
-            raise ConfigError(f"{n.interface}.mac: unknown (resolve_macs() reads it)")
-        port = PORT_LAN if n.interface == "lan" else PORT_WAN
-        index[(n.interface, n.address)] = len(hops)
-        hops.append((port, iface.mac, n.mac))
-        prefixes.append((f"{n.address}/{n.address.max_prefixlen}", index[(n.interface, n.address)]))
+            raise ConfigError(f"{side}.mac: unknown (resolve_macs() reads it)")
+        if (side, dst) not in index:
+            index[(side, dst)] = len(hops)
+            hops.append((PORT_LAN if side == "lan" else PORT_WAN, iface.mac, dst))
+        return index[(side, dst)]
+
+    for side in SIDES:
+        for a in config.interface(side).addresses:
+            prefixes.append((str(a.network), hop(side, CONNECTED)))
+    static = {}
+    for n in config.neighbours:
+        static[(n.interface, n.address)] = hop(n.interface, n.mac)
+        prefixes.append(
+            (f"{n.address}/{n.address.max_prefixlen}", static[(n.interface, n.address)])
+        )
     for r in config.routes:
-        prefixes.append((str(r.destination), index[(r.interface, r.gateway)]))
+        if r.gateway is None:
+            target = hop(r.interface, CONNECTED)
+        else:
+            target = static.get((r.interface, r.gateway))
+            if target is None:
+                target = hop(r.interface, r.gateway)
+        prefixes.append((str(r.destination), target))
     return prefixes, hops
+
+
+def gateways(hops: list[tuple]) -> list[tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """(port, address) of every next hop whose MAC the host's neighbour table resolves."""
+    return [
+        (port, dst)
+        for port, _src, dst in hops
+        if isinstance(dst, (ipaddress.IPv4Address, ipaddress.IPv6Address))
+    ]
 
 
 def resolve_macs(config: FirewallConfig) -> FirewallConfig:
@@ -570,10 +610,12 @@ def cos_rules(cos: CosConfig) -> list[dict]:
     return rules
 
 
-def build_pipeline(config: FirewallConfig, lan_port, wan_port):
+def build_pipeline(config: FirewallConfig, lan_port, wan_port, neighbours=None):
     """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
     parse → session (new flows only from the LAN, SNAT to the WAN addresses) → NAT →
-    route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured)."""
+    route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured).
+    `neighbours`: the NeighbourTable next hops without a static MAC read (a new, empty
+    one if None: only static neighbours resolve)."""
     prefixes, hops = routing(config)
     routes = RouteTable()
     for prefix, hop in prefixes:
@@ -599,29 +641,72 @@ def build_pipeline(config: FirewallConfig, lan_port, wan_port):
         flow_cache=FlowCache(FLOW_CACHE_SETS, FLOW_CACHE_WAYS),
         names=list(SIDES),
         burst_size=config.forwarder.burst,
+        neighbours=neighbours if neighbours is not None else NeighbourTable(),
     )
 
 
 def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     """A `xpfdp.pipeline.Forwarder` with one worker per RX queue, each owning a UMEM and
-    AF_XDP sockets on both interfaces (created inside `config.namespace`). Not started;
-    closing it, from any namespace, detaches everything. Needs root.
+    AF_XDP sockets on both interfaces (created inside `config.namespace`), and a
+    `xpfdp.hostnet.HostWatcher` as its control thread: packets for the host's own
+    addresses go to the kernel, next-hop MACs follow the kernel's neighbour table (all
+    workers share one NeighbourTable). Not started; closing it, from any namespace,
+    detaches everything. Needs root.
 
     Each worker keeps its own session table, so with `forwarder.queues` > 1 the NIC must
     hash both directions of a flow to the same queue index (symmetric RSS); veth does not
     guarantee that, which is why the demo uses one queue.
     """
+    if config.namespace is not None:
+        require_namespace(config.namespace)  # missing or not enterable: say so, create nothing
     config = resolve_macs(config)
     f = config.forwarder
+    for side in SIDES:
+        name = config.interface(side).name
+        available = interface_rx_queues(name, config.namespace)
+        if f.queues > available:
+            raise ConfigError(
+                f"forwarder.queues: {f.queues}, but {name} has {available} RX "
+                f"queue{'s' if available != 1 else ''}; set queues <= {available}"
+            )
+    links = LinkWatch([config.lan.name, config.wan.name], config.namespace)
+    for name, state in links.check().items():
+        if state != "up" and name == config.wan.name:
+            log.warning("WAN interface %s is %s at start: nothing reaches the WAN until it is "
+                        "up", name, state)  # fmt: skip
     frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
     port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
-    with inside(config.namespace):  # sockets and program attach belong to that namespace
-        pipelines = xsk_workers(
-            [config.lan.name, config.wan.name],
-            lambda _queue, ports: build_pipeline(config, *ports),
-            queues=f.queues,
-            frames=frames,
-            tx_frames=0,
-            **port_options,
-        )
-    return Forwarder(pipelines, handle_signals=handle_signals)
+    neighbours = NeighbourTable()
+    try:
+        with inside(config.namespace):  # sockets and program attach belong to that namespace
+            pipelines = xsk_workers(
+                [config.lan.name, config.wan.name],
+                lambda _queue, ports: build_pipeline(config, *ports, neighbours=neighbours),
+                queues=f.queues,
+                frames=frames,
+                tx_frames=0,
+                **port_options,
+            )
+    except BaseException:
+        links.close()
+        raise
+    return Forwarder(pipelines, handle_signals=handle_signals, links=links,
+                     controls=[host_watcher(config, pipelines, neighbours)])  # fmt: skip
+
+
+def host_watcher(config: FirewallConfig, pipelines, neighbours) -> HostWatcher:
+    """The control thread of a firewall forwarder: local delivery on both interfaces'
+    programs (the WAN SNAT addresses keep their port range for NAT replies), neighbours
+    of both interfaces into `neighbours`, the routes' gateways kept resolved."""
+    programs = {id(p.program): p.program for pipe in pipelines for p in pipe.ports}
+    nat = {a: config.snat_ports for a in (config.wan.address(4), config.wan.address(6)) if a}
+    _prefixes, hops = routing(config)
+    return HostWatcher(
+        {config.lan.name: PORT_LAN, config.wan.name: PORT_WAN},
+        namespace=config.namespace,
+        programs=programs.values(),
+        nat_ports=nat,
+        neighbours=neighbours,
+        pipelines=pipelines,
+        gateways=gateways(hops),
+    )

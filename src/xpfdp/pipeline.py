@@ -24,7 +24,10 @@ Stages (``xpfdp.pipeline``), run in the order given:
   (``no_route`` otherwise); stores resolved flows in the flow cache.
 * ``TtlStage()`` -- TTL / hop limit decrement; ``ttl_expired`` drops.
 * ``MssClampStage(mss_v4, mss_v6=None)`` -- clamps SYN MSS options (v6 default mss_v4 - 20).
-* ``L2Stage()`` -- writes the next hop's source/destination MACs.
+* ``L2Stage()`` -- writes the next hop's source/destination MACs; a packet whose next hop
+  is resolved through the ``NeighbourTable`` and has no MAC yet queues a resolution
+  request and waits in the pipeline's hold (``neighbour_hold`` frames, at most
+  ``neighbour_hold_ns``), dropped as ``neighbour_unresolved`` when it is full or expires.
 * ``CountStage(name="count")`` -- packets and bytes reaching it.
 * ``CosStage({port: xpfdp.cos.Scheduler}, rules=[{"queue": id, "proto": 17 | "icmp",
   "family": 4, "dscp": 46, "port": 53}, ...], default_queue=0)`` -- classify packets for
@@ -44,11 +47,18 @@ leaves a need unmet. The contract, with examples: docs/stages.md.
 parse → session → nat → route → ttl → mss_clamp → l2 → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
-burst_size=64, names=None, tx_queue=4 * burst_size)``:
+burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None, neighbour_hold=64,
+neighbour_hold_ns=1_000_000_000)``:
 
 * ``ports``: XskPort/MemPort list; the index is the port number used by verdicts and next
   hops. ``routes``: ``xpfdp.route.RouteTable`` whose values index ``next_hops``, a list of
-  ``(port_index, src_mac, dst_mac)`` (MACs None: no L2 rewrite). ``sessions``:
+  ``(port_index, src_mac, dst)`` (both None: no L2 rewrite). ``dst`` is a static MAC, an
+  ``ipaddress`` gateway address or ``CONNECTED`` (the packet's destination), the last two
+  resolved per packet through ``neighbours``, a ``NeighbourTable(capacity=4096)`` that
+  one control thread fills (``set(port, address, mac_or_None)``) while workers read it
+  without locks; it may be shared by every worker. ``take_neighbour_requests()`` returns
+  the (port, address) pairs packets waited or were dropped for (xpfdp.hostnet asks the
+  kernel to resolve them). ``sessions``:
   ``xpfdp.session.SessionTable``. ``flow_cache``: ``FlowCache(sets=1024, ways=4)`` or None.
 * ``poll(now_ns=None) -> int``: one round (packets received). ``run(seconds=None, *,
   max_packets=0, until_idle=False) -> int``; ``stop()`` from another thread.
@@ -63,7 +73,8 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
        "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints]},
        "sessions": {"active", "created", "expired"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
-                      "capacity"} or None}
+                      "capacity"} or None,
+       "neighbour_requests_lost", "neighbour_held"}
 
   Drop reasons are named: ``DROP_REASONS`` (built-in, ``DropReason``) plus those stages
   register with ``drop_reason(name)``. TX latency is submit → completion per accepted
@@ -73,8 +84,10 @@ burst_size=64, names=None, tx_queue=4 * burst_size)``:
 for each RX queue q a Umem and one XskPort per interface on it, then ``build(q, ports)``
 returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedulers).
 
-``Forwarder(pipelines, *, handle_signals=True)``: one thread per pipeline (worker),
-``start()``, ``stop()``, ``run(duration_s)``, context manager; ``errors`` lists worker
+``Forwarder(pipelines, *, handle_signals=True, controls=())``: one thread per pipeline
+(worker), ``start()``, ``stop()``, ``run(duration_s)``, context manager; ``controls`` are
+objects with ``start()``/``stop()`` (e.g. ``xpfdp.hostnet.HostWatcher``) started before
+the workers and stopped after them; ``errors`` lists worker
 failures (also re-raised by ``stop()``/``run()``); ``update(fn)`` runs ``fn(pipeline)``
 in each worker's thread between polls -- the only safe way to change routes, next hops,
 NAT rules or sessions while running; ``stats()`` is ``{"workers": [per
@@ -89,6 +102,7 @@ import threading
 import time
 
 from xpfdp._fast.pipeline import (
+    CONNECTED,
     DROP_REASONS,
     FACT_PROVIDERS,
     LATENCY_BUCKET_UPPER_NS,
@@ -100,6 +114,7 @@ from xpfdp._fast.pipeline import (
     L2Stage,
     MssClampStage,
     NatStage,
+    NeighbourTable,
     ParseStage,
     Pipeline,
     PyStage,
@@ -130,7 +145,10 @@ def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
     return stages
 
 
-_SUMMED = ("rx_packets", "tx_packets", "drops_total", "polls", "idle_polls", "pending_tx")
+_SUMMED = (
+    "rx_packets", "tx_packets", "drops_total", "polls", "idle_polls", "pending_tx",
+    "neighbour_requests_lost",
+)  # fmt: skip
 
 
 def merge_stats(snapshots):
@@ -161,9 +179,11 @@ def xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port
     """One worker per RX queue: for each queue q, a Umem and one XskPort per interface (in
     `ifnames` order, all on that UMEM so forwarding needs no copy), then
     `build(q, ports) -> Pipeline`. `port_kw` goes to XskPort (mode, ring_size, ...).
-    If anything fails, everything built so far is closed (ports before UMEMs)."""
-    from xpfdp.ports import Umem, XskPort
+    Every interface is checked for another owner's XDP program before anything is
+    attached. If anything fails, everything built so far is closed (ports before UMEMs)."""
+    from xpfdp.ports import Umem, XskPort, programs
 
+    programs.check_interfaces(ifnames)
     pipelines, opened = [], []
     try:
         for q in range(queues):
@@ -192,8 +212,10 @@ class Forwarder:
     exception is re-raised by `stop()`/`run()`.
     """
 
-    def __init__(self, pipelines, *, handle_signals: bool = True):
+    def __init__(self, pipelines, *, handle_signals: bool = True, links=None, controls=()):
         self.pipelines = list(pipelines)
+        self.links = links  # an xpfdp.links.LinkWatch, checked by check_links()
+        self.controls = list(controls)
         if not self.pipelines:
             raise ValueError("a Forwarder needs at least one pipeline")
         owners: dict[int, int] = {}
@@ -274,6 +296,13 @@ class Forwarder:
         if self._closed:
             raise RuntimeError("forwarder is closed")
         self._stopping = False
+        for k, c in enumerate(self.controls):
+            try:
+                c.start()
+            except BaseException:
+                for started in self.controls[:k]:
+                    started.stop()
+                raise
         if self._handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
@@ -310,6 +339,8 @@ class Forwarder:
         for t in self._threads:
             t.join()
         self._threads = []
+        for c in self.controls:
+            c.stop()
         for sig, old in self._old_handlers.items():
             signal.signal(sig, old)
         self._old_handlers = {}
@@ -317,13 +348,30 @@ class Forwarder:
             index, exc = self.errors[0]
             raise RuntimeError(f"worker {index} failed: {exc!r}") from exc
 
+    def check_links(self) -> list[str]:
+        """Check the watched interfaces (logged and counted by the LinkWatch); when one
+        was deleted, stop the workers: returns the deleted interfaces ([] if none)."""
+        if self.links is None:
+            return []
+        self.links.check()
+        lost = self.links.missing
+        if lost:
+            self._stopping = True
+            for p in self.pipelines:
+                p.stop()
+        return lost
+
     def run(self, duration_s: float) -> dict:
-        """Start, forward for `duration_s` (or until a signal or a worker error), stop;
-        returns `stats()`."""
+        """Start, forward for `duration_s` (or until a signal, a worker error or a watched
+        interface is deleted), stop; returns `stats()`."""
         self.start()
         try:
             deadline = time.monotonic() + duration_s
+            next_check = 0.0
             while time.monotonic() < deadline and not self._stopping and not self.errors:
+                if time.monotonic() >= next_check:
+                    self.check_links()
+                    next_check = time.monotonic() + 1.0
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         finally:
             self.stop()
@@ -336,6 +384,11 @@ class Forwarder:
             "workers": workers,
             "total": merge_stats(workers),
             "errors": [f"worker {i}: {exc!r}" for i, exc in self.errors],
+            "links": (
+                {"state": dict(self.links.states), "events": dict(self.links.events)}
+                if self.links is not None
+                else None
+            ),
             "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0,
         }
 
@@ -358,6 +411,8 @@ class Forwarder:
                     port.close()
             for u in umems:
                 u.close()
+            if self.links is not None:
+                self.links.close()
 
     def __enter__(self) -> Forwarder:
         return self
@@ -367,6 +422,7 @@ class Forwarder:
 
 
 __all__ = [
+    "CONNECTED",
     "DROP_REASONS",
     "FACT_PROVIDERS",
     "LATENCY_BUCKET_UPPER_NS",
@@ -380,6 +436,7 @@ __all__ = [
     "L2Stage",
     "MssClampStage",
     "NatStage",
+    "NeighbourTable",
     "ParseStage",
     "Pipeline",
     "PyStage",

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from xpfdp.errors import XpfdpError
+
 PREFIX = "xpfdp"
 METRICS_MISSING = (
     "Prometheus exposition needs prometheus-client: pip install 'xpfdp[metrics]' "
@@ -172,6 +174,10 @@ def render_prometheus(snapshot: Mapping) -> str:
     return client.generate_latest(registry).decode()
 
 
+class MetricsPortError(XpfdpError, OSError):
+    """The Prometheus port cannot be bound (in use, or privileged)."""
+
+
 class PrometheusServer:
     """An HTTP endpoint on `address:port` serving `snapshot_fn()` at every scrape.
 
@@ -185,9 +191,16 @@ class PrometheusServer:
         client = _require_client()
         self._registry = client.CollectorRegistry(auto_describe=False)
         self._registry.register(SnapshotCollector(snapshot_fn))
-        self._server, self._thread = client.start_http_server(
-            port, addr=address, registry=self._registry
-        )
+        try:
+            self._server, self._thread = client.start_http_server(
+                port, addr=address, registry=self._registry
+            )
+        except OSError as exc:
+            raise MetricsPortError(
+                exc.errno,
+                f"cannot serve Prometheus metrics on {address}:{port}: {exc.strerror} "
+                "(choose another --prometheus-port)",
+            ) from None
         self.address = address
         self.port = self._server.server_port
 

@@ -1,7 +1,7 @@
 """Network namespaces and veth pairs for tests, examples and benchmarks (pyroute2).
 
-Entering a namespace and reading an interface's MAC are runtime needs too; they live in
-`xpfdp.netns`, which this module builds on.
+Entering a namespace and reading an interface's attributes there are runtime needs too;
+they live in `xpfdp.netns`, which this module builds on.
 
 Every helper is a context manager that removes what it created even when the body
 raises, so a failed test never leaves a namespace or a link behind. Names are unique per

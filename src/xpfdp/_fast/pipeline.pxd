@@ -35,11 +35,58 @@ ctypedef struct pkt_ctx_t:
     int32_t nh               # next-hop index, -1 until routed
     uint8_t flags
 
+# nexthop_t.kind: where the destination MAC comes from.
+cdef enum:
+    NH_STATIC = 0            # dst_mac, fixed (or no L2 rewrite at all when has_macs == 0)
+    NH_GATEWAY = 1           # the neighbour entry `neigh` (the hop's gateway)
+    NH_CONNECTED = 2         # the neighbour entry of the packet's own destination
+    NEIGH_REQ_RING = 64      # unresolved-neighbour requests a worker queues between drains
+
 ctypedef struct nexthop_t:
     int32_t port
     uint8_t src_mac[6]
     uint8_t dst_mac[6]
     uint8_t has_macs
+    uint8_t kind
+    int64_t neigh            # NH_GATEWAY: slot in the NeighbourTable
+
+# One neighbour (IP address on a port -> MAC). Slots are never moved or freed: the control
+# thread publishes a key once (`used`, release store) and then only rewrites `lladdr`, one
+# aligned 64-bit store, so workers read it without locks and never see a torn MAC.
+ctypedef struct neigh_entry_t:
+    uint64_t lladdr          # bytes 0..5 the MAC, byte 6 1 when resolved; 0 while not
+    uint8_t addr[16]         # IPv4 in bytes 0..3
+    uint8_t af               # 4 or 6
+    uint8_t port
+    uint8_t used
+    uint8_t pad[5]
+
+# A frame waiting for its neighbour to resolve (held by the pipeline, bounded in number and
+# time: sent when the MAC arrives, dropped as neighbour_unresolved when it does not).
+ctypedef struct held_t:
+    xdp_desc d
+    uint64_t since_ns
+    int64_t slot             # NH_GATEWAY: the gateway's slot; -1: look `addr` up
+    int32_t nh
+    uint8_t ingress
+    uint8_t af
+    uint8_t addr[16]
+
+# A worker's request to resolve a neighbour it had to drop a packet for.
+ctypedef struct neigh_req_t:
+    uint8_t addr[16]
+    uint8_t af
+    uint8_t port
+    uint8_t pad[2]
+
+
+cdef class NeighbourTable:
+    cdef neigh_entry_t* e
+    cdef readonly uint32_t capacity
+    cdef readonly uint32_t n_entries
+
+    cdef int64_t find(self, uint8_t port, uint8_t af, const uint8_t* addr) noexcept nogil
+    cdef int64_t slot(self, uint8_t port, uint8_t af, const uint8_t* addr) except -2
 
 ctypedef struct fc_entry_t:
     skey_t key
@@ -136,6 +183,15 @@ cdef class Pipeline:
     cdef uint8_t* saved_why             # drop reasons before a GIL stage ran
     cdef nexthop_t* nh
     cdef uint32_t n_nh
+    cdef public NeighbourTable neighbours
+    cdef neigh_req_t* nreq              # SPSC ring: this worker writes, the control thread reads
+    cdef uint32_t nreq_head             # next write (worker, release store)
+    cdef uint32_t nreq_tail             # next read (control thread, release store)
+    cdef uint64_t nreq_lost             # requests dropped because the ring was full
+    cdef held_t* held                   # frames waiting for a neighbour (n_held of hold_cap)
+    cdef uint32_t n_held
+    cdef readonly uint32_t hold_cap
+    cdef readonly uint64_t hold_ns
     cdef public RouteTable routes
     cdef public SessionTable sessions
     cdef FlowCache fc
@@ -162,6 +218,10 @@ cdef class Pipeline:
     cdef uint64_t lat_hist[LAT_BUCKETS]
     cdef lat_fifo_t* lat
 
+    cdef void want_neighbour(self, uint8_t port, uint8_t af, const uint8_t* addr) noexcept nogil
+    cdef bint hold(self, Burst b, uint32_t i, uint32_t ingress, int32_t nh, int64_t slot,
+                   uint8_t af, const uint8_t* addr) noexcept nogil
+    cdef void release_held(self) noexcept nogil
     cdef int process(self, uint32_t ingress, Burst b) noexcept nogil
     cdef void pin_umems(self, int delta)
     cdef void run_c(self, uint64_t deadline, bint timed, uint64_t max_packets,

@@ -19,7 +19,7 @@ cimport cython
 from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from xpfdp._fast.cos cimport (
     COS_ADMIT_MARKED,
@@ -129,6 +129,7 @@ cdef inline bint enqueue(Burst q, const xdp_desc* d) noexcept nogil:
 # Flow cache, then the stages: each in its own file, compiled into this module.
 
 include "flowcache.pxi"
+include "neighbours.pxi"
 include "stages/base.pxi"
 include "stages/parse.pxi"
 include "stages/session.pxi"
@@ -218,11 +219,15 @@ cdef class Pipeline:
         self.saved_v = NULL
         self.saved_why = NULL
         self.nh = NULL
+        self.nreq = NULL
+        self.held = NULL
         self.lat = NULL
         self.exp_buf = NULL
 
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
-                 flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0):
+                 flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0,
+                 neighbours=None, uint32_t neighbour_hold=64,
+                 uint64_t neighbour_hold_ns=1_000_000_000):
         cdef Burst cb, cp, rb, tb, db
         ports = list(ports)
         stages = list(stages)
@@ -260,6 +265,9 @@ cdef class Pipeline:
         self.fc = flow_cache
         if flow_cache is not None and not isinstance(flow_cache, FlowCache):
             raise TypeError("flow_cache must be a FlowCache")
+        if neighbours is not None and not isinstance(neighbours, NeighbourTable):
+            raise TypeError("neighbours must be a NeighbourTable")
+        self.neighbours = neighbours
         self.n_ports = len(ports)
         self.n_stages = len(stages)
         self._rx_bursts = []
@@ -313,8 +321,14 @@ cdef class Pipeline:
         self.saved_v = <int16_t*>calloc(burst_size, sizeof(int16_t))
         self.saved_why = <uint8_t*>calloc(burst_size, sizeof(uint8_t))
         self.lat = <lat_fifo_t*>calloc(self.n_ports, sizeof(lat_fifo_t))
+        self.nreq = <neigh_req_t*>calloc(NEIGH_REQ_RING, sizeof(neigh_req_t))
+        if neighbour_hold > 4096:
+            raise ValueError(f"neighbour_hold must be <= 4096 frames, got {neighbour_hold}")
+        self.hold_cap = neighbour_hold
+        self.hold_ns = neighbour_hold_ns
+        self.held = <held_t*>calloc(max(neighbour_hold, 1), sizeof(held_t))
         if (self.ctx == NULL or self.lat == NULL or self.saved == NULL or self.saved_v == NULL
-                or self.saved_why == NULL):
+                or self.saved_why == NULL or self.nreq == NULL or self.held == NULL):
             raise MemoryError("pipeline scratch")
         for i, x in enumerate(ports):
             self.lat[i].seen_completions = (<Port>x).st.completions
@@ -326,13 +340,17 @@ cdef class Pipeline:
         free(self.saved_v)
         free(self.saved_why)
         free(self.nh)
+        free(self.nreq)
+        free(self.held)
         free(self.lat)
         free(self.exp_buf)
 
     def set_next_hops(self, next_hops):
-        """Replace the next-hop table: a sequence of (port index, src MAC, dst MAC) with
-        MACs as "aa:bb:..", bytes or None (no L2 rewrite). Route values index it.
-        Not while the pipeline polls in another thread: use Forwarder.update()."""
+        """Replace the next-hop table: a sequence of (port index, src MAC, dst) where dst is
+        a MAC ("aa:bb:..", bytes: static), an `ipaddress` address (a gateway whose MAC the
+        pipeline's NeighbourTable holds), `CONNECTED` (the packet's own destination, looked
+        up in the NeighbourTable) or None with src None (no L2 rewrite). Route values index
+        it. Not while the pipeline polls in another thread: use Forwarder.update()."""
         hops = list(next_hops)
         cdef nexthop_t* new = <nexthop_t*>calloc(max(len(hops), 1), sizeof(nexthop_t))
         if new == NULL:
@@ -346,11 +364,25 @@ cdef class Pipeline:
                 new[k].port = int(port)
                 if (src is None) != (dst is None):
                     raise ValueError(f"next hop {k}: give both MACs or neither")
-                if src is not None:
-                    s, d = _mac(src), _mac(dst)
-                    memcpy(new[k].src_mac, <const char*>s, 6)
+                if src is None:
+                    continue
+                s = _mac(src)
+                memcpy(new[k].src_mac, <const char*>s, 6)
+                new[k].has_macs = 1
+                if isinstance(dst, (ipaddress.IPv4Address, ipaddress.IPv6Address)) or (
+                        isinstance(dst, str) and dst == CONNECTED):
+                    if self.neighbours is None:
+                        raise ValueError(f"next hop {k}: {dst} is resolved through "
+                                         "neighbours, and the pipeline has no NeighbourTable")
+                    if dst == CONNECTED:
+                        new[k].kind = NH_CONNECTED
+                    else:
+                        new[k].kind = NH_GATEWAY
+                        new[k].neigh = self.neighbours.slot(<uint8_t>int(port), dst.version,
+                                                            _addr16(dst))
+                else:
+                    d = _mac(dst)
                     memcpy(new[k].dst_mac, <const char*>d, 6)
-                    new[k].has_macs = 1
         except BaseException:
             free(new)
             raise
@@ -358,6 +390,83 @@ cdef class Pipeline:
         self.nh = new
         self.n_nh = len(hops)
         self.config_generation += 1
+
+    cdef void want_neighbour(self, uint8_t port, uint8_t af, const uint8_t* addr) noexcept nogil:
+        """Ask the control thread to have the kernel resolve `addr` (ring full: counted)."""
+        cdef uint32_t head = self.nreq_head
+        cdef neigh_req_t* r
+        if head - xpfdp_load_u32(&self.nreq_tail) >= NEIGH_REQ_RING:
+            self.nreq_lost += 1
+            return
+        r = &self.nreq[head & (NEIGH_REQ_RING - 1)]
+        memcpy(r.addr, addr, 16)
+        r.af = af
+        r.port = port
+        xpfdp_store_u32(&self.nreq_head, head + 1)
+
+    cdef bint hold(self, Burst b, uint32_t i, uint32_t ingress, int32_t nh, int64_t slot,
+                   uint8_t af, const uint8_t* addr) noexcept nogil:
+        """Keep packet i until its neighbour resolves; False if it cannot wait (hold full,
+        or its egress port is on another UMEM)."""
+        cdef held_t* h
+        if self.n_held >= self.hold_cap or self.cross[ingress][self.nh[nh].port]:
+            return False
+        h = &self.held[self.n_held]
+        h.d = b.d[i]
+        h.since_ns = self.now_ns
+        h.slot = slot
+        h.nh = nh
+        h.ingress = <uint8_t>ingress
+        h.af = af
+        memcpy(h.addr, addr, 16)
+        self.n_held += 1
+        b.v[i] = VERDICT_QUEUED
+        return True
+
+    cdef void release_held(self) noexcept nogil:
+        """Send held frames whose neighbour resolved, drop those that waited too long."""
+        cdef uint32_t k, kept = 0, nd
+        cdef held_t* h
+        cdef nexthop_t* hop
+        cdef int64_t slot
+        cdef uint64_t word
+        cdef uint8_t* f
+        for k in range(self.n_held):
+            h = &self.held[k]
+            hop = &self.nh[h.nh]
+            slot = h.slot if h.slot >= 0 else self.neighbours.find(
+                <uint8_t>hop.port, h.af, h.addr)
+            word = xpfdp_load_u64(&self.neighbours.e[slot].lladdr) if slot >= 0 else 0
+            if neigh_valid(word):
+                f = (<Burst>self.txq[hop.port]).umem.area + h.d.addr
+                memcpy(f, &word, 6)
+                memcpy(f + 6, hop.src_mac, 6)
+                if enqueue(<Burst>self.txq[hop.port], &h.d):
+                    continue
+            elif self.now_ns - h.since_ns >= self.hold_ns or self.now_ns < h.since_ns:
+                (<Burst>self.dropb[h.ingress]).d[0] = h.d
+                (<Port>self.ports[h.ingress]).c_recycle(<Burst>self.dropb[h.ingress], 0, 1)
+                self.burst_drops[DROP_NEIGH_UNRESOLVED] += 1
+                continue
+            if kept != k:
+                self.held[kept] = self.held[k]
+            kept += 1
+        self.n_held = kept
+
+    def take_neighbour_requests(self):
+        """The (port index, address) pairs workers dropped packets for since the last call,
+        duplicates removed: the control thread asks the kernel to resolve them. Safe while
+        the pipeline polls in another thread (single-producer/single-consumer ring)."""
+        cdef uint32_t tail = self.nreq_tail, head = xpfdp_load_u32(&self.nreq_head)
+        cdef neigh_req_t* r
+        out = {}
+        while tail != head:
+            r = &self.nreq[tail & (NEIGH_REQ_RING - 1)]
+            raw = bytes(<uint8_t[:16]>r.addr)
+            out[(int(r.port), ipaddress.ip_address(raw[:4] if r.af == 4 else raw))] = None
+            tail += 1
+        xpfdp_store_u32(&self.nreq_tail, tail)
+        return list(out)
 
     def invalidate(self):
         """Bump the config generation: every flow-cache entry becomes stale."""
@@ -595,6 +704,8 @@ cdef class Pipeline:
             if self.stop_flag:
                 break
         self.start_port = (self.start_port + 1) % self.n_ports
+        if self.n_held:
+            self.release_held()
         for r in range(self.n_ports):
             self.flush_tx(r)
             if self.sched[r] != NULL:
@@ -730,6 +841,12 @@ cdef class Pipeline:
                 (<Port>self.ports[k]).c_recycle(q, 0, n)
                 self.drops[DROP_SHUTDOWN] += n
                 q.n = 0
+        for k in range(self.n_held):
+            q = <Burst>self.dropb[self.held[k].ingress]
+            q.d[0] = self.held[k].d
+            (<Port>self.ports[self.held[k].ingress]).c_recycle(q, 0, 1)
+            self.drops[DROP_SHUTDOWN] += 1
+        self.n_held = 0
 
     def close(self, bint close_ports=False):
         """Flush what the TX rings still take, return held frames, optionally close ports.
@@ -775,6 +892,8 @@ cdef class Pipeline:
                 "expired": int(self.sessions_expired),
             },
             "flow_cache": self.fc.stats() if self.fc is not None else None,
+            "neighbour_requests_lost": int(self.nreq_lost),
+            "neighbour_held": int(self.n_held),
         }
         return out
 

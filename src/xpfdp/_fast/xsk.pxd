@@ -142,8 +142,8 @@ cdef class XskPort(Port):
     cdef readonly str ifname
     cdef readonly int queue
     cdef readonly str attach_mode
-    cdef object program
-    cdef object programs        # the ProgramRegistry that attached `program`
+    cdef readonly object program         # the XdpProgram on this interface (None once closed)
+    cdef object programs                 # the ProgramRegistry that attached `program`
 
     cdef uint32_t reap(self) noexcept nogil
     cdef void refill(self) noexcept nogil

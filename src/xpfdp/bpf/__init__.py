@@ -9,8 +9,9 @@ detaches it (only if it is still ours) and clears the map entries it wrote.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
+import ipaddress
+import logging
 import os
 import socket
 import threading
@@ -18,13 +19,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from xpfdp._libbpf_cffi import ffi, lib
+from xpfdp.bpf.owner import OwnerLock, XdpOwnership, is_our_program
+from xpfdp.errors import XpfdpError
+from xpfdp.netns import effective_caps as _effective_caps
+from xpfdp.netns import enter_fd
+
+log = logging.getLogger(__name__)
 
 OBJECT_PATH = Path(__file__).with_name("xsk_redirect.o")
 PROGRAM_NAME = "xpfdp_xsk_redirect"
 ABI_VERSION = lib.XPFDP_XSK_ABI_VERSION
 MAX_QUEUES = lib.XPFDP_XSK_MAX_QUEUES
 
-COUNTER_NAMES = ("redirected", "no_socket", "pass_arp", "pass_nd", "pass_non_ip", "pass_off")
+COUNTER_NAMES = (
+    "redirected", "no_socket", "pass_arp", "pass_nd", "pass_non_ip", "pass_off", "pass_local",
+    "pass_multicast",
+)  # fmt: skip
+LOCAL_MAX = lib.XPFDP_LOCAL_MAX
 MODES = ("auto", "native", "generic")
 
 # Capability bits (linux/capability.h) needed to attach XDP and create AF_XDP sockets.
@@ -34,47 +45,21 @@ _CAP_SYS_ADMIN = 21
 _CAP_BPF = 39
 
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 @contextlib.contextmanager
 def _inside_netns(netns_fd: int) -> Iterator[None]:
-    """Run the body with the calling thread in the network namespace open at `netns_fd`.
-
-    rtnetlink (attach, query, detach) works in the calling thread's namespace and ifindexes
-    are per namespace, so a program must be detached from the namespace it was attached in.
-    """
-    if os.fstat(netns_fd).st_ino == os.stat("/proc/thread-self/ns/net").st_ino:
+    """Run the body in the program's namespace: rtnetlink (attach, query, detach) works in
+    the calling thread's namespace and ifindexes are per namespace."""
+    with enter_fd(netns_fd, "the XDP program's network namespace"):
         yield
-        return
-    home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        if _libc.setns(netns_fd, _CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise XdpError(err, f"setns into the program's namespace: {os.strerror(err)}")
-        try:
-            yield
-        finally:
-            _libc.setns(home_fd, _CLONE_NEWNET)
-    finally:
-        os.close(home_fd)
 
 
-class XdpError(OSError):
+class XdpError(XpfdpError, OSError):
     """An XDP or BPF operation failed; the message says which and why."""
 
 
 class ForeignXdpProgramError(XdpError):
-    """The interface already runs an XDP program that xpfdp did not attach."""
-
-
-def _effective_caps() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
+    """The interface already runs an XDP program that this forwarder may not replace:
+    another tool's, or one a running xpfdp process owns (the message names its pid)."""
 
 
 def require_capabilities() -> None:
@@ -146,6 +131,94 @@ def _prog_name_of_id(prog_id: int) -> str:
         lib.close(fd)
 
 
+def _inspect(ifname: str, ifindex: int, lock: OwnerLock) -> XdpOwnership:
+    """Classify what is attached to `ifname`, taking `lock` if nobody alive holds it (the
+    caller keeps it when it goes on to attach, closes it otherwise)."""
+    free = lock.acquire()
+    prog_id, mode = query_xdp(ifindex)
+    name = _prog_name_of_id(prog_id) if prog_id else ""
+    if not free:
+        state = "live"
+    elif not prog_id:
+        state = "none"
+    else:
+        state = "stale" if is_our_program(name, PROGRAM_NAME) else "foreign"
+    pid = lock.recorded_pid() if state == "live" else None
+    return XdpOwnership(ifname, prog_id, mode, name, state, pid)
+
+
+def inspect(ifname: str) -> XdpOwnership:
+    """What is attached to `ifname` (in the calling thread's namespace) and who owns it.
+    Takes nothing: the ownership lock is released again before returning."""
+    ifindex = ifindex_of(ifname)
+    lock = OwnerLock(ifindex, ifname)
+    try:
+        return _inspect(ifname, ifindex, lock)
+    finally:
+        lock.close()
+
+
+def check_interfaces(ifnames) -> list[XdpOwnership]:
+    """Inspect every interface before anything is attached; raise one
+    ForeignXdpProgramError listing each interface a forwarder cannot take."""
+    found = [inspect(name) for name in ifnames]
+    problems = [f.problem() for f in found if f.problem()]
+    if problems:
+        raise ForeignXdpProgramError(errno.EEXIST, "; ".join(problems))
+    return found
+
+
+def _xdp_opts_with_old(prog_id: int):
+    fd = lib.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        raise XdpError(-fd, f"open XDP program id {prog_id}: {_strerror(fd)}")
+    opts = ffi.new("struct bpf_xdp_attach_opts *")
+    opts.sz = ffi.sizeof("struct bpf_xdp_attach_opts")
+    opts.old_prog_fd = fd
+    return opts, fd
+
+
+def _replace_exactly(ifindex: int, prog_fd: int, mode_flag: int, old_prog_id: int) -> int:
+    """Attach `prog_fd` in place of program `old_prog_id` in one step (XDP_FLAGS_REPLACE:
+    the kernel refuses if another program is attached by then). Returns libbpf's code."""
+    opts, fd = _xdp_opts_with_old(old_prog_id)
+    try:
+        return lib.bpf_xdp_attach(ifindex, prog_fd, mode_flag | lib.XDP_FLAGS_REPLACE, opts)
+    finally:
+        lib.close(fd)
+
+
+_MODE_FLAGS = {"native": "XDP_FLAGS_DRV_MODE", "generic": "XDP_FLAGS_SKB_MODE"}
+
+
+def _detach_exactly(ifindex: int, found: XdpOwnership) -> None:
+    """Detach program `found.prog_id` only if it is still the one attached."""
+    flag = getattr(lib, _MODE_FLAGS[found.mode]) if found.mode in _MODE_FLAGS else 0
+    opts, fd = _xdp_opts_with_old(found.prog_id)
+    try:
+        _check(lib.bpf_xdp_detach(ifindex, flag | lib.XDP_FLAGS_REPLACE, opts),
+               f"detach XDP program id {found.prog_id} from {found.ifname}")  # fmt: skip
+    finally:
+        lib.close(fd)
+
+
+def detach(ifname: str, *, force: bool = False) -> XdpOwnership:
+    """Remove the XDP program from `ifname` (calling thread's namespace) if a dead xpfdp
+    left it, or any program with `force`; never one a live xpfdp process owns. Returns
+    what was there; raises ForeignXdpProgramError when it is not removable."""
+    ifindex = ifindex_of(ifname)
+    lock = OwnerLock(ifindex, ifname)
+    try:
+        found = _inspect(ifname, ifindex, lock)
+        if found.state == "live" or (found.state == "foreign" and not force):
+            raise ForeignXdpProgramError(errno.EBUSY, found.problem())
+        if found.state != "none":
+            _detach_exactly(ifindex, found)
+        return found
+    finally:
+        lock.close()
+
+
 def object_abi_version(path: Path = OBJECT_PATH) -> int:
     """The ABI version compiled into a BPF object (its `xpfdp_abi_version` in .rodata)."""
     obj = _open(path)
@@ -182,8 +255,9 @@ class XdpProgram:
     """The redirect program loaded and attached to one interface.
 
     `mode` is "native", "generic" or "auto" (native, falling back to generic for this
-    interface only). The program starts with redirection on and non-IP traffic passed to
-    the kernel. Use as a context manager: leaving detaches it and clears the XSKMAP.
+    interface only). The program starts with redirection on, non-IP traffic passed to
+    the kernel and local delivery off. Use as a context manager: leaving detaches it and
+    clears the XSKMAP.
     """
 
     def __init__(
@@ -203,15 +277,18 @@ class XdpProgram:
         self._attached_flags: int | None = None
         self._queues: set[int] = set()
         self.mode = ""
-        existing, _ = query_xdp(self.ifindex)
-        if existing:
-            raise ForeignXdpProgramError(
-                errno.EEXIST,
-                f"{ifname} already has an XDP program (id {existing}, "
-                f"{_prog_name_of_id(existing)!r}); detach it first "
-                f"(ip link set dev {ifname} xdp off)",
-            )
-        self._obj = _open(object_path)
+        self._owner = OwnerLock(self.ifindex, ifname)
+        self.replaced: XdpOwnership | None = None  # a dead xpfdp's program we took over
+        try:
+            found = _inspect(ifname, self.ifindex, self._owner)
+            if found.problem():
+                raise ForeignXdpProgramError(errno.EEXIST, found.problem())
+            self._obj = _open(object_path)
+        except BaseException:
+            self._owner.close()
+            raise
+        if found.state == "stale":
+            self.replaced = found
         # Detach must happen in this namespace, whichever thread closes the program.
         self._netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
@@ -228,7 +305,9 @@ class XdpProgram:
             self._xsks_fd = self._map_fd("xsks_map")
             self._ctrl_fd = self._map_fd("xsk_ctrl")
             self._counters_fd = self._map_fd("xsk_counters")
-            self.set_ctrl(redirect=True, pass_non_ip=pass_non_ip)
+            self._local_fd = self._map_fd("local_addrs")
+            self._ctrl = {"redirect": True, "pass_non_ip": pass_non_ip, "local_delivery": False}
+            self.set_ctrl()
             self.prog_id = _prog_id_of_fd(self._prog_fd)
             self._attach(mode)
         except BaseException:
@@ -244,13 +323,29 @@ class XdpProgram:
     def _attach(self, mode: str) -> None:
         tries = {"native": ["native"], "generic": ["generic"], "auto": ["native", "generic"]}
         errors = []
+        stale = self.replaced
+        if stale is not None and stale.mode in tries[mode]:
+            tries[mode] = [stale.mode]  # the kernel replaces in place only in the same mode
+        elif stale is not None:
+            _detach_exactly(self.ifindex, stale)  # dead owner, other mode: not atomic
+            stale = None
         for attempt in tries[mode]:
             flag = lib.XDP_FLAGS_DRV_MODE if attempt == "native" else lib.XDP_FLAGS_SKB_MODE
-            flags = flag | lib.XDP_FLAGS_UPDATE_IF_NOEXIST
-            ret = lib.bpf_xdp_attach(self.ifindex, self._prog_fd, flags, ffi.NULL)
+            if stale is not None:
+                ret = _replace_exactly(self.ifindex, self._prog_fd, flag, stale.prog_id)
+            else:
+                flags = flag | lib.XDP_FLAGS_UPDATE_IF_NOEXIST
+                ret = lib.bpf_xdp_attach(self.ifindex, self._prog_fd, flags, ffi.NULL)
             if ret == 0:
                 self._attached_flags = flag
                 self.mode = attempt
+                self._owner.record(self.prog_id)
+                if self.replaced is not None:
+                    log.warning(
+                        "%s: replaced XDP program id %d left by a dead xpfdp process "
+                        "(%s mode) with id %d", self.ifname, self.replaced.prog_id,
+                        self.replaced.mode, self.prog_id,
+                    )  # fmt: skip
                 return
             errors.append(f"{attempt}: {_strerror(ret)}")
         raise XdpError(
@@ -258,14 +353,65 @@ class XdpProgram:
             f"cannot attach XDP to {self.ifname} in {mode} mode ({'; '.join(errors)})",
         )
 
-    def set_ctrl(self, *, redirect: bool, pass_non_ip: bool) -> None:
-        """Switch redirection on/off and choose whether non-IP frames go to the kernel."""
+    def set_ctrl(
+        self,
+        *,
+        redirect: bool | None = None,
+        pass_non_ip: bool | None = None,
+        local_delivery: bool | None = None,
+    ) -> None:
+        """Switch redirection on/off, choose whether non-IP frames go to the kernel, and
+        whether packets for the host itself do (its addresses in the local map, IP
+        multicast/broadcast, IPv6 link-local destinations). None keeps a setting."""
+        for name, value in (("redirect", redirect), ("pass_non_ip", pass_non_ip),
+                            ("local_delivery", local_delivery)):  # fmt: skip
+            if value is not None:
+                self._ctrl[name] = bool(value)
         ctrl = ffi.new("struct xpfdp_xsk_ctrl *")
         ctrl.abi_version = ABI_VERSION
-        ctrl.redirect = int(redirect)
-        ctrl.pass_non_ip = int(pass_non_ip)
+        ctrl.redirect = int(self._ctrl["redirect"])
+        ctrl.pass_non_ip = int(self._ctrl["pass_non_ip"])
+        ctrl.local_delivery = int(self._ctrl["local_delivery"])
         key = ffi.new("uint32_t *", 0)
         _check(lib.bpf_map_update_elem(self._ctrl_fd, key, ctrl, 0), "update ctrl map")
+
+    @staticmethod
+    def _local_key(address):
+        ip = ipaddress.ip_address(address)
+        key = ffi.new("struct xpfdp_local_key *")
+        key.family = ip.version
+        ffi.memmove(key.addr, ip.packed, len(ip.packed))
+        return key
+
+    def set_local(self, address, nat_ports: tuple[int, int] | None = None) -> None:
+        """Mark `address` as the host's own: with local delivery on, packets to it go to
+        the kernel. `nat_ports` (lo, hi): the address is also a SNAT address, so TCP/UDP
+        replies to those ports (and ICMP other than echo requests) stay with the
+        forwarder."""
+        value = ffi.new("struct xpfdp_local_value *")
+        if nat_ports is not None:
+            lo, hi = nat_ports
+            if not 1 <= lo <= hi <= 65535:
+                raise ValueError(f"nat_ports must be 1 <= lo <= hi <= 65535, got {nat_ports}")
+            value.nat_port_lo, value.nat_port_hi = lo, hi
+        ret = lib.bpf_map_update_elem(self._local_fd, self._local_key(address), value, 0)
+        if ret == -errno.E2BIG:
+            raise XdpError(errno.E2BIG, f"local address map full ({LOCAL_MAX} addresses)")
+        _check(ret, f"add local address {address}")
+
+    def remove_local(self, address) -> None:
+        """Forget `address` as one of the host's own (no error if it was not there)."""
+        ret = lib.bpf_map_delete_elem(self._local_fd, self._local_key(address))
+        if ret < 0 and ret != -errno.ENOENT:
+            _check(ret, f"remove local address {address}")
+
+    def is_local(self, address) -> tuple[int, int] | None:
+        """None if `address` is not in the local map, else its NAT port range ((0, 0):
+        not a NAT address)."""
+        value = ffi.new("struct xpfdp_local_value *")
+        if lib.bpf_map_lookup_elem(self._local_fd, self._local_key(address), value) < 0:
+            return None
+        return value.nat_port_lo, value.nat_port_hi
 
     def _check_queue(self, queue: int) -> None:
         if not 0 <= queue < MAX_QUEUES:
@@ -326,6 +472,7 @@ class XdpProgram:
         lib.bpf_object__close(self._obj)
         self._obj = ffi.NULL
         os.close(self._netns_fd)
+        self._owner.close()
 
     def __enter__(self) -> XdpProgram:
         return self
@@ -334,7 +481,8 @@ class XdpProgram:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        if hasattr(self, "_obj"):
+            self.close()
 
     def __repr__(self) -> str:
         prog_id = getattr(self, "prog_id", 0)
@@ -367,6 +515,15 @@ class ProgramRegistry:
             entry[1] += 1
             return entry[0]
 
+    def check_interfaces(self, ifnames) -> None:
+        """Before anything is attached: every interface this process has no program on
+        must be free or hold a dead xpfdp's program (replaced on attach); one
+        ForeignXdpProgramError lists every one that is not (live owner's pid, or the
+        `ip link` command for another tool's program)."""
+        with self._lock:
+            ours = set(self._entries)
+        check_interfaces([name for name in ifnames if self._key(name) not in ours])
+
     def release(self, program: XdpProgram) -> None:
         """Drop one reference; detach the program when none remain."""
         with self._lock:
@@ -394,8 +551,12 @@ __all__ = [
     "ForeignXdpProgramError",
     "ProgramRegistry",
     "XdpError",
+    "XdpOwnership",
     "XdpProgram",
+    "check_interfaces",
+    "detach",
     "ifindex_of",
+    "inspect",
     "object_abi_version",
     "programs",
     "query_xdp",

@@ -39,6 +39,7 @@ from xpfdp.stats import StatusLine, serve_prometheus
 
 WARMUP_S = 1.0  # bulk seconds left out of the steady-state rates (slow start, queue fill)
 UNSOLICITED_PROBES = 5
+SNAT_PORTS = (20000, 29999)
 DEFAULT_SHAPER_MBPS = 400
 DEFAULT_MSS_CLAMP_BYTES = 1360
 
@@ -123,18 +124,19 @@ def frames_conserved(fw) -> str:
 
 
 def _probe_unsolicited(topo: FirewallTopology) -> None:
-    """Send UDP datagrams from the WAN side to the firewall's WAN address: no session
-    matches them, so a stateful firewall must drop them."""
+    """Send UDP datagrams from the WAN side to the firewall's WAN address on ports of the
+    SNAT range (other ports belong to the firewall host's own sockets): no session matches
+    them, so a stateful firewall must drop them."""
     with topo.server.inside():
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with s:
         for i in range(UNSOLICITED_PROBES):
-            s.sendto(b"unsolicited %d" % i, (topo.wan_v4, 40000 + i))
+            s.sendto(b"unsolicited %d" % i, (topo.wan_v4, SNAT_PORTS[1] - i))
 
 
 def demo_config(topo: FirewallTopology, shaper_mbps: float | None, mss_clamp: int) -> dict:
     """The demo's firewall config: the topology plus SNAT, MSS clamp and WAN shaping."""
-    extra: dict = {"nat": {"snat_ports": [20000, 29999]}, "mss": {"clamp_bytes": mss_clamp}}
+    extra: dict = {"nat": {"snat_ports": list(SNAT_PORTS)}, "mss": {"clamp_bytes": mss_clamp}}
     if shaper_mbps:
         extra["cos"] = {
             "rate_mbps": shaper_mbps,

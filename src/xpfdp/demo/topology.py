@@ -7,8 +7,10 @@ client [cl-if] 10.10.1.2 ---- 10.10.1.1 [lan] firewall [wan] 10.10.2.1 ---- 10.1
 
 The client routes everything through the firewall's LAN address; the server knows only its
 own subnet, so a reply can reach the client only if the firewall translated the source to
-its WAN address (SNAT). Neighbours are static everywhere, so no ARP/ND is needed while the
-forwarder owns the firewall's interfaces. In `kernel` mode the firewall namespace forwards
+its WAN address (SNAT). No neighbour is static: every namespace resolves its neighbours
+with ARP/ND, and so does the firewall while the forwarder owns its interfaces (ARP/ND and
+packets for its own addresses go to its kernel; the forwarder takes next-hop MACs from the
+kernel's neighbour table, xpfdp.hostnet). In `kernel` mode the firewall namespace forwards
 with the Linux kernel instead (plain routing: the server then gets a route back to the LAN,
 since no kernel NAT tool is assumed installed) — the baseline for throughput comparisons.
 """
@@ -29,7 +31,8 @@ MTU_BYTES = 1500
 
 @dataclass
 class FirewallTopology:
-    """Client, firewall and server namespaces with addresses, routes and static neighbours.
+    """Client, firewall and server namespaces with addresses and routes (neighbours are
+    resolved by ARP/ND).
 
     Use as a context manager: everything is deleted when the block ends, also on
     exceptions (links before namespaces). `mode` is ``"xpfdp"`` (the firewall namespace
@@ -110,15 +113,6 @@ class FirewallTopology:
             ns.disable_offloads(ifname)
             ns.add_address(ifname, v4, 24)
             ns.run("ip", "-6", "addr", "add", f"{v6}/64", "dev", ifname, "nodad")
-        # Static neighbours: nothing depends on ARP/ND through the forwarder.
-        self.client.add_neighbour(self.client_if, self.lan_v4, self.lan_mac)
-        self.client.add_neighbour(self.client_if, self.lan_v6, self.lan_mac)
-        self.server.add_neighbour(self.server_if, self.wan_v4, self.wan_mac)
-        self.server.add_neighbour(self.server_if, self.wan_v6, self.wan_mac)
-        self.firewall.add_neighbour(self.lan_if, self.client_v4, self.client_mac)
-        self.firewall.add_neighbour(self.lan_if, self.client_v6, self.client_mac)
-        self.firewall.add_neighbour(self.wan_if, self.server_v4, self.server_mac)
-        self.firewall.add_neighbour(self.wan_if, self.server_v6, self.server_mac)
         self.client.add_route("0.0.0.0/0", gateway=self.lan_v4)
         self.client.run("ip", "-6", "route", "add", "default", "via", self.lan_v6)
         # ICMP echo through datagram sockets (no ping binary needed).
@@ -133,7 +127,8 @@ class FirewallTopology:
 
     def firewall_config(self, **overrides) -> dict:
         """A firewall config (the TOML schema of `xpfdp.firewall`, as a dict) for this
-        topology; `overrides` replace top-level sections."""
+        topology, with no static neighbours (the host resolves them); `overrides` replace
+        top-level sections."""
         config = {
             "lan": {
                 "interface": self.lan_if,
@@ -145,12 +140,6 @@ class FirewallTopology:
                 "addresses": [f"{self.wan_v4}/24", f"{self.wan_v6}/64"],
                 "mac": self.wan_mac,
             },
-            "neighbours": [
-                {"interface": "lan", "address": self.client_v4, "mac": self.client_mac},
-                {"interface": "lan", "address": self.client_v6, "mac": self.client_mac},
-                {"interface": "wan", "address": self.server_v4, "mac": self.server_mac},
-                {"interface": "wan", "address": self.server_v6, "mac": self.server_mac},
-            ],
             "routes": [
                 {"destination": "0.0.0.0/0", "interface": "wan", "gateway": self.server_v4},
                 {"destination": "::/0", "interface": "wan", "gateway": self.server_v6},
