@@ -32,6 +32,7 @@ from xpfdp._fast.cos cimport (
 from xpfdp._fast.csum cimport REWRITE_BAD_L4_CSUM, TTL_EXPIRED, mss_clamp, nat_rewrite, ttl_decrement
 from xpfdp._fast.includes.compat cimport GOLDEN64, monotonic_ns, prefetch
 from xpfdp._fast.lib.flowkey cimport flowkey_eq, flowkey_from_meta, flowkey_hash
+from xpfdp._fast.lib.hash cimport mix64
 from xpfdp._fast.meta cimport (
     META_L4_VALID,
     PARSE_NON_IP,
