@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xpfdp-installed
 
-.PHONY: deps build test demo bench bench-compare bench-e2e lint clean
+.PHONY: deps build test demo bench bench-compare bench-e2e lint clean fuzz
 
 deps: $(STAMP) build
 
@@ -47,10 +47,16 @@ bench-compare: deps
 bench-e2e: deps
 	$(PY) benches/e2e_veth.py --duration 4 --rounds 5 --cpu 1 --sender-cpu 0
 
+# Random frames and random metadata through every kernel and a pipeline, in child processes;
+# a crash or a leaked frame fails it and keeps the input (see scripts/fuzz.py).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	$(PY) scripts/fuzz.py --seconds $(FUZZ_SECONDS) --out fuzz-out
+
 lint: deps
 	$(VENV)/bin/ruff check src tests benches examples
 	$(VENV)/bin/ruff format --check src tests benches examples
 
 clean:
-	rm -rf build $(VENV) src/xpfdp/_fast/*.c src/xpfdp/_fast/*.so src/xpfdp/bpf/*.o \
+	rm -rf build fuzz-out $(VENV) src/xpfdp/_fast/*.c src/xpfdp/_fast/*.so src/xpfdp/bpf/*.o \
 		src/*.egg-info src/xpfdp/_*_cffi*.so src/xpfdp/_*_cffi*.c

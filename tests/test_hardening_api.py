@@ -13,8 +13,9 @@ from xpfdp import XpfdpError, csum, parse
 from xpfdp.cos import XDP_DESC, FifoQueue, Scheduler, TokenBucket
 from xpfdp.firewall import SESSIONS_MAX, ConfigError, parse_config
 from xpfdp.pcap import FrameBatch
-from xpfdp.pipeline import CountStage, ParseStage, Pipeline, PyStage
-from xpfdp.ports import FrameLeakError, MemPort, RingSizeError, Umem, UmemBusyError
+from xpfdp.pipeline import CountStage, FlowCache, MssClampStage, ParseStage, Pipeline, PyStage
+from xpfdp.ports import Burst, FrameLeakError, MemPort, RingSizeError, Umem, UmemBusyError
+from xpfdp.route import RouteTable
 
 FRAME = bytes(
     Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="S", options=[("MSS", 1460)])
@@ -209,3 +210,20 @@ def test_oversize_packet_does_not_block_a_fifo_class():
             now = wake
     assert sent == [0, 4096]
     assert now == 104_100_000  # the root's 104 kB debt and the next packet at 1 MB/s
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Umem(64.5),
+        lambda: Umem(64, frame_size=4096.0),
+        lambda: Burst(1.5),
+        lambda: MemPort(Umem(64), ring_size=64.0),
+        lambda: RouteTable().add("10.0.0.0/8", 1.5),
+        lambda: MssClampStage(1400.5),
+        lambda: FlowCache(sets=8.0),
+    ],
+)
+def test_constructors_reject_non_integer_sizes(make):
+    with pytest.raises(TypeError, match="must be an integer, not float"):
+        make()

@@ -65,6 +65,7 @@ from xpfdp.pipeline import (
     CosStage,
     FlowCache,
     Forwarder,
+    Handoff,
     NeighbourTable,
     Pipeline,
     firewall_stages,
@@ -80,6 +81,8 @@ PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 MSS_MIN_BYTES = 536  # RFC 879 default: a clamp below it would break ordinary hosts
 XDP_MODES = ("auto", "native", "generic")
+QUEUES_ALL = 0  # forwarder.queues = "all": one worker per RX queue of the interfaces
+HANDOFF_SLOTS = 1024  # packets each worker-to-worker ring holds
 # forwarder.sessions per worker: 16 M sessions is ~2.5 GB of table; a larger value is a
 # config error (caught by --check), not a MemoryError when the forwarder starts.
 SESSIONS_MAX = 1 << 24
@@ -140,8 +143,8 @@ class CosConfig:
 
 @dataclass(frozen=True)
 class ForwarderConfig:
-    """Worker geometry: RX queues (one worker each), ring and burst sizes, XDP mode,
-    session table capacity."""
+    """Worker geometry: RX queues (one worker each; QUEUES_ALL: every RX queue the
+    interfaces have), ring and burst sizes, XDP mode, session table capacity."""
 
     queues: int = 1
     ring_size: int = 2048
@@ -383,7 +386,13 @@ def _forwarder(config: dict) -> ForwarderConfig:
     p = "forwarder."
     _no_extra(table, {"queues", "ring_size", "burst", "xdp_mode", "sessions"}, p)
     d = ForwarderConfig()
-    queues = _positive(_take(table, "queues", p, int, d.queues), f"{p}queues", maximum=64)
+    queues = _take(table, "queues", p, (int, str), d.queues)
+    if queues != "all":
+        if isinstance(queues, str):
+            raise ConfigError(f'{p}queues: a number or "all", got {queues!r}')
+        queues = _positive(queues, f"{p}queues", maximum=64)
+    else:
+        queues = QUEUES_ALL
     ring = _take(table, "ring_size", p, int, d.ring_size)
     if ring < 64 or ring & (ring - 1) or ring > 16384:
         raise ConfigError(f"{p}ring_size: a power of two in 64..16384, got {ring}")
@@ -610,12 +619,15 @@ def cos_rules(cos: CosConfig) -> list[dict]:
     return rules
 
 
-def build_pipeline(config: FirewallConfig, lan_port, wan_port, neighbours=None):
+def build_pipeline(
+    config: FirewallConfig, lan_port, wan_port, neighbours=None, *, handoff=None, worker=0
+):
     """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
     parse → session (new flows only from the LAN, SNAT to the WAN addresses) → NAT →
     route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured).
     `neighbours`: the NeighbourTable next hops without a static MAC read (a new, empty
-    one if None: only static neighbours resolve)."""
+    one if None: only static neighbours resolve). With several workers, give each the same
+    `xpfdp.pipeline.Handoff` and its index."""
     prefixes, hops = routing(config)
     routes = RouteTable()
     for prefix, hop in prefixes:
@@ -641,6 +653,8 @@ def build_pipeline(config: FirewallConfig, lan_port, wan_port, neighbours=None):
         flow_cache=FlowCache(FLOW_CACHE_SETS, FLOW_CACHE_WAYS),
         names=list(SIDES),
         burst_size=config.forwarder.burst,
+        handoff=handoff,
+        worker=worker,
         neighbours=neighbours if neighbours is not None else NeighbourTable(),
     )
 
@@ -653,38 +667,45 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     workers share one NeighbourTable). Not started; closing it, from any namespace,
     detaches everything. Needs root.
 
-    Each worker keeps its own session table, so with `forwarder.queues` > 1 the NIC must
-    hash both directions of a flow to the same queue index (symmetric RSS); veth does not
-    guarantee that, which is why the demo uses one queue.
+    With several queues each worker owns a slice of the SNAT port range and its session
+    table; a packet that lands on a worker that does not own its flow is handed to the
+    owner (`xpfdp.pipeline.Handoff`, docs/multicore.md), so no NIC hashing is assumed.
+    ValueError when an interface has fewer RX queues than `forwarder.queues`.
     """
     if config.namespace is not None:
         require_namespace(config.namespace)  # missing or not enterable: say so, create nothing
     config = resolve_macs(config)
     f = config.forwarder
-    for side in SIDES:
-        name = config.interface(side).name
-        available = interface_rx_queues(name, config.namespace)
-        if f.queues > available:
+    counts = {side: interface_rx_queues(config.interface(side).name, config.namespace)
+              for side in SIDES}  # fmt: skip
+    queues = f.queues or min(counts.values())
+    for side, available in counts.items():
+        if queues > available:
             raise ConfigError(
-                f"forwarder.queues: {f.queues}, but {name} has {available} RX "
-                f"queue{'s' if available != 1 else ''}; set queues <= {available}"
+                f"forwarder.queues: {queues}, but {config.interface(side).name} has "
+                f"{available} RX queue{'s' if available != 1 else ''}; set queues <= {available}"
             )
     links = LinkWatch([config.lan.name, config.wan.name], config.namespace)
     for name, state in links.check().items():
         if state != "up" and name == config.wan.name:
             log.warning("WAN interface %s is %s at start: nothing reaches the WAN until it is "
                         "up", name, state)  # fmt: skip
-    frames = 2 * 3 * f.ring_size + 8 * f.burst  # per port: fill ring x2, in flight, TX queue
+    handoff = Handoff(queues, slots=HANDOFF_SLOTS) if queues > 1 else None
+    tx_frames = 2 * f.ring_size if handoff else 0  # handed-in packets are copied into them
+    # per port: fill ring x2, in flight, TX queue; plus the handoff's TX frames
+    frames = 2 * 3 * f.ring_size + 8 * f.burst + tx_frames
     port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
     neighbours = NeighbourTable()
     try:
         with inside(config.namespace):  # sockets and program attach belong to that namespace
             pipelines = xsk_workers(
                 [config.lan.name, config.wan.name],
-                lambda _queue, ports: build_pipeline(config, *ports, neighbours=neighbours),
-                queues=f.queues,
+                lambda queue, ports: build_pipeline(
+                    config, *ports, neighbours=neighbours, handoff=handoff, worker=queue
+                ),
+                queues=queues,
                 frames=frames,
-                tx_frames=0,
+                tx_frames=tx_frames,
                 **port_options,
             )
     except BaseException:

@@ -14,7 +14,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
+import socket
+import struct
+from array import array
 from collections.abc import Iterator
 
 from pyroute2 import IPRoute
@@ -110,11 +114,6 @@ def interface_mac(ifname: str, ns: str | None = None) -> str:
     return _link_attr(ifname, ns, "IFLA_ADDRESS")
 
 
-def interface_rx_queues(ifname: str, ns: str | None = None) -> int:
-    """Number of RX queues of `ifname` in namespace `ns` (rtnetlink IFLA_NUM_RX_QUEUES)."""
-    return _link_attr(ifname, ns, "IFLA_NUM_RX_QUEUES")
-
-
 def _link_attr(ifname: str, ns: str | None, attr: str):
     with inside(ns), IPRoute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
@@ -122,3 +121,26 @@ def _link_attr(ifname: str, ns: str | None, attr: str):
             where = f" in namespace {ns}" if ns else ""
             raise ValueError(f"interface {ifname!r} not found{where}")
         return ipr.get_links(found[0])[0].get_attr(attr)
+
+
+_SIOCETHTOOL = 0x8946
+_ETHTOOL_GCHANNELS = 0x3C
+
+
+def interface_rx_queues(ifname: str, ns: str | None = None) -> int:
+    """RX queues of `ifname` in namespace `ns` (None: the calling thread's): the driver's
+    channel count (ethtool GCHANNELS: rx + combined), or the queue count rtnetlink reports
+    (IFLA_NUM_RX_QUEUES) when the driver has no channel API. ValueError if there is no
+    such interface."""
+    channels = array("I", [_ETHTOOL_GCHANNELS] + [0] * 8)
+    ifreq = struct.pack("16sP16x", ifname.encode(), channels.buffer_info()[0])
+    try:
+        with inside(ns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s.fileno(), _SIOCETHTOOL, ifreq)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENODEV):
+            raise
+    else:
+        if channels[5] + channels[8]:
+            return channels[5] + channels[8]
+    return int(_link_attr(ifname, ns, "IFLA_NUM_RX_QUEUES") or 1)

@@ -48,7 +48,7 @@ parse → session → nat → route → ttl → mss_clamp → l2 → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
 burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None, neighbour_hold=64,
-neighbour_hold_ns=1_000_000_000)``:
+neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
 
 * ``ports``: XskPort/MemPort list; the index is the port number used by verdicts and next
   hops. ``routes``: ``xpfdp.route.RouteTable`` whose values index ``next_hops``, a list of
@@ -64,7 +64,15 @@ neighbour_hold_ns=1_000_000_000)``:
   max_packets=0, until_idle=False) -> int``; ``stop()`` from another thread.
 * ``set_next_hops(hops)``, ``invalidate()`` (config change: flow cache entries go stale;
   route changes and session removal invalidate by themselves).
-* ``pending_tx()``, ``close(close_ports=False)`` (flushes, returns every held frame).
+* ``handoff``/``worker``: a ``Handoff`` shared by all workers and this worker's index in
+  it. The ``SessionStage`` then decides which worker owns each packet's flow (SNAT replies
+  by the slice of the port range their destination port is in -- each worker allocates
+  from its own ``snat_slice`` --, DNAT flows by client endpoint, others by direction-free
+  5-tuple; docs/multicore.md); packets owned elsewhere are copied to the owner through a
+  lock-free SPSC ring and run there from the session stage on. Needs TX frames in every
+  UMEM. Drops: ``handoff_ring_full``, ``handoff_oversize``.
+* ``pending_tx()``, ``close(close_ports=False)`` (flushes, returns every held frame,
+  counts packets still waiting in the rings into this worker as ``shutdown`` drops).
 * ``stats() -> dict``::
 
       {"rx_packets", "tx_packets", "drops": {reason: n (non-zero only)}, "drops_total",
@@ -74,7 +82,8 @@ neighbour_hold_ns=1_000_000_000)``:
        "sessions": {"active", "created", "expired"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
                       "capacity"} or None,
-       "neighbour_requests_lost", "neighbour_held"}
+       "neighbour_requests_lost", "neighbour_held",
+       "worker": index in the Handoff (0 without one), "handoff": {"out", "in"}}
 
   Drop reasons are named: ``DROP_REASONS`` (built-in, ``DropReason``) plus those stages
   register with ``drop_reason(name)``. TX latency is submit → completion per accepted
@@ -83,6 +92,11 @@ neighbour_hold_ns=1_000_000_000)``:
 ``xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port_kw)``:
 for each RX queue q a Umem and one XskPort per interface on it, then ``build(q, ports)``
 returns that worker's Pipeline (own routes copy, SessionTable, FlowCache, schedulers).
+ValueError naming the real count when an interface has fewer than ``queues`` RX queues.
+
+``Handoff(workers, *, slots=512, frame_bytes=3584)``: one ring of ``slots`` packets per
+ordered worker pair; ``ready(src, dst)`` counts what waits. ``snat_slice(lo, hi, worker,
+workers)`` / ``snat_port_owner(lo, hi, port, workers)``: the per-worker SNAT slices.
 
 ``Forwarder(pipelines, *, handle_signals=True, controls=())``: one thread per pipeline
 (worker), ``start()``, ``stop()``, ``run(duration_s)``, context manager; ``controls`` are
@@ -111,6 +125,7 @@ from xpfdp._fast.pipeline import (
     CosStage,
     CountStage,
     FlowCache,
+    Handoff,
     L2Stage,
     MssClampStage,
     NatStage,
@@ -122,6 +137,8 @@ from xpfdp._fast.pipeline import (
     SessionStage,
     Stage,
     TtlStage,
+    snat_port_owner,
+    snat_slice,
 )
 from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
@@ -172,6 +189,9 @@ def merge_stats(snapshots):
     total["tx_latency"] = {"bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS), "counts": counts}
     total["sessions"] = sessions
     total["flow_cache"] = cache or None
+    total["handoff"] = {
+        k: sum(s.get("handoff", {}).get(k, 0) for s in snapshots) for k in ("out", "in")
+    }
     return total
 
 
@@ -179,10 +199,16 @@ def xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port
     """One worker per RX queue: for each queue q, a Umem and one XskPort per interface (in
     `ifnames` order, all on that UMEM so forwarding needs no copy), then
     `build(q, ports) -> Pipeline`. `port_kw` goes to XskPort (mode, ring_size, ...).
+    ValueError, naming the real count, when an interface has fewer than `queues` RX queues.
     Every interface is checked for another owner's XDP program before anything is
     attached. If anything fails, everything built so far is closed (ports before UMEMs)."""
     from xpfdp.ports import Umem, XskPort, programs
+    from xpfdp.topology import interface_rx_queues
 
+    for name in ifnames:
+        have = interface_rx_queues(name)
+        if queues > have:
+            raise ValueError(f"{name} has {have} RX queue{'s' * (have != 1)}, {queues} asked")
     programs.check_interfaces(ifnames)
     pipelines, opened = [], []
     try:
@@ -433,6 +459,7 @@ __all__ = [
     "DropReason",
     "FlowCache",
     "Forwarder",
+    "Handoff",
     "L2Stage",
     "MssClampStage",
     "NatStage",
@@ -450,5 +477,7 @@ __all__ = [
     "drop_reasons",
     "firewall_stages",
     "merge_stats",
+    "snat_port_owner",
+    "snat_slice",
     "xsk_workers",
 ]

@@ -11,7 +11,8 @@ Both read the plain dict a `Pipeline.stats()` / `Forwarder.stats()` returns (sha
   library's. `render_prometheus()` returns the text; `serve_prometheus()` serves it on a
   localhost port.
 * `StatusLine` turns successive snapshots into one line per second: packets per second in
-  and out, Mbit/s, drops per second (and total) and active sessions.
+  and out, Mbit/s, drops per second (and total), active sessions and, with several
+  workers, packets handed between workers per second and each worker's share of RX.
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def _worker(fams: _Families, snap: Mapping, labels: dict) -> None:
         _numeric_table(fams, sessions, "sessions", "Sessions", labels)
     elif _number(sessions):
         fams.add("sessions_active", "gauge", "Sessions active", labels, sessions)
+    handoff = snap.get("handoff")
+    if isinstance(handoff, Mapping):
+        for direction in ("out", "in"):
+            fams.add("handoff_packets", "counter",
+                     "Packets handed to (out) or from (in) another worker's flows",
+                     {**labels, "direction": direction}, handoff.get(direction, 0))  # fmt: skip
     if isinstance(snap.get("flow_cache"), Mapping):
         _numeric_table(fams, snap["flow_cache"], "flow_cache", "Flow cache", labels)
     lat = snap.get("tx_latency")
@@ -117,7 +124,8 @@ def metric_families(snapshot: Mapping) -> list[Family]:
             _worker(fams, worker, {"worker": str(i)})
     else:
         _worker(fams, snapshot, {})
-    known = {"rx_packets", "tx_packets", "polls", "idle_polls", "pending_tx", "drops_total"}
+    known = {"rx_packets", "tx_packets", "polls", "idle_polls", "pending_tx", "drops_total",
+             "worker"}  # fmt: skip
     for key, value in snapshot.items():
         if _number(value) and key not in known:
             fams.add(key, "gauge", key.replace("_", " "), {}, value)
@@ -231,14 +239,17 @@ class Totals:
     tx_bytes: int
     drops: int
     sessions: int
+    handoffs: int = 0
+    worker_rx: tuple[int, ...] = ()
 
 
 def totals(snapshot: Mapping) -> Totals:
     """Sum a Pipeline or Forwarder snapshot into the numbers a status line needs."""
     workers = snapshot.get("workers")
     snaps = workers if isinstance(workers, list) else [snapshot]
-    rx = tx = rxb = txb = drops = sessions = 0
+    rx = tx = rxb = txb = drops = sessions = handoffs = 0
     for s in snaps:
+        handoffs += (s.get("handoff") or {}).get("out", 0)
         rx += s.get("rx_packets", 0)
         tx += s.get("tx_packets", 0)
         drops += s.get("drops_total", sum((s.get("drops") or {}).values()))
@@ -247,7 +258,8 @@ def totals(snapshot: Mapping) -> Totals:
             txb += port.get("tx_bytes", 0)
         sess = s.get("sessions")
         sessions += sess.get("active", 0) if isinstance(sess, Mapping) else int(sess or 0)
-    return Totals(rx, tx, rxb, txb, drops, sessions)
+    worker_rx = tuple(s.get("rx_packets", 0) for s in snaps) if len(snaps) > 1 else ()
+    return Totals(rx, tx, rxb, txb, drops, sessions, handoffs, worker_rx)
 
 
 class StatusLine:
@@ -282,7 +294,18 @@ class StatusLine:
             drops_per_s=(cur.drops - p.drops) / dt,
             drops_total=cur.drops,
             sessions=cur.sessions,
+            handoffs_per_s=(cur.handoffs - p.handoffs) / dt if cur.worker_rx else None,
+            worker_rx_share=_shares(cur.worker_rx, p.worker_rx),
         )
+
+
+def _shares(cur: tuple[int, ...], prev: tuple[int, ...]) -> tuple[float, ...]:
+    """Each worker's fraction of the packets received over the interval (empty: 1 worker)."""
+    if not cur or len(cur) != len(prev):
+        return ()
+    deltas = [c - p for c, p in zip(cur, prev, strict=True)]
+    whole = sum(deltas)
+    return tuple(d / whole if whole else 0.0 for d in deltas)
 
 
 def format_status(
@@ -294,10 +317,17 @@ def format_status(
     drops_per_s: float,
     drops_total: int,
     sessions: int,
+    handoffs_per_s: float | None = None,
+    worker_rx_share: tuple[float, ...] = (),
 ) -> str:
-    """The status line text (fixed-width columns, so lines stack into a table)."""
-    return (
+    """The status line text (fixed-width columns, so lines stack into a table). With
+    several workers it ends with handoffs per second and each worker's share of RX."""
+    line = (
         f"{elapsed_s:6.1f}s  rx {rx_pps:>11,.0f} pps  tx {tx_pps:>11,.0f} pps  "
         f"{tx_mbps:>9,.1f} Mbps  drops {drops_per_s:>8,.0f}/s ({drops_total:,} total)  "
         f"sessions {sessions:,}"
     )
+    if handoffs_per_s is not None:
+        shares = "/".join(f"{100 * s:.0f}" for s in worker_rx_share) or "-"
+        line += f"  handoffs {handoffs_per_s:>9,.0f}/s  rx% per worker {shares}"
+    return line

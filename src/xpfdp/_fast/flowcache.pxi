@@ -10,14 +10,14 @@ cdef class FlowCache:
     or replaced session fails the handle's generation check), so nothing stale is served.
     """
 
-    def __cinit__(self, uint32_t sets=1024, uint32_t ways=4):
-        if sets == 0 or sets & (sets - 1) or sets > (1 << 24):
+    def __cinit__(self, sets=1024, ways=4):
+        self.sets = integer(sets, "flow cache sets", 0, 1 << 30)
+        self.ways = integer(ways, "flow cache ways", 0, 1 << 16)
+        if self.sets == 0 or self.sets & (self.sets - 1) or self.sets > (1 << 24):
             raise ValueError(f"flow cache sets must be a power of two in [1, 2^24], got {sets}")
-        if ways == 0 or ways > 16:
+        if self.ways == 0 or self.ways > 16:
             raise ValueError(f"flow cache ways must be in [1, 16], got {ways}")
-        self.sets = sets
-        self.ways = ways
-        self.e = <fc_entry_t*>calloc(<size_t>sets * ways, sizeof(fc_entry_t))
+        self.e = <fc_entry_t*>calloc(<size_t>self.sets * self.ways, sizeof(fc_entry_t))
         if self.e == NULL:
             raise MemoryError("flow cache")
         self.seed = 0x9E3779B97F4A7C15ULL

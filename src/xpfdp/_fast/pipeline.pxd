@@ -6,6 +6,7 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from xpfdp._fast.cos cimport Scheduler
+from xpfdp._fast.meta cimport pkt_meta_t
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, srec_t, ssession_t
 from xpfdp._fast.verdict cimport VERDICT_DROP
@@ -114,6 +115,42 @@ ctypedef struct lat_fifo_t:
     uint64_t seen_completions
 
 
+# Handoff between workers (handoff.pxi): one SPSC ring of slots per ordered worker pair.
+cdef extern from "spsc.h" nogil:
+    ctypedef struct xpfdp_spsc_t:
+        pass
+    xpfdp_spsc_t* xpfdp_spsc_new(uint32_t slots, uint32_t slot_bytes)
+    void xpfdp_spsc_free(xpfdp_spsc_t* r)
+    uint8_t* xpfdp_spsc_prod_slot(xpfdp_spsc_t* r, uint32_t k)
+    uint32_t xpfdp_spsc_room(xpfdp_spsc_t* r, uint32_t want)
+    void xpfdp_spsc_publish(xpfdp_spsc_t* r, uint32_t n)
+    uint32_t xpfdp_spsc_ready(xpfdp_spsc_t* r)
+    const uint8_t* xpfdp_spsc_cons_slot(xpfdp_spsc_t* r, uint32_t k)
+    void xpfdp_spsc_consume(xpfdp_spsc_t* r, uint32_t n)
+
+# One handed-off packet: where it arrived, its length and parse, then its bytes.
+ctypedef struct handoff_hdr_t:
+    uint16_t ingress
+    uint16_t pad
+    uint32_t len
+    pkt_meta_t meta
+
+cdef enum:
+    HANDOFF_HDR_BYTES = 64   # sizeof(handoff_hdr_t) rounded to a cache line
+
+
+cdef class Handoff:
+    cdef xpfdp_spsc_t** rings            # [src * workers + dst]; NULL when src == dst
+    cdef readonly uint32_t workers
+    cdef readonly uint32_t slots
+    cdef readonly uint32_t frame_bytes
+    cdef readonly int n_ports            # port count every attached pipeline must have
+    cdef list _attached
+
+    cdef inline xpfdp_spsc_t* ring(self, uint32_t src, uint32_t dst) noexcept nogil:
+        return self.rings[src * self.workers + dst]
+
+
 cdef class FlowCache:
     cdef fc_entry_t* e
     cdef readonly uint32_t sets
@@ -215,6 +252,16 @@ cdef class Pipeline:
     cdef uint64_t idle_polls
     cdef uint64_t sessions_created
     cdef uint64_t sessions_expired
+    # handoff (multi-worker): None when this pipeline is the only worker
+    cdef readonly Handoff handoff
+    cdef readonly uint32_t worker
+    cdef uint32_t n_workers               # 1 without a handoff
+    cdef uint32_t steer_stage             # index of the SessionStage (where handed-in bursts start)
+    cdef bint handing_in                  # processing packets another worker handed over
+    cdef list _hand_in_bursts
+    cdef PyObject* hib[MAX_PORTS]         # per ingress port: burst of handed-in packets
+    cdef uint64_t handoff_out
+    cdef uint64_t handoff_in
     cdef uint64_t lat_hist[LAT_BUCKETS]
     cdef lat_fifo_t* lat
 
@@ -222,7 +269,11 @@ cdef class Pipeline:
     cdef bint hold(self, Burst b, uint32_t i, uint32_t ingress, int32_t nh, int64_t slot,
                    uint8_t af, const uint8_t* addr) noexcept nogil
     cdef void release_held(self) noexcept nogil
-    cdef int process(self, uint32_t ingress, Burst b) noexcept nogil
+    cdef int process(self, uint32_t ingress, Burst b, uint32_t first_stage) noexcept nogil
+    cdef uint8_t hand_out(self, uint32_t ingress, const xdp_desc* d, const pkt_meta_t* m,
+                          uint32_t owner, Umem u) noexcept nogil
+    cdef uint32_t hand_in(self) noexcept nogil
+    cdef uint32_t hand_in_burst(self, xpfdp_spsc_t* r, uint16_t ingress, Burst b) noexcept nogil
     cdef void pin_umems(self, int delta)
     cdef void run_c(self, uint64_t deadline, bint timed, uint64_t max_packets,
                     bint until_idle, uint64_t* total_out) noexcept

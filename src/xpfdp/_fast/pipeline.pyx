@@ -66,6 +66,8 @@ from xpfdp._fast.verdict cimport (
     DROP_COS_BUFFER,
     DROP_COS_CAPACITY,
     DROP_COS_FLOW_SHARE,
+    DROP_HANDOFF_OVERSIZE,
+    DROP_HANDOFF_RING_FULL,
     DROP_NAT_FAILED,
     DROP_NAT_PORTS_EXHAUSTED,
     DROP_NO_EGRESS,
@@ -81,6 +83,7 @@ from xpfdp._fast.verdict cimport (
     DROP_USER,
     DROP_USER_ERROR,
     VERDICT_DROP,
+    VERDICT_HANDOFF,
     VERDICT_PASS,
     VERDICT_PENDING,
     VERDICT_QUEUED,
@@ -92,6 +95,7 @@ from xpfdp._fast.xsk cimport Burst, Port, Umem, wait_any, xdp_desc
 
 import ipaddress
 
+from xpfdp._check import integer
 from xpfdp._fast.meta import PARSE_STATUS_NAMES
 from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
@@ -130,6 +134,7 @@ cdef inline bint enqueue(Burst q, const xdp_desc* d) noexcept nogil:
 # Flow cache, then the stages: each in its own file, compiled into this module.
 
 include "flowcache.pxi"
+include "handoff.pxi"
 include "neighbours.pxi"
 include "stages/base.pxi"
 include "stages/parse.pxi"
@@ -228,7 +233,8 @@ cdef class Pipeline:
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
                  flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0,
                  neighbours=None, uint32_t neighbour_hold=64,
-                 uint64_t neighbour_hold_ns=1_000_000_000):
+                 uint64_t neighbour_hold_ns=1_000_000_000,
+                 Handoff handoff=None, uint32_t worker=0):
         cdef Burst cb, cp, rb, tb, db
         ports = list(ports)
         stages = list(stages)
@@ -334,6 +340,39 @@ cdef class Pipeline:
         for i, x in enumerate(ports):
             self.lat[i].seen_completions = (<Port>x).st.completions
         self.set_next_hops(next_hops)
+        self.n_workers = 1
+        self._hand_in_bursts = []
+        if handoff is not None:
+            self._attach_handoff(handoff, worker, stages, ports)
+        elif worker != 0:
+            raise ValueError("worker is an index into a Handoff: give handoff= too")
+
+    def _attach_handoff(self, Handoff handoff, uint32_t worker, list stages, list ports):
+        """Join `handoff` as worker `worker`: flows other workers own are handed to them,
+        and packets they hand over run here from the session stage on."""
+        session = [k for k, st in enumerate(stages) if isinstance(st, SessionStage)]
+        if len(session) != 1:
+            raise ValueError("a pipeline with a handoff needs exactly one SessionStage "
+                             "(flow ownership is decided there)")
+        (<SessionStage>stages[session[0]]).check_workers(handoff.workers)
+        for x in ports:
+            u = (<Port>x).umem
+            if u.tx_frames == 0:
+                raise ValueError("a pipeline with a handoff needs TX frames in every UMEM "
+                                 "(handed-over packets are copied into them)")
+            if handoff.frame_bytes > u.frame_size:
+                raise ValueError(f"handoff frame_bytes {handoff.frame_bytes} exceeds the "
+                                 f"UMEM frame size {u.frame_size}")
+        handoff._attach(self, worker, len(ports))
+        self.handoff = handoff
+        self.worker = worker
+        self.n_workers = handoff.workers
+        self.steer_stage = session[0]
+        for i, x in enumerate(ports):
+            hb = Burst(self.burst_size)
+            hb.umem = (<Port>x).umem
+            self._hand_in_bursts.append(hb)
+            self.hib[i] = <PyObject*>hb
 
     def __dealloc__(self):
         free(self.ctx)
@@ -523,8 +562,8 @@ cdef class Pipeline:
         cdef uint32_t codes = drop_reason_count()
         for i in range(n):
             v = b.v[i]
-            if self.saved_v[i] == VERDICT_QUEUED:
-                b.v[i] = VERDICT_QUEUED           # its frame belongs to a CoS queue
+            if self.saved_v[i] == VERDICT_QUEUED or self.saved_v[i] == VERDICT_HANDOFF:
+                b.v[i] = self.saved_v[i]          # a CoS queue or another worker has it
             elif self.saved_v[i] == VERDICT_DROP:   # a drop is final, reason included
                 b.v[i] = VERDICT_DROP
                 b.why[i] = self.saved_why[i]
@@ -542,7 +581,7 @@ cdef class Pipeline:
             return -1
         return 0
 
-    cdef int process(self, uint32_t ingress, Burst b) noexcept nogil:
+    cdef int process(self, uint32_t ingress, Burst b, uint32_t first_stage) noexcept nogil:
         cdef uint32_t i, k
         for i in range(b.n):
             b.v[i] = VERDICT_PENDING
@@ -550,7 +589,7 @@ cdef class Pipeline:
             self.ctx[i].flags = 0
             self.ctx[i].nh = -1
             self.ctx[i].handle = -1
-        for k in range(self.n_stages):
+        for k in range(first_stage, self.n_stages):
             if self.gil_stage[k]:
                 self.run_gil_stage(k, b)
             else:
@@ -581,6 +620,12 @@ cdef class Pipeline:
                     why = DROP_TX_RING_FULL
             elif v == VERDICT_QUEUED:
                 continue
+            elif v == VERDICT_HANDOFF:   # ctx.nh names the owner
+                why = self.hand_out(ingress, &b.d[i], &b.m[i], <uint32_t>self.ctx[i].nh, b.umem)
+                if why == DROP_UNSET:    # copied to its owner: the frame goes home, not a drop
+                    db.d[nd] = b.d[i]
+                    nd += 1
+                    continue
             elif v == VERDICT_DROP:
                 why = b.why[i]
                 if why == DROP_UNSET:
@@ -597,6 +642,77 @@ cdef class Pipeline:
         if nd:
             (<Port>self.ports[ingress]).c_recycle(db, 0, nd)
         b.n = 0
+
+    cdef uint8_t hand_out(self, uint32_t ingress, const xdp_desc* d, const pkt_meta_t* m,
+                          uint32_t owner, Umem u) noexcept nogil:
+        """Copy one packet (parse record and bytes) into the ring to its owner; DROP_UNSET
+        when it went, else the drop reason."""
+        cdef xpfdp_spsc_t* r = self.handoff.ring(self.worker, owner)
+        cdef handoff_hdr_t* h
+        if d.len > self.handoff.frame_bytes:
+            return DROP_HANDOFF_OVERSIZE
+        if xpfdp_spsc_room(r, 1) == 0:
+            return DROP_HANDOFF_RING_FULL
+        h = <handoff_hdr_t*>xpfdp_spsc_prod_slot(r, 0)
+        h.ingress = <uint16_t>ingress
+        h.len = d.len
+        h.meta = m[0]
+        memcpy(<uint8_t*>h + HANDOFF_HDR_BYTES, u.area + d.addr, d.len)
+        xpfdp_spsc_publish(r, 1)
+        self.handoff_out += 1
+        return DROP_UNSET
+
+    cdef uint32_t hand_in(self) noexcept nogil:
+        """Run the packets other workers handed over, a burst at a time per ingress port,
+        from the session stage on. Returns how many ran."""
+        cdef uint32_t src, n, got = 0, rounds
+        cdef uint16_t ingress
+        cdef xpfdp_spsc_t* r
+        for src in range(self.n_workers):
+            if src == self.worker:
+                continue
+            r = self.handoff.ring(src, self.worker)
+            rounds = 0
+            while rounds < 4:     # bounded, so the RX rings are not starved
+                rounds += 1
+                if xpfdp_spsc_ready(r) == 0:
+                    break
+                ingress = (<const handoff_hdr_t*>xpfdp_spsc_cons_slot(r, 0)).ingress
+                n = self.hand_in_burst(r, ingress, <Burst>self.hib[ingress])
+                if n == 0:
+                    break
+                got += n
+        return got
+
+    cdef uint32_t hand_in_burst(self, xpfdp_spsc_t* r, uint16_t ingress,
+                                Burst b) noexcept nogil:
+        """Take the leading run of ring slots that arrived on `ingress` (up to a burst) into
+        our transmit frames and run them. When no frame is free they wait in the ring (its
+        producer then counts handoff_ring_full)."""
+        cdef uint32_t k, n = xpfdp_spsc_ready(r)
+        cdef const handoff_hdr_t* h
+        cdef int alloc
+        if n > b.capacity:
+            n = b.capacity
+        for k in range(1, n):   # one ingress port per burst, as from an RX ring
+            if (<const handoff_hdr_t*>xpfdp_spsc_cons_slot(r, k)).ingress != ingress:
+                n = k
+                break
+        alloc = (<Port>self.ports[ingress]).c_alloc_tx(b, n)
+        if alloc <= 0:
+            return 0
+        n = <uint32_t>alloc
+        for k in range(n):
+            h = <const handoff_hdr_t*>xpfdp_spsc_cons_slot(r, k)
+            memcpy(b.umem.area + b.d[k].addr, <const uint8_t*>h + HANDOFF_HDR_BYTES, h.len)
+            b.d[k].len = h.len
+            b.m[k] = h.meta
+        xpfdp_spsc_consume(r, n)
+        self.handoff_in += n
+        self.handing_in = True
+        self.process(ingress, b, self.steer_stage)
+        self.handing_in = False
+        return n
 
     cdef void reap_latency(self, uint32_t j) noexcept nogil:
         """Match completions reaped since the last look to submitted batches (FIFO)."""
@@ -689,8 +805,9 @@ cdef class Pipeline:
         self.reap_latency(j)
 
     cdef uint32_t poll_c(self, uint64_t now_ns) noexcept nogil:
-        """One round: a burst from every port, stages, TX, service; returns packets received."""
-        cdef uint32_t k, i, got = 0, r
+        """One round: a burst from every port, then the packets other workers handed over,
+        stages, TX, service; returns packets received plus packets handed in."""
+        cdef uint32_t k, i, got = 0, r, handed = 0
         cdef int n
         self.now_ns = now_ns
         for k in range(self.n_ports):
@@ -699,7 +816,7 @@ cdef class Pipeline:
             if n <= 0:
                 continue
             got += <uint32_t>n
-            self.process(i, <Burst>self.rxb[i])
+            self.process(i, <Burst>self.rxb[i], 0)
             for r in range(self.n_ports):
                 self.flush_tx(r)
             if self.stop_flag:
@@ -707,6 +824,8 @@ cdef class Pipeline:
         self.start_port = (self.start_port + 1) % self.n_ports
         if self.n_held:
             self.release_held()
+        if self.n_workers > 1 and not self.stop_flag:
+            handed = self.hand_in()
         for r in range(self.n_ports):
             self.flush_tx(r)
             if self.sched[r] != NULL:
@@ -725,9 +844,9 @@ cdef class Pipeline:
             self.burst_drops[r] = 0
         self.rx_packets += got
         self.polls += 1
-        if got == 0:
+        if got == 0 and handed == 0:
             self.idle_polls += 1
-        return got
+        return got + handed
 
     # ------------------------------------------------------------------ Python API
 
@@ -849,6 +968,23 @@ cdef class Pipeline:
             self.drops[DROP_SHUTDOWN] += 1
         self.n_held = 0
 
+    def discard_handed_in(self):
+        """Empty the rings into this worker, counting their packets as shutdown drops
+        (they hold copies, no frames). Only while this worker does not poll."""
+        cdef uint32_t src, n
+        cdef xpfdp_spsc_t* r
+        if self.handoff is None:
+            return 0
+        cdef uint64_t total = 0
+        for src in range(self.n_workers):
+            if src != self.worker:
+                r = self.handoff.ring(src, self.worker)
+                n = xpfdp_spsc_ready(r)
+                xpfdp_spsc_consume(r, n)
+                total += n
+        self.drops[DROP_SHUTDOWN] += total
+        return total
+
     def close(self, bint close_ports=False):
         """Flush what the TX rings still take, return held frames, optionally close ports.
         Idempotent."""
@@ -861,6 +997,7 @@ cdef class Pipeline:
             if not (<Port>self.ports[k]).closed:
                 self.flush_tx(k)
         self.drop_pending()
+        self.discard_handed_in()
         self.closed = True
         if close_ports:
             for x in self._ports:
@@ -893,6 +1030,8 @@ cdef class Pipeline:
                 "expired": int(self.sessions_expired),
             },
             "flow_cache": self.fc.stats() if self.fc is not None else None,
+            "worker": int(self.worker),
+            "handoff": {"out": int(self.handoff_out), "in": int(self.handoff_in)},
             "neighbour_requests_lost": int(self.nreq_lost),
             "neighbour_held": int(self.n_held),
         }

@@ -22,6 +22,7 @@ from xpfdp._fast.lib.bytes cimport load_be64
 from xpfdp._fast.lib.hash cimport mix64
 from xpfdp._fast.meta cimport pkt_meta_t
 
+from xpfdp._check import integer
 from xpfdp._fast.meta import PKT_META
 
 cnp.import_array()
@@ -204,18 +205,17 @@ cdef class RouteTable:
                 return self.slots[i].value
         return NO_ROUTE
 
-    def add(self, prefix, int value):
+    def add(self, prefix, value):
         """Add or replace the route for `prefix` ("10.0.0.0/8", "2001:db8::/32"); value >= 0."""
-        if value < 0:
-            raise ValueError(f"route value must be >= 0, got {value}")
+        cdef int route_value = integer(value, "route value", 0, 0x7FFFFFFF)
         cdef route_slot_t probe
         cdef int64_t i = self._find_prefix(prefix, &probe)
         if i >= 0:
-            self.slots[i].value = value
+            self.slots[i].value = route_value
         else:
             if (self.count + 1) * 2 > self.mask + 1:
                 self._grow()
-            self._place(probe.hi, probe.lo, probe.family, probe.prefix_len, value)
+            self._place(probe.hi, probe.lo, probe.family, probe.prefix_len, route_value)
             self.count += 1
             self._length_used(probe.family, probe.prefix_len, 1)
         self.generation += 1

@@ -12,6 +12,7 @@ cdef enum:
     VERDICT_PASS = -2        # to the kernel stack (unsupported: counted pass_unsupported)
     VERDICT_PENDING = -3     # internal: no stage has chosen an egress port yet
     VERDICT_QUEUED = -4      # internal: a CoS queue holds the frame until it is transmitted
+    VERDICT_HANDOFF = -5     # internal: another worker owns the flow; settle copies it there
 
 # Built-in drop reasons (names in verdict.pyx, checked against these codes at import).
 cdef enum:
@@ -34,7 +35,9 @@ cdef enum:
     DROP_COS_BAD_DESC = 27
     DROP_NAT_FAILED = 28
     DROP_SHUTDOWN = 29
-    DROP_BUILTIN_COUNT = 30
+    DROP_HANDOFF_RING_FULL = 30
+    DROP_HANDOFF_OVERSIZE = 31
+    DROP_BUILTIN_COUNT = 32
     DROP_REASON_MAX = 255    # registry capacity: codes 0..254
     DROP_UNSET = 0xFF        # Burst.why of a packet no stage has dropped
 
@@ -43,8 +46,9 @@ cdef uint32_t drop_reason_count() noexcept nogil
 
 
 cdef inline bint verdict_settled(int16_t v) noexcept nogil:
-    """True when a stage must leave the packet alone: dropped, or held by a CoS queue."""
-    return v == VERDICT_DROP or v == VERDICT_QUEUED
+    """True when a stage must leave the packet alone: dropped, held by a CoS queue, or
+    owned by another worker."""
+    return v == VERDICT_DROP or v == VERDICT_QUEUED or v == VERDICT_HANDOFF
 
 
 cdef inline bint verdict_public(int16_t v) noexcept nogil:

@@ -15,12 +15,14 @@ from xpfdp._fast.meta import PARSE_STATUS_NAMES
 
 class Verdict(IntEnum):
     """Where a packet goes, besides a port index (>= 0). A stage sets DROP or PASS (or a
-    port); PENDING and QUEUED are the pipeline's own and a user stage may not set them."""
+    port); PENDING, QUEUED and HANDOFF are the pipeline's own and a user stage may not
+    set them."""
 
     DROP = VERDICT_DROP
     PASS = VERDICT_PASS
     PENDING = VERDICT_PENDING
     QUEUED = VERDICT_QUEUED
+    HANDOFF = VERDICT_HANDOFF
 
 
 # (code, name) of every built-in reason; the import-time check below proves the codes are
@@ -44,6 +46,8 @@ _BUILTIN = tuple((DROP_PARSE + k, f"parse_error:{s}") for k, s in enumerate(PARS
     (DROP_COS_BAD_DESC, "cos_drop:bad_desc"),
     (DROP_NAT_FAILED, "nat_failed"),
     (DROP_SHUTDOWN, "shutdown"),
+    (DROP_HANDOFF_RING_FULL, "handoff_ring_full"),
+    (DROP_HANDOFF_OVERSIZE, "handoff_oversize"),
 )
 if sorted(code for code, _ in _BUILTIN) != list(range(DROP_BUILTIN_COUNT)):
     raise ImportError("verdict.pxd DROP_* codes and verdict.pyx names disagree")

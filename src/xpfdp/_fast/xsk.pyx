@@ -86,6 +86,7 @@ import time
 
 import numpy as np
 
+from xpfdp._check import integer
 from xpfdp._fast.meta import PKT_META
 from xpfdp.errors import XpfdpError
 from xpfdp._fast.meta import XDP_DESC as DESC
@@ -253,25 +254,21 @@ cdef class Umem:
     with MemPort needs no privileges.
     """
 
-    def __cinit__(self, uint32_t frames, uint32_t frame_size=4096, uint32_t headroom=256,
-                  tx_frames=None):
+    def __cinit__(self, frames, frame_size=4096, headroom=256, tx_frames=None):
         cdef void *p
-        if frame_size not in (2048, 4096):
+        self.frames = integer(frames, "frames", 1, 1 << 24)
+        self.frame_size = integer(frame_size, "frame_size", 0, 1 << 16)
+        self.headroom = integer(headroom, "headroom", 0, 1 << 16)
+        if self.frame_size not in (2048, 4096):
             raise ValueError(f"frame_size must be 2048 or 4096 (aligned mode), got {frame_size}")
-        if headroom + XDP_PACKET_HEADROOM + 64 > frame_size:
+        if self.headroom + XDP_PACKET_HEADROOM + 64 > self.frame_size:
             raise ValueError(f"headroom {headroom} leaves no room for a packet")
-        if frames < 1 or frames > (1 << 24):
-            raise ValueError(f"frames must be in [1, 2**24], got {frames}")
-        ntx = frames // 4 if tx_frames is None else int(tx_frames)
-        if ntx < 0 or ntx > frames:
-            raise ValueError(f"tx_frames must be in [0, frames], got {ntx}")
-        self.frames = frames
-        self.frame_size = frame_size
-        self.frame_shift = 12 if frame_size == 4096 else 11
-        self.headroom = headroom
+        cdef uint32_t n = self.frames
+        cdef uint32_t ntx = n // 4 if tx_frames is None else integer(tx_frames, "tx_frames", 0, n)
+        self.frame_shift = 12 if self.frame_size == 4096 else 11
         self.tx_frames = ntx
-        self.ring_size = _next_pow2(max(frames, 64))
-        self.area_bytes = <size_t>frames * frame_size
+        self.ring_size = _next_pow2(max(n, 64))
+        self.area_bytes = <size_t>n * self.frame_size
         self.mmap_bytes = ((self.area_bytes + _HUGE_PAGE_BYTES - 1)
                            // _HUGE_PAGE_BYTES * _HUGE_PAGE_BYTES)
         p = mmap(NULL, self.mmap_bytes, PROT_READ | PROT_WRITE,
@@ -288,9 +285,9 @@ cdef class Umem:
         self._area.addr = self.area
         self._area.nbytes = self.area_bytes
         self._area.map_bytes = self.mmap_bytes
-        self.free_tx = <uint64_t *>calloc(frames, sizeof(uint64_t))
-        self.pending_fill = <uint64_t *>calloc(frames, sizeof(uint64_t))
-        self.state = <uint8_t *>calloc(frames, 1)
+        self.free_tx = <uint64_t *>calloc(n, sizeof(uint64_t))
+        self.pending_fill = <uint64_t *>calloc(n, sizeof(uint64_t))
+        self.state = <uint8_t *>calloc(n, 1)
         if not self.free_tx or not self.pending_fill or not self.state:
             raise MemoryError("frame pool allocation failed")
         cdef uint32_t i
@@ -299,10 +296,10 @@ cdef class Umem:
             self.free_tx[i] = <uint64_t>(ntx - 1 - i) << self.frame_shift
             self.state[ntx - 1 - i] = FRAME_FREE_TX
         self.n_free_tx = ntx
-        for i in range(frames - ntx):
-            self.pending_fill[i] = <uint64_t>(frames - 1 - i) << self.frame_shift
-            self.state[frames - 1 - i] = FRAME_PENDING_FILL
-        self.n_pending_fill = frames - ntx
+        for i in range(n - ntx):
+            self.pending_fill[i] = <uint64_t>(n - 1 - i) << self.frame_shift
+            self.state[n - 1 - i] = FRAME_PENDING_FILL
+        self.n_pending_fill = n - ntx
         self.ports = []
         self._buf = np.frombuffer(self._area, dtype=np.uint8)
 
@@ -517,10 +514,8 @@ cdef class Burst:
     `reason` the uint8 drop-reason code of each dropped packet. `n` is how many are valid.
     """
 
-    def __cinit__(self, uint32_t capacity=64):
-        if capacity < 1 or capacity > 4096:
-            raise ValueError(f"burst capacity must be in [1, 4096], got {capacity}")
-        self.capacity = capacity
+    def __cinit__(self, capacity=64):
+        self.capacity = integer(capacity, "burst capacity", 1, 4096)
         self.desc = np.zeros(capacity, dtype=DESC)
         self.meta = np.zeros(capacity, dtype=PKT_META)
         self.verdict = np.zeros(capacity, dtype=np.int16)
@@ -851,8 +846,8 @@ cdef class XskPort(Port):
         self.fd = -1
         self.closed = True
 
-    def __init__(self, str ifname, int queue=0, Umem umem=None, *, str mode="auto",
-                 int ring_size=1024, zerocopy=None, fill_target=None, programs=None):
+    def __init__(self, str ifname, queue=0, Umem umem=None, *, str mode="auto",
+                 ring_size=1024, zerocopy=None, fill_target=None, programs=None):
         cdef xsk_socket_config cfg
         cdef int ret = 0
         cdef bytes name_b
@@ -860,6 +855,8 @@ cdef class XskPort(Port):
         cdef unsigned int optlen = sizeof(opts)
         if umem is None:
             raise TypeError("XskPort needs a Umem (umem=...)")
+        queue = integer(queue, "queue", 0, 0x7FFFFFFF)
+        ring_size = integer(ring_size, "ring_size", 0, 0x7FFFFFFF)
         validate_ring_size(ring_size)
         if mode not in ("auto", "native", "generic"):
             raise ValueError(f"mode must be 'auto', 'native' or 'generic', not {mode!r}")
@@ -1167,10 +1164,12 @@ cdef class MemPort(Port):
     frames to keep (0: count only).
     """
 
-    def __init__(self, Umem umem, source=None, *, bint loop=False, int ring_size=1024,
-                 uint32_t capture=0, fill_target=None):
+    def __init__(self, Umem umem, source=None, *, bint loop=False, ring_size=1024,
+                 capture=0, fill_target=None):
         if umem is None or umem.closed:
             raise ValueError("MemPort needs an open Umem")
+        ring_size = integer(ring_size, "ring_size", 0, 0x7FFFFFFF)
+        capture = integer(capture, "capture", 0, 1 << 24)
         validate_ring_size(ring_size)
         self.umem = umem
         self.ring_size = ring_size

@@ -36,11 +36,13 @@ class FirewallTopology:
 
     Use as a context manager: everything is deleted when the block ends, also on
     exceptions (links before namespaces). `mode` is ``"xpfdp"`` (the firewall namespace
-    does not forward; the forwarder owns its interfaces) or ``"kernel"``.
+    does not forward; the forwarder owns its interfaces) or ``"kernel"``. `queues` is the
+    RX/TX queue count of every veth end.
     """
 
     mode: str = "xpfdp"
     prefix: str = "xd"
+    queues: int = 1
     client: Namespace = field(init=False)
     firewall: Namespace = field(init=False)
     server: Namespace = field(init=False)
@@ -95,8 +97,9 @@ class FirewallTopology:
                 "mldv2_unsolicited_report_interval=10",  # ms
             ):
                 ns.run("sysctl", "-qw", f"net.ipv6.conf.default.{key}")
-        lan = s.enter_context(VethPair(self.firewall, self.client, mtu=MTU_BYTES))
-        wan = s.enter_context(VethPair(self.firewall, self.server, mtu=MTU_BYTES))
+        q = self.queues
+        lan = s.enter_context(VethPair(self.firewall, self.client, mtu=MTU_BYTES, queues=q))
+        wan = s.enter_context(VethPair(self.firewall, self.server, mtu=MTU_BYTES, queues=q))
         self.lan_if, self.client_if = lan.a, lan.b
         self.wan_if, self.server_if = wan.a, wan.b
         self.lan_mac, self.client_mac = lan.mac_a, lan.mac_b

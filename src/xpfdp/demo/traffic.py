@@ -155,9 +155,11 @@ def bulk_send(
     duration_s: float | None = None,
     total_bytes: int | None = None,
     result: SendResult | None = None,
+    port: int = BULK_PORT,
 ) -> SendResult:
-    """Send one TCP flow from `ns` to `server` until `duration_s` passes or `total_bytes`
-    are sent, then close the write side and wait for the server to finish reading."""
+    """Send one TCP flow from `ns` to `server`:`port` until `duration_s` passes or
+    `total_bytes` are sent, then close the write side and wait for the server to finish
+    reading."""
     result = result or SendResult(flow_id)
     block = _pattern(flow_id)
     digest = hashlib.sha256()
@@ -166,7 +168,7 @@ def bulk_send(
             s = socket.socket(_family(server), socket.SOCK_STREAM)
         with s:
             s.settimeout(10)
-            s.connect((server, BULK_PORT))
+            s.connect((server, port))
             s.sendall(_HELLO.pack(flow_id))
             deadline = time.monotonic() + duration_s if duration_s else None
             while True:

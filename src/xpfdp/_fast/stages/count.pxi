@@ -18,7 +18,7 @@ cdef class CountStage(Stage):
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         cdef uint32_t i
         for i in range(b.n):
-            if b.v[i] != VERDICT_DROP:
+            if b.v[i] != VERDICT_DROP and b.v[i] != VERDICT_HANDOFF:
                 self.c_packets += 1
                 self.bytes += b.d[i].len
         return 0

@@ -11,9 +11,10 @@ cdef class MssClampStage(Stage):
     cdef readonly uint16_t mss_v6
     cdef readonly uint64_t clamped
 
-    def __init__(self, int mss_v4, mss_v6=None):
-        v6 = mss_v4 - 20 if mss_v6 is None else int(mss_v6)
-        if not 1 <= mss_v4 <= 65535 or not 1 <= v6 <= 65535:
+    def __init__(self, mss_v4, mss_v6=None):
+        mss_v4 = integer(mss_v4, "mss_v4", 1, 65535)
+        v6 = mss_v4 - 20 if mss_v6 is None else integer(mss_v6, "mss_v6", 1, 65535)
+        if not 1 <= v6 <= 65535:
             raise ValueError(f"MSS values must be in [1, 65535], got {mss_v4}, {v6}")
         self.name = "mss_clamp"
         self.needs = ("parsed",)

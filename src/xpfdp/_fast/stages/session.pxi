@@ -26,6 +26,8 @@ cdef class SessionStage(Stage):
     cdef uint16_t port_lo[MAX_PORTS]
     cdef uint16_t port_hi[MAX_PORTS]
     cdef uint32_t cursor[MAX_PORTS]
+    cdef uint8_t snat_egress[MAX_PORTS]       # egress ports with an SNAT pool
+    cdef uint32_t n_snat_egress
     cdef readonly uint64_t nat_allocations
     cdef readonly uint64_t nat_collisions
     cdef dnat_rule_t dnat[MAX_DNAT]
@@ -77,6 +79,73 @@ cdef class SessionStage(Stage):
         self.port_lo[egress] = lo
         self.port_hi[egress] = hi
         self.cursor[egress] = 0
+        self.n_snat_egress = 0
+        for e in range(MAX_PORTS):
+            if self.snat_flags[e]:
+                self.snat_egress[self.n_snat_egress] = e
+                self.n_snat_egress += 1
+
+    def check_workers(self, uint32_t workers):
+        """Raise ValueError unless every SNAT port range gives `workers` a slice each."""
+        cdef uint32_t n, e
+        for n in range(self.n_snat_egress):
+            e = self.snat_egress[n]
+            if <uint32_t>self.port_hi[e] - self.port_lo[e] + 1 < workers:
+                raise ValueError(f"snat: port range [{self.port_lo[e]}, {self.port_hi[e]}] of "
+                                 f"port {e} is smaller than the {workers} workers sharing it")
+
+    cdef uint32_t owner_of(self, uint32_t ingress, const pkt_meta_t* m, const skey_t* k,
+                           uint32_t local, uint32_t workers) noexcept nogil:
+        """The worker that owns this packet's session, from the packet alone (the same
+        answer on every worker and for both directions of a flow; see docs/multicore.md):
+        a DNAT port forward by its client endpoint, an SNAT reply by the slice of the SNAT
+        port range its destination port is in, a DNAT reply by its client endpoint, ICMP
+        echo by server and identifier, anything else by its direction-free 5-tuple."""
+        cdef uint32_t n, e
+        cdef uint8_t fam = 1 if k.af == 2 else 2
+        cdef const uint8_t* pool
+        cdef const dnat_rule_t* r
+        cdef uint64_t h1, h2
+        if k.proto == PROTO_ICMP or k.proto == PROTO_ICMPV6:
+            if not is_icmp_echo(m.protocol, m.icmp_type):
+                return local      # no session key of its own: handled where it lands
+            if m.icmp_type == 8 or m.icmp_type == 128:    # request: the server is dst
+                return worker_of(endpoint_hash(k.dst, k.sport, k.proto), workers)
+            return worker_of(endpoint_hash(k.src, k.sport, k.proto), workers)
+        if self.match_dnat(ingress, k) >= 0:
+            return worker_of(endpoint_hash(k.src, k.sport, k.proto), workers)
+        for n in range(self.n_snat_egress):
+            e = self.snat_egress[n]
+            if not (self.snat_flags[e] & fam):
+                continue
+            if fam == 1:
+                pool = &self.snat_v4[e][0]
+            else:
+                pool = &self.snat_v6[e][0]
+            if (self.port_lo[e] <= k.dport <= self.port_hi[e]
+                    and memcmp(pool, k.dst, 16) == 0):
+                return slice_owner(self.port_lo[e],
+                                   <uint32_t>self.port_hi[e] - self.port_lo[e] + 1,
+                                   k.dport, workers)
+        for n in range(self.n_dnat):
+            r = &self.dnat[n]
+            if (r.af == k.af and r.proto == k.proto
+                    and (r.to_port if r.to_port else r.dport) == k.sport
+                    and memcmp(r.to_addr, k.src, 16) == 0):
+                return worker_of(endpoint_hash(k.dst, k.dport, k.proto), workers)
+        h1 = endpoint_hash(k.src, k.sport, k.proto)
+        h2 = endpoint_hash(k.dst, k.dport, k.proto)
+        return worker_of(mix64((h1 ^ h2) + (h1 + h2) * 0xD6E8FEB86659FD93ULL), workers)
+
+    cdef bint is_dnat_port(self, uint32_t ingress, const skey_t* k,
+                           uint16_t port) noexcept nogil:
+        """True if a port forward listens on (ingress, k's proto and family, port)."""
+        cdef uint32_t n
+        for n in range(self.n_dnat):
+            if (self.dnat[n].ingress == ingress and self.dnat[n].proto == k.proto
+                    and self.dnat[n].af == k.af and self.dnat[n].dport == port):
+                return True
+        return False
 
     def add_dnat(self, int ingress, int proto, int dport, to_address, int to_port=0):
         """Port forward: new flows arriving on port `ingress` for L4 `proto`/`dport` go to
@@ -118,7 +187,7 @@ cdef class SessionStage(Stage):
         free, 0 when the port has no pool for this family, 1 when set."""
         cdef uint8_t fam = 1 if k.af == 2 else 2
         cdef skey_t rk
-        cdef uint32_t span, tries, cand
+        cdef uint32_t span, tries, cand, lo
         if not (self.snat_flags[e] & fam):
             return 0
         memset(&rk, 0, sizeof(skey_t))
@@ -142,12 +211,22 @@ cdef class SessionStage(Stage):
             self.nat_collisions += 1
             return -1
         rk.sport = d.rdp if d.nat_flags & NAT_RDP else k.dport
+        # With several workers each allocates only from its own slice of the range, so a
+        # reply names its owner by its destination port.
         span = <uint32_t>self.port_hi[e] - self.port_lo[e] + 1
+        lo = self.port_lo[e]
+        if p.n_workers > 1:
+            if span < p.n_workers:
+                return -1
+            lo = slice_lo(self.port_lo[e], span, p.worker, p.n_workers)
+            span = slice_lo(self.port_lo[e], span, p.worker + 1, p.n_workers) - lo
         tries = span if span < 256 else 256
         while tries:
             tries -= 1
-            cand = self.port_lo[e] + self.cursor[e] % span
+            cand = lo + self.cursor[e] % span
             self.cursor[e] += 1
+            if self.is_dnat_port(e, k, <uint16_t>cand):
+                continue    # a reply to it would look like a new port-forwarded flow
             rk.dport = <uint16_t>cand
             if self.reply_free(p.sessions, &rk):
                 d.nat_flags |= NAT_RSP
@@ -173,6 +252,7 @@ cdef class SessionStage(Stage):
         cdef uint32_t e
         cdef smeta_t sm
         cdef int rc, dn
+        cdef uint32_t owner
         # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
         for i in range(b.n):
             if verdict_settled(b.v[i]):
@@ -185,6 +265,12 @@ cdef class SessionStage(Stage):
                     self.c_drops += 1
                 continue
             c.flags |= CTX_HAS_KEY
+            if p.n_workers > 1 and not p.handing_in:
+                owner = self.owner_of(ingress, &b.m[i], &c.key, p.worker, p.n_workers)
+                if owner != p.worker:   # settle hands it to its owner
+                    b.v[i] = VERDICT_HANDOFF
+                    c.nh = <int32_t>owner
+                    continue
             if p.fc is not None:
                 c.fch = p.fc.hash_key(&c.key, <uint16_t>ingress)
         # Pass 2: flow cache, session table, new flows.

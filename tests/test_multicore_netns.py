@@ -1,0 +1,214 @@
+"""The NAT firewall with one worker per RX queue on multi-queue veth pairs (root).
+
+client — [lan] firewall [wan] — server with 2 and 4 queues on every veth end. Each
+client flow has its own socket, so the kernel spreads flows over the firewall's LAN RX
+queues; replies come from a few server sockets and land on whatever WAN queue their
+socket hashes to, which is usually not the queue of the worker that owns the SNAT port.
+Every flow must complete with its data intact, replies must never be taken for
+unsolicited packets, handoffs must really have happened, and frames are conserved.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.conftest import needs_root
+from xpfdp.demo import traffic
+from xpfdp.demo.run import demo_config
+from xpfdp.demo.topology import FirewallTopology
+from xpfdp.firewall import PORT_WAN, build_forwarder, parse_config
+from xpfdp.pipeline import SessionStage
+
+pytestmark = [needs_root, pytest.mark.root]
+
+ECHO_PORTS = range(7100, 7103)  # several server sockets: replies leave on several queues
+FLOWS = 24
+ROUNDS = 15
+TCP_FLOWS = 6
+TCP_BYTES = 2_000_000
+DNAT_PORT = 29000  # inside the demo's SNAT range, which the allocator then skips
+
+
+def start_forwarder(topo, queues):
+    config = demo_config(topo, shaper_mbps=None, mss_clamp=1360)
+    config["forwarder"] = {"queues": queues, "ring_size": 512}
+    fw = build_forwarder(parse_config(config), handle_signals=False)
+    fw.start()
+    return fw
+
+
+def stop_and_check(fw):
+    """Stop the workers, return their frames and prove conservation on every UMEM."""
+    fw.stop()
+    for pipe in fw.pipelines:
+        pipe.close()
+        pipe.ports[0].umem.check_frames()
+
+
+class UdpEcho:
+    """An echo socket per (address, port) in `ns`, each on its own thread."""
+
+    def __init__(self, ns, address, ports):
+        with ns.inside():
+            self.socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in ports]
+        for s, port in zip(self.socks, ports, strict=True):
+            s.bind((address, port))
+            s.settimeout(0.2)
+        self._stop = threading.Event()
+        self.threads = [threading.Thread(target=self._loop, args=(s,)) for s in self.socks]
+        for t in self.threads:
+            t.start()
+
+    def _loop(self, s):
+        while not self._stop.is_set():
+            try:
+                data, peer = s.recvfrom(2048)
+            except TimeoutError:
+                continue
+            s.sendto(data, peer)
+
+    def close(self):
+        self._stop.set()
+        for t in self.threads:
+            t.join()
+        for s in self.socks:
+            s.close()
+
+
+def udp_flows(ns, target, ports, flows=FLOWS, rounds=ROUNDS):
+    """`flows` UDP flows from `ns` in parallel, each `rounds` request/replies to
+    target:port (ports taken in turn). Returns (replies intact, flows with a loss)."""
+    ok = [0] * flows
+    lost = [0] * flows
+
+    def one(i):
+        with ns.inside():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with s:
+            s.settimeout(2.0)
+            dst = (target, ports[i % len(ports)])
+            for r in range(rounds):
+                payload = f"flow {i} round {r} ".encode() * (1 + r % 7)
+                s.sendto(payload, dst)
+                try:
+                    data, _ = s.recvfrom(4096)
+                except TimeoutError:
+                    lost[i] += 1
+                    continue
+                ok[i] += data == payload
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(flows)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(ok), [i for i in range(flows) if lost[i]]
+
+
+def tcp_flows(client_ns, sink_ns, sink_address, connect_to, port=traffic.BULK_PORT):
+    """TCP_FLOWS parallel transfers to connect_to:port; asserts every byte arrived intact."""
+    sink = traffic.BulkSink(sink_ns, time.monotonic(), (sink_address,))
+    try:
+        results = [traffic.SendResult(i) for i in range(TCP_FLOWS)]
+        threads = [
+            threading.Thread(
+                target=traffic.bulk_send,
+                args=(client_ns, connect_to, i, None, TCP_BYTES, r, port),
+            )
+            for i, r in enumerate(results)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        time.sleep(0.2)
+    finally:
+        sink.close()
+    for r in results:
+        assert not r.error, r.error
+        rec = sink.flows[r.flow_id]
+        assert r.bytes_sent == rec.bytes_received == TCP_BYTES
+        assert rec.sha256 == r.sha256
+    return sink
+
+
+def assert_spread_and_handed_off(fw):
+    stats = fw.stats()
+    workers = stats["workers"]
+    assert all(w["rx_packets"] > 0 for w in workers), [w["rx_packets"] for w in workers]
+    total = stats["total"]
+    assert total["handoff"]["out"] > 0, "no packet was handed off: the test proved nothing"
+    assert total["handoff"]["out"] == total["handoff"]["in"]
+    drops = total["drops"]
+    for reason in ("policy_denied", "handoff_ring_full", "nat_ports_exhausted"):
+        assert drops.get(reason, 0) == 0, drops
+
+
+@pytest.mark.parametrize("queues", [2, 4])
+def test_snat_flows_complete_when_replies_land_on_other_queues(queues):
+    with FirewallTopology(prefix="xt", queues=queues) as topo:
+        fw = start_forwarder(topo, queues)
+        try:
+            echo = UdpEcho(topo.server, topo.server_v4, ECHO_PORTS)
+            try:
+                good, lossy = udp_flows(topo.client, topo.server_v4, list(ECHO_PORTS))
+            finally:
+                echo.close()
+            assert lossy == [] and good == FLOWS * ROUNDS
+            sink = tcp_flows(topo.client, topo.server, topo.server_v4, topo.server_v4)
+            assert {rec.peer for rec in sink.flows.values()} == {topo.wan_v4}
+            assert_spread_and_handed_off(fw)
+            sessions = [w["sessions"]["created"] for w in fw.stats()["workers"]]
+            assert sum(sessions) >= FLOWS + TCP_FLOWS and all(sessions), sessions
+            stop_and_check(fw)
+        finally:
+            fw.close()
+
+
+@pytest.mark.parametrize("queues", [2, 4])
+def test_dnat_port_forward_with_replies_on_other_queues(queues):
+    with FirewallTopology(prefix="xt", queues=queues) as topo:
+        fw = start_forwarder(topo, queues)
+        try:
+            # Forwarded ports on the WAN address must lie in the SNAT range: the host takes
+            # the address's other ports (packets for the firewall itself).
+            inside_ports = [7300 + k for k in range(len(ECHO_PORTS))]
+            outside_ports = [DNAT_PORT + 1 + k for k in range(len(ECHO_PORTS))]
+
+            def forward(pipe):
+                session = next(s for s in pipe.stages if isinstance(s, SessionStage))
+                for out_port, in_port in zip(outside_ports, inside_ports, strict=True):
+                    session.add_dnat(PORT_WAN, 17, out_port, topo.client_v4, in_port)
+                session.add_dnat(PORT_WAN, 6, DNAT_PORT, topo.client_v4, traffic.BULK_PORT)
+
+            fw.update(forward)
+            echo = UdpEcho(topo.client, topo.client_v4, inside_ports)
+            try:
+                good, lossy = udp_flows(topo.server, topo.wan_v4, outside_ports)
+            finally:
+                echo.close()
+            assert lossy == [] and good == FLOWS * ROUNDS
+            sink = tcp_flows(topo.server, topo.client, topo.client_v4, topo.wan_v4, DNAT_PORT)
+            assert {rec.peer for rec in sink.flows.values()} == {topo.server_v4}  # no SNAT
+            assert_spread_and_handed_off(fw)
+            stop_and_check(fw)
+        finally:
+            fw.close()
+
+
+def test_more_queues_than_the_interface_has_is_a_clear_error():
+    with FirewallTopology(prefix="xt", queues=2) as topo:
+        config = demo_config(topo, shaper_mbps=None, mss_clamp=1360)
+        config["forwarder"] = {"queues": 3}
+        with pytest.raises(ValueError, match=r"has 2 RX queues; set queues <= 2"):
+            build_forwarder(parse_config(config), handle_signals=False)
+        config["forwarder"] = {"queues": "all"}
+        fw = build_forwarder(parse_config(config), handle_signals=False)
+        try:
+            assert len(fw.pipelines) == 2
+        finally:
+            fw.close()
