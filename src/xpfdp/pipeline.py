@@ -203,7 +203,7 @@ def xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port
     Every interface is checked for another owner's XDP program before anything is
     attached. If anything fails, everything built so far is closed (ports before UMEMs)."""
     from xpfdp.ports import Umem, XskPort, programs
-    from xpfdp.topology import interface_rx_queues
+    from xpfdp.netns import interface_rx_queues
 
     for name in ifnames:
         have = interface_rx_queues(name)

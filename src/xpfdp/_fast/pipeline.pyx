@@ -43,6 +43,7 @@ from xpfdp._fast.meta cimport (
     TCP_FIN,
     TCP_RST,
     TCP_SYN,
+    is_icmp_echo,
     pkt_meta_t,
 )
 from xpfdp._fast.parse cimport parse_one
