@@ -1,4 +1,4 @@
-"""Pure-Python reference of the session table semantics (sessions.md §1.7, §2, §3.1, §5).
+"""Pure-Python reference of the session table semantics (docs/sessions.md).
 
 Written from the spec with plain dicts and tuples, independently of the Cython table, so
 tests can run the same operation sequence on both and compare. Keys are tuples
@@ -354,36 +354,6 @@ class ModelTable:
             return None
         return self._insert(key, dec, meta, origin, now, flags, False, False)
 
-    def update_session(self, key, dec, meta, origin, now, flags, ha_activation) -> bool:
-        e = self.entries.get(key)
-        if e is None:
-            return False
-        if not ha_activation and peer_synced(origin):
-            return False
-        old_origin = e.origin
-        self._unindex(key, e)
-        e.decision = dec
-        e.meta = replace(meta, flags=meta.flags & (FABRIC_INGRESS | REVERSE))
-        e.origin = origin
-        e.last_seen_ns = now
-        e.expires_after_s = self.timeout_s(key[1], flags)
-        e.closing = key[1] == TCP and bool(flags & (FIN | RST))
-        self._index(key, e)
-        if peer_synced(old_origin) and not peer_synced(origin) and not e.meta.flags & REVERSE:
-            self._delta(OPEN, key, e)
-        return True
-
-    def owner_rg_keys(self, rgs) -> set:
-        wanted = {rg for rg in rgs if rg > 0}
-        return {k for k, e in self.entries.items() if e.meta.owner_rg in wanted}
-
-    def demote_owner_rg(self, rg) -> set:
-        keys = self.owner_rg_keys([rg])
-        for k in keys:
-            if not peer_synced(self.entries[k].origin):
-                self.entries[k].origin = SYNC_IMPORT
-        return keys
-
     def expired_bounds(self, now) -> tuple[set, set]:
         """(must, may): sessions an ungated GC at `now` must return / may return. The wheel
         detects an expiry once its expiry tick has passed; within that tick it may or may
@@ -399,7 +369,7 @@ class ModelTable:
         return must, may
 
     def gc_gated(self, now) -> bool:
-        return self.last_gc_ns is not None and (now < self.last_gc_ns or now - self.last_gc_ns < NS)
+        return self.last_gc_ns is not None and 0 <= now - self.last_gc_ns < NS
 
     def apply_expired(self, now, keys_in_order) -> None:
         self.last_gc_ns = now
@@ -409,5 +379,5 @@ class ModelTable:
                 self._delta(CLOSE, k, e)
 
     def drain(self, max_deltas) -> list:
-        n = min(max(max_deltas, 1), len(self.deltas))
+        n = min(max_deltas, len(self.deltas))
         return [self.deltas.popleft() for _ in range(n)]

@@ -73,9 +73,17 @@ def one(k, d=None, m=None):
 class SessionMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
+        # Early eviction picks its victim by wheel order, which the model does not keep:
+        # it is off here and tested on its own (test_session_pressure.py).
         self.table = SessionTable(
-            max_sessions=12, tcp_timeout_s=20, udp_timeout_s=5, icmp_timeout_s=3, hash_seed=7
+            max_sessions=12,
+            tcp_timeout_s=20,
+            udp_timeout_s=5,
+            icmp_timeout_s=3,
+            hash_seed=7,
+            early_eviction=False,
         )
+        self.feed = self.table.subscribe_deltas()
         self.model = ModelTable(max_sessions=12, tcp_s=20, udp_s=5, icmp_s=3)
         self.now = 5 * NS + 123
         self.handles: list[tuple[int, tuple, int]] = []  # (handle, key, incarnation)
@@ -216,33 +224,9 @@ class SessionMachine(RuleBasedStateMachine):
         h = self.table.upsert_synced(ka, da, ma, self.now, origin, 0, allow)
         self._remember(h, k, self.model.upsert_synced(k, d, m, origin, self.now, 0, allow))
 
-    @rule(
-        k=keys_st,
-        d=decisions_st,
-        m=metas_st,
-        origin=origins_st,
-        flags=flags_st,
-        ha=st.booleans(),
-    )
-    def update(self, k, d, m, origin, flags, ha):
-        ka, da, ma = one(k, d, m)
-        got = self.table.update_session(ka, da, ma, origin, self.now, flags, ha)
-        assert got == self.model.update_session(k, d, m, origin, self.now, flags, ha)
-
-    @rule(rg=st.sampled_from([0, 1, 2, 3]))
-    def demote(self, rg):
-        got = {key_tuple(k) for k in self.table.demote_owner_rg(rg)}
-        assert got == self.model.demote_owner_rg(rg)
-
-    @rule(rgs=st.lists(st.sampled_from([-1, 0, 1, 2, 3]), max_size=3))
-    def owner_rg_keys(self, rgs):
-        keys = self.table.owner_rg_keys(rgs)
-        assert len(keys) == len({key_tuple(k) for k in keys})
-        assert {key_tuple(k) for k in keys} == self.model.owner_rg_keys(rgs)
-
-    @rule(n=st.integers(0, 5))
+    @rule(n=st.integers(1, 5))
     def drain(self, n):
-        got = self.table.drain_deltas(n)
+        got = self.feed.drain(n)
         want = self.model.drain(n)
         assert [(int(d["kind"]), key_tuple(d["key"]), int(d["origin"])) for d in got] == want
 

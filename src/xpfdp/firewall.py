@@ -72,7 +72,7 @@ from xpfdp.pipeline import (
     xsk_workers,
 )
 from xpfdp.route import RouteTable
-from xpfdp.session import SessionTable
+from xpfdp.session import DEFAULT_MAX_SESSIONS, SessionTable
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,10 @@ MSS_MIN_BYTES = 536  # RFC 879 default: a clamp below it would break ordinary ho
 XDP_MODES = ("auto", "native", "generic")
 QUEUES_ALL = 0  # forwarder.queues = "all": one worker per RX queue of the interfaces
 HANDOFF_SLOTS = 1024  # packets each worker-to-worker ring holds
-# forwarder.sessions per worker: 16 M sessions is ~2.5 GB of table; a larger value is a
-# config error (caught by --check), not a MemoryError when the forwarder starts.
-SESSIONS_MAX = 1 << 24
+# forwarder.sessions: flows per worker (two table entries each); 8 M flows is ~2.5 GB of
+# table, so a larger value is a config error (caught by --check), not a MemoryError when the
+# forwarder starts.
+SESSIONS_MAX = 1 << 23
 
 
 class ConfigError(XpfdpError, ValueError):
@@ -144,13 +145,15 @@ class CosConfig:
 @dataclass(frozen=True)
 class ForwarderConfig:
     """Worker geometry: RX queues (one worker each; QUEUES_ALL: every RX queue the
-    interfaces have), ring and burst sizes, XDP mode, session table capacity."""
+    interfaces have), ring and burst sizes, XDP mode, session table capacity in flows per
+    worker (each flow is a forward and a reverse entry; memory grows with use, about 300
+    bytes per flow)."""
 
     queues: int = 1
     ring_size: int = 2048
     burst: int = 64
     xdp_mode: str = "auto"
-    sessions: int = 65536
+    sessions: int = DEFAULT_MAX_SESSIONS // 2
 
 
 @dataclass(frozen=True)
@@ -649,7 +652,7 @@ def build_pipeline(
         stages,
         routes=routes,
         next_hops=hops,
-        sessions=SessionTable(config.forwarder.sessions),
+        sessions=SessionTable(2 * config.forwarder.sessions),
         flow_cache=FlowCache(FLOW_CACHE_SETS, FLOW_CACHE_WAYS),
         names=list(SIDES),
         burst_size=config.forwarder.burst,

@@ -79,7 +79,7 @@ neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
        "polls", "idle_polls", "pending_tx",
        "ports": {name: port.stats()}, "stages": {name: {"packets", "drops", ...}},
        "tx_latency": {"bucket_upper_ns": [1024, 2048, ..., None], "counts": [16 ints]},
-       "sessions": {"active", "created", "expired"},
+       "sessions": {"active", "created", "expired", "evicted"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
                       "capacity"} or None,
        "neighbour_requests_lost", "neighbour_held",
@@ -173,7 +173,7 @@ def merge_stats(snapshots):
     total = {k: 0 for k in _SUMMED}
     drops: dict[str, int] = {}
     counts = [0] * len(LATENCY_BUCKET_UPPER_NS)
-    sessions = {"active": 0, "created": 0, "expired": 0}
+    sessions = {"active": 0, "created": 0, "expired": 0, "evicted": 0}
     cache: dict[str, int] = {}
     for s in snapshots:
         for k in _SUMMED:
@@ -182,7 +182,7 @@ def merge_stats(snapshots):
             drops[reason] = drops.get(reason, 0) + n
         counts = [a + b for a, b in zip(counts, s["tx_latency"]["counts"], strict=False)]
         for k in sessions:
-            sessions[k] += s["sessions"][k]
+            sessions[k] += s["sessions"].get(k, 0)
         for k, v in (s["flow_cache"] or {}).items():
             cache[k] = cache.get(k, 0) + v
     total["drops"] = drops

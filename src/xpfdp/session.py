@@ -1,4 +1,4 @@
-"""Session table: directional 5-tuple keys, forward/reverse NAT pairs, GC and HA deltas.
+"""Session table: directional 5-tuple keys, forward/reverse NAT pairs, GC and sync deltas.
 
 The table itself (`SessionTable`) and every per-packet operation live in
 `xpfdp._fast.session`; this module re-exports them and adds helpers that build keys,
@@ -25,6 +25,8 @@ from xpfdp._fast.session import (
     GC_INTERVAL_NS,
     KEY_DTYPE,
     MAX_SESSION_DELTAS,
+    MAX_SESSIONS,
+    MAX_TIME_NS,
     META_DTYPE,
     NAT_FLAGS,
     ORIGINS,
@@ -34,6 +36,7 @@ from xpfdp._fast.session import (
     TCP_CLOSING_TIMEOUT_S,
     WHEEL_BUCKETS,
     WHEEL_TICK_NS,
+    DeltaFeed,
     SessionTable,
     forward_wire,
     keys_from_meta,
@@ -52,13 +55,16 @@ __all__ = [
     "DELTA_DTYPE",
     "GC_INTERVAL_NS",
     "KEY_DTYPE",
+    "MAX_SESSIONS",
     "MAX_SESSION_DELTAS",
+    "MAX_TIME_NS",
     "META_DTYPE",
     "RECORD_BYTES",
     "SESSION_DTYPE",
     "TCP_CLOSING_TIMEOUT_S",
     "WHEEL_BUCKETS",
     "WHEEL_TICK_NS",
+    "DeltaFeed",
     "DeltaKind",
     "Disposition",
     "NatFlag",
@@ -82,7 +88,7 @@ AF_INET = 2
 AF_INET6 = 10
 
 Origin = enum.IntEnum("Origin", {name.upper(): i for i, name in enumerate(ORIGINS)})
-Origin.__doc__ = "Where a session came from (sessions.md §1.5); decides delta emission."
+Origin.__doc__ = "Where a session came from (docs/sessions.md, Origins); decides deltas."
 Disposition = enum.IntEnum("Disposition", {name.upper(): i for i, name in enumerate(DISPOSITIONS)})
 Disposition.__doc__ = "Forwarding outcome stored in a decision; only two are cacheable."
 NatFlag = enum.IntFlag("NatFlag", {name.upper(): v for name, v in NAT_FLAGS.items()})

@@ -32,7 +32,8 @@ METRICS_MISSING = (
 _COUNTER_SUFFIXES = ("_packets", "_bytes", "_drops", "_kicks", "_errors", "_again", "_wakeups",
                      "_descs", "_dropped", "_full", "_empty", "_short", "_oversize", "_desc",
                      "completions", "hits", "misses", "stale", "insertions", "evictions",
-                     "polls", "clamped", "packets", "drops", "created", "expired")  # fmt: skip
+                     "polls", "clamped", "packets", "drops", "created", "expired",
+                     "evicted")  # fmt: skip
 
 
 @dataclass

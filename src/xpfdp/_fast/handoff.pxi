@@ -1,6 +1,22 @@
 # Included by pipeline.pyx: the rings that carry packets between workers, and the flow
 # ownership rule that decides which worker a packet belongs to.
 #
+cdef extern from *:
+    """
+    #include <sys/eventfd.h>
+    static inline void xpfdp_waker_awake_init(xpfdp_waker_t *w) {
+        atomic_init(&w->sleeping, 0);
+    }
+    """
+    int eventfd(unsigned int initval, int flags) nogil
+    int EFD_NONBLOCK
+    int EFD_CLOEXEC
+    void xpfdp_waker_awake_init(xpfdp_waker_t* w) nogil
+    void* aligned_alloc(size_t alignment, size_t size) nogil
+
+from libc.errno cimport errno
+from posix.unistd cimport close
+
 # Each worker has its own UMEM, so a handed-off packet is copied: the producer copies its
 # parse record and bytes into a ring slot and returns its frame at once; the consumer
 # copies them into one of its own transmit frames and runs the stages from the session
@@ -15,6 +31,7 @@ cdef class Handoff:
 
     def __cinit__(self):
         self.rings = NULL
+        self.wakers = NULL
 
     def __init__(self, uint32_t workers, *, uint32_t slots=512, uint32_t frame_bytes=3584):
         cdef uint32_t i, slot_bytes
@@ -38,6 +55,16 @@ cdef class Handoff:
                 self.rings[i] = xpfdp_spsc_new(slots, slot_bytes)
                 if self.rings[i] == NULL:
                     raise MemoryError("handoff ring allocation failed")
+        self.wakers = <xpfdp_waker_t*>aligned_alloc(64, workers * sizeof(xpfdp_waker_t))
+        if self.wakers == NULL:
+            raise MemoryError()
+        for i in range(workers):
+            self.wakers[i].fd = -1
+        for i in range(workers):
+            xpfdp_waker_awake_init(&self.wakers[i])
+            self.wakers[i].fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+            if self.wakers[i].fd < 0:
+                raise OSError(errno, "eventfd for a handoff waker")
 
     def __dealloc__(self):
         cdef uint32_t i
@@ -45,6 +72,11 @@ cdef class Handoff:
             for i in range(self.workers * self.workers):
                 xpfdp_spsc_free(self.rings[i])
             free(self.rings)
+        if self.wakers != NULL:
+            for i in range(self.workers):
+                if self.wakers[i].fd >= 0:
+                    close(self.wakers[i].fd)
+            free(self.wakers)
 
     def _attach(self, pipeline, uint32_t worker, int n_ports):
         """Reserve worker slot `worker` for `pipeline` (each ring end has one thread)."""

@@ -127,6 +127,11 @@ cdef extern from "spsc.h" nogil:
     uint32_t xpfdp_spsc_ready(xpfdp_spsc_t* r)
     const uint8_t* xpfdp_spsc_cons_slot(xpfdp_spsc_t* r, uint32_t k)
     void xpfdp_spsc_consume(xpfdp_spsc_t* r, uint32_t n)
+    ctypedef struct xpfdp_waker_t:
+        int fd
+    void xpfdp_waker_announce(xpfdp_waker_t* w)
+    void xpfdp_waker_awake(xpfdp_waker_t* w)
+    void xpfdp_waker_kick(xpfdp_waker_t* w)
 
 # One handed-off packet: where it arrived, its length and parse, then its bytes.
 ctypedef struct handoff_hdr_t:
@@ -141,6 +146,7 @@ cdef enum:
 
 cdef class Handoff:
     cdef xpfdp_spsc_t** rings            # [src * workers + dst]; NULL when src == dst
+    cdef xpfdp_waker_t* wakers           # per worker: wakes it from poll() (eventfd)
     cdef readonly uint32_t workers
     cdef readonly uint32_t slots
     cdef readonly uint32_t frame_bytes
@@ -262,6 +268,7 @@ cdef class Pipeline:
     cdef PyObject* hib[MAX_PORTS]         # per ingress port: burst of handed-in packets
     cdef uint64_t handoff_out
     cdef uint64_t handoff_in
+    cdef uint64_t handed_to                # bit w: packets went to worker w this burst
     cdef uint64_t lat_hist[LAT_BUCKETS]
     cdef lat_fifo_t* lat
 
@@ -274,6 +281,7 @@ cdef class Pipeline:
                           uint32_t owner, Umem u) noexcept nogil
     cdef uint32_t hand_in(self) noexcept nogil
     cdef uint32_t hand_in_burst(self, xpfdp_spsc_t* r, uint16_t ingress, Burst b) noexcept nogil
+    cdef void idle_wait(self) noexcept nogil
     cdef void pin_umems(self, int delta)
     cdef void run_c(self, uint64_t deadline, bint timed, uint64_t max_packets,
                     bint until_idle, uint64_t* total_out) noexcept

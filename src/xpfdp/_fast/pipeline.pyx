@@ -643,6 +643,11 @@ cdef class Pipeline:
         if nd:
             (<Port>self.ports[ingress]).c_recycle(db, 0, nd)
         b.n = 0
+        if self.handed_to:   # wake owners that sleep in poll(): one fence per owner and burst
+            for i in range(self.n_workers):
+                if (self.handed_to >> i) & 1:
+                    xpfdp_waker_kick(&self.handoff.wakers[i])
+            self.handed_to = 0
 
     cdef uint8_t hand_out(self, uint32_t ingress, const xdp_desc* d, const pkt_meta_t* m,
                           uint32_t owner, Umem u) noexcept nogil:
@@ -661,6 +666,7 @@ cdef class Pipeline:
         memcpy(<uint8_t*>h + HANDOFF_HDR_BYTES, u.area + d.addr, d.len)
         xpfdp_spsc_publish(r, 1)
         self.handoff_out += 1
+        self.handed_to |= 1ULL << owner
         return DROP_UNSET
 
     cdef uint32_t hand_in(self) noexcept nogil:
@@ -923,10 +929,27 @@ cdef class Pipeline:
                     idle += 1
                     if idle >= IDLE_POLLS_BEFORE_WAIT:
                         idle = 0
-                        wait_any(self.ports, self.n_ports, 1)
+                        self.idle_wait()
                 else:
                     idle = 0
         total_out[0] = total
+
+    cdef void idle_wait(self) noexcept nogil:
+        """Block up to 1 ms until a port has packets or, with a handoff, another worker
+        hands us some (its producer kicks our eventfd only while we sleep)."""
+        cdef uint32_t src
+        cdef xpfdp_waker_t* w
+        if self.n_workers == 1:
+            wait_any(self.ports, self.n_ports, 1)
+            return
+        w = &self.handoff.wakers[self.worker]
+        xpfdp_waker_announce(w)
+        for src in range(self.n_workers):
+            if src != self.worker and xpfdp_spsc_ready(self.handoff.ring(src, self.worker)):
+                xpfdp_waker_awake(w)
+                return
+        wait_any(self.ports, self.n_ports, 1, w.fd)
+        xpfdp_waker_awake(w)
 
     def _raise_error(self):
         if self._error is not None:
@@ -1029,6 +1052,7 @@ cdef class Pipeline:
                 "active": len(self.sessions) if self.sessions is not None else 0,
                 "created": int(self.sessions_created),
                 "expired": int(self.sessions_expired),
+                "evicted": self.sessions.stats()["evictions"] if self.sessions is not None else 0,
             },
             "flow_cache": self.fc.stats() if self.fc is not None else None,
             "worker": int(self.worker),

@@ -3,6 +3,18 @@
 # Keys, NAT decisions and per-session metadata are packed C structs with numpy twins
 # (KEY_DTYPE, DECISION_DTYPE, META_DTYPE in session.pyx, built from these offsets).
 # Handles are int64: (generation << 32) | slot; -1 means "no session".
+#
+# The table's state is a set of plain structs, one per concern, each operated on by the
+# free functions of one file included into session.pyx (one extension, so every call is a
+# direct C call):
+#   session_keys.pxi    key hash/equality and the key transforms of a NAT session
+#   session_addrs.pxi   NAT address cells and their interning   (saddrs_t)
+#   session_index.pxi   open-addressing indices                  (sindex_t)
+#   session_wheel.pxi   idle timeouts and the timer wheel        (stimeouts_t, swheel_t)
+#   session_deltas.pxi  the state-sync delta queue and its feed  (sdeltaq_t)
+#   session_core.pxi    slab, insert/remove/lookup over all of them (stable_t)
+#   session_check.pxi   the O(N) invariant checker (tests)
+# The design is described in docs/sessions.md.
 
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -46,11 +58,11 @@ ctypedef struct srmeta_t:
     uint8_t state         # ST_* below
     uint8_t tclass        # idle timeout: index into SessionTable.tpal (seconds)
 
-# One slab slot (88 bytes). NAT addresses live in a side pool (only sessions with NAT_RS
-# or NAT_RD use one): addr_ref is a cell of addr1 (16 bytes, shared by every session
-# rewriting to the same address: NAT pools are small) when one of the two is set, of addr2
-# (32 bytes: rs then rd) when both are, NO_SLOT otherwise. Free slots are chained
-# through rg_next. Read the full decision with SessionTable.decision_c.
+# One slab slot (80 bytes). NAT addresses live in a side pool (only sessions with NAT_RS
+# or NAT_RD use one): addr_ref is a cell of the 16-byte pool (shared by every session
+# rewriting to the same address: NAT pools are small) when one of the two is set, of the
+# 32-byte pool (rs then rd) when both are, NO_SLOT otherwise. A free slot chains the free
+# list through addr_ref. Read the full decision with SessionTable.decision_c.
 ctypedef struct srec_t:
     skey_t key
     sdec_head_t dec
@@ -58,18 +70,14 @@ ctypedef struct srec_t:
     uint32_t generation
     uint64_t last_seen_ns
     uint32_t wheel_tick   # low 32 bits of the tick this session is scheduled at
-    uint32_t rg_prev      # owner-RG list links (NO_SLOT at the ends)
-    uint32_t rg_next
-    uint32_t addr_ref
+    uint32_t addr_ref     # live: NAT address cell or NO_SLOT; free: next free slot
 
-# Reference-counted interning of addr1 cells: an open-addressing set of cell indices
-# (power-of-two capacity, linear probing, backward-shift deletion) keyed by the address.
-ctypedef struct sintern_t:
-    uint32_t* refs        # per addr1 cell: how many records use it
-    uint32_t refs_cap
-    uint32_t* slots       # cell index or NO_SLOT
+# Records in one array that grows by doubling; handles stay valid across growth.
+ctypedef struct sslab_t:
+    srec_t* recs
     uint32_t cap
-    uint32_t count
+    uint32_t hwm          # slots ever used: recs[hwm:] were never handed out
+    uint32_t free_head
 
 # A pool of fixed-size address cells, free cells chained through their first 4 bytes.
 ctypedef struct saddr_pool_t:
@@ -79,12 +87,40 @@ ctypedef struct saddr_pool_t:
     uint32_t free_head
     uint32_t used
 
+# Reference-counted interning of 16-byte cells: an open-addressing set of cell indices
+# (power-of-two capacity, linear probing, backward-shift deletion) keyed by the address.
+ctypedef struct sintern_t:
+    uint32_t* refs        # per cell: how many records use it
+    uint32_t refs_cap
+    uint32_t* slots       # cell index or NO_SLOT
+    uint32_t cap
+    uint32_t count
+
+# NAT addresses of all records (session_addrs.pxi).
+ctypedef struct saddrs_t:
+    saddr_pool_t one      # 16-byte cells: the one NAT address of a session, interned
+    saddr_pool_t two      # 32-byte cells: rs and rd of a session rewriting both
+    sintern_t intern      # address -> shared cell of `one`
+
 # Open-addressing index: slots hold (hash tag << 32) | record slot; linear probing with
 # backward-shift deletion (no tombstones), home bucket from the tag by fast range reduction.
 ctypedef struct sindex_t:
     uint64_t* slots
     uint32_t cap
     uint32_t count
+
+# Idle timeouts: records name theirs by a one-byte class into a palette of seconds.
+ctypedef struct stimeouts_t:
+    uint32_t palette_s[256]
+    uint32_t palette_len
+    uint32_t tcp_s
+    uint32_t udp_s
+    uint32_t icmp_s
+    uint8_t cls_tcp
+    uint8_t cls_udp
+    uint8_t cls_icmp
+    uint8_t cls_closing
+    uint8_t cls_other
 
 # 8-byte wheel entry: the record slot and the low 32 bits of the tick it was scheduled at.
 # It is current only while the slot is live and its record's wheel_tick has those low bits;
@@ -99,14 +135,70 @@ ctypedef struct sbucket_t:
     uint32_t len
     uint32_t cap
 
+# The GC timer wheel: 256 buckets of one 1 s tick each (session_wheel.pxi).
+ctypedef struct swheel_t:
+    sbucket_t buckets[256]
+    uint64_t cursor_tick  # next tick the GC processes
+    uint64_t entries
+    uint64_t last_gc_ns
+    uint64_t pop_stats[5] # POP_* of the last expire
+    bint started          # cursor_tick set from the first timestamp seen
+    bint gc_started
+
 ctypedef struct sdelta_t:
     uint8_t kind          # DELTA_OPEN / DELTA_CLOSE
     uint8_t origin
-    uint8_t fabric_redirect_sync
-    uint8_t pad
+    uint16_t reverse_egress_port  # egress port of the session's reverse entry
     skey_t key
     sdecision_t dec
     smeta_t meta
+
+# Bounded FIFO of deltas, a power-of-two ring that grows up to MAX_SESSION_DELTAS.
+ctypedef struct sdeltaq_t:
+    sdelta_t* buf
+    uint32_t cap
+    uint32_t head
+    uint32_t len
+    bint enabled          # a consumer is attached (DeltaFeed); nothing is queued otherwise
+
+# Counters; stats() returns them under these names.
+ctypedef struct scounters_t:
+    uint64_t installs
+    uint64_t replacements
+    uint64_t create_drops
+    uint64_t evictions
+    uint64_t alloc_failures
+    uint64_t lookups
+    uint64_t hits
+    uint64_t hits_via_alias
+    uint64_t nat_lookups
+    uint64_t nat_hits
+    uint64_t wire_lookups
+    uint64_t wire_hits
+    uint64_t touches
+    uint64_t deletes
+    uint64_t expired
+    uint64_t synced_upserts
+    uint64_t synced_rejects
+    uint64_t deltas_pushed
+    uint64_t delta_drops
+    uint64_t delta_drained
+
+# The whole table (session_core.pxi).
+ctypedef struct stable_t:
+    sslab_t slab
+    saddrs_t addrs
+    sindex_t primary      # key -> record
+    sindex_t natrev       # reverse_wire(F) and reverse_canonical(F) -> forward record F
+    sindex_t fwire        # forward_wire(F) -> forward record F (when NAT changes it)
+    sindex_t alias        # translated(R) -> reverse record R (when NAT changes it)
+    stimeouts_t timeouts
+    swheel_t wheel
+    sdeltaq_t deltas
+    scounters_t c
+    uint64_t seed         # hash seed
+    uint32_t max_sessions
+    bint early_eviction   # when full, evict an unreplied flow instead of refusing
 
 # What records(), entry() and expire() hand out.
 ctypedef struct ssession_t:
@@ -120,7 +212,7 @@ ctypedef struct ssession_t:
     uint8_t origin
     uint8_t closing
     uint8_t valid
-    uint8_t pad
+    uint8_t replied       # reverse entry: the reply direction has been seen
 
 cdef enum:
     NAT_RS = 0x01
@@ -159,6 +251,7 @@ cdef enum:
 cdef enum:
     ST_LIVE = 0x01
     ST_CLOSING = 0x02
+    ST_REPLIED = 0x04     # reverse entry: a packet of the reply direction was seen
 
 cdef enum:
     DELTA_OPEN = 1
@@ -168,74 +261,10 @@ cdef enum:
 # final: method calls are direct C calls (no vtable), so the compiler can inline them
 @cython.final
 cdef class SessionTable:
-    cdef srec_t* recs
-    cdef uint32_t rec_cap
-    cdef uint32_t rec_hwm
-    cdef uint32_t free_head
-    cdef uint64_t seed
-    cdef public uint32_t max_sessions
-    cdef uint32_t tcp_timeout_s
-    cdef uint32_t udp_timeout_s
-    cdef uint32_t icmp_timeout_s
-    # timeout palette: the distinct idle timeouts (s) records refer to by tclass
-    cdef uint32_t tpal[256]
-    cdef uint32_t tpal_len
-    cdef uint8_t cls_tcp
-    cdef uint8_t cls_udp
-    cdef uint8_t cls_icmp
-    cdef uint8_t cls_closing
-    cdef uint8_t cls_other
-    cdef sindex_t primary
-    cdef sindex_t natrev
-    cdef sindex_t fwire
-    cdef sindex_t alias
-    cdef saddr_pool_t addr1   # 16-byte cells: the one NAT address of a session
-    cdef saddr_pool_t addr2   # 32-byte cells: rs and rd of a session rewriting both
-    cdef sintern_t intern1    # address -> shared addr1 cell
-    # owner-RG map: rg -> (head slot, count), open addressing with backward-shift deletion
-    cdef int32_t* rg_keys
-    cdef uint32_t* rg_heads
-    cdef uint32_t* rg_counts
-    cdef uint32_t rg_cap
-    cdef uint32_t rg_used
-    # timer wheel
-    cdef sbucket_t wheel[256]
-    cdef uint64_t cursor_tick
-    cdef bint wheel_started
-    cdef uint64_t wheel_entries
-    cdef uint64_t last_gc_ns_
-    cdef bint gc_started
-    cdef uint64_t pop_stats[5]
-    # delta queue (ring, grows up to MAX_SESSION_DELTAS)
-    cdef sdelta_t* deltas
-    cdef uint32_t delta_cap
-    cdef uint32_t delta_head
-    cdef uint32_t delta_len
-    # counters (see stats())
-    cdef uint64_t c_installs
-    cdef uint64_t c_replacements
-    cdef uint64_t c_create_drops
-    cdef uint64_t c_alloc_failures
-    cdef uint64_t c_lookups
-    cdef uint64_t c_hits
-    cdef uint64_t c_alias_hits
-    cdef uint64_t c_nat_lookups
-    cdef uint64_t c_nat_hits
-    cdef uint64_t c_wire_lookups
-    cdef uint64_t c_wire_hits
-    cdef uint64_t c_touches
-    cdef uint64_t c_deletes
-    cdef uint64_t c_expired
-    cdef uint64_t c_synced_upserts
-    cdef uint64_t c_synced_rejects
-    cdef uint64_t c_updates
-    cdef uint64_t c_update_rejects
-    cdef uint64_t c_delta_pushed
-    cdef uint64_t c_delta_drops
-    cdef uint64_t c_delta_drained
+    cdef stable_t t
     cdef bint busy        # a batch call is running without the GIL (see _idle)
 
-    # nogil entry points for the pipeline
+    # nogil entry points for pipelines
     cdef int64_t lookup_c(self, const skey_t* k, uint64_t now_ns, uint8_t tcp_flags,
                           bint refresh, bint* via_alias) noexcept nogil
     cdef int64_t install_c(self, const skey_t* k, const sdecision_t* d, const smeta_t* m,
@@ -248,66 +277,6 @@ cdef class SessionTable:
     cdef bint touch_handle_c(self, int64_t handle, uint64_t now_ns) noexcept nogil
     cdef srec_t* record_c(self, int64_t handle) noexcept nogil
     cdef void decision_c(self, const srec_t* r, sdecision_t* out) noexcept nogil
-
-    cdef int64_t lookup_h(self, const skey_t* k, uint64_t h, uint64_t now_ns, uint8_t tcp_flags,
-                          bint refresh, bint* via_alias) noexcept nogil
-    cdef int64_t find_nat_h(self, const skey_t* reply, uint64_t h) noexcept nogil
-    cdef int64_t find_wire_h(self, const skey_t* wire, uint64_t h) noexcept nogil
-
-    # internals
-    cdef uint64_t hash_c(self, const skey_t* k) noexcept nogil
-    cdef void prefetch_home(self, sindex_t* ix, uint64_t h) noexcept nogil
-    cdef bint prefetch_record(self, sindex_t* ix, uint64_t h) noexcept nogil
-    cdef bint matches(self, int kind, uint32_t slot, const skey_t* k) noexcept nogil
-    cdef int64_t idx_pos(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h) noexcept nogil
-    cdef bint idx_reserve(self, sindex_t* ix, uint32_t extra) noexcept nogil
-    cdef void idx_upsert(self, sindex_t* ix, int kind, const skey_t* k, uint32_t slot) noexcept nogil
-    cdef void idx_upsert_h(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
-                           uint32_t slot) noexcept nogil
-    cdef int64_t idx_probe(self, sindex_t* ix, int kind, const skey_t* k, uint64_t h,
-                           uint32_t* empty_at) noexcept nogil
-    cdef void idx_remove_value(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
-    cdef void idx_delete_at(self, sindex_t* ix, uint32_t pos) noexcept nogil
-    cdef void idx_raw_put(self, sindex_t* ix, uint64_t h, uint32_t slot) noexcept nogil
-    cdef bint reserve_insert(self) noexcept nogil
-    cdef void rec_write(self, srec_t* r, const sdecision_t* d, const smeta_t* m,
-                        uint8_t origin) noexcept nogil
-    cdef void rec_release_addrs(self, srec_t* r) noexcept nogil
-    cdef bint intern_reserve(self) noexcept nogil
-    cdef uint32_t intern_acquire(self, const uint8_t* addr) noexcept nogil
-    cdef void intern_release(self, uint32_t cell) noexcept nogil
-    cdef void rec_meta_out(self, const srec_t* r, smeta_t* out) noexcept nogil
-    cdef uint32_t slab_alloc(self) noexcept nogil
-    cdef void slab_free(self, uint32_t slot) noexcept nogil
-    cdef int64_t primary_slot(self, const skey_t* k) noexcept nogil
-    cdef void index_secondary(self, uint32_t slot) noexcept nogil
-    cdef void unindex_secondary(self, uint32_t slot) noexcept nogil
-    cdef int64_t rg_find(self, int32_t rg) noexcept nogil
-    cdef bint rg_reserve(self) noexcept nogil
-    cdef void rg_delete_at(self, uint32_t pos) noexcept nogil
-    cdef bint rg_link(self, uint32_t slot) noexcept nogil
-    cdef void rg_unlink(self, uint32_t slot) noexcept nogil
-    cdef bint remove_slot(self, uint32_t slot, uint64_t h) noexcept nogil
-    cdef bint remove_key(self, const skey_t* k) noexcept nogil
-    cdef bint remove_key_h(self, const skey_t* k, uint64_t h) noexcept nogil
-    cdef uint8_t timeout_class(self, uint8_t proto, uint8_t tcp_flags) noexcept nogil
-    cdef int _palette_class(self, uint32_t secs)
-    cdef object _compact_palette(self)
-    cdef void wheel_observe(self, uint64_t now_ns) noexcept nogil
-    cdef void wheel_append(self, uint32_t slot, uint64_t tick) noexcept nogil
-    cdef void rec_see(self, srec_t* r, uint8_t proto, uint8_t tcp_flags) noexcept nogil
-    cdef uint64_t wheel_target(self, const srec_t* r, uint64_t now_tick) noexcept nogil
-    cdef void push_to_wheel(self, uint32_t slot, uint64_t now_ns) noexcept nogil
-    cdef void push_delta(self, uint8_t kind, const srec_t* r, uint8_t fabric_sync) noexcept nogil
-    cdef int64_t insert_new(self, const skey_t* k, const sdecision_t* d, const smeta_t* m,
-                            uint8_t origin, uint64_t now_ns, uint8_t tcp_flags,
-                            bint capped, bint emit) noexcept nogil
-    cdef void fill_session(self, uint32_t slot, ssession_t* out) noexcept nogil
     cdef Py_ssize_t expire_c(self, uint64_t now_ns, ssession_t** buf, size_t* cap) noexcept nogil
-    cdef object _lookup_batch(self, keys, uint64_t now_ns, out_handles, tcp_flags,
-                              out_via_alias, bint refresh)
-    cdef object _find_batch(self, keys, out_handles, bint nat)
-    cdef object _rg_walk(self, rgs, int mode)
-    cdef object _check_secondary(self, str name, int kind)
-    cdef sindex_t* _index_named(self, str name) except NULL
+
     cdef object _idle(self)

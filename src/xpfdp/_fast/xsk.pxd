@@ -175,6 +175,8 @@ cdef class MemPort(Port):
     cdef void _restock(self) noexcept nogil
 
 
-# Block until any of the ports has something to receive, or timeout_ms passes: one poll()
-# over every socket, so traffic on one port never waits out a timeout spent on another.
-cdef int wait_any(PyObject** ports, uint32_t n_ports, int timeout_ms) noexcept nogil
+# Block until any of the ports has something to receive (or `extra_fd`, when >= 0, is
+# readable), or timeout_ms passes: one poll() over every socket, so traffic on one port
+# never waits out a timeout spent on another.
+cdef int wait_any(PyObject** ports, uint32_t n_ports, int timeout_ms,
+                  int extra_fd=*) noexcept nogil

@@ -112,9 +112,9 @@ cdef extern from *:
         return poll(&p, 1, timeout_ms);
     }
     static inline int xpfdp_poll_in_many(const int *fds, unsigned n, int timeout_ms) {
-        struct pollfd p[16];
+        struct pollfd p[17];
         unsigned k, m = 0;
-        for (k = 0; k < n && m < 16; k++)
+        for (k = 0; k < n && m < 17; k++)
             if (fds[k] >= 0) { p[m].fd = fds[k]; p[m].events = POLLIN; p[m].revents = 0; m++; }
         return m ? poll(p, m, timeout_ms) : 0;
     }
@@ -1341,9 +1341,11 @@ cdef class MemPort(Port):
 # ---------------------------------------------------------------------------------------
 # Blocking wait on several ports (the pipeline's idle path)
 
-cdef int wait_any(PyObject** ports, uint32_t n_ports, int timeout_ms) noexcept nogil:
-    cdef int fds[16]
+cdef int wait_any(PyObject** ports, uint32_t n_ports, int timeout_ms,
+                  int extra_fd=-1) noexcept nogil:
+    cdef int fds[17]
     cdef uint32_t k, n = n_ports if n_ports < 16 else 16
     for k in range(n):
         fds[k] = (<Port>ports[k]).c_fd()
-    return xpfdp_poll_in_many(fds, n, timeout_ms)
+    fds[n] = extra_fd
+    return xpfdp_poll_in_many(fds, n + 1, timeout_ms)

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 typedef struct {
     _Alignas(64) _Atomic uint32_t head;   /* next slot the producer writes */
@@ -94,6 +95,36 @@ static inline const uint8_t *xpfdp_spsc_cons_slot(xpfdp_spsc_t *r, uint32_t k) {
 static inline void xpfdp_spsc_consume(xpfdp_spsc_t *r, uint32_t n) {
     uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
     atomic_store_explicit(&r->tail, t + n, memory_order_release);
+}
+
+/* Waking a worker that sleeps in poll() while packets wait in its rings.
+ *
+ * The consumer announces it is about to sleep (seq_cst store), then looks at its rings
+ * once more; a producer publishes, then (seq_cst fence) reads the flag and, only if the
+ * consumer sleeps, writes its eventfd. Either the consumer sees the packets or the
+ * producer sees the flag: no wake-up is lost, and a busy consumer costs producers one
+ * fence per burst, never a system call. */
+typedef struct {
+    _Alignas(64) _Atomic uint32_t sleeping;
+    int fd;                               /* eventfd, in the consumer's poll() set */
+} xpfdp_waker_t;
+
+static inline void xpfdp_waker_announce(xpfdp_waker_t *w) {
+    atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+static inline void xpfdp_waker_awake(xpfdp_waker_t *w) {
+    uint64_t count;
+    atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+    (void)!read(w->fd, &count, sizeof count);   /* non-blocking: clears a pending kick */
+}
+
+static inline void xpfdp_waker_kick(xpfdp_waker_t *w) {
+    uint64_t one = 1;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&w->sleeping, memory_order_relaxed))
+        (void)!write(w->fd, &one, sizeof one);
 }
 
 #endif
