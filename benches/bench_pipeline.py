@@ -5,6 +5,9 @@ Workloads (same session, so they can be compared as ratios):
   MSS clamp → L2 → count over 1024 established LAN→WAN flows. Target <= 150 ns/packet.
 * `firewall_flowcache`: the same with the flow cache on (every packet a cache hit).
   Target <= 60 ns/packet.
+* `firewall_fragments` / `firewall_whole_udp`: the firewall over 256 UDP flows whose 3000-byte
+  datagrams arrive as 3 fragments (later fragments translated through the fragment table),
+  against unfragmented UDP frames of the same lengths on the same flows (the reference).
 * `l2fwd`: the xsk helper's nogil `forward` (rx, MAC swap, tx) on the same MemPort setup:
   the floor any pipeline pays for moving frames.
 * `pure_python`: the same per-packet work (parse, dict session lookup, SNAT with
@@ -18,7 +21,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from scapy.all import IP, TCP, Ether
+from scapy.all import IP, TCP, UDP, Ether, Raw, fragment
 
 from xpfdp.pcap import FrameBatch
 from xpfdp.pipeline import FlowCache, Pipeline, firewall_stages
@@ -88,6 +91,58 @@ def test_firewall(benchmark, flow_cache):
     if flow_cache:
         assert st["flow_cache"]["hits"] >= 5 * PACKETS
     _report(benchmark, PACKETS, TARGET_CACHE_NS if flow_cache else TARGET_FULL_NS)
+    pipe.close(close_ports=True)
+    umem.check_frames()
+    umem.close()
+
+
+FRAG_FLOWS = 256
+
+
+def udp_frames(fragmented: bool):
+    """Per flow, a 3000-byte UDP datagram as 3 fragments, or 3 whole UDP frames of the
+    same lengths."""
+    frames = []
+    for i in range(FRAG_FLOWS):
+        ip = IP(src=f"10.0.{i // 250}.{i % 250 + 2}", dst="192.0.2.10", ttl=64, id=i)
+        l2 = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:aa")
+        frags = fragment(ip / UDP(sport=10000 + i, dport=53) / Raw(b"d" * 2992), fragsize=1400)
+        for f in frags:
+            if fragmented:
+                frames.append(bytes(l2 / f))
+            else:
+                whole = ip / UDP(sport=10000 + i, dport=53) / Raw(b"w" * (len(f) - 28))
+                frames.append(bytes(l2 / whole))
+    return frames
+
+
+@pytest.mark.parametrize(
+    "fragmented", [True, False], ids=["firewall_fragments", "firewall_whole_udp"]
+)
+def test_firewall_fragments(benchmark, fragmented):
+    umem = Umem(4096)
+    lan = MemPort(umem, FrameBatch.from_frames(udp_frames(fragmented)), loop=True)
+    wan = MemPort(umem, None)
+    rt = RouteTable()
+    rt.add("10.0.0.0/16", 0)
+    rt.add("0.0.0.0/0", 1)
+    pipe = Pipeline(
+        [lan, wan],
+        firewall_stages(0, 1, snat="198.51.100.1"),
+        routes=rt,
+        next_hops=HOPS,
+        sessions=SessionTable(1 << 16),
+        flow_cache=FlowCache(1024, 4),
+        burst_size=64,
+    )
+    pipe.run(max_packets=4 * 3 * FRAG_FLOWS)
+    benchmark.group = "pipeline burst64 ns/packet"
+    benchmark.pedantic(pipe.run, kwargs={"max_packets": PACKETS // 4}, rounds=5, warmup_rounds=1)
+    st = pipe.stats()
+    assert st["drops_total"] == 0 and st["sessions"]["created"] == FRAG_FLOWS
+    if fragmented:
+        assert st["fragments"]["translated"] >= PACKETS // 4 * 2 // 3
+    _report(benchmark, PACKETS // 4)
     pipe.close(close_ports=True)
     umem.check_frames()
     umem.close()

@@ -1,6 +1,11 @@
 """SessionTable workloads (lookups by every index, churn, GC, memory) against a Python-dict
 baseline, at 16,384 and 1,000,000 sessions (the table design is in docs/sessions.md).
 
+Probe streams are what a user at scale sees: `16k` and `1M` probe every session of the table
+once, in a random order, before any repeats (at 1M the working set is far larger than the
+caches); `1M-hot` is the labelled warm-cache case, 16,384 keys spread over a 1M table and
+probed over and over. Churn at 1M installs and removes 262,144 distinct new keys in turn.
+
 One benchmark iteration does 256 probes (or 256 install+remove pairs), so ns per key =
 iteration time / 256. The dict baseline is the table a user would otherwise write: tuple
 keys, one dict per index. It is measured with
@@ -61,12 +66,13 @@ def metas_for(seeds: np.ndarray) -> np.ndarray:
     return meta
 
 
-def probe_seeds(n: int) -> np.ndarray:
-    """Probes make_key(17 i) at 16k; at 1M, 64 batches spread over the whole table so
-    the probes do not stay in cache."""
-    if n == SMALL:
-        return (np.arange(PROBES, dtype=np.uint64) * 17)[None, :]
-    return ((np.arange(PROBES * 64, dtype=np.uint64) * 2654435761) % n).reshape(64, PROBES)
+def probe_seeds(n: int, hot: bool) -> np.ndarray:
+    """Batches of seeds to probe: every seed of the table once in a random order, or (`hot`)
+    64 batches of keys spread over the table, repeated, so they stay in cache."""
+    if hot:
+        return ((np.arange(PROBES * 64, dtype=np.uint64) * 2654435761) % n).reshape(64, PROBES)
+    order = np.random.default_rng(7).permutation(n).astype(np.uint64)
+    return order[: n - n % PROBES].reshape(-1, PROBES)
 
 
 def as_tuples(keys: np.ndarray) -> list[tuple]:
@@ -79,7 +85,7 @@ def as_tuples(keys: np.ndarray) -> list[tuple]:
 class Fixture:
     """A populated table plus the equivalent dict-of-tuples structures."""
 
-    def __init__(self, n: int, with_alias: bool, with_dict: bool):
+    def __init__(self, n: int, hot: bool, with_alias: bool, with_dict: bool):
         seeds = np.arange(n, dtype=np.uint64)
         self.keys = make_keys(seeds)
         self.decs = snat_decisions(self.keys)
@@ -90,7 +96,7 @@ class Fixture:
             assert (fwd >= 0).all() and (rev >= 0).all()
         else:
             assert (self.table.install_batch(self.keys, self.decs, self.metas, S) >= 0).all()
-        ps = probe_seeds(n)
+        ps = probe_seeds(n, hot)
         self.fwd = [make_keys(row) for row in ps]
         self.rev = [reverse_wire(k, snat_decisions(k)) for k in self.fwd]
         self.alias = [reverse_canonical(k) for k in self.fwd]
@@ -125,26 +131,36 @@ class Fixture:
 _cache: dict = {}
 
 
-def fixture(n: int, with_alias: bool = False, with_dict: bool = True) -> Fixture:
+def fixture(size: tuple[int, bool], with_alias: bool = False, with_dict: bool = True) -> Fixture:
     """Table benchmarks use a fixture without the dict baseline, so millions of Python
     objects do not share the process while the table is timed."""
-    key = (n, with_alias, with_dict)
+    key = (*size, with_alias, with_dict)
     if key not in _cache:
         _cache.clear()  # one large fixture alive at a time
-        _cache[key] = Fixture(n, with_alias, with_dict)
+        _cache[key] = Fixture(*size, with_alias, with_dict)
     return _cache[key]
 
 
-SIZES = [pytest.param(SMALL, id="16k"), pytest.param(LARGE, id="1M")]
+def label(size: tuple[int, bool]) -> str:
+    n, hot = size
+    return ("16k" if n == SMALL else "1M") + ("-hot" if hot else "")
+
+
+# (sessions, hot probe set)
+SIZES = [
+    pytest.param((SMALL, False), id="16k"),
+    pytest.param((LARGE, False), id="1M"),
+    pytest.param((LARGE, True), id="1M-hot"),
+]
 
 
 # ------------------------------------------------------------------ lookup_forward
 
 
-@pytest.mark.parametrize("n", SIZES)
-def test_lookup_forward_batch(benchmark, n):
-    benchmark.group = f"lookup_forward-{n}"
-    f = fixture(n, with_dict=False)
+@pytest.mark.parametrize("size", SIZES)
+def test_lookup_forward_batch(benchmark, size):
+    benchmark.group = f"lookup_forward-{label(size)}"
+    f = fixture(size, with_dict=False)
 
     def run():
         i = f.next_batch()
@@ -153,10 +169,10 @@ def test_lookup_forward_batch(benchmark, n):
     assert benchmark(run) == PROBES
 
 
-@pytest.mark.parametrize("n", SIZES)
-def test_lookup_forward_dict(benchmark, n):
-    benchmark.group = f"lookup_forward-{n}"
-    f = fixture(n)
+@pytest.mark.parametrize("size", SIZES)
+def test_lookup_forward_dict(benchmark, size):
+    benchmark.group = f"lookup_forward-{label(size)}"
+    f = fixture(size)
     d = f.d
 
     def run():
@@ -168,8 +184,8 @@ def test_lookup_forward_dict(benchmark, n):
 
 def test_lookup_forward_dict_from_array(benchmark):
     """The dict as a pipeline would use it: keys arrive in the parser's arrays."""
-    benchmark.group = f"lookup_forward-{SMALL}"
-    f = fixture(SMALL)
+    benchmark.group = "lookup_forward-16k"
+    f = fixture((SMALL, False))
     d = f.d
 
     def run():
@@ -185,8 +201,8 @@ def test_lookup_forward_dict_from_array(benchmark):
 
 def test_lookup_forward_scalar(benchmark):
     """One Python call per key, for scale: the cost the batch API removes."""
-    benchmark.group = f"lookup_forward-{SMALL}"
-    f = fixture(SMALL)
+    benchmark.group = "lookup_forward-16k"
+    f = fixture((SMALL, False))
     rows = [f.fwd[0][i : i + 1] for i in range(PROBES)]
 
     def run():
@@ -198,10 +214,10 @@ def test_lookup_forward_scalar(benchmark):
 # ------------------------------------------------------------------ lookup_reverse_nat
 
 
-@pytest.mark.parametrize("n", SIZES)
-def test_lookup_reverse_nat_batch(benchmark, n):
-    benchmark.group = f"lookup_reverse_nat-{n}"
-    f = fixture(n, with_dict=False)
+@pytest.mark.parametrize("size", SIZES)
+def test_lookup_reverse_nat_batch(benchmark, size):
+    benchmark.group = f"lookup_reverse_nat-{label(size)}"
+    f = fixture(size, with_dict=False)
 
     def run():
         return f.table.find_forward_nat_batch(f.rev[f.next_batch()], f.out)
@@ -209,10 +225,10 @@ def test_lookup_reverse_nat_batch(benchmark, n):
     assert benchmark(run) == PROBES
 
 
-@pytest.mark.parametrize("n", SIZES)
-def test_lookup_reverse_nat_dict(benchmark, n):
-    benchmark.group = f"lookup_reverse_nat-{n}"
-    f = fixture(n)
+@pytest.mark.parametrize("size", SIZES)
+def test_lookup_reverse_nat_dict(benchmark, size):
+    benchmark.group = f"lookup_reverse_nat-{label(size)}"
+    f = fixture(size)
     d, natrev = f.d, f.d_natrev
 
     def run():
@@ -229,10 +245,10 @@ def test_lookup_reverse_nat_dict(benchmark, n):
 # ------------------------------------------------------------------ lookup_alias
 
 
-@pytest.mark.parametrize("n", SIZES)
-def test_lookup_alias_batch(benchmark, n):
-    benchmark.group = f"lookup_alias-{n}"
-    f = fixture(n, with_alias=True, with_dict=False)
+@pytest.mark.parametrize("size", SIZES)
+def test_lookup_alias_batch(benchmark, size):
+    benchmark.group = f"lookup_alias-{label(size)}"
+    f = fixture(size, with_alias=True, with_dict=False)
 
     def run():
         return f.table.lookup_batch(f.alias[f.next_batch()], 2 * S, f.out)
@@ -240,10 +256,10 @@ def test_lookup_alias_batch(benchmark, n):
     assert benchmark(run) == PROBES
 
 
-@pytest.mark.parametrize("n", SIZES)
-def test_lookup_alias_dict(benchmark, n):
-    benchmark.group = f"lookup_alias-{n}"
-    f = fixture(n, with_alias=True)
+@pytest.mark.parametrize("size", SIZES)
+def test_lookup_alias_dict(benchmark, size):
+    benchmark.group = f"lookup_alias-{label(size)}"
+    f = fixture(size, with_alias=True)
     d, alias = f.d, f.d_alias
 
     def run():
@@ -260,12 +276,20 @@ def test_lookup_alias_dict(benchmark, n):
 # ------------------------------------------------------------------ insert+remove churn
 
 
+def churn_rounds(size: tuple[int, bool]) -> int:
+    """Rounds of 256 new keys a churn run cycles through: 262,144 distinct keys at 1M (their
+    index lines do not stay cached), 16,384 at 16k and on the labelled hot row."""
+    n, hot = size
+    return 1024 if n == LARGE and not hot else 64
+
+
 class Churn:
     """Steady state of n/2 sessions; each round installs 256 new SNAT sessions and removes
     them again, drains their 256 Open deltas (a sync consumer is attached) and runs the
     once-a-second GC."""
 
-    def __init__(self, n: int):
+    def __init__(self, size: tuple[int, bool]):
+        n = size[0]
         half = n // 2
         seeds = np.arange(half, dtype=np.uint64)
         keys = make_keys(seeds)
@@ -274,7 +298,7 @@ class Churn:
         self.table.install_batch(keys, snat_decisions(keys), metas_for(seeds), S)
         self.rounds = [
             make_keys(np.arange(half + r * PROBES, half + (r + 1) * PROBES, dtype=np.uint64))
-            for r in range(64)
+            for r in range(churn_rounds(size))
         ]
         self.decs = [snat_decisions(k) for k in self.rounds]
         self.metas = np.zeros(PROBES, dtype=META_DTYPE)
@@ -295,25 +319,26 @@ class Churn:
         return removed
 
 
-@pytest.mark.parametrize("n", SIZES)
-def test_insert_churn_batch(benchmark, n):
-    benchmark.group = f"insert_churn-{n}"
-    c = Churn(n)
+@pytest.mark.parametrize("size", SIZES)
+def test_insert_churn_batch(benchmark, size):
+    benchmark.group = f"insert_churn-{label(size)}"
+    c = Churn(size)
     before = c.table.stats()
     assert benchmark(c.run) == PROBES
     after = c.table.stats()
-    assert len(c.table) == n // 2  # steady state
+    assert len(c.table) == size[0] // 2  # steady state
     for name in ("nat_reverse_entries", "forward_wire_entries", "alias_entries"):
         assert after[name] == before[name]  # indices do not leak during churn
 
 
-@pytest.mark.parametrize("n", SIZES)
-def test_insert_churn_dict(benchmark, n):
-    benchmark.group = f"insert_churn-{n}"
-    f = fixture(n)
+@pytest.mark.parametrize("size", SIZES)
+def test_insert_churn_dict(benchmark, size):
+    benchmark.group = f"insert_churn-{label(size)}"
+    f = fixture(size)
     d, natrev, fwire = f.d, f.d_natrev, f.d_fwire
+    n = size[0]
     rounds = []
-    for r in range(64):
+    for r in range(churn_rounds(size)):
         keys = make_keys(np.arange(n + r * PROBES, n + (r + 1) * PROBES, dtype=np.uint64))
         decs = snat_decisions(keys)
         rounds.append(
@@ -409,7 +434,7 @@ def test_memory_per_session_dict_16k(benchmark):
     _cache.clear()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    f = Fixture(SMALL, with_alias=False, with_dict=True)
+    f = Fixture(SMALL, False, with_alias=False, with_dict=True)
     f.table = None
     f.fwd = f.rev = f.alias = f.t_fwd = f.t_rev = f.t_alias = None
     used = tracemalloc.get_traced_memory()[0] - base

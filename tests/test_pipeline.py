@@ -63,6 +63,7 @@ class Firewall:
         snat_ports=(20000, 60000),
         tx_queue=0,
         burst_size=64,
+        fragments=None,
         **kw,
     ):
         self.lan = MemPort(umem, None, capture=capture)
@@ -83,6 +84,7 @@ class Firewall:
             names=["lan", "wan"],
             burst_size=burst_size,
             tx_queue=tx_queue,
+            fragments=fragments,
         )
 
     def send(self, lan=(), wan=(), now_ns=None):

@@ -11,7 +11,7 @@ Public API
 Stages (``xpfdp.pipeline``), run in the order given:
 
 * ``ParseStage(allow_non_ip=False)`` -- parser into ``burst.meta``; malformed frames are
-  dropped as ``parse_error:<status>``.
+  dropped as ``parse_error:<status>`` (later fragments, status ``nonfirst_frag``, pass).
 * ``SessionStage(new_flow_ports=None, snat=None)`` -- flow cache → session table → new flow.
   ``new_flow_ports``: port indices allowed to open sessions (None = any); others get
   ``policy_denied`` unless the packet matches a session. ``snat={egress_port: (addresses,
@@ -19,6 +19,9 @@ Stages (``xpfdp.pipeline``), run in the order given:
   address of their family with a free port (``set_snat()`` changes it later).
   ``dnat=[(ingress, proto, dport, to_address, to_port)]`` / ``add_dnat(...)``: port
   forwards; such new flows are allowed from ``ingress`` and routed to ``to_address``.
+  Fragments: later fragments take their first fragment's decision through the pipeline's
+  ``fragments`` table (held until the first arrives; ``frag_limit``,
+  ``frag_session_gone`` drops; docs/fragments.md).
 * ``NatStage()`` -- applies the session's SNAT/DNAT (incremental checksums).
 * ``RouteStage()`` -- LPM on the post-NAT destination; verdict = next hop's port
   (``no_route`` otherwise); stores resolved flows in the flow cache.
@@ -40,15 +43,15 @@ Stages (``xpfdp.pipeline``), run in the order given:
   stops the worker (``Pipeline.error``).
 
 Every stage declares ``needs`` and ``provides`` (facts such as ``parsed`` / ``routed`` and
-the resources ``routes`` / ``sessions`` / ``gil``); the constructor refuses an order that
-leaves a need unmet. The contract, with examples: docs/stages.md.
+the resources ``routes`` / ``sessions`` / ``fragments`` / ``gil``); the constructor refuses
+an order that leaves a need unmet. The contract, with examples: docs/stages.md.
 
 ``firewall_stages(lan, wan, snat=..., mss=...)`` returns the standard list
 parse → session → nat → route → ttl → mss_clamp → l2 → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
-burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None, neighbour_hold=64,
-neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
+fragments=None, burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None,
+neighbour_hold=64, neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
 
 * ``ports``: XskPort/MemPort list; the index is the port number used by verdicts and next
   hops. ``routes``: ``xpfdp.route.RouteTable`` whose values index ``next_hops``, a list of
@@ -60,6 +63,8 @@ neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
   the (port, address) pairs packets waited or were dropped for (xpfdp.hostnet asks the
   kernel to resolve them). ``sessions``:
   ``xpfdp.session.SessionTable``. ``flow_cache``: ``FlowCache(sets=1024, ways=4)`` or None.
+  ``fragments``: ``xpfdp.frag.FragTable`` (a default one when a stage needs it and none is
+  given); frames it holds time out as ``frag_timeout``.
 * ``poll(now_ns=None) -> int``: one round (packets received). ``run(seconds=None, *,
   max_packets=0, until_idle=False) -> int``; ``stop()`` from another thread.
 * ``set_next_hops(hops)``, ``invalidate()`` (config change: flow cache entries go stale;
@@ -82,6 +87,9 @@ neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
        "sessions": {"active", "created", "expired", "evicted"},
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
                       "capacity"} or None,
+       "fragments": {"recorded", "translated", "held", "released", "timed_out",
+                     "dropped_limit", "completed", "expired", "entries",
+                     "held_frames"} or None,
        "neighbour_requests_lost", "neighbour_held",
        "worker": index in the Handoff (0 without one), "handoff": {"out", "in"}}
 
@@ -169,12 +177,14 @@ _SUMMED = (
 
 
 def merge_stats(snapshots):
-    """Sum per-worker `Pipeline.stats()` dicts into one (drops, latency, sessions, cache)."""
+    """Sum per-worker `Pipeline.stats()` dicts into one (drops, latency, sessions, cache,
+    fragments)."""
     total = {k: 0 for k in _SUMMED}
     drops: dict[str, int] = {}
     counts = [0] * len(LATENCY_BUCKET_UPPER_NS)
     sessions = {"active": 0, "created": 0, "expired": 0, "evicted": 0}
     cache: dict[str, int] = {}
+    fragments: dict[str, int] = {}
     for s in snapshots:
         for k in _SUMMED:
             total[k] += s[k]
@@ -185,10 +195,13 @@ def merge_stats(snapshots):
             sessions[k] += s["sessions"].get(k, 0)
         for k, v in (s["flow_cache"] or {}).items():
             cache[k] = cache.get(k, 0) + v
+        for k, v in (s.get("fragments") or {}).items():
+            fragments[k] = fragments.get(k, 0) + v
     total["drops"] = drops
     total["tx_latency"] = {"bucket_upper_ns": list(LATENCY_BUCKET_UPPER_NS), "counts": counts}
     total["sessions"] = sessions
     total["flow_cache"] = cache or None
+    total["fragments"] = fragments or None
     total["handoff"] = {
         k: sum(s.get("handoff", {}).get(k, 0) for s in snapshots) for k in ("out", "in")
     }

@@ -6,6 +6,7 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from xpfdp._fast.cos cimport Scheduler
+from xpfdp._fast.frag cimport FragTable
 from xpfdp._fast.meta cimport pkt_meta_t
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, srec_t, ssession_t
@@ -26,6 +27,7 @@ cdef enum:
     CTX_ROUTED = 0x02        # `nh` already resolved (flow cache hit, or new-flow routing)
     CTX_FC_INSERT = 0x04     # a miss the route stage should store in the flow cache
     CTX_HAS_KEY = 0x08       # `key` holds the packet's pre-NAT session key ("has_key")
+    CTX_LATER_FRAG = 0x10    # a later fragment: resolved after the burst's first fragments
 
 # Per packet scratch of one burst, beside the Burst's meta and verdict.
 ctypedef struct pkt_ctx_t:
@@ -237,6 +239,8 @@ cdef class Pipeline:
     cdef readonly uint64_t hold_ns
     cdef public RouteTable routes
     cdef public SessionTable sessions
+    cdef readonly FragTable fragments
+    cdef uint8_t why_frag_timeout       # drop reason code of "frag_timeout"
     cdef FlowCache fc
     cdef readonly uint64_t config_generation
     cdef uint64_t now_ns
@@ -294,4 +298,6 @@ cdef class Pipeline:
     cdef uint8_t copy_out(self, Port port, Burst cp, Burst q, const xdp_desc* d,
                           Umem src) noexcept nogil
     cdef uint32_t poll_c(self, uint64_t now_ns) noexcept nogil
+    cdef void release_fragments(self) noexcept nogil
+    cdef uint32_t recycle_fragments(self, int which, uint8_t why) noexcept nogil
     cdef int run_gil_stage(self, uint32_t k, Burst b) noexcept with gil

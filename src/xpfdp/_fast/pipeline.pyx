@@ -34,8 +34,10 @@ from xpfdp._fast.includes.compat cimport GOLDEN64, monotonic_ns, prefetch
 from xpfdp._fast.lib.flowkey cimport flowkey_eq, flowkey_from_meta, flowkey_hash
 from xpfdp._fast.lib.hash cimport mix64
 from xpfdp._fast.meta cimport (
+    META_FIRST_FRAGMENT,
     META_L4_VALID,
     PARSE_NON_IP,
+    PARSE_NONFIRST_FRAG,
     PARSE_OK,
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -45,6 +47,20 @@ from xpfdp._fast.meta cimport (
     TCP_SYN,
     is_icmp_echo,
     pkt_meta_t,
+)
+from xpfdp._fast.frag cimport (
+    FRAG_HELD,
+    FRAG_LIST_DROPPED,
+    FRAG_LIST_RELEASED,
+    FragTable,
+    frag_drain,
+    frag_expire,
+    frag_first,
+    frag_info_from,
+    frag_info_t,
+    frag_later,
+    frag_pop,
+    frag_table_t,
 )
 from xpfdp._fast.parse cimport parse_one
 from xpfdp._fast.route cimport RouteTable
@@ -175,6 +191,7 @@ FACT_PROVIDERS = {
 RESOURCES = {
     "routes": "Pipeline(routes=RouteTable)",
     "sessions": "Pipeline(sessions=SessionTable)",
+    "fragments": "Pipeline(fragments=FragTable) (a default one is made when omitted)",
     "gil": "the stage's Python process(burst) method, called with the GIL once per burst",
 }
 
@@ -232,8 +249,8 @@ cdef class Pipeline:
         self.exp_buf = NULL
 
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
-                 flow_cache=None, uint32_t burst_size=64, names=None, uint32_t tx_queue=0,
-                 neighbours=None, uint32_t neighbour_hold=64,
+                 flow_cache=None, fragments=None, uint32_t burst_size=64, names=None,
+                 uint32_t tx_queue=0, neighbours=None, uint32_t neighbour_hold=64,
                  uint64_t neighbour_hold_ns=1_000_000_000,
                  Handoff handoff=None, uint32_t worker=0):
         cdef Burst cb, cp, rb, tb, db
@@ -267,9 +284,16 @@ cdef class Pipeline:
             getattr(x, "ifname", None) or f"port{i}" for i, x in enumerate(ports)]
         if len(self.port_names) != len(ports):
             raise ValueError("names must have one entry per port")
-        check_stage_order(stages, {"routes": routes, "sessions": sessions})
+        if fragments is not None and not isinstance(fragments, FragTable):
+            raise TypeError("fragments must be an xpfdp.frag.FragTable")
+        if fragments is None and any("fragments" in (s.needs or ()) for s in stages):
+            fragments = FragTable()   # defaults: later fragments must never pass untranslated
+        check_stage_order(stages, {"routes": routes, "sessions": sessions,
+                                   "fragments": fragments})
         self.routes = routes
         self.sessions = sessions
+        self.fragments = fragments
+        self.why_frag_timeout = drop_reason("frag_timeout")
         self.fc = flow_cache
         if flow_cache is not None and not isinstance(flow_cache, FlowCache):
             raise TypeError("flow_cache must be a FlowCache")
@@ -564,7 +588,7 @@ cdef class Pipeline:
         for i in range(n):
             v = b.v[i]
             if self.saved_v[i] == VERDICT_QUEUED or self.saved_v[i] == VERDICT_HANDOFF:
-                b.v[i] = self.saved_v[i]          # a CoS queue or another worker has it
+                b.v[i] = self.saved_v[i]          # held (CoS, fragments, neighbour) or handed off
             elif self.saved_v[i] == VERDICT_DROP:   # a drop is final, reason included
                 b.v[i] = VERDICT_DROP
                 b.why[i] = self.saved_why[i]
@@ -824,6 +848,8 @@ cdef class Pipeline:
                 continue
             got += <uint32_t>n
             self.process(i, <Burst>self.rxb[i], 0)
+            if self.fragments is not None:
+                self.release_fragments()
             for r in range(self.n_ports):
                 self.flush_tx(r)
             if self.stop_flag:
@@ -833,6 +859,8 @@ cdef class Pipeline:
             self.release_held()
         if self.n_workers > 1 and not self.stop_flag:
             handed = self.hand_in()
+            if self.fragments is not None:
+                self.release_fragments()   # a first fragment handed in may free held ones
         for r in range(self.n_ports):
             self.flush_tx(r)
             if self.sched[r] != NULL:
@@ -846,6 +874,9 @@ cdef class Pipeline:
             n = <int>self.sessions.expire_c(now_ns, &self.exp_buf, &self.exp_cap)
             if n > 0:
                 self.sessions_expired += <uint32_t>n
+        if self.fragments is not None and self.fragments.t.oldest >= 0:
+            if frag_expire(&self.fragments.t, now_ns):
+                self.recycle_fragments(FRAG_LIST_DROPPED, self.why_frag_timeout)
         for r in range(self.drop_codes_used):
             self.drops[r] += self.burst_drops[r]
             self.burst_drops[r] = 0
@@ -854,6 +885,49 @@ cdef class Pipeline:
         if got == 0 and handed == 0:
             self.idle_polls += 1
         return got + handed
+
+    cdef void release_fragments(self) noexcept nogil:
+        """Run fragments whose first fragment has just been recorded through the stages
+        again, as a burst of their ingress port (its RX burst is empty between polls of
+        it); now they resolve through the fragment table like any later fragment."""
+        cdef frag_table_t* t = &self.fragments.t
+        cdef xdp_desc* d
+        cdef uint64_t addr
+        cdef uint32_t n, cap, length, r
+        cdef uint16_t port
+        while t.out_head[FRAG_LIST_RELEASED] >= 0:
+            port = t.frames[t.out_head[FRAG_LIST_RELEASED]].port
+            d = (<Burst>self.rxb[port]).d
+            cap = (<Burst>self.rxb[port]).capacity
+            n = 0
+            while n < cap and t.out_head[FRAG_LIST_RELEASED] >= 0 and \
+                    t.frames[t.out_head[FRAG_LIST_RELEASED]].port == port:
+                frag_pop(t, FRAG_LIST_RELEASED, &addr, &length, &port)
+                d[n].addr = addr
+                d[n].len = length
+                d[n].options = 0
+                n += 1
+            (<Burst>self.rxb[port]).n = n
+            self.process(port, <Burst>self.rxb[port], 0)
+            for r in range(self.n_ports):
+                self.flush_tx(r)
+
+    cdef uint32_t recycle_fragments(self, int which, uint8_t why) noexcept nogil:
+        """Return every frame of fragment-table list `which` to its port, counted as `why`."""
+        cdef frag_table_t* t = &self.fragments.t
+        cdef xdp_desc* d
+        cdef uint64_t addr
+        cdef uint32_t length, n = 0
+        cdef uint16_t port
+        while frag_pop(t, which, &addr, &length, &port):
+            d = (<Burst>self.dropb[port]).d
+            d[0].addr = addr
+            d[0].len = length
+            d[0].options = 0
+            (<Port>self.ports[port]).c_recycle(<Burst>self.dropb[port], 0, 1)
+            self.drops[why] += 1
+            n += 1
+        return n
 
     # ------------------------------------------------------------------ Python API
 
@@ -964,8 +1038,8 @@ cdef class Pipeline:
         return [(<Burst>self.txq[k]).n for k in range(self.n_ports)]
 
     def drop_pending(self):
-        """Return every queued TX frame (TX queues and CoS queues) to its pool, counted as
-        shutdown drops."""
+        """Return every queued TX frame (TX queues and CoS queues) and every frame the
+        fragment table holds to its pool, counted as shutdown drops."""
         cdef uint32_t k, n
         cdef Burst q
         for k in range(self.n_ports):
@@ -985,6 +1059,10 @@ cdef class Pipeline:
                 (<Port>self.ports[k]).c_recycle(q, 0, n)
                 self.drops[DROP_SHUTDOWN] += n
                 q.n = 0
+        if self.fragments is not None:
+            frag_drain(&self.fragments.t)
+            self.recycle_fragments(FRAG_LIST_RELEASED, DROP_SHUTDOWN)
+            self.recycle_fragments(FRAG_LIST_DROPPED, DROP_SHUTDOWN)
         for k in range(self.n_held):
             q = <Burst>self.dropb[self.held[k].ingress]
             q.d[0] = self.held[k].d
@@ -1055,6 +1133,7 @@ cdef class Pipeline:
                 "evicted": self.sessions.stats()["evictions"] if self.sessions is not None else 0,
             },
             "flow_cache": self.fc.stats() if self.fc is not None else None,
+            "fragments": self.fragments.stats() if self.fragments is not None else None,
             "worker": int(self.worker),
             "handoff": {"out": int(self.handoff_out), "in": int(self.handoff_in)},
             "neighbour_requests_lost": int(self.nreq_lost),

@@ -28,9 +28,12 @@ cdef bint slab_reserve(sslab_t* slab) noexcept nogil:
     newcap = slab.cap * 2 if slab.cap else 16
     if newcap > MAX_SLOTS:
         newcap = MAX_SLOTS
-    nr = <srec_t*>realloc(slab.recs, <size_t>newcap * sizeof(srec_t))
+    nr = <srec_t*>alloc_huge(<size_t>newcap * sizeof(srec_t))
     if nr == NULL:
         return False
+    if slab.recs != NULL:
+        memcpy(nr, slab.recs, <size_t>slab.cap * sizeof(srec_t))
+        free(slab.recs)
     slab.recs = nr
     slab.cap = newcap
     return True

@@ -79,7 +79,7 @@ cdef bint ix_reserve(sindex_t* ix, uint32_t extra) noexcept nogil:
         newcap = 16
     if newcap > MAX_INDEX_CAP:
         return False
-    cdef uint64_t* ns = <uint64_t*>malloc(newcap * sizeof(uint64_t))
+    cdef uint64_t* ns = <uint64_t*>alloc_huge(newcap * sizeof(uint64_t))
     if ns == NULL:
         return False
     memset(ns, 0xFF, newcap * sizeof(uint64_t))

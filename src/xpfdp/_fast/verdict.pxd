@@ -11,7 +11,8 @@ cdef enum:
     VERDICT_DROP = -1        # return the frame; counted under Burst.why
     VERDICT_PASS = -2        # to the kernel stack (unsupported: counted pass_unsupported)
     VERDICT_PENDING = -3     # internal: no stage has chosen an egress port yet
-    VERDICT_QUEUED = -4      # internal: a CoS queue holds the frame until it is transmitted
+    VERDICT_QUEUED = -4      # internal: held by a CoS queue (until transmitted), the fragment
+                             # table (until its first fragment) or a neighbour wait
     VERDICT_HANDOFF = -5     # internal: another worker owns the flow; settle copies it there
 
 # Built-in drop reasons (names in verdict.pyx, checked against these codes at import).
@@ -46,7 +47,7 @@ cdef uint32_t drop_reason_count() noexcept nogil
 
 
 cdef inline bint verdict_settled(int16_t v) noexcept nogil:
-    """True when a stage must leave the packet alone: dropped, held by a CoS queue, or
+    """True when a stage must leave the packet alone: dropped, held (VERDICT_QUEUED), or
     owned by another worker."""
     return v == VERDICT_DROP or v == VERDICT_QUEUED or v == VERDICT_HANDOFF
 

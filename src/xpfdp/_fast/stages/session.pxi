@@ -10,10 +10,17 @@ cdef class SessionStage(Stage):
     port; otherwise it is dropped as policy_denied (no_route when unroutable). A new flow
     leaving through a port with an SNAT pool gets the pool address and a free port from
     the pool range (ICMP echo keeps its identifier); both entries are installed at once.
-    Packets without a session key (non-first fragments, non-L4) are dropped as
-    policy_denied when they come from outside `new_flow_ports`, else passed statelessly.
+    Fragments: a first fragment's session is recorded in the pipeline's fragment table
+    under (source, destination, protocol, fragment ID), and every later fragment of that
+    datagram takes the same decision (NAT rewrites only its addresses: the ports and the
+    L4 checksum live in the first fragment). Later fragments are resolved after the
+    burst's first fragments; one that arrives before its first is held by the table
+    (verdict QUEUED) and runs through the stages again once the first arrives. Drops:
+    frag_limit (table full), frag_session_gone (the session ended). Other packets without
+    a session key (non-L4) are dropped as policy_denied when they come from outside
+    `new_flow_ports`, else passed statelessly.
 
-    Needs "parsed" and the pipeline's `routes` and `sessions`; provides "has_key" (ctx
+    Needs "parsed" and the pipeline's `routes`, `sessions` and `fragments`; provides "has_key" (ctx
     `key`) and "has_decision" (ctx `dec`, `handle`) for the packets that have them. Packets
     it routed already (cache hits, new flows) carry `nh` and the CTX_ROUTED flag, which
     RouteStage honours; misses it wants cached carry CTX_FC_INSERT.
@@ -32,6 +39,8 @@ cdef class SessionStage(Stage):
     cdef readonly uint64_t nat_collisions
     cdef dnat_rule_t dnat[MAX_DNAT]
     cdef uint32_t n_dnat
+    cdef uint8_t why_frag_limit
+    cdef uint8_t why_frag_session_gone
 
     def __init__(self, *, new_flow_ports=None, snat=None, dnat=()):
         """`new_flow_ports`: port indices that may open sessions. `snat`: {egress port index:
@@ -39,8 +48,10 @@ cdef class SessionStage(Stage):
         list of up to one per family). `dnat`: (ingress, proto, dport, to_address, to_port)
         port-forward rules (see add_dnat)."""
         self.name = "session"
-        self.needs = ("parsed", "routes", "sessions")
+        self.needs = ("parsed", "routes", "sessions", "fragments")
         self.provides = ("has_key", "has_decision")
+        self.why_frag_limit = drop_reason("frag_limit")
+        self.why_frag_session_gone = drop_reason("frag_session_gone")
         if new_flow_ports is None:
             self.new_flow_mask = 0xFFFFFFFF
         else:
@@ -239,6 +250,50 @@ cdef class SessionStage(Stage):
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         return self.resolve(p, b, ingress, p.sessions)
 
+    cdef void later_fragment(self, Pipeline p, Burst b, uint32_t i, uint32_t ingress,
+                             SessionTable t) noexcept nogil:
+        """Give a later fragment its first fragment's decision, hold it, or drop it."""
+        cdef pkt_ctx_t* c = &p.ctx[i]
+        cdef frag_info_t fi
+        cdef int64_t h
+        cdef srec_t* r
+        if not frag_info_from(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i], &fi):
+            drop_packet(b, i, DROP_PARSE + PARSE_NONFIRST_FRAG)
+            self.c_drops += 1
+            return
+        h = frag_later(&p.fragments.t, &fi, b.d[i].addr, b.d[i].len, <uint16_t>ingress,
+                       p.now_ns)
+        if h == FRAG_HELD:
+            b.v[i] = VERDICT_QUEUED   # the fragment table holds the frame now
+            return
+        if h < 0:
+            drop_packet(b, i, self.why_frag_limit)
+            self.c_drops += 1
+            return
+        r = t.record_c(h)
+        if r == NULL:
+            drop_packet(b, i, self.why_frag_session_gone)
+            self.c_drops += 1
+            return
+        c.handle = h
+        t.decision_c(r, &c.dec)
+        c.flags |= CTX_HAS_DEC
+
+    cdef void record_first_fragments(self, Pipeline p, Burst b) noexcept nogil:
+        """Record the session of every first fragment that got one in this burst (a full
+        table drops the fragment: its datagram could not be completed anyway)."""
+        cdef uint32_t i
+        cdef frag_info_t fi
+        for i in range(b.n):
+            if verdict_settled(b.v[i]) or not (b.m[i].flags & META_FIRST_FRAGMENT) or not (
+                    p.ctx[i].flags & CTX_HAS_DEC):
+                continue
+            if not frag_info_from(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i], &fi):
+                continue
+            if frag_first(&p.fragments.t, &fi, p.ctx[i].handle, p.now_ns) != 0:
+                drop_packet(b, i, self.why_frag_limit)
+                self.c_drops += 1
+
     cdef int resolve(self, Pipeline p, Burst b, uint32_t ingress, SessionTable t) noexcept nogil:
         cdef uint32_t i
         cdef pkt_ctx_t* c
@@ -252,6 +307,7 @@ cdef class SessionStage(Stage):
         cdef uint32_t e
         cdef smeta_t sm
         cdef int rc, dn
+        cdef bint first_fragments = False, later_fragments = False
         cdef uint32_t owner
         # Pass 1: keys, and the flow cache sets prefetched while the next keys are built.
         for i in range(b.n):
@@ -260,7 +316,10 @@ cdef class SessionStage(Stage):
             self.c_packets += 1
             c = &p.ctx[i]
             if not flowkey_from_meta(&b.m[i], &c.key):
-                if not (self.new_flow_mask >> ingress) & 1:
+                if b.m[i].status == PARSE_NONFIRST_FRAG:
+                    c.flags |= CTX_LATER_FRAG
+                    later_fragments = True
+                elif not (self.new_flow_mask >> ingress) & 1:
                     drop_packet(b, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
                 continue
@@ -271,6 +330,7 @@ cdef class SessionStage(Stage):
                     b.v[i] = VERDICT_HANDOFF
                     c.nh = <int32_t>owner
                     continue
+            first_fragments |= (b.m[i].flags & META_FIRST_FRAGMENT) != 0
             if p.fc is not None:
                 c.fch = p.fc.hash_key(&c.key, <uint16_t>ingress)
         # Pass 2: flow cache, session table, new flows.
@@ -337,4 +397,11 @@ cdef class SessionStage(Stage):
             c.handle = hf
             c.nh = nh   # the route stage reuses it: the table cannot change within a poll
             c.flags |= CTX_HAS_DEC | CTX_FC_INSERT | CTX_ROUTED
+        # Fragments last, so a later fragment finds a first one from the same burst.
+        if first_fragments:
+            self.record_first_fragments(p, b)
+        if later_fragments:
+            for i in range(b.n):
+                if p.ctx[i].flags & CTX_LATER_FRAG and not verdict_settled(b.v[i]):
+                    self.later_fragment(p, b, i, ingress, t)
         return 0
