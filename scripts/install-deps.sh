@@ -3,7 +3,7 @@
 set -eu
 
 PACKAGES="clang llvm libxdp-dev libbpf-dev libelf-dev zlib1g-dev pkg-config gcc make \
-iproute2 ethtool"
+iproute2 ethtool traceroute iputils-tracepath"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -120,3 +120,21 @@ def umem_factory():
         if not u.closed:
             u.check_frames()
             u.close()
+
+
+@contextlib.contextmanager
+def running_firewall(config: dict):
+    """The xpfdp firewall for a config dict (xpfdp.firewall schema), started; on a clean exit
+    it is stopped and every worker's frames are checked for conservation; always closed."""
+    from xpfdp.firewall import build_forwarder, parse_config
+
+    fw = build_forwarder(parse_config(config), handle_signals=False)
+    try:
+        fw.start()
+        yield fw
+        fw.stop()
+        for pipe in fw.pipelines:
+            pipe.close()
+            pipe.ports[0].umem.check_frames()
+    finally:
+        fw.close()

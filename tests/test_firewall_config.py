@@ -296,11 +296,16 @@ def test_config_pipeline_drops_unsolicited_and_expired_and_nats_icmp_echo(umem_f
         / UDP(sport=5000, dport=53)
     )
     to_wan, to_lan = fw.send(lan=[expired], wan=[unsolicited])
-    assert to_wan == [] and to_lan == []
+    assert to_wan == []
+    # the expired packet comes back as Time Exceeded from the LAN address, quoting it
+    assert len(to_lan) == 1 and to_lan[0][ICMP].type == 11
+    assert (to_lan[0][IP].src, to_lan[0][IP].dst) == ("10.10.1.1", "10.10.1.2")
+    assert (to_lan[0].src, to_lan[0].dst) == (LAN_MAC, CLIENT_MAC)
     drops = fw.pipe.stats()["drops"]
-    assert drops == {"policy_denied": 1, "ttl_expired": 1}
+    assert drops == {"policy_denied": 1}
+    assert fw.pipe.stats()["stages"]["ttl"]["expired"] == 1
     ping = Ether(src=CLIENT_MAC, dst=LAN_MAC) / IP(src="10.10.1.2", dst="10.10.2.2") / ICMP(id=7)
     to_wan, _ = fw.send(lan=[ping])
     assert len(to_wan) == 1 and to_wan[0][IP].src == "10.10.2.1"
-    assert fw.pipe.stats()["stages"]["cos"]["packets"] == 1  # the echo went through CoS
+    assert fw.pipe.stats()["stages"]["cos"]["admitted"] == 1  # the echo went through CoS
     fw.pipe.close()

@@ -7,38 +7,32 @@ each worker's UMEM, and the conftest checks that no namespace or XDP program is 
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
 
 import pytest
 
-from tests.conftest import needs_root
+from tests.conftest import needs_root, running_firewall
 from xpfdp.demo import traffic
 from xpfdp.demo.run import demo_config, drop_counts
 from xpfdp.demo.topology import FirewallTopology
-from xpfdp.firewall import build_forwarder, parse_config
 
 pytestmark = [needs_root, pytest.mark.root]
 
 CLAMP = 1360
+IP_RECVERR, IPV6_RECVERR = 11, 25  # <linux/in.h>, <linux/in6.h>
 
 
 @pytest.fixture
 def net():
     """(topology, running forwarder); frames conserved and everything closed afterwards."""
-    with FirewallTopology(prefix="xt") as topo:
-        config = parse_config(demo_config(topo, shaper_mbps=None, mss_clamp=CLAMP))
-        fw = build_forwarder(config, handle_signals=False)
-        try:
-            fw.start()
-            yield topo, fw
-            fw.stop()
-            for pipe in fw.pipelines:
-                pipe.close()
-                pipe.ports[0].umem.check_frames()
-        finally:
-            fw.close()
+    with (
+        FirewallTopology(prefix="xt") as topo,
+        running_firewall(demo_config(topo, shaper_mbps=None, mss_clamp=CLAMP)) as fw,
+    ):
+        yield topo, fw
 
 
 def drops_delta(fw, before, reason):
@@ -51,18 +45,7 @@ def test_tcp_udp_icmp_v4_v6_through_nat(net):
     sink = traffic.BulkSink(topo.server, t0, (topo.server_v4, topo.server_v6))
     echo = traffic.EchoServer(topo.server, (topo.server_v4, topo.server_v6))
     try:
-        results = [traffic.SendResult(0), traffic.SendResult(1)]
-        senders = [
-            threading.Thread(
-                target=traffic.bulk_send,
-                args=(topo.client, server, i, None, 8_000_000, results[i]),
-            )
-            for i, server in enumerate((topo.server_v4, topo.server_v6))
-        ]
-        for t in senders:
-            t.start()
-        for t in senders:
-            t.join(timeout=60)
+        results = traffic.bulk_send_each(topo.client, (topo.server_v4, topo.server_v6), 8_000_000)
         mouse4 = traffic.mouse_rtts_us(topo.client, topo.server_v4, 0.3)
         mouse6 = traffic.mouse_rtts_us(topo.client, topo.server_v6, 0.3)
         pings = (
@@ -116,7 +99,11 @@ def test_unsolicited_wan_to_lan_is_dropped_and_counted(net):
     assert traffic.ping(topo.client, topo.server_v4) == 3
 
 
-def test_ttl_and_hop_limit_expiry_is_counted(net):
+def expired(fw):
+    return sum(w["stages"]["ttl"]["expired"] for w in fw.stats()["workers"])
+
+
+def test_ttl_and_hop_limit_expiry_is_answered_and_counted(net):
     topo, fw = net
     with topo.server.inside():
         sink4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -127,25 +114,29 @@ def test_ttl_and_hop_limit_expiry_is_counted(net):
     with sink4, sink6, s4, s6:
         sink4.bind((topo.server_v4, 7000))
         sink6.bind((topo.server_v6, 7000))
-        sink4.settimeout(0.5)
-        sink6.settimeout(0.5)
+        for sink in (sink4, sink6):
+            sink.settimeout(0.5)
         s4.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
         s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 1)
-        before = drop_counts(fw.stats())
-        for _ in range(3):
-            s4.sendto(b"x", (topo.server_v4, 7000))
-        with pytest.raises(TimeoutError):
-            sink4.recv(10)
-        assert drops_delta(fw, before, "ttl_expired") == 3
-        before = drop_counts(fw.stats())
-        for _ in range(3):
-            s6.sendto(b"x", (topo.server_v6, 7000))
-        with pytest.raises(TimeoutError):
-            sink6.recv(10)
-        time.sleep(0.2)
-        assert drops_delta(fw, before, "ttl_expired") == 3
+        # with RECVERR a connected socket reports the Time Exceeded the firewall sends back
+        s4.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        s6.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        s4.connect((topo.server_v4, 7000))
+        s6.connect((topo.server_v6, 7000))
+        for s, sink in ((s4, sink4), (s6, sink6)):
+            before = expired(fw)
+            s.settimeout(2.0)
+            for _ in range(3):
+                s.send(b"x")
+                with pytest.raises(OSError) as err:
+                    s.recv(10)
+                assert err.value.errno == errno.EHOSTUNREACH
+            with pytest.raises(TimeoutError):
+                sink.recv(10)
+            assert expired(fw) - before == 3
+        assert "ttl_expired" not in drop_counts(fw.stats())  # all three were answered
         s4.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 2)  # one hop left after the firewall
-        s4.sendto(b"ok", (topo.server_v4, 7000))
+        s4.send(b"ok")
         assert sink4.recv(10) == b"ok"
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scapy.all import IP, TCP, UDP, Ether
-from test_pipeline import LAN_MAC, LAN_PEER, SNAT4, WAN_MAC, WAN_PEER, Firewall
+from test_pipeline import LAN_MAC, LAN_PEER, SNAT4, WAN_MAC, WAN_PEER, Firewall, batch
 
+from xpfdp.csum import checksums_ok
 from xpfdp.session import (
     KEY_DTYPE,
     MAX_TIME_NS,
@@ -212,23 +213,53 @@ def test_firewall_flood_of_new_flows_keeps_the_established_flow(umem_factory):
         reply[TCP].flags = "A"
         _, back = f.send(wan=[synack], now_ns=now)
         assert len(back) == 1
+        ack, reply = bytes(ack), bytes(reply)
+        template = udp_frame(0)
         sport = 1024
         for tick in range(300):  # 100 ms each
             now += S // 10
             flood = []
             for _ in range(100):
-                flood.append(udp_frame(sport))
-                sport = sport + 1 if sport < 65535 else 1024
-            to_wan, to_lan = f.send(lan=[ack, *flood], wan=[reply], now_ns=now)
-            mine = [p for p in to_wan if TCP in p]
-            assert len(mine) == 1 and mine[0][TCP].sport == nat_port, tick
-            assert len(to_lan) == 1 and to_lan[0][TCP].dport == 41000, tick
-            assert len(to_wan) == 101
+                flood.append(template[:34] + sport.to_bytes(2, "big") + template[36:])
+                sport += 1
+            # raw frames (Firewall.send would parse every one with scapy): only the
+            # established flow's two packets are decoded
+            f.wan.clear_capture()
+            f.lan.clear_capture()
+            f.lan.set_source(batch([ack, *flood]))
+            f.wan.set_source(batch([reply]))
+            while f.pipe.poll(now_ns=now):
+                pass
+            to_wan, to_lan = f.wan.captured(), f.lan.captured()
+            assert len(to_wan) == 101 and len(to_lan) == 1, tick
+            mine = [p for p in to_wan if p[23] == 6]  # IPv4 protocol byte: TCP
+            assert len(mine) == 1 and Ether(mine[0])[TCP].sport == nat_port, tick
+            assert Ether(to_lan[0])[TCP].dport == 41000, tick
+            assert checksums_ok(mine[0]) and checksums_ok(to_lan[0])
         st = f.pipe.stats()
         assert st["drops"].get("session_table_full", 0) == 0
         assert st["sessions"]["created"] == 30001
         assert st["sessions"]["evicted"] == 2 * (30000 - 255)  # 255 flows fit beside it
         assert st["sessions"]["active"] == 512
+        f.sessions.check_invariants()
+    finally:
+        f.close()
+
+
+def test_firewall_expiry_survives_an_absurd_poll_clock(umem_factory):
+    """The pipeline hands its clock to the table unchecked: a poll at 2**63 ns, then the
+    clock back to normal, and every session still expires on time."""
+    f = Firewall(umem_factory(4096))
+    try:
+        out, _ = f.send(lan=[udp_frame(2000)], now_ns=2**63)
+        assert len(out) == 1 and len(f.sessions) == 2
+        out, _ = f.send(lan=[udp_frame(2001)], now_ns=100 * S)
+        assert len(out) == 1 and len(f.sessions) == 4
+        f.send(now_ns=102 * S)  # the step back is noticed: the first flow counts as seen now
+        assert len(f.sessions) == 4
+        f.send(now_ns=170 * S)  # both are idle past the 60 s UDP timeout
+        f.send(now_ns=175 * S)
+        assert len(f.sessions) == 0 and f.pipe.stats()["sessions"]["expired"] == 4
         f.sessions.check_invariants()
     finally:
         f.close()

@@ -169,3 +169,29 @@ def test_status_line_rates_from_successive_snapshots():
     assert "250/s (500 total)" in text
     with pytest.raises(ValueError, match="advance in time"):
         line.update(second, now_s=12.0)
+
+
+def with_handoff(snap, worker_index, out, inn):
+    return {**snap, "worker": worker_index, "handoff": {"out": out, "in": inn}}
+
+
+def test_handoffs_per_worker_in_prometheus_and_the_status_line():
+    def forwarder(rx0, rx1, out0, out1):
+        workers = [with_handoff(worker(rx=rx0), 0, out0, out1),
+                   with_handoff(worker(rx=rx1), 1, out1, out0)]  # fmt: skip
+        return {"workers": workers, "total": {}}
+
+    samples = parsed(render_prometheus(forwarder(100, 300, 7, 11)))
+    key = "xpfdp_handoff_packets_total"
+    assert samples[(key, frozenset({("worker", "0"), ("direction", "out")}))] == 7
+    assert samples[(key, frozenset({("worker", "0"), ("direction", "in")}))] == 11
+    assert samples[(key, frozenset({("worker", "1"), ("direction", "out")}))] == 11
+    assert not any(name == "xpfdp_worker" for name, _ in samples)
+
+    line = StatusLine()
+    assert line.update(forwarder(0, 0, 0, 0), now_s=0.0) is None
+    text = line.update(forwarder(1000, 3000, 500, 1500), now_s=1.0)
+    assert "handoffs     2,000/s" in text and "rx% per worker 25/75" in text
+    single = StatusLine()
+    single.update(worker(rx=0), now_s=0.0)
+    assert "handoffs" not in single.update(worker(rx=10), now_s=1.0)

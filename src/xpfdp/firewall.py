@@ -66,6 +66,7 @@ from xpfdp.pipeline import (
     FlowCache,
     Forwarder,
     Handoff,
+    IcmpErrors,
     NeighbourTable,
     Pipeline,
     firewall_stages,
@@ -157,6 +158,18 @@ class ForwarderConfig:
 
 
 @dataclass(frozen=True)
+class IcmpConfig:
+    """Rate limits of the ICMP errors the forwarder sends itself (Time Exceeded; PMTU errors
+    are exempt), Linux's defaults: 1000/s with bursts of 50 overall, one per second with
+    bursts of 6 per destination."""
+
+    rate_per_s: int = 1000
+    burst: int = 50
+    peer_interval_ms: int = 1000
+    peer_burst: int = 6
+
+
+@dataclass(frozen=True)
 class FirewallConfig:
     """A validated firewall config (see the module docstring for the TOML form)."""
 
@@ -169,6 +182,7 @@ class FirewallConfig:
     cos: CosConfig | None
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
     namespace: str | None = None
+    icmp: IcmpConfig = field(default_factory=IcmpConfig)
 
     def interface(self, side: str) -> Interface:
         """The Interface of `side` ("lan" or "wan")."""
@@ -409,6 +423,18 @@ def _forwarder(config: dict) -> ForwarderConfig:
     return ForwarderConfig(queues, ring, burst, mode, sessions)
 
 
+def _icmp(config: dict) -> IcmpConfig:
+    table = _take(config, "icmp", "", dict, {})
+    p = "icmp."
+    names = [f.name for f in dataclasses.fields(IcmpConfig)]
+    _no_extra(table, set(names), p)
+    d = IcmpConfig()
+    return IcmpConfig(*(
+        _positive(_take(table, n, p, int, getattr(d, n)), f"{p}{n}", maximum=1_000_000)
+        for n in names
+    ))  # fmt: skip
+
+
 def parse_config(config: dict[str, Any]) -> FirewallConfig:
     """Validate a config dict (as loaded from TOML) into a FirewallConfig.
 
@@ -418,7 +444,18 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
         raise ConfigError(f"top level: expected a table, got {type(config).__name__}")
     _no_extra(
         config,
-        {"namespace", "lan", "wan", "routes", "neighbours", "nat", "mss", "cos", "forwarder"},
+        {
+            "namespace",
+            "lan",
+            "wan",
+            "routes",
+            "neighbours",
+            "nat",
+            "mss",
+            "cos",
+            "forwarder",
+            "icmp",
+        },
         "",
     )
     namespace = _take(config, "namespace", "", str, None)
@@ -458,6 +495,7 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
         cos=_cos(config),
         forwarder=_forwarder(config),
         namespace=namespace,
+        icmp=_icmp(config),
     )
 
 
@@ -622,22 +660,37 @@ def cos_rules(cos: CosConfig) -> list[dict]:
     return rules
 
 
+def _first_addresses(iface: Interface) -> list[str]:
+    return [str(a) for a in (iface.address(4), iface.address(6)) if a is not None]
+
+
 def build_pipeline(
     config: FirewallConfig, lan_port, wan_port, neighbours=None, *, handoff=None, worker=0
 ):
     """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
-    parse → session (new flows only from the LAN, SNAT to the WAN addresses) → NAT →
-    route → TTL → MSS clamp → L2 rewrite → count → CoS on WAN egress (if configured).
-    `neighbours`: the NeighbourTable next hops without a static MAC read (a new, empty
-    one if None: only static neighbours resolve). With several workers, give each the same
+    parse → session (new flows only from the LAN, SNAT to the WAN addresses; ICMP errors
+    translated through the session they quote) → NAT → route → MTU → TTL → MSS clamp → L2
+    rewrite → fragment → count → CoS on WAN egress (if configured). The forwarder's own ICMP
+    errors come from the ingress side's first address of the family. `neighbours`: the
+    NeighbourTable next hops without a static MAC read (a new, empty one if None: only
+    static neighbours resolve). With several workers, give each the same
     `xpfdp.pipeline.Handoff` and its index."""
     prefixes, hops = routing(config)
     routes = RouteTable()
     for prefix, hop in prefixes:
         routes.add(prefix, hop)
-    snat = [str(a) for a in (config.wan.address(4), config.wan.address(6)) if a is not None]
+    snat = _first_addresses(config.wan)
+    icmp = IcmpErrors(
+        {PORT_LAN: _first_addresses(config.lan), PORT_WAN: _first_addresses(config.wan)},
+        **dataclasses.asdict(config.icmp),
+    )
     stages = firewall_stages(
-        PORT_LAN, PORT_WAN, snat=snat, snat_ports=config.snat_ports, mss=config.mss_clamp_bytes
+        PORT_LAN,
+        PORT_WAN,
+        snat=snat,
+        snat_ports=config.snat_ports,
+        mss=config.mss_clamp_bytes,
+        icmp=icmp,
     )
     if config.cos is not None:
         stages.append(
@@ -694,8 +747,10 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
             log.warning("WAN interface %s is %s at start: nothing reaches the WAN until it is "
                         "up", name, state)  # fmt: skip
     handoff = Handoff(queues, slots=HANDOFF_SLOTS) if queues > 1 else None
-    tx_frames = 2 * f.ring_size if handoff else 0  # handed-in packets are copied into them
-    # per port: fill ring x2, in flight, TX queue; plus the handoff's TX frames
+    # TX frames: handed-in packets are copied into them; the extra fragments of IPv4 packets
+    # split to the egress MTU take them too
+    tx_frames = (2 * f.ring_size if handoff else 0) + 4 * f.burst
+    # per port: fill ring x2, in flight, TX queue; plus the TX frames
     frames = 2 * 3 * f.ring_size + 8 * f.burst + tx_frames
     port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
     neighbours = NeighbourTable()

@@ -25,7 +25,16 @@ Stages (``xpfdp.pipeline``), run in the order given:
 * ``NatStage()`` -- applies the session's SNAT/DNAT (incremental checksums).
 * ``RouteStage()`` -- LPM on the post-NAT destination; verdict = next hop's port
   (``no_route`` otherwise); stores resolved flows in the flow cache.
-* ``TtlStage()`` -- TTL / hop limit decrement; ``ttl_expired`` drops.
+* ``TtlStage(icmp=None)`` -- TTL / hop limit decrement; an expiring packet becomes an ICMP
+  Time Exceeded back out of its ingress port when ``icmp`` (an ``IcmpErrors``) is given and
+  its rate limits allow, else a ``ttl_expired`` drop.
+* ``MtuStage(icmp=None)`` -- packets longer than the egress ``Port.mtu``: IPv6 and IPv4 with
+  DF get Packet Too Big / Fragmentation Needed (``mtu_exceeded`` drop when none can be
+  sent), IPv4 without DF is marked for ``FragmentStage()``, which splits it after the L2
+  rewrite (``fragment_no_tx_frame`` when TX frames are short).
+* ``IcmpErrors({port: addresses}, rate_per_s=1000, burst=50, peer_interval_ms=1000,
+  peer_burst=6)`` -- source addresses and Linux-like rate limits for the errors the
+  forwarder sends itself (see docs/icmp.md).
 * ``MssClampStage(mss_v4, mss_v6=None)`` -- clamps SYN MSS options (v6 default mss_v4 - 20).
 * ``L2Stage()`` -- writes the next hop's source/destination MACs; a packet whose next hop
   is resolved through the ``NeighbourTable`` and has no MAC yet queues a resolution
@@ -46,8 +55,8 @@ Every stage declares ``needs`` and ``provides`` (facts such as ``parsed`` / ``ro
 the resources ``routes`` / ``sessions`` / ``fragments`` / ``gil``); the constructor refuses
 an order that leaves a need unmet. The contract, with examples: docs/stages.md.
 
-``firewall_stages(lan, wan, snat=..., mss=...)`` returns the standard list
-parse → session → nat → route → ttl → mss_clamp → l2 → count.
+``firewall_stages(lan, wan, snat=..., mss=..., icmp=...)`` returns the standard list
+parse → session → nat → route → mtu → ttl → mss_clamp → l2 → fragment → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
 fragments=None, burst_size=64, names=None, tx_queue=4 * burst_size, neighbours=None,
@@ -112,7 +121,8 @@ objects with ``start()``/``stop()`` (e.g. ``xpfdp.hostnet.HostWatcher``) started
 the workers and stopped after them; ``errors`` lists worker
 failures (also re-raised by ``stop()``/``run()``); ``update(fn)`` runs ``fn(pipeline)``
 in each worker's thread between polls -- the only safe way to change routes, next hops,
-NAT rules or sessions while running; ``stats()`` is ``{"workers": [per
+NAT rules or sessions while running; interface MTUs are re-read every second
+(``refresh_mtus()`` does it at once); ``stats()`` is ``{"workers": [per
 pipeline stats], "total": summed counters}``. Teardown closes pipelines, then ports
 (sockets), then UMEMs, also on exceptions and SIGINT/SIGTERM.
 """
@@ -133,9 +143,12 @@ from xpfdp._fast.pipeline import (
     CosStage,
     CountStage,
     FlowCache,
+    FragmentStage,
     Handoff,
+    IcmpErrors,
     L2Stage,
     MssClampStage,
+    MtuStage,
     NatStage,
     NeighbourTable,
     ParseStage,
@@ -151,9 +164,11 @@ from xpfdp._fast.pipeline import (
 from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
 
-def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
+def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None, icmp=None):
     """The stateful NAT firewall stage list: new flows only from port index `lan`, SNAT of
-    flows leaving through `wan` to `snat` (address or list, one per family), MSS clamp."""
+    flows leaving through `wan` to `snat` (address or list, one per family), egress MTU
+    (errors or fragments), TTL, MSS clamp; `icmp` (an IcmpErrors) lets the forwarder send
+    Time Exceeded / Packet Too Big / Fragmentation Needed itself."""
     stages = [
         ParseStage(),
         SessionStage(
@@ -162,13 +177,16 @@ def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None):
         ),
         NatStage(),
         RouteStage(),
-        TtlStage(),
+        MtuStage(icmp),
+        TtlStage(icmp),
     ]
     if mss:
         stages.append(MssClampStage(mss))
-    stages += [L2Stage(), CountStage()]
+    stages += [L2Stage(), FragmentStage(), CountStage()]
     return stages
 
+
+MTU_POLL_S = 1.0  # how often a running Forwarder re-reads its interfaces' MTUs
 
 _SUMMED = (
     "rx_packets", "tx_packets", "drops_total", "polls", "idle_polls", "pending_tx",
@@ -252,6 +270,8 @@ class Forwarder:
     """
 
     def __init__(self, pipelines, *, handle_signals: bool = True, links=None, controls=()):
+        self._mtu_stop = threading.Event()
+        self._mtu_watch: threading.Thread | None = None
         self.pipelines = list(pipelines)
         self.links = links  # an xpfdp.links.LinkWatch, checked by check_links()
         self.controls = list(controls)
@@ -352,7 +372,26 @@ class Forwarder:
             )
             self._threads.append(t)
             t.start()
+        self._mtu_stop.clear()
+        self._mtu_watch = threading.Thread(target=self._watch_mtus, name="xpfdp-mtu", daemon=True)
+        self._mtu_watch.start()
         return self
+
+    def refresh_mtus(self) -> None:
+        """Re-read the MTU of every AF_XDP port's interface. Workers see a new value from
+        their next packet on (one aligned word, read without a lock)."""
+        for p in self.pipelines:
+            for port in p.ports:
+                if hasattr(port, "refresh_mtu") and not port.closed:
+                    port.refresh_mtu()
+
+    def _watch_mtus(self) -> None:
+        """Follow interface MTU changes while running, once per MTU_POLL_S."""
+        while not self._mtu_stop.wait(MTU_POLL_S):
+            try:
+                self.refresh_mtus()
+            except (OSError, ValueError):  # a port closing under us: the next round sees it
+                continue
 
     def _on_signal(self, signum, frame):
         self._signalled = signum
@@ -373,6 +412,10 @@ class Forwarder:
     def stop(self) -> None:
         """Stop and join the workers, restore signal handlers; re-raise a worker error."""
         self._stopping = True
+        self._mtu_stop.set()
+        if self._mtu_watch is not None:
+            self._mtu_watch.join()
+            self._mtu_watch = None
         for p in self.pipelines:
             p.stop()
         for t in self._threads:
@@ -472,9 +515,12 @@ __all__ = [
     "DropReason",
     "FlowCache",
     "Forwarder",
+    "FragmentStage",
     "Handoff",
+    "IcmpErrors",
     "L2Stage",
     "MssClampStage",
+    "MtuStage",
     "NatStage",
     "NeighbourTable",
     "ParseStage",

@@ -28,6 +28,7 @@ cdef enum:
     CTX_FC_INSERT = 0x04     # a miss the route stage should store in the flow cache
     CTX_HAS_KEY = 0x08       # `key` holds the packet's pre-NAT session key ("has_key")
     CTX_LATER_FRAG = 0x10    # a later fragment: resolved after the burst's first fragments
+    CTX_FRAGMENT = 0x20      # longer than the egress MTU, no DF: FragmentStage splits it
 
 # Per packet scratch of one burst, beside the Burst's meta and verdict.
 ctypedef struct pkt_ctx_t:

@@ -29,7 +29,15 @@ from xpfdp._fast.cos cimport (
     COS_DROP_FLOW_SHARE,
     Scheduler,
 )
-from xpfdp._fast.csum cimport REWRITE_BAD_L4_CSUM, TTL_EXPIRED, mss_clamp, nat_rewrite, ttl_decrement
+from xpfdp._fast.csum cimport (
+    REWRITE_BAD_L4_CSUM,
+    TTL_EXPIRED,
+    ipv4_header_checksum,
+    mss_clamp,
+    nat_rewrite,
+    ttl_decrement,
+)
+from xpfdp._fast.lib.bytes cimport load_be16, store_be16
 from xpfdp._fast.includes.compat cimport GOLDEN64, monotonic_ns, prefetch
 from xpfdp._fast.lib.flowkey cimport flowkey_eq, flowkey_from_meta, flowkey_hash
 from xpfdp._fast.lib.hash cimport mix64
@@ -42,6 +50,7 @@ from xpfdp._fast.meta cimport (
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
+    PROTO_UDP,
     TCP_FIN,
     TCP_RST,
     TCP_SYN,
@@ -61,6 +70,33 @@ from xpfdp._fast.frag cimport (
     frag_later,
     frag_pop,
     frag_table_t,
+)
+from xpfdp._fast.icmp_error cimport (
+    ICMP4_DEST_UNREACH,
+    ICMP4_FRAG_NEEDED,
+    ICMP4_TIME_EXCEEDED,
+    ICMP6_PACKET_TOO_BIG,
+    ICMP6_TIME_EXCEEDED,
+    QUOTE_OK,
+    icmp_bucket_init,
+    icmp_bucket_t,
+    icmp_bucket_take,
+    icmp_checksum_ok,
+    icmp_error_allowed,
+    icmp_error_build,
+    icmp_quote_parse,
+    icmp_quote_t,
+    icmp_quote_translate,
+    meta_is_icmp_error,
+)
+from xpfdp._fast.meta cimport (
+    META_FIRST_FRAGMENT,
+    META_FRAGMENT,
+    META_L4_VALID,
+    PARSE_NON_IP,
+    PARSE_NONFIRST_FRAG,
+    PARSE_OK,
+    pkt_meta_t,
 )
 from xpfdp._fast.parse cimport parse_one
 from xpfdp._fast.route cimport RouteTable
@@ -155,11 +191,13 @@ include "handoff.pxi"
 include "neighbours.pxi"
 include "stages/base.pxi"
 include "stages/parse.pxi"
+include "stages/icmp.pxi"
 include "stages/session.pxi"
 include "stages/nat.pxi"
 include "stages/route.pxi"
 include "stages/l2.pxi"
 include "stages/ttl.pxi"
+include "stages/mtu.pxi"
 include "stages/mss.pxi"
 include "stages/count.pxi"
 include "stages/cos.pxi"

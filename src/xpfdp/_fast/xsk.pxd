@@ -112,6 +112,7 @@ cdef class Port:
     cdef uint32_t pend_len
     cdef uint32_t pend_cap
     cdef readonly bint closed
+    cdef readonly uint32_t mtu          # IP MTU of the link in bytes (0: unknown, unchecked)
 
     cdef int c_rx(self, Burst b) noexcept nogil
     cdef int c_tx(self, Burst b, uint32_t start, uint32_t count) noexcept nogil
@@ -144,6 +145,7 @@ cdef class XskPort(Port):
     cdef readonly str attach_mode
     cdef readonly object program         # the XdpProgram on this interface (None once closed)
     cdef object programs                 # the ProgramRegistry that attached `program`
+    cdef object _mtu_sock               # a socket in the interface's namespace, for SIOCGIFMTU
 
     cdef uint32_t reap(self) noexcept nogil
     cdef void refill(self) noexcept nogil

@@ -81,7 +81,10 @@ from xpfdp._fast.verdict cimport (
 )
 
 import errno as _errno
+import fcntl
 import os
+import socket
+import struct
 import time
 
 import numpy as np
@@ -156,6 +159,7 @@ assert DESC.itemsize == sizeof(xdp_desc)
 
 _HUGE_PAGE_BYTES = 2 * 1024 * 1024
 _BIND_RETRY_BUDGET_S = 5.0
+_SIOCGIFMTU = 0x8921
 _BIND_RETRY_SLEEP_S = 0.01
 
 cdef tuple _port_stat_names():
@@ -619,6 +623,15 @@ cdef class Port:
     def __dealloc__(self):
         free(self.pend)
 
+    def set_mtu(self, mtu):
+        """Set the IP MTU of this port's link in bytes (68..65535; 0: unknown, so the
+        pipeline's MTU stage checks nothing). Packets longer than it are not sent out of the
+        port as they are: see xpfdp.pipeline.MtuStage."""
+        mtu = integer(mtu, "mtu", 0, 65535)
+        if mtu != 0 and mtu < 68:
+            raise ValueError(f"mtu must be 0 or in 68..65535, not {mtu}")
+        self.mtu = mtu
+
     cdef int _alloc_pending(self, uint32_t capacity) except -1:
         """The pending-TX FIFO; a power of two (2 x a validated ring size), so indices wrap
         with a mask instead of a division per descriptor."""
@@ -933,9 +946,21 @@ cdef class XskPort(Port):
                 self.refill()
             self.program.set_socket(queue, self.fd)
             self.st.fill_empty = 0  # priming an empty ring is not a starvation event
+            self._mtu_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.refresh_mtu()
         except BaseException:
             self.close()
             raise
+
+    def refresh_mtu(self):
+        """Re-read the interface's MTU (SIOCGIFMTU through a socket made in its namespace,
+        so it works from any thread or namespace) and return it."""
+        if self._mtu_sock is None:
+            raise ValueError("port is closed")
+        req = struct.pack("16si", self.ifname.encode()[:15], 0)
+        res = fcntl.ioctl(self._mtu_sock.fileno(), _SIOCGIFMTU, req)
+        self.set_mtu(struct.unpack("16si", res)[1])
+        return self.mtu
 
     cdef int _create(self, bytes name_b, bint primary, xsk_socket_config *cfg) except? 1:
         """Create/bind the socket, retrying EBUSY (the previous socket on this queue is
@@ -964,6 +989,9 @@ cdef class XskPort(Port):
         if not self.closed and self.umem is not None:
             self.umem.check_not_polled(f"port {self.ifname}:{self.queue}")
         self.closed = True
+        if self._mtu_sock is not None:
+            self._mtu_sock.close()
+            self._mtu_sock = None
         try:
             if self.program is not None and self.fd >= 0:
                 self.program.clear_socket(self.queue)
@@ -1161,13 +1189,14 @@ cdef class MemPort(Port):
 
     `source` needs `buf` (uint8), `offsets` (uint64) and `lengths` (uint32) like
     `xpfdp.pcap.FrameBatch`. `loop=True` replays it forever. `capture` is how many TX
-    frames to keep (0: count only).
+    frames to keep (0: count only). `mtu` is the link MTU the pipeline checks (0: none).
     """
 
     def __init__(self, Umem umem, source=None, *, bint loop=False, ring_size=1024,
-                 capture=0, fill_target=None):
+                 capture=0, fill_target=None, mtu=1500):
         if umem is None or umem.closed:
             raise ValueError("MemPort needs an open Umem")
+        self.set_mtu(mtu)
         ring_size = integer(ring_size, "ring_size", 0, 0x7FFFFFFF)
         capture = integer(capture, "capture", 0, 1 << 24)
         validate_ring_size(ring_size)

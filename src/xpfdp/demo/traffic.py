@@ -192,6 +192,23 @@ def bulk_send(
     return result
 
 
+def bulk_send_each(
+    ns: Namespace, servers: tuple[str, ...], total_bytes: int, timeout_s: float = 60.0
+) -> list[SendResult]:
+    """One TCP flow of `total_bytes` from `ns` to each of `servers` at once (flow ids 0, 1,
+    ...); returns their results once all have finished (or `timeout_s` passed)."""
+    results = [SendResult(i) for i in range(len(servers))]
+    senders = [
+        threading.Thread(target=bulk_send, args=(ns, server, i, None, total_bytes, results[i]))
+        for i, server in enumerate(servers)
+    ]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join(timeout=timeout_s)
+    return results
+
+
 class EchoServer:
     """UDP echo on `MOUSE_PORT` for each address in `ns` (the mouse flow's far end)."""
 

@@ -18,7 +18,11 @@ cdef class SessionStage(Stage):
     (verdict QUEUED) and runs through the stages again once the first arrives. Drops:
     frag_limit (table full), frag_session_gone (the session ended). Other packets without
     a session key (non-L4) are dropped as policy_denied when they come from outside
-    `new_flow_ports`, else passed statelessly.
+    `new_flow_ports`; from inside they pass statelessly unless they would leave through an
+    SNAT port (nat_untranslatable), as do new flows of a protocol SNAT cannot translate.
+    ICMP errors open nothing: each is translated through the session of the packet it
+    quotes (icmp_error_no_session when there is none, icmp_error_malformed when the quote or
+    checksum is bad); other non-echo ICMP is dropped as icmp_unsupported.
 
     Needs "parsed" and the pipeline's `routes`, `sessions` and `fragments`; provides "has_key" (ctx
     `key`) and "has_decision" (ctx `dec`, `handle`) for the packets that have them. Packets
@@ -37,6 +41,9 @@ cdef class SessionStage(Stage):
     cdef uint32_t n_snat_egress
     cdef readonly uint64_t nat_allocations
     cdef readonly uint64_t nat_collisions
+    cdef readonly uint64_t icmp_errors_translated
+    cdef uint8_t why_untranslatable          # drop-reason codes registered at construction
+    cdef uint8_t why_icmp[4]                 # by icmp_error_translate result
     cdef dnat_rule_t dnat[MAX_DNAT]
     cdef uint32_t n_dnat
     cdef uint8_t why_frag_limit
@@ -48,6 +55,10 @@ cdef class SessionStage(Stage):
         list of up to one per family). `dnat`: (ingress, proto, dport, to_address, to_port)
         port-forward rules (see add_dnat)."""
         self.name = "session"
+        self.why_untranslatable = drop_reason("nat_untranslatable")
+        self.why_icmp[ICMP_MALFORMED] = drop_reason("icmp_error_malformed")
+        self.why_icmp[ICMP_NO_SESSION] = drop_reason("icmp_error_no_session")
+        self.why_icmp[ICMP_NOT_ERROR] = drop_reason("icmp_unsupported")
         self.needs = ("parsed", "routes", "sessions", "fragments")
         self.provides = ("has_key", "has_decision")
         self.why_frag_limit = drop_reason("frag_limit")
@@ -195,12 +206,16 @@ cdef class SessionStage(Stage):
     cdef int snat_pick(self, Pipeline p, uint32_t e, const skey_t* k,
                        sdecision_t* d) noexcept nogil:
         """Fill the SNAT part of `d` for key `k` leaving through `e`; -1 when no port is
-        free, 0 when the port has no pool for this family, 1 when set."""
+        free, -2 for a protocol SNAT cannot translate (not TCP, UDP or echo), 0 when the port
+        has no pool for this family, 1 when set."""
         cdef uint8_t fam = 1 if k.af == 2 else 2
         cdef skey_t rk
         cdef uint32_t span, tries, cand, lo
         if not (self.snat_flags[e] & fam):
             return 0
+        if k.proto != PROTO_TCP and k.proto != PROTO_UDP and k.proto != PROTO_ICMP \
+                and k.proto != PROTO_ICMPV6:
+            return -2   # no port or identifier to translate: never leaves untranslated
         memset(&rk, 0, sizeof(skey_t))
         rk.af = k.af
         rk.proto = k.proto
@@ -247,8 +262,23 @@ cdef class SessionStage(Stage):
             self.nat_collisions += 1
         return -1
 
+    cdef bint leaves_snat(self, Pipeline p, const pkt_meta_t* m) noexcept nogil:
+        """A packet with no session key would leave through a port that SNATs its family."""
+        cdef int32_t nh
+        if m.ip_version != 4 and m.ip_version != 6:
+            return False
+        nh = p.routes.lookup_addr(m.dst, m.ip_version)
+        if nh < 0 or <uint32_t>nh >= p.n_nh or p.nh[nh].port >= MAX_PORTS:
+            return False
+        return (self.snat_flags[p.nh[nh].port] & (1 if m.ip_version == 4 else 2)) != 0
+
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         return self.resolve(p, b, ingress, p.sessions)
+
+    def stats(self):
+        out = Stage.stats(self)
+        out["icmp_errors_translated"] = self.icmp_errors_translated
+        return out
 
     cdef void later_fragment(self, Pipeline p, Burst b, uint32_t i, uint32_t ingress,
                              SessionTable t) noexcept nogil:
@@ -315,13 +345,28 @@ cdef class SessionStage(Stage):
                 continue
             self.c_packets += 1
             c = &p.ctx[i]
-            if not flowkey_from_meta(&b.m[i], &c.key):
-                if b.m[i].status == PARSE_NONFIRST_FRAG:
+            m = &b.m[i]
+            if not flowkey_from_meta(m, &c.key):
+                if m.status == PARSE_NONFIRST_FRAG:
                     c.flags |= CTX_LATER_FRAG
                     later_fragments = True
                 elif not (self.new_flow_mask >> ingress) & 1:
                     drop_packet(b, i, DROP_POLICY_DENIED)
                     self.c_drops += 1
+                elif self.leaves_snat(p, m):
+                    drop_packet(b, i, self.why_untranslatable)
+                    self.c_drops += 1
+                continue
+            if ((m.protocol == PROTO_ICMP or m.protocol == PROTO_ICMPV6)
+                    and not is_icmp_echo(m.protocol, m.icmp_type)):
+                # Errors follow the session of the packet they quote; other ICMP opens none.
+                rc = icmp_error_translate(p, b.umem.area + b.d[i].addr, b.d[i].len, m, t) \
+                    if meta_is_icmp_error(m) else ICMP_NOT_ERROR
+                if rc != ICMP_TRANSLATED:
+                    drop_packet(b, i, self.why_icmp[rc])
+                    self.c_drops += 1
+                else:
+                    self.icmp_errors_translated += 1
                 continue
             c.flags |= CTX_HAS_KEY
             if p.n_workers > 1 and not p.handing_in:
@@ -382,7 +427,8 @@ cdef class SessionStage(Stage):
             if e < MAX_PORTS:
                 rc = self.snat_pick(p, e, &c.key, &c.dec)
                 if rc < 0:
-                    drop_packet(b, i, DROP_NAT_PORTS_EXHAUSTED)
+                    drop_packet(b, i, DROP_NAT_PORTS_EXHAUSTED if rc == -1
+                                else self.why_untranslatable)
                     self.c_drops += 1
                     continue
             memset(&sm, 0, sizeof(smeta_t))
