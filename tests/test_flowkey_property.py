@@ -2,7 +2,7 @@
 the key the pipeline's session stage installs equals what `keys_from_meta` builds from
 the same parser record, and a frame without a key (a later fragment) installs nothing.
 Frames cover VLAN tags, IPv4 options and fragments, IPv6 extension headers and fragments,
-TCP, UDP, ICMP/ICMPv6 echo and errors, and a port-less protocol."""
+TCP, UDP, ICMP/ICMPv6 echo, and a port-less protocol."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from scapy.all import (
     Dot1AD,
     Dot1Q,
     Ether,
-    ICMPv6DestUnreach,
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
     IPOption_NOP,
@@ -42,7 +41,9 @@ ports = st.integers(1, 65535)
 
 @st.composite
 def l4(draw, version):
-    kind = draw(st.sampled_from(["tcp", "udp", "echo", "error", "gre"]))
+    # ICMP errors are left out: the pipeline matches them to the flow they quote and never
+    # opens a session for them (docs/stages.md), so there is no installed key to compare.
+    kind = draw(st.sampled_from(["tcp", "udp", "echo", "gre"]))
     if kind == "tcp":
         return TCP(sport=draw(ports), dport=draw(ports), flags=draw(st.sampled_from("SAFR")))
     if kind == "udp":
@@ -52,8 +53,6 @@ def l4(draw, version):
         if version == 4:
             return ICMP(type=draw(st.sampled_from([0, 8])), id=ident)
         return draw(st.sampled_from([ICMPv6EchoRequest, ICMPv6EchoReply]))(id=ident)
-    if kind == "error":
-        return ICMP(type=3, code=1) if version == 4 else ICMPv6DestUnreach()
     return GRE() / Raw(b"\0" * 8)
 
 
