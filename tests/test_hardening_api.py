@@ -10,7 +10,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from xpfdp import XpfdpError, csum, parse
-from xpfdp.cos import XDP_DESC, FifoQueue, Scheduler, TokenBucket
+from xpfdp.cos import XDP_DESC, FifoQueue, FlowFairQueue, Scheduler, TokenBucket
 from xpfdp.firewall import SESSIONS_MAX, ConfigError, parse_config
 from xpfdp.pcap import FrameBatch
 from xpfdp.pipeline import CountStage, FlowCache, MssClampStage, ParseStage, Pipeline, PyStage
@@ -227,3 +227,21 @@ def test_oversize_packet_does_not_block_a_fifo_class():
 def test_constructors_reject_non_integer_sizes(make):
     with pytest.raises(TypeError, match="must be an integer, not float"):
         make()
+
+
+def test_cos_lengths_are_integers_and_rates_whole_numbers():
+    queue = FlowFairQueue(seed=0)
+    with pytest.raises(TypeError, match="packet length must be an integer, not float"):
+        queue.enqueue(1500.5)
+    with pytest.raises(TypeError, match="packet length must be an integer"):
+        queue.push(1500.0)
+    with pytest.raises(ValueError, match=r"rate_bytes_per_s must be a whole number, not 1\.5"):
+        TokenBucket(1.5, 1000)
+    with pytest.raises(ValueError, match="shaping_rate_bytes_per_s must be a whole number"):
+        Scheduler(shaping_rate_bytes_per_s=math.nan)
+    sched = Scheduler(shaping_rate_bytes_per_s=1e9 / 8)  # a whole float rate is fine
+    with pytest.raises(ValueError, match="transmit_rate_bytes_per_s must be a whole number"):
+        sched.add_queue(0, transmit_rate_bytes_per_s=1e6 / 3)
+    with pytest.raises(TypeError, match="queue_id must be an integer"):
+        sched.add_queue(0.0)
+    assert sched.add_queue(0, transmit_rate_bytes_per_s=62.5e6, exact=True).n_items == 0

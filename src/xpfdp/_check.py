@@ -28,3 +28,13 @@ def integer_array_in_range(values, name: str, lo: int, hi: int) -> None:
     if values.size and (int(values.min()) < lo or int(values.max()) > hi):
         bad = values[(values < lo) | (values > hi)][0]
         raise ValueError(f"{name} must be in {lo}..{hi}, not {int(bad)}")
+
+
+def whole(value, name: str, lo: int, hi: int) -> int:
+    """Like `integer`, but a float with no fractional part (a rate such as 125e6) is
+    accepted; 1.5, nan and inf are not."""
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{name} must be a whole number, not {value!r}")
+        value = int(value)
+    return integer(value, name, lo, hi)

@@ -29,6 +29,7 @@ from xpfdp._fast.csum cimport ECN_ALREADY_CE, ECN_MARKED, ECN_NOT_ECT, ecn_mark_
 from xpfdp._fast.lib.arrays cimport checked_array
 from xpfdp._fast.lib.bytes cimport load_be16, load_be32, load_be64
 from xpfdp._fast.meta cimport META_L4_VALID, pkt_meta_t
+from xpfdp._check import integer, whole
 from xpfdp._fast.meta import PKT_META, XDP_DESC
 
 cnp.import_array()
@@ -774,19 +775,21 @@ cdef class CosQueue:
         it.bucket = self.bucket_of(key)
         return it
 
-    def push(self, uint64_t length, key=None, uint64_t addr=0, uint32_t options=0):
+    def push(self, length, key=None, uint64_t addr=0, uint32_t options=0):
         """Enqueue without admission (docs/cos.md, MQFQ); returns the bucket. For traces and tests."""
-        cdef cos_item_t it = self._item(length, key, addr, options)
+        cdef cos_item_t it = self._item(integer(length, "packet length", 1, 0xFFFFFFFF), key,
+                                        addr, options)
         if cosq_push_back(&self.q, &it) == COS_FULL:
             raise OverflowError(f"queue holds capacity_items={self.q.capacity} packets")
         return it.bucket
 
-    def enqueue(self, uint64_t length, key=None, uint64_t addr=0, uint32_t options=0,
+    def enqueue(self, length_arg, key=None, uint64_t addr=0, uint32_t options=0,
                 frame=None):
         """Admit-or-drop one packet (docs/cos.md, Admission); returns a verdict (ADMIT, DROP_*, ...).
 
         `frame` (a writable buffer holding the Ethernet frame) enables ECN CE marking.
         """
+        cdef uint64_t length = integer(length_arg, "packet length", 1, 0xFFFFFFFF)
         cdef cos_item_t it = self._item(length, key, addr, options)
         cdef uint8_t[::1] view
         cdef uint8_t* p = NULL
@@ -1066,9 +1069,9 @@ cdef class TokenBucket:
     (e.g. 24 for preamble + IFG + FCS when shaping at line level).
     """
 
-    def __init__(self, uint64_t rate_bytes_per_s, uint64_t burst_bytes,
-                 uint32_t overhead_bytes=0):
-        tb_init(&self.tb, rate_bytes_per_s, burst_bytes, overhead_bytes)
+    def __init__(self, rate_bytes_per_s, burst_bytes, uint32_t overhead_bytes=0):
+        tb_init(&self.tb, whole(rate_bytes_per_s, "rate_bytes_per_s", 0, 0xFFFFFFFFFFFFFFFF),
+                whole(burst_bytes, "burst_bytes", 0, 0xFFFFFFFFFFFFFFFF), overhead_bytes)
 
     @property
     def rate_bytes_per_s(self):
@@ -1171,16 +1174,18 @@ cdef class Scheduler:
     def __dealloc__(self):
         PyMem_Free(self.classes)
 
-    def __init__(self, uint64_t shaping_rate_bytes_per_s=0, burst_bytes=None,
+    def __init__(self, shaping_rate_bytes_per_s=0, burst_bytes=None,
                  uint32_t overhead_bytes=0):
+        shaping_rate_bytes_per_s = whole(shaping_rate_bytes_per_s, "shaping_rate_bytes_per_s",
+                                         0, 0xFFFFFFFFFFFFFFFF)
         self._queues = []
         burst = default_burst_bytes(shaping_rate_bytes_per_s) if burst_bytes is None \
             else max(int(burst_bytes), MIN_BURST_BYTES)
         tb_init(&self.root, shaping_rate_bytes_per_s, burst, overhead_bytes)
         tb_init(&self.residual, 0, 0, overhead_bytes)
 
-    def add_queue(self, uint32_t queue_id, *, uint32_t priority=5,
-                  uint64_t transmit_rate_bytes_per_s=0, bint exact=False, weight=None,
+    def add_queue(self, queue_id, *, priority=5,
+                  transmit_rate_bytes_per_s=0, bint exact=False, weight=None,
                   buffer_bytes=None, bint surplus_sharing=False, uint32_t flow_buckets=4096,
                   seed=None, uint32_t capacity_items=16384):
         """Add a queue and return it (FlowFairQueue if exact, else FifoQueue).
@@ -1189,6 +1194,10 @@ cdef class Scheduler:
         exact queues); 0 makes the queue surplus-only. `weight` (1..16) scales its surplus
         quantum; by default it follows the rate relative to the root.
         """
+        queue_id = integer(queue_id, "queue_id", 0, 0xFFFFFFFF)
+        priority = integer(priority, "priority", 0, 0xFFFFFFFF)
+        transmit_rate_bytes_per_s = whole(transmit_rate_bytes_per_s, "transmit_rate_bytes_per_s",
+                                          0, 0xFFFFFFFFFFFFFFFF)
         if queue_id > 255 or any(q[0] == queue_id for q in self._queues):
             raise ValueError(f"queue_id {queue_id} must be unique and in 0..255")
         if priority >= COS_PRIORITY_LEVELS:

@@ -185,7 +185,20 @@ cdef inline uint16_t l4_checksum(
     cdef uint16_t c = csum_finish(s)
     if protocol == PROTO_UDP and c == 0:
         c = 0xFFFF
+    elif c == 0 and protocol == PROTO_ICMP and zero_but_field(l4, l4_len, csum_off):
+        # Taking the stored field out again leaves one's-complement -0 for an all-zero
+        # message (no pseudo-header adds anything for ICMPv4): its checksum is ~0.
+        c = 0xFFFF
     return c
+
+
+cdef inline bint zero_but_field(const uint8_t* p, uint32_t n, int field_off) noexcept nogil:
+    """Every byte of p[0:n] is zero except, maybe, the 16-bit field at `field_off`."""
+    cdef uint32_t i
+    for i in range(n):
+        if p[i] and not (<uint32_t>field_off <= i < <uint32_t>field_off + 2):
+            return False
+    return True
 
 
 cdef inline bint l4_checksum_valid(

@@ -293,6 +293,8 @@ def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
             )
         )
     steady = [(t, b) for t, b in wan_samples if window[0] <= t - t0 <= window[1] + 0.5]
+    if len(steady) < 2:  # a short run on a slow box: every sample of the bulk phase
+        steady = wan_samples
     wan_bps = None
     if len(steady) >= 2:
         wan_bps = (steady[-1][1] - steady[0][1]) * 8 / (steady[-1][0] - steady[0][0])
