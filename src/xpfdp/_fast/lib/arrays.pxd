@@ -9,13 +9,12 @@ cdef inline cnp.ndarray checked_array(object arr, object dtype, str name, bint w
                                       str dtype_name=None):
     """`arr` itself once it is a 1-D C-contiguous numpy array of `dtype` (writable if
     asked); TypeError / ValueError naming `name` otherwise. Runs once per batch call."""
-    shown = dtype_name or str(dtype)
     if not isinstance(arr, cnp.ndarray):
-        raise TypeError(f"{name} must be a numpy array of dtype {shown}, "
+        raise TypeError(f"{name} must be a numpy array of dtype {dtype_name or dtype}, "
                         f"not {type(arr).__name__}")
     cdef cnp.ndarray a = <cnp.ndarray>arr
     if a.dtype is not dtype and a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {shown}, not {a.dtype}")
+        raise TypeError(f"{name} must have dtype {dtype_name or dtype}, not {a.dtype}")
     if cnp.PyArray_NDIM(a) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{name} must be a 1-D C-contiguous array")
     if writable and not cnp.PyArray_ISWRITEABLE(a):
