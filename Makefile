@@ -9,7 +9,8 @@ STAMP := $(VENV)/.xpfdp-installed
 BUILT := $(VENV)/.xpfdp-built
 # What the compiled parts are built from: a change to any of them triggers `make build`.
 BUILD_INPUTS := setup.py $(wildcard src/xpfdp/_fast/*.pyx src/xpfdp/_fast/*.pxd \
-	src/xpfdp/_fast/*.pxi src/xpfdp/_fast/stages/*.pxi bpf/*.c bpf/*.h src/xpfdp/_*_build.py)
+	src/xpfdp/_fast/*.pxi src/xpfdp/_fast/stages/*.pxi src/xpfdp/_fast/lib/*.pxd \
+	src/xpfdp/_fast/includes/*.pxd src/xpfdp/_fast/includes/*.h bpf/*.c bpf/*.h src/xpfdp/_*_build.py)
 WHEELHOUSE := dist
 WHEEL_STAMP := $(WHEELHOUSE)/.xpfdp-wheel
 

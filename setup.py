@@ -37,6 +37,7 @@ DEBIAN_PACKAGE = {"libxdp": "libxdp-dev", "libbpf": "libbpf-dev", "libelf": "lib
 SYSTEM_LIBS: dict[str, list[str]] = {
     "xsk": ["libxdp", "libbpf"],
     "pipeline": ["libxdp", "libbpf"],
+    "loops": ["libxdp", "libbpf"],
 }
 
 CFLAGS = [
@@ -88,7 +89,7 @@ def fast_extensions() -> list[Extension]:
         Extension(
             f"xpfdp._fast.{pyx.stem}",
             [str(pyx.relative_to(ROOT))],
-            include_dirs=[str(FAST_DIR)],
+            include_dirs=[str(FAST_DIR), str(FAST_DIR / "includes")],
             extra_compile_args=CFLAGS,
             extra_link_args=LDFLAGS,
             depends=["setup.py"],  # flags live here: a change rebuilds every extension

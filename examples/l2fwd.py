@@ -15,8 +15,8 @@ import contextlib
 import sys
 import time
 
+from xpfdp.netns import inside
 from xpfdp.ports import Burst, Umem, XskPort, bridge, forward, handle_signals
-from xpfdp.topology import inside
 
 
 def parse_args(argv=None) -> argparse.Namespace:

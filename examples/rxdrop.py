@@ -11,8 +11,8 @@ import contextlib
 import sys
 import time
 
+from xpfdp.netns import inside
 from xpfdp.ports import Burst, Umem, XskPort, drain, handle_signals
-from xpfdp.topology import inside
 
 
 def parse_args(argv=None) -> argparse.Namespace:

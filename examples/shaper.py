@@ -22,6 +22,7 @@ from xpfdp.cos import Scheduler
 from xpfdp.cos.fairness import jain_index
 from xpfdp.demo import traffic
 from xpfdp.demo.report import steady_rate_bps
+from xpfdp.netns import inside
 from xpfdp.pipeline import (
     CosStage,
     CountStage,
@@ -33,7 +34,7 @@ from xpfdp.pipeline import (
 )
 from xpfdp.route import RouteTable
 from xpfdp.stats import StatusLine
-from xpfdp.topology import Namespace, VethPair, inside
+from xpfdp.topology import Namespace, VethPair
 
 RING = 2048
 SHAPED_QUEUE = 0

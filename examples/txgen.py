@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from xpfdp.csum import fix_checksums
+from xpfdp.netns import inside, interface_mac
 from xpfdp.ports import Burst, Umem, XskPort, generate, handle_signals
-from xpfdp.topology import inside, interface_mac
 
 ETH_IPV4_UDP_HEADER_BYTES = 14 + 20 + 8
 

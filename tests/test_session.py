@@ -187,7 +187,7 @@ def test_icmp_identifier_stays_in_sport_in_every_transform():
 
 
 def test_keys_from_meta_ipv4_ipv6_icmp_and_invalid():
-    meta = np.zeros(5, dtype=PKT_META)
+    meta = np.zeros(6, dtype=PKT_META)
     meta[0] = 0
     meta["ip_version"][0], meta["protocol"][0] = 4, 6
     meta["sport"][0], meta["dport"][0], meta["flags"][0] = 1000, 80, 0x08
@@ -201,15 +201,16 @@ def test_keys_from_meta_ipv4_ipv6_icmp_and_invalid():
     meta["sport"][2] = meta["dport"][2] = 0x4242  # echo id in both, as the parser gives it
     meta["status"][3] = 9  # truncated L4: no key
     meta["ip_version"][3] = 4
-    meta["ip_version"][4], meta["protocol"][4] = 4, 6  # L4 not valid: ports stay 0
-    keys = np.zeros(5, dtype=KEY_DTYPE)
-    assert keys_from_meta(meta, keys) == 4
+    meta["ip_version"][4], meta["protocol"][4] = 4, 6  # L4 header not read: no key
+    meta["status"][5], meta["ip_version"][5], meta["protocol"][5] = 11, 4, 17  # later fragment
+    keys = np.zeros(6, dtype=KEY_DTYPE)
+    assert keys_from_meta(meta, keys) == 3
     assert fields(keys[0]) == "6 10.0.0.1:1000 > 10.0.0.2:80"
     assert bytes(keys[0]["src"][4:]) == bytes(12)
     assert fields(keys[1]) == "17 2001:db8::1:53 > 2001:db8::2:5353" and keys[1]["af"] == 10
     assert (keys[2]["proto"], keys[2]["sport"], keys[2]["dport"]) == (1, 0x4242, 0)
     assert keys[3].tobytes() == bytes(40)
-    assert (keys[4]["af"], keys[4]["sport"], keys[4]["dport"]) == (2, 0, 0)
+    assert keys[4].tobytes() == keys[5].tobytes() == bytes(40)
 
 
 def test_keys_from_meta_rejects_wrong_arrays():

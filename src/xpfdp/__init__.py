@@ -9,6 +9,8 @@ Importing xpfdp does not need root or libxdp at run time beyond the shared libra
 extensions link; creating an `XskPort` does.
 """
 
+from pathlib import Path
+
 from xpfdp import csum, parse
 from xpfdp._fast.meta import XDP_DESC
 from xpfdp.cos import FifoQueue, FlowFairQueue, Scheduler, TokenBucket
@@ -32,6 +34,15 @@ from xpfdp.session import (
 )
 
 __version__ = "0.1.0"
+
+
+def get_include() -> list[str]:
+    """Directories a Cython extension built outside xpfdp needs on both its Cython include
+    path and its C include path to `cimport xpfdp._fast...` (the .pxd files, and the C
+    headers they name); see docs/stages.md and examples/custom_stage."""
+    package = Path(__file__).resolve().parent
+    return [str(package.parent), str(package / "_fast" / "includes")]
+
 
 __all__ = [
     "DECISION_DTYPE",
@@ -60,6 +71,7 @@ __all__ = [
     "XskPort",
     "csum",
     "firewall_stages",
+    "get_include",
     "keys_from_meta",
     "make_decision",
     "make_key",

@@ -234,7 +234,7 @@ def run_forwarder(
 def detach(args) -> int:
     """Body of `xpfdp detach`: one line per interface."""
     from xpfdp import bpf
-    from xpfdp.topology import inside
+    from xpfdp.netns import inside
 
     status = 0
     try:

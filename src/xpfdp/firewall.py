@@ -59,7 +59,7 @@ from xpfdp.cos import Scheduler
 from xpfdp.errors import XpfdpError
 from xpfdp.hostnet import HostWatcher
 from xpfdp.links import LinkWatch
-from xpfdp.netns import require_namespace
+from xpfdp.netns import inside, interface_mac, interface_rx_queues, require_namespace
 from xpfdp.pipeline import (
     CONNECTED,
     CosStage,
@@ -74,7 +74,6 @@ from xpfdp.pipeline import (
 )
 from xpfdp.route import RouteTable
 from xpfdp.session import DEFAULT_MAX_SESSIONS, SessionTable
-from xpfdp.topology import inside, interface_mac, interface_rx_queues
 
 log = logging.getLogger(__name__)
 

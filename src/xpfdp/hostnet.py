@@ -37,7 +37,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_NEIGH
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from xpfdp.topology import inside
+from xpfdp.netns import inside
 
 log = logging.getLogger(__name__)
 

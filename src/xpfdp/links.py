@@ -14,7 +14,7 @@ import logging
 
 from pyroute2 import IPRoute
 
-from xpfdp.topology import inside
+from xpfdp.netns import inside
 
 log = logging.getLogger(__name__)
 

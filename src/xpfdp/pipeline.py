@@ -241,8 +241,8 @@ def xsk_workers(ifnames, build, *, queues=1, frames=8192, tx_frames=None, **port
     ValueError, naming the real count, when an interface has fewer than `queues` RX queues.
     Every interface is checked for another owner's XDP program before anything is
     attached. If anything fails, everything built so far is closed (ports before UMEMs)."""
+    from xpfdp.netns import interface_rx_queues
     from xpfdp.ports import Umem, XskPort, programs
-    from xpfdp.topology import interface_rx_queues
 
     for name in ifnames:
         have = interface_rx_queues(name)

@@ -1,4 +1,5 @@
-"""Port front door: XskPort/MemPort/Umem/Burst and the per-interface program registry.
+"""Port front door: XskPort/MemPort/Umem/Burst, and the per-interface program registry
+(kept by `xpfdp.bpf`, the layer below the ports).
 
 An XDP program is attached once per interface (in its network namespace) and shared by
 every XskPort on that interface's queues; it is detached when the last of them closes.
@@ -11,10 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 from collections.abc import Iterator
 
-from xpfdp._fast import xsk as _xsk
+from xpfdp._fast.loops import bridge, drain, forward, generate
 from xpfdp._fast.xsk import (
     ABI_VERSION,
     DESC,
@@ -30,76 +30,16 @@ from xpfdp._fast.xsk import (
     UmemArea,
     UmemBusyError,
     XskPort,
-    bridge,
-    drain,
-    forward,
-    generate,
     validate_ring_size,
 )
 from xpfdp.bpf import ABI_VERSION as _BPF_ABI_VERSION
-from xpfdp.bpf import XdpProgram, check_interfaces, ifindex_of
+from xpfdp.bpf import ProgramRegistry, programs
 
 if _BPF_ABI_VERSION != ABI_VERSION:
     raise ImportError(
         f"xpfdp extension ABI {ABI_VERSION} != BPF loader ABI {_BPF_ABI_VERSION}: "
         "stale build, run `make build`"
     )
-
-
-class ProgramRegistry:
-    """Attached XdpPrograms keyed by (network namespace, ifindex), reference counted."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[int, int], list] = {}
-
-    @staticmethod
-    def _key(ifname: str) -> tuple[int, int]:
-        return os.stat("/proc/thread-self/ns/net").st_ino, ifindex_of(ifname)
-
-    def acquire(self, ifname: str, mode: str) -> XdpProgram:
-        """The program on `ifname`, attaching it in `mode` if this process has none there."""
-        key = self._key(ifname)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                program = XdpProgram(ifname, mode)
-                entry = self._entries[key] = [program, 0]
-            elif mode != "auto" and entry[0].mode != mode:
-                raise ValueError(
-                    f"{ifname} already runs the program in {entry[0].mode} mode, not {mode}"
-                )
-            entry[1] += 1
-            return entry[0]
-
-    def check_interfaces(self, ifnames) -> None:
-        """Before anything is attached: every interface this process has no program on
-        must be free or hold a dead xpfdp's program (replaced on attach); one
-        ForeignXdpProgramError lists every one that is not (live owner's pid, or the
-        `ip link` command for another tool's program)."""
-        with self._lock:
-            ours = set(self._entries)
-        check_interfaces([name for name in ifnames if self._key(name) not in ours])
-
-    def release(self, program: XdpProgram) -> None:
-        """Drop one reference; detach the program when none remain."""
-        with self._lock:
-            for key, entry in list(self._entries.items()):
-                if entry[0] is program:
-                    entry[1] -= 1
-                    if entry[1] == 0:
-                        del self._entries[key]
-                        program.close()
-                    return
-
-    def attached(self) -> list[XdpProgram]:
-        """Programs currently attached by this process."""
-        with self._lock:
-            return [entry[0] for entry in self._entries.values()]
-
-
-programs = ProgramRegistry()
-_xsk._set_program_registry(programs)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,8 @@
 """Network namespaces and veth pairs for tests, examples and benchmarks (pyroute2).
 
+Entering a namespace and reading an interface's attributes there are runtime needs too;
+they live in `xpfdp.netns`, which this module builds on.
+
 Every helper is a context manager that removes what it created even when the body
 raises, so a failed test never leaves a namespace or a link behind. Names are unique per
 process (`<prefix>-<pid>-<n>`) so parallel runs cannot collide.
@@ -8,19 +11,13 @@ process (`<prefix>-<pid>-<n>`) so parallel runs cannot collide.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import itertools
 import os
-import socket
-import struct
 import subprocess
-from array import array
-from collections.abc import Iterator
 
 from pyroute2 import IPRoute, netns
 
-from xpfdp.netns import enter
+from xpfdp.netns import inside, interface_mac
 
 _counter = itertools.count()
 
@@ -36,58 +33,6 @@ def unique_name(prefix: str = "xt") -> str:
 def list_namespaces() -> list[str]:
     """Names of the network namespaces under /run/netns."""
     return sorted(netns.listnetns())
-
-
-@contextlib.contextmanager
-def inside(ns: str | None) -> Iterator[None]:
-    """Run the body with the calling thread inside namespace `ns` (None: stay put).
-
-    Sockets, AF_XDP bindings and interface lookups made in the body belong to `ns`;
-    sockets keep that namespace after the body ends.
-    """
-    if ns is None:
-        yield
-        return
-    with enter(ns):  # an existing namespace only: a misspelt name is an error
-        yield
-
-
-def interface_mac(ifname: str, ns: str | None = None) -> str:
-    """MAC address of `ifname` in namespace `ns` (None: the calling thread's), read over
-    rtnetlink (sysfs may show another namespace's). ValueError if there is no such link."""
-    return _link_attr(ifname, ns, "IFLA_ADDRESS")
-
-
-def _link_attr(ifname: str, ns: str | None, attr: str):
-    with inside(ns), IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            where = f" in namespace {ns}" if ns else ""
-            raise ValueError(f"interface {ifname!r} not found{where}")
-        return ipr.get_links(found[0])[0].get_attr(attr)
-
-
-_SIOCETHTOOL = 0x8946
-_ETHTOOL_GCHANNELS = 0x3C
-
-
-def interface_rx_queues(ifname: str, ns: str | None = None) -> int:
-    """RX queues of `ifname` in namespace `ns` (None: the calling thread's): the driver's
-    channel count (ethtool GCHANNELS: rx + combined), or the queue count rtnetlink reports
-    (IFLA_NUM_RX_QUEUES) when the driver has no channel API. ValueError if there is no
-    such interface."""
-    channels = array("I", [_ETHTOOL_GCHANNELS] + [0] * 8)
-    ifreq = struct.pack("16sP16x", ifname.encode(), channels.buffer_info()[0])
-    try:
-        with inside(ns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            fcntl.ioctl(s.fileno(), _SIOCETHTOOL, ifreq)
-    except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.ENODEV):
-            raise
-    else:
-        if channels[5] + channels[8]:
-            return channels[5] + channels[8]
-    return int(_link_attr(ifname, ns, "IFLA_NUM_RX_QUEUES") or 1)
 
 
 class Namespace:

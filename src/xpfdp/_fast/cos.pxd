@@ -5,6 +5,7 @@
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from xpfdp._fast.includes.linux cimport xdp_desc
 from xpfdp._fast.meta cimport pkt_meta_t
 
 cdef enum:
@@ -19,12 +20,6 @@ cdef enum:
     COS_DROP_BUFFER = 3
     COS_DROP_CAPACITY = 4
     COS_DROP_BAD_DESC = 5
-
-# The kernel's struct xdp_desc: the descriptor layout of every burst (numpy XDP_DESC).
-ctypedef struct xdp_desc_t:
-    uint64_t addr
-    uint32_t len
-    uint32_t options
 
 # One queued packet: where its frame is and which flow bucket it was charged to.
 ctypedef struct cos_item_t:
@@ -120,7 +115,7 @@ cdef int cosq_pop(cosq_t* q, bint snapshot, cos_item_t* out) noexcept nogil
 cdef int cosq_push_front(cosq_t* q, const cos_item_t* item) noexcept nogil
 cdef int cosq_push_back(cosq_t* q, const cos_item_t* item) noexcept nogil
 cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil
-cdef uint32_t cosq_dequeue_batch(cosq_t* q, xdp_desc_t* out, uint32_t max_items) noexcept nogil
+cdef uint32_t cosq_dequeue_batch(cosq_t* q, xdp_desc* out, uint32_t max_items) noexcept nogil
 cdef void cosq_settle(cosq_t* q, uint32_t accepted) noexcept nogil
 cdef uint32_t cos_meta_bucket(uint64_t seed, uint32_t mask, const pkt_meta_t* m) noexcept nogil
 cdef void tb_refill(cos_tb_t* tb, uint64_t now_ns) noexcept nogil
@@ -179,16 +174,16 @@ cdef class Scheduler:
     cdef uint64_t root_parks
     cdef uint64_t queue_parks
     cdef uint64_t batches[3]
-    cdef uint32_t drain_batch(self, xdp_desc_t* out, uint32_t max_items,
+    cdef uint32_t drain_batch(self, xdp_desc* out, uint32_t max_items,
                               uint64_t now_ns) noexcept nogil
     cdef void settle_batch(self, uint32_t accepted) noexcept nogil
     cdef int admit(self, uint32_t class_index, uint64_t addr, uint32_t length,
                    const pkt_meta_t* m, uint8_t* frame) noexcept nogil
-    cdef uint32_t take_queued(self, xdp_desc_t* out, uint32_t max_items) noexcept nogil
+    cdef uint32_t take_queued(self, xdp_desc* out, uint32_t max_items) noexcept nogil
     cdef int _class_index(self, uint32_t queue_id) except -1
     cdef void _park(self, cos_class_t* c, uint64_t now_ns, uint64_t wait_ns) noexcept nogil
     cdef bint _root_covers(self, cos_class_t* c, uint64_t now_ns, uint64_t cost) noexcept nogil
     cdef bint _guarantee_budget(self, cos_class_t* c, uint64_t now_ns, bint park_short,
                                 uint64_t* budget) noexcept nogil
     cdef uint32_t _serve(self, uint32_t idx, int phase, uint64_t budget, bint limited,
-                         xdp_desc_t* out, uint32_t max_items) noexcept nogil
+                         xdp_desc* out, uint32_t max_items) noexcept nogil

@@ -25,7 +25,9 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, UINT64_MAX
 from libc.string cimport memset
 
-from xpfdp._fast.csum cimport ECN_ALREADY_CE, ECN_MARKED, ECN_NOT_ECT, ecn_mark_ce, load_be16
+from xpfdp._fast.csum cimport ECN_ALREADY_CE, ECN_MARKED, ECN_NOT_ECT, ecn_mark_ce
+from xpfdp._fast.lib.arrays cimport checked_array
+from xpfdp._fast.lib.bytes cimport load_be16, load_be32, load_be64
 from xpfdp._fast.meta cimport META_L4_VALID, pkt_meta_t
 from xpfdp._check import integer, whole
 from xpfdp._fast.meta import PKT_META, XDP_DESC
@@ -109,14 +111,6 @@ cdef inline uint64_t mul_div(uint64_t a, uint64_t b, uint64_t d) noexcept nogil:
 
 cdef inline uint64_t hash_mix(uint64_t s, uint64_t v) noexcept nogil:
     return s ^ (v + COS_GOLDEN + (s << 6) + (s >> 2))
-
-
-cdef inline uint64_t load_be32(const uint8_t* p) noexcept nogil:
-    return (<uint64_t>p[0] << 24) | (<uint64_t>p[1] << 16) | (<uint64_t>p[2] << 8) | p[3]
-
-
-cdef inline uint64_t load_be64(const uint8_t* p) noexcept nogil:
-    return (load_be32(p) << 32) | load_be32(p + 4)
 
 
 cdef inline uint32_t flow_bucket_raw(uint64_t seed, uint32_t mask, uint8_t ip_version,
@@ -462,7 +456,7 @@ cdef int cosq_drop_orphan(cosq_t* q) noexcept nogil:
     return COS_OK
 
 
-cdef uint32_t cosq_dequeue_batch(cosq_t* q, xdp_desc_t* out, uint32_t max_items) noexcept nogil:
+cdef uint32_t cosq_dequeue_batch(cosq_t* q, xdp_desc* out, uint32_t max_items) noexcept nogil:
     """Pop up to max_items (≤ 64) with snapshots; the batch is kept for settle."""
     cdef uint32_t n = 0
     cdef cos_item_t* it
@@ -603,15 +597,7 @@ cdef int cosq_admit(cosq_t* q, cos_item_t* item, uint8_t* frame) noexcept nogil:
 cdef void* array_pointer(object arr, object dtype, str name, str dtype_name, Py_ssize_t* n,
                          bint writable=False) except NULL:
     """Data pointer of a 1-D C-contiguous numpy array of `dtype` (its length in n[0])."""
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name} must be a {dtype_name} numpy array")
-    cdef cnp.ndarray a = <cnp.ndarray>arr
-    if not (a.dtype is dtype or a.dtype == dtype):
-        raise TypeError(f"{name} must be a {dtype_name} numpy array, got dtype {a.dtype}")
-    if a.ndim != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{name} must be a 1-D C-contiguous array")
-    if writable and not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError(f"{name} must be writable")
+    cdef cnp.ndarray a = checked_array(arr, dtype, name, writable, dtype_name)
     n[0] = a.shape[0]
     return cnp.PyArray_DATA(a)
 
@@ -877,7 +863,7 @@ cdef class CosQueue:
         given, so the caller can recycle dropped frames. Releases the GIL.
         """
         cdef Py_ssize_t n_desc, n_meta
-        cdef const xdp_desc_t* d = <const xdp_desc_t*>array_pointer(desc, XDP_DESC, "desc", "XDP_DESC", &n_desc)
+        cdef const xdp_desc* d = <const xdp_desc*>array_pointer(desc, XDP_DESC, "desc", "XDP_DESC", &n_desc)
         cdef const pkt_meta_t* m = <const pkt_meta_t*>array_pointer(
             meta, PKT_META, "meta", "PKT_META", &n_meta)
         cdef Py_ssize_t count = n_desc if n is None else n
@@ -917,7 +903,7 @@ cdef class CosQueue:
         """
         self._check_unscheduled()
         cdef Py_ssize_t n_out
-        cdef xdp_desc_t* out = <xdp_desc_t*>array_pointer(out_desc, XDP_DESC, "out_desc", "XDP_DESC", &n_out,
+        cdef xdp_desc* out = <xdp_desc*>array_pointer(out_desc, XDP_DESC, "out_desc", "XDP_DESC", &n_out,
                                              True)
         cdef uint32_t cap = min(max_items, COS_BATCH_MAX, n_out)
         cdef uint32_t n
@@ -1326,7 +1312,7 @@ cdef class Scheduler:
         settle(accepted) before the next drain, which restores the rest exactly.
         """
         cdef Py_ssize_t n_out
-        cdef xdp_desc_t* out = <xdp_desc_t*>array_pointer(out_desc, XDP_DESC, "out_desc", "XDP_DESC", &n_out,
+        cdef xdp_desc* out = <xdp_desc*>array_pointer(out_desc, XDP_DESC, "out_desc", "XDP_DESC", &n_out,
                                              True)
         cdef uint32_t cap = min(max_items, COS_BATCH_MAX, n_out)
         cdef uint32_t n
@@ -1391,7 +1377,7 @@ cdef class Scheduler:
         return True
 
     cdef uint32_t _serve(self, uint32_t idx, int phase, uint64_t budget, bint limited,
-                         xdp_desc_t* out, uint32_t max_items) noexcept nogil:
+                         xdp_desc* out, uint32_t max_items) noexcept nogil:
         cdef cos_class_t* c = &self.classes[idx]
         cdef cosq_t* q = c.q
         cdef const cos_item_t* front
@@ -1438,7 +1424,7 @@ cdef class Scheduler:
         it.bucket = cos_meta_bucket(q.seed, q.mask, m) if q.flow_fair else 0
         return cosq_admit(q, &it, frame)
 
-    cdef uint32_t take_queued(self, xdp_desc_t* out, uint32_t max_items) noexcept nogil:
+    cdef uint32_t take_queued(self, xdp_desc* out, uint32_t max_items) noexcept nogil:
         """Remove up to `max_items` queued frames (any class) into `out` without charging
         tokens, for returning them to their pool at shutdown; 0 when every queue is empty."""
         cdef uint32_t k, n = 0
@@ -1453,7 +1439,7 @@ cdef class Scheduler:
                 n += 1
         return n
 
-    cdef uint32_t drain_batch(self, xdp_desc_t* out, uint32_t max_items,
+    cdef uint32_t drain_batch(self, xdp_desc* out, uint32_t max_items,
                               uint64_t now_ns) noexcept nogil:
         cdef uint32_t nc = self.n_classes
         cdef uint32_t k, idx, p, n

@@ -17,42 +17,28 @@
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from xpfdp._fast.includes.compat cimport (
+    LITTLE_ENDIAN,
+    load_ne16,
+    load_ne32,
+    load_ne64,
+    store_ne16,
+)
+from xpfdp._fast.lib.bytes cimport bswap16, load_be16, store_be16
 from xpfdp._fast.meta cimport (
     META_FRAGMENT,
     META_L4_VALID,
     PARSE_NONFIRST_FRAG,
     PARSE_OK,
     PARSE_TRUNC_EXTHDR,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    is_icmp_echo,
     pkt_meta_t,
 )
 
-
-cdef extern from *:
-    """
-    #include <string.h>
-    static inline uint64_t xpfdp_load_ne64(const void *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-    static inline uint32_t xpfdp_load_ne32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-    static inline uint16_t xpfdp_load_ne16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-    static inline void xpfdp_store_ne16(void *p, uint16_t v) { memcpy(p, &v, 2); }
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    #define XPFDP_LITTLE_ENDIAN 0
-    #else
-    #define XPFDP_LITTLE_ENDIAN 1
-    #endif
-    """
-    uint64_t load_ne64 "xpfdp_load_ne64"(const void* p) noexcept nogil
-    uint32_t load_ne32 "xpfdp_load_ne32"(const void* p) noexcept nogil
-    uint16_t load_ne16 "xpfdp_load_ne16"(const void* p) noexcept nogil
-    void store_ne16 "xpfdp_store_ne16"(void* p, uint16_t v) noexcept nogil
-    const int LITTLE_ENDIAN "XPFDP_LITTLE_ENDIAN"
-
-
-# IP protocol numbers the kernels know.
-cdef enum:
-    PROTO_ICMP = 1
-    PROTO_TCP = 6
-    PROTO_UDP = 17
-    PROTO_ICMPV6 = 58
 
 # Results of the rewrite kernels (nat_rewrite, mss_clamp, ecn and the batch variants).
 cdef enum:
@@ -65,19 +51,6 @@ cdef enum:
 cdef enum:
     TTL_EXPIRED = -1        # TTL/hop limit <= 1: frame unchanged, must not be forwarded
     TTL_SKIPPED = -2        # not an IP packet with a complete header
-
-
-cdef inline uint16_t load_be16(const uint8_t* p) noexcept nogil:
-    return <uint16_t>((<uint16_t>p[0] << 8) | p[1])
-
-
-cdef inline void store_be16(uint8_t* p, uint16_t v) noexcept nogil:
-    p[0] = <uint8_t>(v >> 8)
-    p[1] = <uint8_t>(v & 0xFF)
-
-
-cdef inline uint16_t bswap16(uint16_t v) noexcept nogil:
-    return <uint16_t>((v >> 8) | (v << 8))
 
 
 cdef inline uint16_t csum_fold(uint64_t s) noexcept nogil:
@@ -356,14 +329,6 @@ cdef inline int ttl_decrement(uint8_t* frame, uint32_t frame_len, pkt_meta_t* m)
     l3[7] -= 1
     m.ttl = l3[7]
     return l3[7]
-
-
-cdef inline bint is_icmp_echo(uint8_t protocol, uint8_t icmp_type) noexcept nogil:
-    if protocol == PROTO_ICMP:
-        return icmp_type == 8 or icmp_type == 0
-    if protocol == PROTO_ICMPV6:
-        return icmp_type == 128 or icmp_type == 129
-    return False
 
 
 # ---- NAT: a per-call plan applied per packet -------------------------------------------

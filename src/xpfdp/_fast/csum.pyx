@@ -41,7 +41,6 @@ from xpfdp._fast.csum cimport (
     csum_replace16,
     csum_replace32,
     ecn_mark_meta,
-    load_be16,
     meta_ip_header_ok,
     mss_clamp,
     nat_apply,
@@ -49,11 +48,11 @@ from xpfdp._fast.csum cimport (
     nat_plan_init,
     nat_plan_t,
     nat_rewrite,
-    store_be16,
     tcp_mss_offset,
     tcp_segment,
     ttl_decrement,
 )
+from xpfdp._fast.lib.bytes cimport load_be16, store_be16
 from xpfdp._fast.meta cimport (
     PARSE_NONFIRST_FRAG,
     PARSE_OK,

@@ -28,8 +28,8 @@ cdef class FlowCache:
 
     cdef uint64_t hash_key(self, const skey_t* k, uint16_t ingress) noexcept nogil:
         """The set hash of (ingress, k); prefetches the set's entries."""
-        cdef uint64_t h = key_hash(k, ingress, self.seed)
-        xpfdp_pipe_prefetch(self.e + (h & (self.sets - 1)) * self.ways)
+        cdef uint64_t h = flowkey_hash(k, self.seed ^ (ingress * GOLDEN64))
+        prefetch(self.e + (h & (self.sets - 1)) * self.ways)
         return h
 
     cdef fc_entry_t* find(self, const skey_t* k, uint16_t ingress, uint64_t h,
@@ -40,7 +40,7 @@ cdef class FlowCache:
         cdef fc_entry_t* row = self.e + (h & (self.sets - 1)) * self.ways
         cdef uint32_t w
         for w in range(self.ways):
-            if row[w].valid and row[w].ingress == ingress and key_eq(&row[w].key, k):
+            if row[w].valid and row[w].ingress == ingress and flowkey_eq(&row[w].key, k):
                 rec[0] = table.record_c(row[w].handle)
                 if (row[w].route_gen != route_gen or row[w].config_gen != config_gen
                         or rec[0] == NULL):
@@ -61,7 +61,7 @@ cdef class FlowCache:
         cdef fc_entry_t* row = self.e + (h & (self.sets - 1)) * self.ways
         cdef uint32_t w, victim = 0
         for w in range(self.ways):
-            if not row[w].valid or (row[w].ingress == ingress and key_eq(&row[w].key, k)):
+            if not row[w].valid or (row[w].ingress == ingress and flowkey_eq(&row[w].key, k)):
                 victim = w
                 break
             if row[w].lru - row[victim].lru > 0x80000000u:   # older (wrap-safe)

@@ -15,8 +15,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 
-from xpfdp._fast.csum cimport load_be16
-from xpfdp._fast.hash cimport mix64
+from xpfdp._fast.lib.bytes cimport load_be16
+from xpfdp._fast.lib.hash cimport mix64
 from xpfdp._fast.meta cimport (
     META_FRAGMENT,
     PARSE_NONFIRST_FRAG,

@@ -44,6 +44,29 @@ cdef enum:
     PARSE_NONFIRST_FRAG = 11
     PARSE_STATUS_COUNT = 12
 
+# Bits of pkt_meta_t.tcp_flags the stages and the session table test.
+cdef enum:
+    TCP_FIN = 0x01
+    TCP_SYN = 0x02
+    TCP_RST = 0x04
+
+# IP protocol numbers the parser and the rewrite kernels know (pkt_meta_t.protocol).
+cdef enum:
+    PROTO_ICMP = 1
+    PROTO_TCP = 6
+    PROTO_UDP = 17
+    PROTO_ICMPV6 = 58
+
+
+cdef inline bint is_icmp_echo(uint8_t protocol, uint8_t icmp_type) noexcept nogil:
+    """Echo request or reply: the packets whose identifier acts as a port."""
+    if protocol == PROTO_ICMP:
+        return icmp_type == 8 or icmp_type == 0
+    if protocol == PROTO_ICMPV6:
+        return icmp_type == 128 or icmp_type == 129
+    return False
+
+
 # Bits of pkt_meta_t.flags.
 cdef enum:
     META_VLAN = 0x01           # one 802.1Q / 802.1ad tag was present

@@ -7,14 +7,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from xpfdp._fast.csum cimport (
-    PROTO_ICMP,
-    PROTO_ICMPV6,
-    PROTO_TCP,
-    PROTO_UDP,
-    is_icmp_echo,
-    load_be16,
-)
+from xpfdp._fast.lib.bytes cimport load_be16
 from xpfdp._fast.meta cimport (
     META_FIRST_FRAGMENT,
     META_FRAGMENT,
@@ -33,6 +26,11 @@ from xpfdp._fast.meta cimport (
     PARSE_TRUNC_L2,
     PARSE_TRUNC_L3,
     PARSE_TRUNC_L4,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    is_icmp_echo,
     pkt_meta_t,
 )
 

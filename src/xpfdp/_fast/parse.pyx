@@ -7,6 +7,7 @@ import numpy as np
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from xpfdp._fast.meta cimport PARSE_STATUS_COUNT, pkt_meta_t
+from xpfdp._fast.lib.arrays cimport checked_array
 from xpfdp._fast.parse cimport frame_at, len_at, parse_one
 
 from xpfdp._fast.meta import PARSE_STATUS_NAMES, PKT_META
@@ -146,15 +147,7 @@ cdef int frame_bounds_error(const frame_batch_t* b, Py_ssize_t bad) except -1:
 
 cdef pkt_meta_t* meta_records(object meta, Py_ssize_t n) except NULL:
     """The records of a C-contiguous, writable PKT_META array of at least n entries."""
-    if not isinstance(meta, cnp.ndarray):
-        raise TypeError(f"meta must be a numpy array of dtype PKT_META, not {type(meta).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>meta
-    if arr.dtype is not PKT_META and arr.dtype != PKT_META:
-        raise TypeError(f"meta must have dtype xpfdp.parse.PKT_META, not {arr.dtype}")
-    if arr.ndim != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError("meta must be a 1-D C-contiguous array")
-    if not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError("meta must be writable")
+    cdef cnp.ndarray arr = checked_array(meta, PKT_META, "meta", True, "PKT_META")
     if arr.shape[0] < n:
         raise ValueError(f"meta holds {arr.shape[0]} records, {n} frames given")
     return <pkt_meta_t*>cnp.PyArray_DATA(arr)

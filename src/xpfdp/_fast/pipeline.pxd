@@ -30,12 +30,6 @@ cdef enum:
     CTX_LATER_FRAG = 0x10    # a later fragment: resolved after the burst's first fragments
     CTX_FRAGMENT = 0x20      # longer than the egress MTU, no DF: FragmentStage splits it
 
-# TCP flag bits of pkt_meta_t.tcp_flags the stages test.
-cdef enum:
-    TCP_FIN = 0x01
-    TCP_SYN = 0x02
-    TCP_RST = 0x04
-
 # Per packet scratch of one burst, beside the Burst's meta and verdict.
 ctypedef struct pkt_ctx_t:
     skey_t key

@@ -28,22 +28,34 @@ from xpfdp._fast.cos cimport (
     COS_DROP_CAPACITY,
     COS_DROP_FLOW_SHARE,
     Scheduler,
-    xdp_desc_t,
 )
 from xpfdp._fast.csum cimport (
+    REWRITE_BAD_L4_CSUM,
+    TTL_EXPIRED,
+    ipv4_header_checksum,
+    mss_clamp,
+    nat_rewrite,
+    ttl_decrement,
+)
+from xpfdp._fast.lib.bytes cimport load_be16, store_be16
+from xpfdp._fast.includes.compat cimport GOLDEN64, monotonic_ns, prefetch
+from xpfdp._fast.lib.flowkey cimport flowkey_eq, flowkey_from_meta, flowkey_hash
+from xpfdp._fast.lib.hash cimport mix64
+from xpfdp._fast.meta cimport (
+    META_FIRST_FRAGMENT,
+    META_L4_VALID,
+    PARSE_NON_IP,
+    PARSE_NONFIRST_FRAG,
+    PARSE_OK,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
     PROTO_UDP,
-    REWRITE_BAD_L4_CSUM,
-    TTL_EXPIRED,
-    ipv4_header_checksum,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
     is_icmp_echo,
-    load_be16,
-    mss_clamp,
-    nat_rewrite,
-    store_be16,
-    ttl_decrement,
+    pkt_meta_t,
 )
 from xpfdp._fast.frag cimport (
     FRAG_HELD,
@@ -59,7 +71,6 @@ from xpfdp._fast.frag cimport (
     frag_pop,
     frag_table_t,
 )
-from xpfdp._fast.hash cimport mix64
 from xpfdp._fast.icmp_error cimport (
     ICMP4_DEST_UNREACH,
     ICMP4_FRAG_NEEDED,
@@ -141,23 +152,6 @@ from xpfdp._check import integer
 from xpfdp._fast.meta import PARSE_STATUS_NAMES
 from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
-cdef extern from *:
-    """
-    #include <time.h>
-    static inline uint64_t xpfdp_pipe_now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    }
-    """
-    uint64_t xpfdp_pipe_now_ns() nogil
-
-cdef extern from *:
-    """
-    #define xpfdp_pipe_prefetch(p) __builtin_prefetch((p), 0, 3)
-    """
-    void xpfdp_pipe_prefetch(const void* p) nogil
-
 # The built-in drop reason names, in code order (`drop_reasons()` adds registered ones).
 DROP_REASONS = drop_reasons()
 
@@ -186,39 +180,6 @@ cdef inline bint enqueue(Burst q, const xdp_desc* d) noexcept nogil:
         return False
     q.d[q.n] = d[0]
     q.n += 1
-    return True
-
-
-cdef inline uint64_t key_hash(const skey_t* k, uint16_t ingress, uint64_t seed) noexcept nogil:
-    """Five independent multiplies (they overlap in the pipeline) folded by one mix."""
-    cdef const uint64_t* w = <const uint64_t*>k     # 40 bytes: 5 words (pad is zeroed)
-    return mix64((w[0] ^ seed) * 0x9E3779B97F4A7C15ULL + (w[1] ^ ingress) * 0xC2B2AE3D27D4EB4FULL
-                 + w[2] * 0x165667B19E3779F9ULL + w[3] * 0xD6E8FEB86659FD93ULL
-                 + w[4] * 0xFF51AFD7ED558CCDULL)
-
-
-cdef inline bint key_eq(const skey_t* a, const skey_t* b) noexcept nogil:
-    cdef const uint64_t* x = <const uint64_t*>a
-    cdef const uint64_t* y = <const uint64_t*>b
-    return (x[0] == y[0] and x[1] == y[1] and x[2] == y[2] and x[3] == y[3]
-            and x[4] == y[4])
-
-
-cdef inline bint key_from_meta(const pkt_meta_t* m, skey_t* k) noexcept nogil:
-    """The session key of a parsed packet (pad zeroed); False if it has none."""
-    if m.status != PARSE_OK or not (m.flags & META_L4_VALID):
-        return False
-    memset(k, 0, sizeof(skey_t))
-    k.af = 2 if m.ip_version == 4 else 10
-    k.proto = m.protocol
-    memcpy(k.src, m.src, 16)
-    memcpy(k.dst, m.dst, 16)
-    if m.protocol == PROTO_ICMP or m.protocol == PROTO_ICMPV6:
-        if is_icmp_echo(m.protocol, m.icmp_type):
-            k.sport = m.sport
-    else:
-        k.sport = m.sport
-        k.dport = m.dport
     return True
 
 
@@ -834,7 +795,7 @@ cdef class Pipeline:
         if done == 0 or L.len == 0:
             L.seen_completions += done
             return
-        now = xpfdp_pipe_now_ns()
+        now = monotonic_ns()
         while done and L.len:
             take = L.count[L.head]
             if take > done:
@@ -872,7 +833,7 @@ cdef class Pipeline:
     cdef int tx_stamped(self, uint32_t j, Port port, Burst q, uint32_t n) noexcept nogil:
         """Submit q.d[0:n] to port j's TX ring, stamping the accepted prefix for latency."""
         cdef lat_fifo_t* L = &self.lat[j]
-        cdef uint64_t t0 = xpfdp_pipe_now_ns()
+        cdef uint64_t t0 = monotonic_ns()
         cdef int s = port.c_tx(q, 0, n)
         if s <= 0:   # < 0: a descriptor we do not hold (cannot happen with our queues)
             return 0
@@ -892,7 +853,7 @@ cdef class Pipeline:
         cdef int s
         while rounds < 8:
             rounds += 1
-            n = sch.drain_batch(<xdp_desc_t*>q.d, q.capacity, self.now_ns)
+            n = sch.drain_batch(q.d, q.capacity, self.now_ns)
             if n == 0:
                 break
             s = self.tx_stamped(j, port, q, n)
@@ -1031,7 +992,7 @@ cdef class Pipeline:
         burst). `now_ns` overrides the monotonic clock (tests drive session expiry with it).
         Returns the number of packets received."""
         self._check_open()
-        cdef uint64_t t = xpfdp_pipe_now_ns() if now_ns is None else <uint64_t>now_ns
+        cdef uint64_t t = monotonic_ns() if now_ns is None else <uint64_t>now_ns
         cdef uint32_t got
         self.pin_umems(1)
         try:
@@ -1052,7 +1013,7 @@ cdef class Pipeline:
         cdef uint64_t deadline = 0, total = 0
         cdef bint timed = seconds is not None
         if timed:
-            deadline = xpfdp_pipe_now_ns() + <uint64_t>(float(seconds) * 1e9)
+            deadline = monotonic_ns() + <uint64_t>(float(seconds) * 1e9)
         self.stop_flag = False
         self.pin_umems(1)
         try:
@@ -1069,7 +1030,7 @@ cdef class Pipeline:
         cdef bint pending
         with nogil:
             while True:
-                now = xpfdp_pipe_now_ns()
+                now = monotonic_ns()
                 got = self.poll_c(now)
                 total += got
                 if self.stop_flag or (timed and now >= deadline) or (
@@ -1128,7 +1089,7 @@ cdef class Pipeline:
                 continue
             q = <Burst>self.cosb[k]
             while True:
-                n = (<Scheduler>self.sched[k]).take_queued(<xdp_desc_t*>q.d, q.capacity)
+                n = (<Scheduler>self.sched[k]).take_queued(q.d, q.capacity)
                 if n == 0:
                     break
                 (<Port>self.ports[k]).c_recycle(q, 0, n)

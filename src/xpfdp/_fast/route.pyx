@@ -17,7 +17,9 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
-from xpfdp._fast.hash cimport mix64
+from xpfdp._fast.lib.arrays cimport checked_array
+from xpfdp._fast.lib.bytes cimport load_be64
+from xpfdp._fast.lib.hash cimport mix64
 from xpfdp._fast.meta cimport pkt_meta_t
 
 from xpfdp._check import integer
@@ -42,14 +44,6 @@ cdef inline void mask_words(uint64_t* hi, uint64_t* lo, uint32_t prefix_len) noe
         lo[0] = 0
     elif prefix_len < 128:
         lo[0] &= ~((<uint64_t>1 << (128 - prefix_len)) - 1)
-
-
-cdef inline uint64_t load_be64(const uint8_t* p) noexcept nogil:
-    cdef uint64_t v = 0
-    cdef int i
-    for i in range(8):
-        v = (v << 8) | p[i]
-    return v
 
 
 cdef inline void address_words(const uint8_t* addr, uint8_t family,
@@ -258,10 +252,7 @@ cdef class RouteTable:
         `meta` is a PKT_META array; `out[i]` gets the route value, or -1 for no route or a
         non-IP packet. Runs without the GIL. Returns how many packets matched a route.
         """
-        if not isinstance(meta, np.ndarray) or meta.dtype != PKT_META or meta.ndim != 1:
-            raise TypeError("meta must be a 1-D numpy array of dtype PKT_META")
-        if not meta.flags.c_contiguous:
-            raise ValueError("meta must be C-contiguous")
+        checked_array(meta, PKT_META, "meta", False, "PKT_META")
         if out.shape[0] < meta.shape[0]:
             raise ValueError(f"out has {out.shape[0]} slots for {meta.shape[0]} packets")
         cdef const pkt_meta_t* rows = <const pkt_meta_t*>cnp.PyArray_DATA(meta)

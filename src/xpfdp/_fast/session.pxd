@@ -19,18 +19,9 @@
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
-from xpfdp._fast.meta cimport META_L4_VALID, PARSE_NONFIRST_FRAG, PARSE_OK, pkt_meta_t
+from xpfdp._fast.meta cimport pkt_meta_t
 
-# 40-byte directional 5-tuple. IPv4 addresses use bytes 0..3; `pad` is ignored by hash and
-# equality. ICMP/ICMPv6 echo: sport = identifier, dport = 0.
-ctypedef struct skey_t:
-    uint8_t af            # 2 = AF_INET, 10 = AF_INET6
-    uint8_t proto
-    uint16_t sport
-    uint16_t dport
-    uint16_t pad
-    uint8_t src[16]
-    uint8_t dst[16]
+from xpfdp._fast.lib.flowkey cimport skey_t
 
 # The per-session forwarding decision: NAT rewrites plus where the packet goes.
 ctypedef struct sdecision_t:
@@ -265,29 +256,6 @@ cdef enum:
 cdef enum:
     DELTA_OPEN = 1
     DELTA_CLOSE = 2
-
-
-cdef inline bint key_from_meta_c(const pkt_meta_t* m, skey_t* k) noexcept nogil:
-    """Session key of one parsed packet; False (and an all-zero key) if it has none.
-
-    IPv4/IPv6 packets parsed OK, or non-first fragments (ports 0), get a key. ICMP and
-    ICMPv6 keys carry the echo identifier in sport and 0 in dport.
-    """
-    cdef int i
-    for i in range(40):
-        (<uint8_t*>k)[i] = 0
-    if (m.status != PARSE_OK and m.status != PARSE_NONFIRST_FRAG) or \
-            (m.ip_version != 4 and m.ip_version != 6):
-        return False
-    k.af = 2 if m.ip_version == 4 else 10
-    k.proto = m.protocol
-    for i in range(4 if m.ip_version == 4 else 16):
-        k.src[i] = m.src[i]
-        k.dst[i] = m.dst[i]
-    if m.flags & META_L4_VALID:
-        k.sport = m.sport
-        k.dport = 0 if m.protocol == 1 or m.protocol == 58 else m.dport
-    return True
 
 
 # final: method calls are direct C calls (no vtable), so the compiler can inline them

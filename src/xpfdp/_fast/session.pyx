@@ -22,6 +22,13 @@ from libc.string cimport memcmp, memcpy, memset
 
 cnp.import_array()
 
+from xpfdp._fast.includes.compat cimport prefetch as xs_prefetch
+from xpfdp._fast.lib.arrays cimport checked_array as _need
+from xpfdp._fast.lib.flowkey cimport flowkey_eq as xs_key_eq, flowkey_from_meta
+from xpfdp._fast.lib.flowkey cimport flowkey_hash as xs_hash_key
+from xpfdp._fast.lib.hash cimport hash_addr16 as xs_hash_addr
+from xpfdp._fast.meta cimport PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_FIN, TCP_RST
+
 # ---------------------------------------------------------------------------------------
 # Constants
 
@@ -53,14 +60,6 @@ cdef enum:
     IX_NATREV = 1
     IX_FWIRE = 2
     IX_ALIAS = 3
-
-cdef enum:
-    PROTO_ICMP = 1
-    PROTO_TCP = 6
-    PROTO_UDP = 17
-    PROTO_ICMPV6 = 58
-    TCP_FIN = 0x01
-    TCP_RST = 0x04
 
 cdef enum:
     POP_SCANNED = 0
@@ -177,20 +176,6 @@ assert len(ORIGINS) == ORIGIN_COUNT
 
 # ---------------------------------------------------------------------------------------
 # Array argument checks (Python side of every batch call)
-
-cdef object _need(object arr, object dtype, str name, bint writeable=False):
-    """Check a batch argument (cheaply: this runs once per batch call)."""
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of {dtype}, got {type(arr).__name__}")
-    cdef cnp.ndarray a = <cnp.ndarray>arr
-    if a.dtype is not dtype and a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {a.dtype}")
-    if cnp.PyArray_NDIM(a) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{name} must be a 1-D C-contiguous array")
-    if writeable and not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError(f"{name} must be writeable")
-    return arr
-
 
 cdef inline void* _ptr(object arr):
     return cnp.PyArray_DATA(<cnp.ndarray>arr)
@@ -330,8 +315,9 @@ def keys_from_meta(meta, out_keys):
     """Build session keys from parser records (PKT_META) into `out_keys`; returns how many
     packets produced a key.
 
-    A packet gets a key when it is IPv4/IPv6 and parsed OK (or is a non-first fragment, whose
-    ports are 0). Others get an all-zero key (af 0), which every table call treats as
+    A packet gets a key when it is IPv4/IPv6, parsed OK with its L4 header read: the same
+    key the pipeline's session stage uses (`_fast/lib/flowkey.pxd`). Others, later
+    fragments included, get an all-zero key (af 0), which every table call treats as
     invalid. ICMP/ICMPv6 keys carry the echo identifier in sport and 0 in dport.
     """
     from xpfdp._fast.meta import PKT_META
@@ -345,7 +331,7 @@ def keys_from_meta(meta, out_keys):
     cdef skey_t* kp = <skey_t*>_ptr(out_keys)
     with nogil:
         for i in range(n):
-            made += key_from_meta_c(&mp[i], &kp[i])
+            made += flowkey_from_meta(&mp[i], &kp[i])
     return made
 
 

@@ -29,6 +29,50 @@ from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset, strerror
 
+from xpfdp._fast.includes.compat cimport monotonic_ns
+from xpfdp._fast.includes.libxdp cimport (
+    XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+    xsk_cons_nb_avail,
+    xsk_prod_nb_free,
+    xsk_ring_cons__comp_addr,
+    xsk_ring_cons__peek,
+    xsk_ring_cons__release,
+    xsk_ring_cons__rx_desc,
+    xsk_ring_prod__fill_addr,
+    xsk_ring_prod__needs_wakeup,
+    xsk_ring_prod__reserve,
+    xsk_ring_prod__submit,
+    xsk_ring_prod__tx_desc,
+    xsk_socket__create,
+    xsk_socket__create_shared,
+    xsk_socket__delete,
+    xsk_socket__fd,
+    xsk_umem__create,
+    xsk_umem__delete,
+    xsk_umem_config,
+)
+from xpfdp._fast.includes.linux cimport (
+    MADV_HUGEPAGE,
+    MAP_ANONYMOUS,
+    MAP_FAILED,
+    MAP_HUGETLB,
+    MAP_POPULATE,
+    MAP_PRIVATE,
+    PROT_READ,
+    PROT_WRITE,
+    XDP_COPY,
+    XDP_OPTIONS,
+    XDP_OPTIONS_ZEROCOPY,
+    XDP_PACKET_HEADROOM,
+    XDP_STATISTICS,
+    XDP_USE_NEED_WAKEUP,
+    XDP_ZEROCOPY,
+    madvise,
+    mmap,
+    munmap,
+    xdp_options,
+    xdp_statistics,
+)
 from xpfdp._fast.meta cimport pkt_meta_t
 from xpfdp._fast.verdict cimport (
     DROP_UNSET,
@@ -52,20 +96,6 @@ from xpfdp._fast.meta import XDP_DESC as DESC
 from xpfdp._fast.verdict import drop_reason
 
 
-cdef extern from "<sys/mman.h>" nogil:
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
-    int munmap(void *addr, size_t length)
-    int madvise(void *addr, size_t length, int advice)
-    enum:
-        PROT_READ
-        PROT_WRITE
-        MAP_PRIVATE
-        MAP_ANONYMOUS
-        MAP_POPULATE
-        MAP_HUGETLB
-        MADV_HUGEPAGE
-    void *MAP_FAILED
-
 cdef extern from *:
     """
     #ifndef MAP_HUGE_2MB
@@ -73,16 +103,10 @@ cdef extern from *:
     #endif
     #include <sys/socket.h>
     #include <poll.h>
-    #include <time.h>
     #include "../../../bpf/xsk_abi.h"
     #ifndef SOL_XDP
     #define SOL_XDP 283
     #endif
-    static inline uint64_t xpfdp_now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    }
     static inline int xpfdp_kick(int fd) {
         return (int)sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
     }
@@ -104,7 +128,6 @@ cdef extern from *:
     int MAP_HUGE_2MB
     int SOL_XDP
     int XPFDP_XSK_ABI_VERSION
-    uint64_t xpfdp_now_ns() nogil
     int xpfdp_kick(int fd) nogil
     int xpfdp_poll_in(int fd, int timeout_ms) nogil
     int xpfdp_poll_in_many(const int *fds, unsigned n, int timeout_ms) nogil
@@ -822,22 +845,14 @@ cdef class Port:
         self.close()
 
 
-# Registry of attached programs, kept by xpfdp.ports (Python) and injected at import.
-_programs = None
-
-
-def _set_program_registry(registry):
-    global _programs
-    _programs = registry
-
-
 @cython.final
 cdef class XskPort(Port):
     """XskPort(ifname, queue=0, umem=None, *, mode='auto', ring_size=1024, zerocopy=None, fill_target=None)\n--\n
     An AF_XDP socket on (ifname, queue) using frames of `umem`.
 
     The redirect program is attached on first use of an interface (`mode`: "auto" tries
-    native then generic for this interface only) and detached when its last port closes.
+    native then generic for this interface only) and detached when its last port closes;
+    `programs` is the registry that does it (default: the process's `xpfdp.bpf.programs`).
     The first port of a UMEM uses the UMEM's fill/completion rings (primed before bind);
     later ports are created with xsk_socket__create_shared and their own rings. Bind is
     copy or zero-copy according to the real attach mode and confirmed with XDP_OPTIONS.
@@ -848,7 +863,7 @@ cdef class XskPort(Port):
         self.closed = True
 
     def __init__(self, str ifname, queue=0, Umem umem=None, *, str mode="auto",
-                 ring_size=1024, zerocopy=None, fill_target=None):
+                 ring_size=1024, zerocopy=None, fill_target=None, programs=None):
         cdef xsk_socket_config cfg
         cdef int ret = 0
         cdef bytes name_b
@@ -878,12 +893,14 @@ cdef class XskPort(Port):
         if ft < 1 or ft > umem.ring_size:
             raise ValueError(f"fill_target must be in [1, {umem.ring_size}]")
         self.fill_target = ft
+        from xpfdp import bpf
         from xpfdp.bpf import MAX_QUEUES, ifindex_of, require_capabilities
         require_capabilities()
         ifindex_of(ifname)
         if queue >= MAX_QUEUES:
             raise ValueError(f"queue {queue} out of range [0, {MAX_QUEUES})")
-        self.program = _programs.acquire(ifname, mode)
+        self.programs = bpf.programs if programs is None else programs
+        self.program = self.programs.acquire(ifname, mode)
         try:
             self.attach_mode = self.program.mode
             umem._register()
@@ -995,7 +1012,7 @@ cdef class XskPort(Port):
             try:
                 if self.program is not None:
                     program, self.program = self.program, None
-                    _programs.release(program)
+                    self.programs.release(program)
             finally:
                 if self.umem is not None:
                     self.umem._unregister_if_idle()
@@ -1047,7 +1064,7 @@ cdef class XskPort(Port):
         self.st.fill_short += want - got
         if self.xsk == NULL or got == 0:
             return
-        now = xpfdp_now_ns()
+        now = monotonic_ns()
         if xsk_ring_prod__needs_wakeup(self.fillq) or now - self.last_wake_ns > FILL_WAKE_SAFETY_NS:
             xpfdp_poll_in(self.fd, 0)
             self.last_wake_ns = now
@@ -1355,146 +1372,7 @@ cdef class MemPort(Port):
 
 
 # ---------------------------------------------------------------------------------------
-# Worker loops used by the examples and benchmarks: one Python call per run, nogil inside.
-
-cdef inline void _idle(Port p, uint32_t *empty) noexcept nogil:
-    empty[0] += 1
-    if empty[0] >= 64:
-        p.c_wait(1)
-        empty[0] = 0
-
-
-cdef inline uint32_t _tx_or_drop(Port rx_port, Port tx_port, Burst burst, int n,
-                                 uint64_t* dropped) noexcept nogil:
-    """Transmit the burst's n frames; those the TX ring refuses go back to rx_port's pools
-    and are counted in `dropped`. Returns how many were sent; the burst is left empty."""
-    cdef int s = tx_port.c_tx(burst, 0, n)
-    if s < 0:
-        s = 0
-    if s < n:
-        dropped[0] += n - s
-        rx_port.c_recycle(burst, s, n - s)
-    burst.n = 0
-    return <uint32_t>s
-
-
-def forward(Port rx_port, Port tx_port, Burst burst, double seconds, bint swap_macs=True,
-            uint64_t max_packets=0):
-    """Move packets rx_port -> tx_port (same UMEM: no copy) for `seconds` (or until
-    `max_packets` were received), optionally swapping MACs. Returns (received, sent,
-    dropped). Unsent frames are recycled."""
-    if rx_port.umem is not tx_port.umem:
-        raise ValueError("forward() needs both ports on one UMEM")
-    rx_port._ready(burst)
-    tx_port._ready(burst)
-    cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
-    cdef uint64_t rx = 0, tx = 0, dropped = 0
-    cdef uint32_t empty = 0, it = 0
-    cdef int n
-    with nogil:
-        while True:
-            it += 1
-            if (it & 63) == 0 and xpfdp_now_ns() >= deadline:
-                break
-            if max_packets and rx >= max_packets:
-                break
-            n = rx_port.c_rx(burst)
-            if n == 0:
-                tx_port.c_service()
-                _idle(rx_port, &empty)
-                continue
-            empty = 0
-            rx += n
-            if swap_macs:
-                burst.swap_macs(0, n)
-            tx += _tx_or_drop(rx_port, tx_port, burst, n, &dropped)
-    return rx, tx, dropped
-
-
-def drain(Port port, Burst burst, double seconds):
-    """Receive and drop for `seconds`; returns (packets, bytes)."""
-    port._ready(burst)
-    cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
-    cdef uint64_t pkts = 0, nbytes = 0
-    cdef uint32_t empty = 0, it = 0, i
-    cdef int n
-    with nogil:
-        while True:
-            it += 1
-            if (it & 63) == 0 and xpfdp_now_ns() >= deadline:
-                break
-            n = port.c_rx(burst)
-            if n == 0:
-                _idle(port, &empty)
-                continue
-            empty = 0
-            pkts += n
-            for i in range(<uint32_t>n):
-                nbytes += burst.d[i].len
-            port.c_recycle(burst, 0, n)
-            burst.n = 0
-    return pkts, nbytes
-
-
-def generate(Port port, Burst burst, templates, double seconds, double rate_pps=0.0,
-             uint64_t max_packets=0):
-    """Transmit copies of `templates`, a (frames, lengths) pair (frames: 2-D uint8, one frame
-    per row; lengths: uint32 per row), round-robin for `seconds` at up to `rate_pps`
-    (0: as fast as possible). Returns (sent, not_accepted)."""
-    cdef const uint8_t[:, ::1] tpl = np.ascontiguousarray(templates[0], dtype=np.uint8)
-    cdef const uint32_t[::1] tlen = np.ascontiguousarray(templates[1], dtype=np.uint32)
-    cdef uint32_t nt = tpl.shape[0], t = 0, i, want
-    if nt == 0 or tlen.shape[0] != nt:
-        raise ValueError("templates must be (frames[n, L], lengths[n]) with n >= 1")
-    for i in range(nt):
-        if tlen[i] < 14 or tlen[i] > <uint32_t>tpl.shape[1] or tlen[i] > port.umem.frame_size:
-            raise ValueError(f"template {i} length {tlen[i]} invalid")
-    port._ready(burst)
-    if burst.n:
-        raise ValueError("generate() needs an empty burst")
-    cdef uint64_t start = xpfdp_now_ns()
-    cdef uint64_t deadline = start + <uint64_t>(seconds * 1e9)
-    cdef uint64_t now, sent = 0, refused = 0, allowed
-    cdef int n
-    cdef Umem u = port.umem
-    with nogil:
-        while True:
-            now = xpfdp_now_ns()
-            if now >= deadline or (max_packets and sent >= max_packets):
-                break
-            want = burst.capacity
-            if rate_pps > 0:
-                allowed = <uint64_t>((now - start) * 1e-9 * rate_pps)
-                if allowed <= sent:
-                    port.c_service()
-                    continue
-                if allowed - sent < want:
-                    want = <uint32_t>(allowed - sent)
-            if max_packets and max_packets - sent < want:
-                want = <uint32_t>(max_packets - sent)
-            n = port.c_alloc_tx(burst, want)
-            if n == 0:
-                port.c_service()
-                continue
-            for i in range(<uint32_t>n):
-                memcpy(u.area + burst.d[i].addr, &tpl[t, 0], tlen[t])
-                burst.d[i].len = tlen[t]
-                t += 1
-                if t == nt:
-                    t = 0
-            sent += _tx_or_drop(port, port, burst, n, &refused)
-        port.c_service()
-    return sent, refused
-
-
-cdef inline uint64_t _pass_one_way(Port rx_port, Port tx_port, Burst burst,
-                                   uint64_t *dropped) noexcept nogil:
-    cdef int n = rx_port.c_rx(burst)
-    if n <= 0:
-        return 0
-    _tx_or_drop(rx_port, tx_port, burst, n, dropped)
-    return <uint64_t>n
-
+# Blocking wait on several ports (the pipeline's idle path)
 
 cdef int wait_any(PyObject** ports, uint32_t n_ports, int timeout_ms,
                   int extra_fd=-1) noexcept nogil:
@@ -1504,37 +1382,3 @@ cdef int wait_any(PyObject** ports, uint32_t n_ports, int timeout_ms,
         fds[k] = (<Port>ports[k]).c_fd()
     fds[n] = extra_fd
     return xpfdp_poll_in_many(fds, n + 1, timeout_ms)
-
-
-def bridge(Port a, Port b, Burst burst, double seconds):
-    """Carry frames both ways between two ports of one UMEM for `seconds`, unchanged and
-    without copying. Returns (a_to_b, b_to_a, dropped)."""
-    if a.umem is not b.umem:
-        raise ValueError("bridge() needs both ports on one UMEM")
-    a._ready(burst)
-    b._ready(burst)
-    cdef uint64_t deadline = xpfdp_now_ns() + <uint64_t>(seconds * 1e9)
-    cdef uint64_t ab = 0, ba = 0, dropped = 0, got_ab, got_ba
-    cdef uint32_t empty = 0, it = 0
-    cdef PyObject* pair[2]
-    pair[0] = <PyObject*>a
-    pair[1] = <PyObject*>b
-    with nogil:
-        while True:
-            it += 1
-            if (it & 63) == 0 and xpfdp_now_ns() >= deadline:
-                break
-            got_ab = _pass_one_way(a, b, burst, &dropped)
-            got_ba = _pass_one_way(b, a, burst, &dropped)
-            ab += got_ab
-            ba += got_ba
-            if got_ab or got_ba:
-                empty = 0
-                continue
-            a.c_service()
-            b.c_service()
-            empty += 1
-            if empty >= 256:  # idle: block briefly on both sides at once
-                wait_any(pair, 2, 1)
-                empty = 0
-    return ab, ba, dropped

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -488,11 +489,67 @@ class XdpProgram:
         return f"XdpProgram({self.ifname!r}, mode={self.mode!r}, prog_id={prog_id})"
 
 
+class ProgramRegistry:
+    """Attached XdpPrograms keyed by (network namespace, ifindex), reference counted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[int, int], list] = {}
+
+    @staticmethod
+    def _key(ifname: str) -> tuple[int, int]:
+        return os.stat("/proc/thread-self/ns/net").st_ino, ifindex_of(ifname)
+
+    def acquire(self, ifname: str, mode: str) -> XdpProgram:
+        """The program on `ifname`, attaching it in `mode` if this process has none there."""
+        key = self._key(ifname)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                program = XdpProgram(ifname, mode)
+                entry = self._entries[key] = [program, 0]
+            elif mode != "auto" and entry[0].mode != mode:
+                raise ValueError(
+                    f"{ifname} already runs the program in {entry[0].mode} mode, not {mode}"
+                )
+            entry[1] += 1
+            return entry[0]
+
+    def check_interfaces(self, ifnames) -> None:
+        """Before anything is attached: every interface this process has no program on
+        must be free or hold a dead xpfdp's program (replaced on attach); one
+        ForeignXdpProgramError lists every one that is not (live owner's pid, or the
+        `ip link` command for another tool's program)."""
+        with self._lock:
+            ours = set(self._entries)
+        check_interfaces([name for name in ifnames if self._key(name) not in ours])
+
+    def release(self, program: XdpProgram) -> None:
+        """Drop one reference; detach the program when none remain."""
+        with self._lock:
+            for key, entry in list(self._entries.items()):
+                if entry[0] is program:
+                    entry[1] -= 1
+                    if entry[1] == 0:
+                        del self._entries[key]
+                        program.close()
+                    return
+
+    def attached(self) -> list[XdpProgram]:
+        """Programs currently attached by this process."""
+        with self._lock:
+            return [entry[0] for entry in self._entries.values()]
+
+
+programs = ProgramRegistry()
+
+
 __all__ = [
     "ABI_VERSION",
     "COUNTER_NAMES",
     "MAX_QUEUES",
     "ForeignXdpProgramError",
+    "ProgramRegistry",
     "XdpError",
     "XdpOwnership",
     "XdpProgram",
@@ -501,6 +558,7 @@ __all__ = [
     "ifindex_of",
     "inspect",
     "object_abi_version",
+    "programs",
     "query_xdp",
     "require_capabilities",
 ]

@@ -347,7 +347,7 @@ cdef class SessionStage(Stage):
             self.c_packets += 1
             c = &p.ctx[i]
             m = &b.m[i]
-            if not key_from_meta(m, &c.key):
+            if not flowkey_from_meta(m, &c.key):
                 if m.status == PARSE_NONFIRST_FRAG:
                     c.flags |= CTX_LATER_FRAG
                     later_fragments = True

@@ -1,0 +1,1 @@
+# Shared inline primitives (no module behind them): byte access, hashing, flow keys.
