@@ -28,6 +28,7 @@ EXTENSIONS = (
     "csum",
     "parse",
     "xsk",
+    "loops",
     "session",
     "cos",
     "route",

@@ -1,4 +1,4 @@
-"""Type stubs for xpfdp._fast.xsk (Umem, Burst, ports and the nogil port loops)."""
+"""Type stubs for xpfdp._fast.xsk (Umem, Burst and the ports)."""
 
 from types import TracebackType
 from typing import Any, Protocol, Self, final
@@ -7,7 +7,7 @@ import numpy as np
 from numpy.typing import NDArray
 from typing_extensions import disjoint_base
 
-from xpfdp.bpf import XdpProgram
+from xpfdp.bpf import ProgramRegistry, XdpProgram
 from xpfdp.errors import XpfdpError
 
 ABI_VERSION: int
@@ -126,6 +126,7 @@ class XskPort(Port):
         ring_size: int = 1024,
         zerocopy: bool | None = None,
         fill_target: int | None = None,
+        programs: ProgramRegistry | None = None,
     ) -> None: ...
     def __enter__(self) -> XskPort: ...
     def refresh_mtu(self) -> int: ...
@@ -151,23 +152,3 @@ class MemPort(Port):
     def set_source(self, source: _FrameSource | None) -> None: ...
     def captured(self) -> list[bytes]: ...
     def clear_capture(self) -> None: ...
-
-def forward(
-    rx_port: Port,
-    tx_port: Port,
-    burst: Burst,
-    seconds: float,
-    swap_macs: bool = True,
-    max_packets: int = 0,
-) -> tuple[int, int, int]: ...
-def bridge(a: Port, b: Port, burst: Burst, seconds: float) -> tuple[int, int, int]: ...
-def drain(port: Port, burst: Burst, seconds: float) -> tuple[int, int]: ...
-def generate(
-    port: Port,
-    burst: Burst,
-    templates: tuple[NDArray[np.uint8], NDArray[np.uint32]],
-    seconds: float,
-    rate_pps: float = 0.0,
-    max_packets: int = 0,
-) -> tuple[int, int]: ...
-def _set_program_registry(registry: Any) -> None: ...

@@ -847,7 +847,7 @@ cdef class Port:
 
 @cython.final
 cdef class XskPort(Port):
-    """XskPort(ifname, queue=0, umem=None, *, mode='auto', ring_size=1024, zerocopy=None, fill_target=None)\n--\n
+    """XskPort(ifname, queue=0, umem=None, *, mode='auto', ring_size=1024, zerocopy=None, fill_target=None, programs=None)\n--\n
     An AF_XDP socket on (ifname, queue) using frames of `umem`.
 
     The redirect program is attached on first use of an interface (`mode`: "auto" tries
