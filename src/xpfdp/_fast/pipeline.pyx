@@ -33,6 +33,7 @@ from xpfdp._fast.csum cimport (
     REWRITE_BAD_L4_CSUM,
     TTL_EXPIRED,
     ipv4_header_checksum,
+    meta_l3_ok,
     mss_clamp,
     nat_rewrite,
     ttl_decrement,

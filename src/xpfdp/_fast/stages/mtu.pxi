@@ -39,9 +39,8 @@ cdef class MtuStage(Stage):
                 continue
             mtu = (<Port>p.ports[v]).mtu
             m = &b.m[i]
-            if mtu == 0 or m.l3_len <= mtu or m.ttl <= 1 or (
-                    m.ip_version != 4 and m.ip_version != 6):
-                continue
+            if mtu == 0 or m.l3_len <= mtu or m.ttl <= 1 or not meta_l3_ok(m, b.d[i].len):
+                continue                  # (a record that disagrees with its frame: unchecked)
             self.too_big += 1
             v4 = m.ip_version == 4
             if v4 and not (b.umem.area[b.d[i].addr + m.l3_off + 6] & 0x40):
@@ -132,13 +131,16 @@ cdef class FragmentStage(Stage):
         cdef uint8_t* f = b.umem.area + b.d[i].addr
         cdef uint32_t l3 = m.l3_off
         cdef uint8_t* h = f + l3
-        cdef uint32_t ihl = (h[0] & 0x0F) * 4
+        cdef uint32_t ihl
         cdef uint32_t payload, first, chunk, ihl2, off, n_extra, base_off
         cdef uint16_t frag_word, last_mf
         cdef uint8_t opts[40]
         cdef uint8_t* g
         cdef uint32_t mtu = port.mtu
-        if m.l3_len <= mtu or ihl < 20 or l3 + m.l3_len > b.d[i].len or mtu < 68:
+        if m.l3_len <= mtu or l3 + m.l3_len > b.d[i].len or m.l3_len < 20 or mtu < 68:
+            return 0
+        ihl = (h[0] & 0x0F) * 4
+        if ihl < 20 or ihl > m.l3_len:
             return 0
         payload = m.l3_len - ihl
         ihl2 = copied_options(h, ihl, opts)
