@@ -23,6 +23,7 @@ from libc.string cimport memcmp, memcpy, memset
 cnp.import_array()
 
 from xpfdp._fast.includes.compat cimport prefetch as xs_prefetch
+from xpfdp._fast.includes.linux cimport MADV_HUGEPAGE, madvise
 from xpfdp._fast.lib.arrays cimport checked_array as _need
 from xpfdp._fast.lib.flowkey cimport flowkey_eq as xs_key_eq, flowkey_from_meta
 from xpfdp._fast.lib.flowkey cimport flowkey_hash as xs_hash_key
@@ -337,10 +338,6 @@ def keys_from_meta(meta, out_keys):
 
 # ---------------------------------------------------------------------------------------
 # The table's parts (one extension, so every call below is a direct C call)
-
-cdef extern from "sys/mman.h" nogil:
-    int madvise(void* addr, size_t length, int advice)
-    enum: MADV_HUGEPAGE
 
 cdef enum:
     HUGE_PAGE_BYTES = 2 * 1024 * 1024
