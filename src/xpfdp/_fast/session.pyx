@@ -88,13 +88,15 @@ assert C_TICK_NS == WHEEL_TICK_NS and C_BUCKETS == WHEEL_BUCKETS and C_FAR == FA
 assert C_MAX_DELTAS == MAX_SESSION_DELTAS and MAX_NOW_NS == MAX_TIME_NS
 assert MAX_SESSIONS == MAX_SLOTS - 1
 
-# Batch lookups hash PIPE keys at a time, then prefetch each key's index line PF_INDEX keys
-# ahead and its record PF_RECORD keys ahead, so cache misses of different keys overlap.
+# Batch lookups run a software pipeline over the whole batch: key i + PF_INDEX is hashed and
+# its index line loaded, key i + PF_RECORD's record is loaded, then key i is looked up, so
+# the cache misses of different keys overlap. Hashes wait in a ring of PIPE entries.
 # Prefetches are hints: results are exactly those of the same scalar calls in order.
 cdef enum:
-    PIPE = 64
-    PF_INDEX = 12
-    PF_RECORD = 6
+    PIPE = 32  # a power of two > PF_INDEX
+    PF_INDEX = 16
+    PF_RECORD = 8
+    PF_ALIAS = 4
 
 # Early eviction inspects at most this many scheduled sessions per evicted flow.
 cdef enum:
@@ -667,23 +669,15 @@ cdef class SessionTable:
         """delete() for each key in order, without the GIL; returns how many existed."""
         self._idle()
         _need(keys, KEY_DTYPE, "keys")
-        cdef Py_ssize_t n = keys.shape[0], removed = 0
+        cdef Py_ssize_t n = keys.shape[0], removed = 0, i
         cdef skey_t* kp = <skey_t*>_ptr(keys)
         cdef uint64_t hb[PIPE]
-        cdef Py_ssize_t base, m, j
         self.busy = True
         with nogil:
-            base = 0
-            while base < n:  # pipelined like _lookup_batch
-                m = hash_block(&self.t, kp, base, n, hb, &self.t.primary, NULL)
-                for j in range(m):
-                    if j + PF_INDEX < m:
-                        ix_prefetch_home(&self.t.primary, hb[j + PF_INDEX])
-                    if j + PF_RECORD < m:
-                        ix_prefetch_record(&self.t.primary, &self.t.slab, hb[j + PF_RECORD])
-                    if table_remove_key(&self.t, &kp[base + j], hb[j]):
-                        removed += 1
-                base += m
+            for i in range(-PF_INDEX, n):  # pipelined like _lookup_batch
+                pipe_ahead(&self.t, kp, i, n, hb, &self.t.primary)
+                if i >= 0 and table_remove_key(&self.t, &kp[i], hb[i & (PIPE - 1)]):
+                    removed += 1
             self.t.c.deletes += removed
         self.busy = False
         return removed
@@ -977,19 +971,38 @@ cdef class SessionTable:
         return table_check(&self.t)
 
 
-cdef inline Py_ssize_t hash_block(const stable_t* t, const skey_t* kp, Py_ssize_t base,
-                                  Py_ssize_t n, uint64_t* hb, const sindex_t* ix,
-                                  const sindex_t* ix2) noexcept nogil:
-    """Hash the next block of up to PIPE keys from `base` into hb and start loading the
-    home lines of its first PF_INDEX keys in ix (and ix2 unless NULL); returns its size."""
-    cdef Py_ssize_t j, m = n - base if n - base < PIPE else PIPE
-    for j in range(m):
-        hb[j] = xs_hash_key(&kp[base + j], t.seed)
-    for j in range(m if m < PF_INDEX else PF_INDEX):
-        ix_prefetch_home(ix, hb[j])
-        if ix2 != NULL:
-            ix_prefetch_home(ix2, hb[j])
-    return m
+cdef inline void pipe_ahead(const stable_t* t, const skey_t* kp, Py_ssize_t i, Py_ssize_t n,
+                            uint64_t* hb, const sindex_t* ix) noexcept nogil:
+    """Before probing ix for key i (i = -PF_INDEX .. -1 fills the pipeline): hash key
+    i + PF_INDEX into the ring hb and load its home line; load key i + PF_RECORD's record."""
+    cdef Py_ssize_t a = i + PF_INDEX, r = i + PF_RECORD
+    cdef uint64_t h
+    if a < n:
+        h = xs_hash_key(&kp[a], t.seed)
+        hb[a & (PIPE - 1)] = h
+        ix_prefetch_home(ix, h)
+    if 0 <= r < n:
+        ix_prefetch_record(ix, &t.slab, hb[r & (PIPE - 1)])
+
+
+cdef inline void pipe_ahead_alias(const stable_t* t, const skey_t* kp, Py_ssize_t i,
+                                  Py_ssize_t n, uint64_t* hb, bint* alias_ring) noexcept nogil:
+    """pipe_ahead for refreshing lookups (primary key, else alias): the alias index is only
+    loaded for keys the primary index holds no tag for (decided at i + PF_RECORD), and their
+    alias record at i + PF_ALIAS, so a primary hit costs no alias line."""
+    cdef Py_ssize_t a = i + PF_INDEX, r = i + PF_RECORD, s = i + PF_ALIAS
+    cdef uint64_t h
+    if a < n:
+        h = xs_hash_key(&kp[a], t.seed)
+        hb[a & (PIPE - 1)] = h
+        ix_prefetch_home(&t.primary, h)
+    if 0 <= r < n:
+        h = hb[r & (PIPE - 1)]
+        alias_ring[r & (PIPE - 1)] = not ix_prefetch_record(&t.primary, &t.slab, h)
+        if alias_ring[r & (PIPE - 1)]:
+            ix_prefetch_home(&t.alias, h)
+    if 0 <= s < n and alias_ring[s & (PIPE - 1)]:
+        ix_prefetch_record(&t.alias, &t.slab, hb[s & (PIPE - 1)])
 
 
 cdef object _lookup_batch(SessionTable self, keys, uint64_t now_ns, out_handles, tcp_flags,
@@ -1016,27 +1029,18 @@ cdef object _lookup_batch(SessionTable self, keys, uint64_t now_ns, out_handles,
     cdef stable_t* t = &self.t
     cdef bint alias
     cdef uint64_t hb[PIPE]
-    cdef Py_ssize_t base, m, j
+    cdef bint alias_ring[PIPE]
     self.busy = True
     with nogil:
-        base = 0
-        while base < n:
-            m = hash_block(t, kp, base, n, hb, &t.primary, &t.alias)
-            for j in range(m):
-                if j + PF_INDEX < m:
-                    ix_prefetch_home(&t.primary, hb[j + PF_INDEX])
-                    ix_prefetch_home(&t.alias, hb[j + PF_INDEX])
-                if j + PF_RECORD < m and not ix_prefetch_record(&t.primary, &t.slab,
-                                                                hb[j + PF_RECORD]):
-                    ix_prefetch_record(&t.alias, &t.slab, hb[j + PF_RECORD])
-                i = base + j
-                hp[i] = table_lookup(t, &kp[i], hb[j], now_ns, fp[i * fstep], refresh,
-                                     &alias)
+        for i in range(-PF_INDEX, n):
+            pipe_ahead_alias(t, kp, i, n, hb, alias_ring)
+            if i >= 0:
+                hp[i] = table_lookup(t, &kp[i], hb[i & (PIPE - 1)], now_ns, fp[i * fstep],
+                                     refresh, &alias)
                 if hp[i] >= 0:
                     hits += 1
                 if ap != NULL:
                     ap[i] = alias
-            base += m
     self.busy = False
     return hits
 
@@ -1048,25 +1052,17 @@ cdef object _find_batch(SessionTable self, keys, out_handles, bint nat):
     cdef skey_t* kp = <skey_t*>_ptr(keys)
     cdef int64_t* hp = <int64_t*>_ptr(out)
     cdef uint64_t hb[PIPE]
-    cdef Py_ssize_t base, m, j
     cdef stable_t* t = &self.t
     cdef sindex_t* ix = &t.natrev if nat else &t.fwire
     cdef int kind = IX_NATREV if nat else IX_FWIRE
     self.busy = True
     with nogil:
-        base = 0
-        while base < n:
-            m = hash_block(t, kp, base, n, hb, ix, NULL)
-            for j in range(m):
-                if j + PF_INDEX < m:
-                    ix_prefetch_home(ix, hb[j + PF_INDEX])
-                if j + PF_RECORD < m:
-                    ix_prefetch_record(ix, &t.slab, hb[j + PF_RECORD])
-                i = base + j
-                hp[i] = table_find(t, ix, kind, &kp[i], hb[j])
+        for i in range(-PF_INDEX, n):
+            pipe_ahead(t, kp, i, n, hb, ix)
+            if i >= 0:
+                hp[i] = table_find(t, ix, kind, &kp[i], hb[i & (PIPE - 1)])
                 if hp[i] >= 0:
                     hits += 1
-            base += m
         if nat:
             t.c.nat_lookups += n
             t.c.nat_hits += hits

@@ -30,8 +30,9 @@ cdef bint ix_prefetch_record(const sindex_t* ix, const sslab_t* slab, uint64_t h
         if <uint32_t>e == NO_SLOT:
             return False
         if <uint32_t>(e >> 32) == tag:
-            if <uint32_t>e < slab.hwm:
+            if <uint32_t>e < slab.hwm:  # a record spans two cache lines
                 xs_prefetch(&slab.recs[<uint32_t>e])
+                xs_prefetch(<const char*>&slab.recs[<uint32_t>e] + sizeof(srec_t) - 1)
             return True
         i += 1
         if i == ix.cap:

@@ -14,7 +14,13 @@ static inline uint64_t xpfdp_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-#define xpfdp_prefetch(p) __builtin_prefetch((p), 0, 3)
+/* A read prefetch into every cache level. GCC treats __builtin_prefetch as free of side
+   effects, so a helper that only prefetches is judged pure and a call whose result is unused
+   is deleted with its prefetch; the empty volatile asm is a side effect that keeps it. */
+static inline void xpfdp_prefetch(const void *p) {
+    __builtin_prefetch(p, 0, 3);
+    __asm__ __volatile__("" : : "r"(p));
+}
 
 /* 2^64 / golden ratio, odd: the usual multiplier of multiplicative hashing. */
 #define XPFDP_GOLDEN64 0x9E3779B97F4A7C15ull
