@@ -224,6 +224,7 @@ cdef class Pipeline:
     cdef uint32_t start_port
     cdef readonly uint32_t burst_size
     cdef pkt_ctx_t* ctx
+    cdef uint32_t fragment_marks        # CTX_FRAGMENT marks MtuStage set in this burst
     cdef xdp_desc* saved                # descriptors before a GIL stage ran
     cdef int16_t* saved_v               # verdicts before a GIL stage ran
     cdef uint8_t* saved_why             # drop reasons before a GIL stage ran

@@ -650,6 +650,7 @@ cdef class Pipeline:
 
     cdef int process(self, uint32_t ingress, Burst b, uint32_t first_stage) noexcept nogil:
         cdef uint32_t i, k
+        self.fragment_marks = 0
         for i in range(b.n):
             b.v[i] = VERDICT_PENDING
             b.why[i] = DROP_UNSET

@@ -12,5 +12,6 @@ cdef extern from "xpfdp_compat.h" nogil:
     uint32_t load_ne32 "xpfdp_load_ne32"(const void* p) noexcept
     uint16_t load_ne16 "xpfdp_load_ne16"(const void* p) noexcept
     void store_ne16 "xpfdp_store_ne16"(void* p, uint16_t v) noexcept
+    void store_ne64 "xpfdp_store_ne64"(void* p, uint64_t v) noexcept
     const int LITTLE_ENDIAN "XPFDP_LITTLE_ENDIAN"
     const uint64_t GOLDEN64 "XPFDP_GOLDEN64"

@@ -36,6 +36,7 @@ static inline uint64_t xpfdp_load_ne64(const void *p) { uint64_t v; memcpy(&v, p
 static inline uint32_t xpfdp_load_ne32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static inline uint16_t xpfdp_load_ne16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static inline void xpfdp_store_ne16(void *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline void xpfdp_store_ne64(void *p, uint64_t v) { memcpy(p, &v, 8); }
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #define XPFDP_LITTLE_ENDIAN 0

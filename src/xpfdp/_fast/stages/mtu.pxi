@@ -45,6 +45,7 @@ cdef class MtuStage(Stage):
             v4 = m.ip_version == 4
             if v4 and not (b.umem.area[b.d[i].addr + m.l3_off + 6] & 0x40):
                 p.ctx[i].flags |= CTX_FRAGMENT
+                p.fragment_marks += 1
                 continue
             if self.icmp is not None and self.icmp.reply(
                     p, b, i, ingress, ICMP4_DEST_UNREACH if v4 else ICMP6_PACKET_TOO_BIG,
@@ -90,7 +91,7 @@ cdef class FragmentStage(Stage):
     """FragmentStage()\n--\n
     Split the IPv4 packets MtuStage marked into fragments of at most the egress MTU
     (RFC 791: 8-byte multiples, options copied by their copy flag, header checksums
-    recomputed). The first fragment stays in the packet's frame; the others take TX frames
+    recomputed); a burst with no mark costs no pass. Its `packets` counts marked packets. The first fragment stays in the packet's frame; the others take TX frames
     of the egress port's UMEM and go straight onto its TX queue. When frames or queue room
     are short the packet is dropped as fragment_no_tx_frame."""
 
@@ -107,13 +108,14 @@ cdef class FragmentStage(Stage):
     cdef int run(self, Pipeline p, Burst b, uint32_t ingress) noexcept nogil:
         cdef uint32_t i, n
         cdef int16_t v
+        if p.fragment_marks == 0:   # the common burst: nothing to split, no pass over it
+            return 0
         for i in range(b.n):
             v = b.v[i]
-            if verdict_settled(v):
+            if (verdict_settled(v) or not (p.ctx[i].flags & CTX_FRAGMENT) or v < 0
+                    or <uint32_t>v >= p.n_ports):
                 continue
             self.c_packets += 1
-            if not (p.ctx[i].flags & CTX_FRAGMENT) or v < 0 or <uint32_t>v >= p.n_ports:
-                continue
             n = self.split(b, i, <Port>p.ports[v], <Burst>p.txq[v], <Burst>p.cpb[v])
             if n == 0:
                 drop_packet(b, i, self.why_no_frame)
