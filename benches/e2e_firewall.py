@@ -17,7 +17,10 @@
    firewall (no shaper) vs the same namespaces forwarded by the Linux kernel (plain
    routing: no NAT/clamp/shaping there), with the demo's traffic code, interleaved per
    round. The firewall runs as `xpfdp forward` in its own process and, as a third row, in
-   the demo's process (whose Python traffic threads then share that process).
+   the demo's process (whose Python traffic threads then share that process). Each run also
+   counts the CPU time the whole box spent meanwhile (user + system + irq + softirq from
+   /proc/stat: senders, receivers, kernel forwarding or the forwarder), so the rows compare
+   goodput per CPU-second as well as goodput.
 
 Usage: ``.venv/bin/python benches/e2e_firewall.py --duration 5 --rounds 3``
 """
@@ -25,6 +28,7 @@ Usage: ``.venv/bin/python benches/e2e_firewall.py --duration 5 --rounds 3``
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import socket
@@ -120,9 +124,20 @@ def run_loop(args, ref: Path, answer: Path, tmp: Path) -> dict[str, list[float]]
     return results
 
 
-def tcp_goodput_bps(topo: FirewallTopology, duration_s: float, flows: int = 4) -> float:
+def busy_cpu_s() -> float:
+    """CPU-seconds the whole box has spent busy since boot (user, nice, system, irq, softirq)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def tcp_goodput_bps(
+    topo: FirewallTopology, duration_s: float, flows: int = 4, cpu: list | None = None
+) -> float:
     """Aggregate steady-state goodput of `flows` TCP flows (the last one IPv6) from client
-    to server, measured at the server; every flow must arrive intact."""
+    to server, measured at the server; every flow must arrive intact. `cpu` gets the box's
+    busy CPU-seconds per wall second during the send."""
     t0 = time.monotonic()
     sink = traffic.BulkSink(topo.server, t0, (topo.server_v4, topo.server_v6))
     results = [traffic.SendResult(i) for i in range(flows)]
@@ -131,10 +146,13 @@ def tcp_goodput_bps(topo: FirewallTopology, duration_s: float, flows: int = 4) -
                                 args=(topo.client, targets[i], i, duration_s, None, results[i]))
                for i in range(flows)]  # fmt: skip
     start = time.monotonic() - t0
+    busy0 = busy_cpu_s()
     for t in senders:
         t.start()
     for t in senders:
         t.join(timeout=duration_s + 30)
+    if cpu is not None:
+        cpu.append((busy_cpu_s() - busy0) / (time.monotonic() - t0 - start))
     time.sleep(0.3)
     sink.close()
     for r in results:
@@ -145,20 +163,24 @@ def tcp_goodput_bps(topo: FirewallTopology, duration_s: float, flows: int = 4) -
     return sum(steady_rate_bps(sink.flows[r.flow_id].bins, *window) for r in results)
 
 
-def run_tcp(args, tmp: Path) -> dict[str, list[float]]:
-    """Per round: kernel forwarding, the xpfdp firewall in its own process (`xpfdp
-    forward`), and the demo's in-process forwarder (traffic threads share its process)."""
+def run_tcp(args, tmp: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per round: kernel forwarding and the xpfdp firewall in its own process (`xpfdp
+    forward`), each with the box's busy CPUs during the send; then the demo's in-process
+    forwarder (traffic threads share its process; goodput only)."""
     results: dict[str, list[float]] = {"kernel": [], "xpfdp": [], "xpfdp-in-process": []}
+    cpus: dict[str, list[float]] = {"kernel": [], "xpfdp": []}
     for _ in range(args.rounds):
         with FirewallTopology(mode="kernel", prefix="xb") as topo:
-            results["kernel"].append(tcp_goodput_bps(topo, args.duration) / 1e9)
+            results["kernel"].append(tcp_goodput_bps(topo, args.duration, cpu=cpus["kernel"]) / 1e9)
         with FirewallTopology(mode="xpfdp", prefix="xb") as topo:
             config = tmp / "fw-tcp.toml"
             config.write_text(to_toml(demo_config(topo, shaper_mbps=None, mss_clamp=1360)))
             proc = harness.start([sys.executable, "-m", "xpfdp", "forward", "--config",
                                   str(config), "--quiet"], topo.firewall.name)  # fmt: skip
             try:
-                results["xpfdp"].append(tcp_goodput_bps(topo, args.duration) / 1e9)
+                results["xpfdp"].append(
+                    tcp_goodput_bps(topo, args.duration, cpu=cpus["xpfdp"]) / 1e9
+                )
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.communicate(timeout=30)
@@ -167,7 +189,7 @@ def run_tcp(args, tmp: Path) -> dict[str, list[float]]:
         if not report.ok:
             raise RuntimeError("in-process xpfdp TCP run failed its checks")
         results["xpfdp-in-process"].append(report.aggregate_bps / 1e9)
-    return results
+    return results, cpus
 
 
 def main(argv=None) -> int:
@@ -193,13 +215,24 @@ def main(argv=None) -> int:
                 print(f"  {name:9} {statistics.median(rates):7.3f} Mpps  x{ratio:5.3f} of C  "
                       f"[{runs}]")  # fmt: skip
         if "tcp" in workloads:
-            res = run_tcp(args, tmp)
-            print(f"\nTCP goodput, 4 flows, {args.rounds} rounds x {args.duration:g} s (Gbit/s)")
+            res, cpus = run_tcp(args, tmp)
+            print(f"\nTCP goodput, 4 flows, {args.rounds} rounds x {args.duration:g} s (Gbit/s; "
+                  "busy CPUs of the whole box; Gbit per busy CPU-second)")  # fmt: skip
             for name, rates in res.items():  # name: kernel, xpfdp, xpfdp-in-process
                 ratio = statistics.median(r / k for r, k in zip(rates, res["kernel"], strict=True))
                 runs = ", ".join(f"{r:.2f}" for r in rates)
-                print(f"  {name:16} {statistics.median(rates):6.2f} Gbit/s  x{ratio:5.3f} of "
-                      f"kernel  [{runs}]")  # fmt: skip
+                line = (f"  {name:16} {statistics.median(rates):6.2f} Gbit/s  x{ratio:5.3f} of "
+                        f"kernel  [{runs}]")  # fmt: skip
+                if name in cpus:
+                    per_cpu = [r / c for r, c in zip(rates, cpus[name], strict=True)]
+                    per_ratio = statistics.median(
+                        p / (k / c) for p, k, c in
+                        zip(per_cpu, res["kernel"], cpus["kernel"], strict=True))  # fmt: skip
+                    line += (
+                        f"  CPUs {statistics.median(cpus[name]):4.2f}  "
+                        f"{statistics.median(per_cpu):5.2f} Gbit/CPU-s  x{per_ratio:5.3f}"
+                    )
+                print(line)
     return 0
 
 

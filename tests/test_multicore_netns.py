@@ -25,6 +25,7 @@ from xpfdp.pipeline import SessionStage
 
 pytestmark = [needs_root, pytest.mark.root]
 
+CLOSED_PORT = 7199  # nothing listens: the server's kernel answers Port Unreachable
 ECHO_PORTS = range(7100, 7103)  # several server sockets: replies leave on several queues
 FLOWS = 24
 ROUNDS = 15
@@ -107,6 +108,28 @@ def udp_flows(ns, target, ports, flows=FLOWS, rounds=ROUNDS):
     for t in threads:
         t.join()
     return sum(ok), [i for i in range(flows) if lost[i]]
+
+
+def refused_flows(ns, target, port, flows=FLOWS):
+    """`flows` connected UDP sockets in `ns` send to target:port; returns how many saw
+    ECONNREFUSED (the ICMP Port Unreachable reached their socket)."""
+    refused = 0
+    for i in range(flows):
+        with ns.inside():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with s:
+            s.settimeout(1.0)
+            s.connect((target, port))
+            for attempt in range(3):
+                try:
+                    s.send(f"flow {i} try {attempt}".encode())
+                    s.recv(2048)
+                except ConnectionRefusedError:
+                    refused += 1
+                    break
+                except TimeoutError:
+                    continue
+    return refused
 
 
 def tcp_flows(client_ns, sink_ns, sink_address, connect_to, port=traffic.BULK_PORT):
@@ -210,5 +233,25 @@ def test_more_queues_than_the_interface_has_is_a_clear_error():
         fw = build_forwarder(parse_config(config), handle_signals=False)
         try:
             assert len(fw.pipelines) == 2
+        finally:
+            fw.close()
+
+
+@pytest.mark.parametrize("queues", [2, 4])
+def test_icmp_errors_reach_flows_another_worker_owns(queues):
+    """The server's Port Unreachables to the SNAT address all hash to one WAN queue, so
+    most quote a flow another worker owns: they must be handed to it and translated."""
+    with FirewallTopology(prefix="xt", queues=queues) as topo:
+        topo.server.run("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")  # no per-peer limit
+        fw = start_forwarder(topo, queues)
+        try:
+            assert refused_flows(topo.client, topo.server_v4, CLOSED_PORT) == FLOWS
+            workers = fw.stats()["workers"]
+            translated = [w["stages"]["session"]["icmp_errors_translated"] for w in workers]
+            assert sum(translated) == FLOWS, translated
+            total = fw.stats()["total"]
+            assert total["drops"].get("icmp_error_no_session", 0) == 0, total["drops"]
+            assert total["handoff"]["out"] > 0 and total["handoff"]["out"] == total["handoff"]["in"]
+            stop_and_check(fw)
         finally:
             fw.close()

@@ -28,6 +28,7 @@ from xpfdp._fast.csum cimport (
     pseudo_header_sum,
     store_be16,
 )
+from xpfdp._fast.lib.flowkey cimport skey_t
 from xpfdp._fast.meta cimport META_L4_VALID, PARSE_OK, pkt_meta_t
 
 # icmp_quote_parse results.
@@ -206,6 +207,35 @@ cdef inline uint32_t swap_port(uint8_t* field, int32_t new) noexcept nogil:
     old = load_be16(field)
     store_be16(field, <uint16_t>new)
     return <uint16_t>~old + <uint16_t>new
+
+
+cdef inline void icmp_quote_reply_key(const icmp_quote_t* q, uint8_t ip_version,
+                                     skey_t* k) noexcept nogil:
+    """The session key of the quoted packet turned round: how a packet of its flow arrives
+    travelling the way the error does (echo: identifier in sport, as in every echo key)."""
+    memset(k, 0, sizeof(skey_t))
+    k.af = 2 if ip_version == 4 else 10
+    k.proto = q.proto
+    memcpy(k.src, q.dst, 16)
+    memcpy(k.dst, q.src, 16)
+    if q.echo:
+        k.sport = q.sport
+    else:
+        k.sport = q.dport
+        k.dport = q.sport
+
+
+cdef inline uint8_t echo_other_half(uint8_t icmp_type) noexcept nogil:
+    """The echo type answering `icmp_type` (request <-> reply, ICMP and ICMPv6); else 0."""
+    if icmp_type == 8:
+        return 0
+    if icmp_type == 0:
+        return 8
+    if icmp_type == 128:
+        return 129
+    if icmp_type == 129:
+        return 128
+    return 0
 
 
 cdef inline int icmp_quote_translate(

@@ -36,16 +36,7 @@ cdef inline int icmp_error_translate(Pipeline p, uint8_t* f, uint32_t frame_len,
         return ICMP_MALFORMED
     if not icmp_checksum_ok(f, frame_len, m):
         return ICMP_MALFORMED
-    memset(&k, 0, sizeof(skey_t))
-    k.af = 2 if m.ip_version == 4 else 10
-    k.proto = q.proto
-    memcpy(k.src, q.dst, 16)
-    memcpy(k.dst, q.src, 16)
-    if q.echo:
-        k.sport = q.sport
-    else:
-        k.sport = q.dport
-        k.dport = q.sport
+    icmp_quote_reply_key(&q, m.ip_version, &k)
     h = t.lookup_c(&k, p.now_ns, 0, False, &alias)
     if h < 0 or alias:   # an alias hit is a quote already translated: not ours to touch
         return ICMP_NO_SESSION

@@ -117,22 +117,23 @@ cdef class SessionStage(Stage):
                 raise ValueError(f"snat: port range [{self.port_lo[e]}, {self.port_hi[e]}] of "
                                  f"port {e} is smaller than the {workers} workers sharing it")
 
-    cdef uint32_t owner_of(self, uint32_t ingress, const pkt_meta_t* m, const skey_t* k,
+    cdef uint32_t owner_of(self, uint32_t ingress, uint8_t icmp_type, const skey_t* k,
                            uint32_t local, uint32_t workers) noexcept nogil:
         """The worker that owns this packet's session, from the packet alone (the same
         answer on every worker and for both directions of a flow; see docs/multicore.md):
         a DNAT port forward by its client endpoint, an SNAT reply by the slice of the SNAT
         port range its destination port is in, a DNAT reply by its client endpoint, ICMP
-        echo by server and identifier, anything else by its direction-free 5-tuple."""
+        echo by server and identifier, anything else by its direction-free 5-tuple.
+        `icmp_type` is the packet's ICMP type when k is an ICMP key."""
         cdef uint32_t n, e
         cdef uint8_t fam = 1 if k.af == 2 else 2
         cdef const uint8_t* pool
         cdef const dnat_rule_t* r
         cdef uint64_t h1, h2
         if k.proto == PROTO_ICMP or k.proto == PROTO_ICMPV6:
-            if not is_icmp_echo(m.protocol, m.icmp_type):
+            if not is_icmp_echo(k.proto, icmp_type):
                 return local      # no session key of its own: handled where it lands
-            if m.icmp_type == 8 or m.icmp_type == 128:    # request: the server is dst
+            if icmp_type == 8 or icmp_type == 128:    # request: the server is dst
                 return worker_of(endpoint_hash(k.dst, k.sport, k.proto), workers)
             return worker_of(endpoint_hash(k.src, k.sport, k.proto), workers)
         if self.match_dnat(ingress, k) >= 0:
@@ -159,6 +160,21 @@ cdef class SessionStage(Stage):
         h1 = endpoint_hash(k.src, k.sport, k.proto)
         h2 = endpoint_hash(k.dst, k.dport, k.proto)
         return worker_of(mix64((h1 ^ h2) + (h1 + h2) * 0xD6E8FEB86659FD93ULL), workers)
+
+    cdef uint32_t error_owner(self, uint32_t ingress, const uint8_t* f, uint32_t frame_len,
+                              const pkt_meta_t* m, uint32_t local,
+                              uint32_t workers) noexcept nogil:
+        """The worker that owns the session an ICMP error is about: owner_of the quoted
+        packet turned round (a packet of the flow travelling the error's way). An error
+        whose quote cannot be read stays where it landed, to be counted there."""
+        cdef icmp_quote_t q
+        cdef skey_t k
+        if icmp_quote_parse(f, frame_len, m, &q) != QUOTE_OK:
+            return local
+        icmp_quote_reply_key(&q, m.ip_version, &k)
+        # the turned-round quote of an echo request travels as a reply, and the reverse
+        return self.owner_of(ingress, echo_other_half(f[q.q_l4]) if q.echo else 0, &k,
+                             local, workers)
 
     cdef bint is_dnat_port(self, uint32_t ingress, const skey_t* k,
                            uint16_t port) noexcept nogil:
@@ -361,6 +377,13 @@ cdef class SessionStage(Stage):
             if ((m.protocol == PROTO_ICMP or m.protocol == PROTO_ICMPV6)
                     and not is_icmp_echo(m.protocol, m.icmp_type)):
                 # Errors follow the session of the packet they quote; other ICMP opens none.
+                if p.n_workers > 1 and not p.handing_in and meta_is_icmp_error(m):
+                    owner = self.error_owner(ingress, b.umem.area + b.d[i].addr, b.d[i].len,
+                                             m, p.worker, p.n_workers)
+                    if owner != p.worker:   # settle hands it to its session's worker
+                        b.v[i] = VERDICT_HANDOFF
+                        c.nh = <int32_t>owner
+                        continue
                 rc = icmp_error_translate(p, b.umem.area + b.d[i].addr, b.d[i].len, m, t) \
                     if meta_is_icmp_error(m) else ICMP_NOT_ERROR
                 if rc != ICMP_TRANSLATED:
@@ -371,7 +394,7 @@ cdef class SessionStage(Stage):
                 continue
             c.flags |= CTX_HAS_KEY
             if p.n_workers > 1 and not p.handing_in:
-                owner = self.owner_of(ingress, &b.m[i], &c.key, p.worker, p.n_workers)
+                owner = self.owner_of(ingress, m.icmp_type, &c.key, p.worker, p.n_workers)
                 if owner != p.worker:   # settle hands it to its owner
                     b.v[i] = VERDICT_HANDOFF
                     c.nh = <int32_t>owner
