@@ -92,7 +92,9 @@ def fast_extensions() -> list[Extension]:
             include_dirs=[str(FAST_DIR), str(FAST_DIR / "includes")],
             extra_compile_args=CFLAGS,
             extra_link_args=LDFLAGS,
-            depends=["setup.py"],  # flags live here: a change rebuilds every extension
+            # flags live here: a change rebuilds every extension; xsk also compiles in the
+            # ABI header it shares with the XDP program (an ABI bump must rebuild it)
+            depends=["setup.py", *(["bpf/xsk_abi.h"] if pyx.stem == "xsk" else [])],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for pyx in sorted(FAST_DIR.glob("*.pyx"))

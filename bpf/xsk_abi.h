@@ -9,7 +9,7 @@
 #define XPFDP_XSK_ABI_H
 
 #ifndef XPFDP_XSK_ABI_VERSION
-#define XPFDP_XSK_ABI_VERSION 2
+#define XPFDP_XSK_ABI_VERSION 3
 #endif
 
 /* Keys of the XSKMAP are RX queue indexes below this bound. */
@@ -45,6 +45,21 @@ struct xpfdp_local_value {
 	unsigned int reserved;
 };
 
+/* Capacity of the forwarded port map (local address, protocol and port triples). */
+#define XPFDP_FWD_MAX 4096
+
+/* fwd_ports map key: a TCP/UDP port of one of the host's own addresses that a port forward
+ * (DNAT) owns. With local delivery on, a packet to that address and destination port (and
+ * an ICMP error quoting a packet from it) goes to the AF_XDP socket even when the address
+ * is not a NAT address or the port is outside its SNAT range. 20 bytes, no implicit
+ * padding. */
+struct xpfdp_fwd_key {
+	unsigned char family;      /* 4 or 6 */
+	unsigned char proto;       /* IPPROTO_TCP or IPPROTO_UDP */
+	unsigned short port;       /* destination port, host byte order */
+	unsigned char addr[16];    /* IPv4 in the first 4 bytes, the rest zero */
+};
+
 /* Indexes of the per-CPU counter array. */
 enum xpfdp_xsk_counter {
 	XPFDP_CNT_REDIRECTED = 0,   /* handed to an AF_XDP socket */
@@ -55,7 +70,9 @@ enum xpfdp_xsk_counter {
 	XPFDP_CNT_PASS_OFF = 5,     /* redirect switched off or ABI version mismatch */
 	XPFDP_CNT_PASS_LOCAL = 6,   /* addressed to one of the host's own addresses */
 	XPFDP_CNT_PASS_MCAST = 7,   /* IP multicast/broadcast, IPv6 link-local destination */
-	XPFDP_CNT_COUNT = 8,
+	XPFDP_CNT_PORT_FORWARD = 8, /* for a host address, kept by a port forward (fwd_ports); also
+	                             * counted as redirected or no_socket */
+	XPFDP_CNT_COUNT = 9,
 };
 
 #endif

@@ -2,7 +2,8 @@
 /* Redirect every frame to the AF_XDP socket bound to its RX queue, except what the
  * kernel must keep: ARP, IPv6 neighbour discovery, optionally packets for the host itself
  * (ctrl local_delivery: its addresses in local_addrs, IP multicast and broadcast, IPv6
- * link-local destinations) and all non-IP traffic, and frames on a queue that has no socket.
+ * link-local destinations; ports of those addresses in fwd_ports stay with the socket) and
+ * all non-IP traffic, and frames on a queue that has no socket.
  * No CO-RE: only UAPI headers are used.
  */
 #include <linux/bpf.h>
@@ -46,6 +47,13 @@ struct {
 	__type(value, struct xpfdp_local_value);
 } local_addrs SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XPFDP_FWD_MAX);
+	__type(key, struct xpfdp_fwd_key);
+	__type(value, __u32);       /* unused: presence is what counts */
+} fwd_ports SEC(".maps");
+
 /* Read by the loader from .rodata before load and compared with the extension's. */
 const volatile __u32 xpfdp_abi_version = XPFDP_XSK_ABI_VERSION;
 
@@ -72,11 +80,46 @@ static __always_inline int is_ndp(void *l3, void *end)
 	return icmp->icmp6_type >= 133 && icmp->icmp6_type <= 137;
 }
 
-enum { TO_SOCKET = 0, TO_KERNEL_LOCAL = 1, TO_KERNEL_MCAST = 2 };
+enum { TO_SOCKET = 0, TO_KERNEL_LOCAL = 1, TO_KERNEL_MCAST = 2, TO_SOCKET_FORWARD = 3 };
 
 static __always_inline int in_range(__u16 port, const struct xpfdp_local_value *nat)
 {
 	return port >= nat->nat_port_lo && port <= nat->nat_port_hi;
+}
+
+/* 1 for the ICMP/ICMPv6 error types, which quote the packet they are about. */
+static __always_inline int is_icmp_error(__u8 type, int v6)
+{
+	return v6 ? type >= 1 && type <= 4
+		  : type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+}
+
+/* The transport header of the TCP/UDP packet an ICMP error quotes at `q` (its ports
+ * readable), NULL when the quote is something else or cut short; *proto gets its protocol. */
+static __always_inline void *quoted_l4(void *q, void *end, int v6, __u8 *proto)
+{
+	void *l4;
+
+	if (v6) {
+		struct ipv6hdr *ip6 = q;
+
+		if ((void *)(ip6 + 1) > end)
+			return NULL;
+		*proto = ip6->nexthdr;
+		l4 = ip6 + 1;
+	} else {
+		struct iphdr *ip = q;
+
+		if ((void *)(ip + 1) > end || ip->ihl < 5)
+			return NULL;
+		*proto = ip->protocol;
+		l4 = q + ip->ihl * 4;
+	}
+	if (*proto != IPPROTO_TCP && *proto != IPPROTO_UDP)
+		return NULL;
+	if (l4 + 4 > end)
+		return NULL;
+	return l4;
 }
 
 /* TO_KERNEL_LOCAL when an ICMP error quotes a TCP/UDP packet the host itself sent (its
@@ -84,29 +127,46 @@ static __always_inline int in_range(__u16 port, const struct xpfdp_local_value *
 static __always_inline int quoted_owner(void *q, void *end, int v6,
 					const struct xpfdp_local_value *nat)
 {
-	void *l4;
 	__u8 proto;
+	void *l4 = quoted_l4(q, end, v6, &proto);
 
-	if (v6) {
-		struct ipv6hdr *ip6 = q;
-
-		if ((void *)(ip6 + 1) > end)
-			return TO_SOCKET;
-		proto = ip6->nexthdr;
-		l4 = ip6 + 1;
-	} else {
-		struct iphdr *ip = q;
-
-		if ((void *)(ip + 1) > end || ip->ihl < 5)
-			return TO_SOCKET;
-		proto = ip->protocol;
-		l4 = q + ip->ihl * 4;
-	}
-	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-		return TO_SOCKET;
-	if (l4 + 4 > end)
+	if (!l4)
 		return TO_SOCKET;
 	return in_range(bpf_ntohs(*(__u16 *)l4), nat) ? TO_SOCKET : TO_KERNEL_LOCAL;
+}
+
+/* 1 when (local address, protocol, port in network order) is in fwd_ports. */
+static __always_inline int forwarded(const struct xpfdp_local_key *local, __u8 proto,
+				     __u16 port_be)
+{
+	struct xpfdp_fwd_key key = {};
+
+	key.family = local->family;
+	key.proto = proto;
+	key.port = bpf_ntohs(port_be);
+	__builtin_memcpy(key.addr, local->addr, 16);
+	return bpf_map_lookup_elem(&fwd_ports, &key) != NULL;
+}
+
+/* 1 when a packet to a host address belongs to a port forward on it: TCP/UDP to a
+ * forwarded destination port, or an ICMP error quoting a TCP/UDP packet sent from one. */
+static __always_inline int port_forwarded(void *l4, void *end, __u8 proto, int v6,
+					  const struct xpfdp_local_key *local)
+{
+	__u8 qproto;
+	void *q;
+
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		if (l4 + 4 > end)
+			return 0;
+		return forwarded(local, proto, *(__u16 *)(l4 + 2));
+	}
+	if (proto != (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP) || l4 + 8 > end)
+		return 0;
+	if (!is_icmp_error(*(__u8 *)l4, v6))
+		return 0;
+	q = quoted_l4(l4 + 8, end, v6, &qproto);
+	return q && forwarded(local, qproto, *(__u16 *)q);
 }
 
 /* Where an IP packet addressed to one of the host's addresses that is also a NAT address
@@ -127,8 +187,7 @@ static __always_inline int nat_owner(void *l4, void *end, __u8 proto, int v6,
 		type = *(__u8 *)l4;
 		if (type == (v6 ? 128 : 8))        /* echo request: the host answers */
 			return TO_KERNEL_LOCAL;
-		if (v6 ? type >= 1 && type <= 4
-		       : type == 3 || type == 4 || type == 5 || type == 11 || type == 12)
+		if (is_icmp_error(type, v6))
 			return quoted_owner(l4 + 8, end, v6, nat);
 		return TO_SOCKET;                  /* echo replies and the rest: NAT flows */
 	}
@@ -145,6 +204,7 @@ static __always_inline int local_owner(void *l3, void *end, int v6)
 	struct xpfdp_local_value *nat;
 	void *l4;
 	__u8 proto;
+	int ports_visible;
 
 	if (v6) {
 		struct ipv6hdr *ip6 = l3;
@@ -173,10 +233,14 @@ static __always_inline int local_owner(void *l3, void *end, int v6)
 	nat = bpf_map_lookup_elem(&local_addrs, &key);
 	if (!nat)
 		return TO_SOCKET;
+	/* an IPv4 non-first fragment carries no ports */
+	ports_visible = v6 || !(((struct iphdr *)l3)->frag_off & bpf_htons(0x1fff));
+	if (ports_visible && port_forwarded(l4, end, proto, v6, &key))
+		return TO_SOCKET_FORWARD;
 	if (!nat->nat_port_hi)
 		return TO_KERNEL_LOCAL;
-	if (!v6 && (((struct iphdr *)l3)->frag_off & bpf_htons(0x1fff)))
-		return TO_SOCKET;                  /* non-first fragment: no ports to look at */
+	if (!ports_visible)
+		return TO_SOCKET;                  /* the forwarder matches it to its first */
 	return nat_owner(l4, end, proto, v6, nat);
 }
 
@@ -222,6 +286,8 @@ int xpfdp_xsk_redirect(struct xdp_md *ctx)
 		return count(XPFDP_CNT_PASS_LOCAL, XDP_PASS);
 	if (owner == TO_KERNEL_MCAST)
 		return count(XPFDP_CNT_PASS_MCAST, XDP_PASS);
+	if (owner == TO_SOCKET_FORWARD)
+		count(XPFDP_CNT_PORT_FORWARD, 0);
 	action = bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
 	if (action == XDP_REDIRECT)
 		return count(XPFDP_CNT_REDIRECTED, XDP_REDIRECT);

@@ -128,3 +128,82 @@ def test_queue_range_is_checked(topo):
             prog.set_socket(64, 0)
         with pytest.raises(XdpError):
             prog.set_socket(0, 0)  # fd 0 is not an AF_XDP socket
+
+
+def test_forwarded_ports_of_host_addresses_stay_with_the_socket(topo):
+    """With local delivery on, a host address's forwarded TCP/UDP ports (and ICMP errors
+    about packets sent from them) skip the kernel; every other port is the host's."""
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
+    from scapy.layers.l2 import Ether
+
+    link = topo.link()
+    with link.peer.inside():
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        raw.bind((link.peer_if, 0))
+    eth = Ether(src=link.peer_mac, dst=link.dut_mac)
+
+    def to_host(l4, address=link.dut_ip, **ip):
+        return bytes(eth / IP(src=link.peer_ip, dst=address, **ip) / l4)
+
+    def counted(prog, frame) -> tuple[str, ...]:
+        before = prog.counters()
+        raw.send(frame)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            after = prog.counters()
+            if any(after[k] > before[k] for k in ("no_socket", "pass_local")):
+                break
+            time.sleep(0.02)
+        return tuple(sorted(k for k in after if after[k] > before[k]))
+
+    nat_address = "10.77.1.9"
+    with raw, topo.dut.inside(), XdpProgram(link.dut_if) as prog:
+        prog.set_ctrl(local_delivery=True)
+        prog.set_local(link.dut_ip)  # the host's, no NAT
+        prog.set_local(nat_address, nat_ports=(20000, 29999))
+        prog.set_forwarded_port(link.dut_ip, 17, 5000)
+        prog.set_forwarded_port(nat_address, 6, 8080)
+        assert prog.is_forwarded_port(link.dut_ip, 17, 5000)
+        assert not prog.is_forwarded_port(link.dut_ip, 6, 5000)
+        forwarded = ("no_socket", "port_forward")  # no socket bound: then the kernel
+        assert counted(prog, to_host(UDP(sport=40000, dport=5000))) == forwarded
+        assert counted(prog, to_host(TCP(sport=40000, dport=5000))) == ("pass_local",)
+        assert counted(prog, to_host(UDP(sport=40000, dport=5001))) == ("pass_local",)
+        # an error about a datagram the port forward sent from port 5000
+        error = ICMP(type=3, code=3) / IPerror(src=link.dut_ip, dst=link.peer_ip) / UDPerror(
+            sport=5000, dport=40000)  # fmt: skip
+        assert counted(prog, to_host(error)) == forwarded
+        # a later fragment carries no ports: the non-NAT host address keeps it
+        frag = to_host(UDP(sport=40000, dport=5000) / (b"x" * 16), frag=2, flags=0)
+        assert counted(prog, frag) == ("pass_local",)
+        # a NAT address: a forwarded port outside its SNAT range is the forwarder's too
+        assert counted(prog, to_host(TCP(dport=8080), nat_address)) == forwarded
+        assert counted(prog, to_host(TCP(dport=8081), nat_address)) == ("pass_local",)
+        assert counted(prog, to_host(TCP(dport=20000), nat_address)) == ("no_socket",)
+        prog.clear_forwarded_port(link.dut_ip, 17, 5000)
+        prog.clear_forwarded_port(link.dut_ip, 17, 5000)  # absent: no error
+        assert not prog.is_forwarded_port(link.dut_ip, 17, 5000)
+        assert counted(prog, to_host(UDP(sport=40000, dport=5000))) == ("pass_local",)
+        # local delivery off: every frame is the socket's, the map is not consulted
+        prog.set_ctrl(local_delivery=False)
+        assert counted(prog, to_host(TCP(dport=8080), nat_address)) == ("no_socket",)
+
+
+def test_forwarded_port_arguments_are_checked(topo):
+    link = topo.link()
+    with topo.dut.inside(), XdpProgram(link.dut_if) as prog:
+        for bad, message in (
+            ((link.dut_ip, 1, 80), "proto must be 6"),
+            ((link.dut_ip, True, 80), "proto must be 6"),
+            ((link.dut_ip, 6, 0), "port must be an integer in 1..65535"),
+            ((link.dut_ip, 6, 65536), "port must be an integer"),
+            ((link.dut_ip, 6, 80.0), "port must be an integer"),
+            (("10.77.1.300", 6, 80), "does not appear to be an IPv4 or IPv6 address"),
+        ):
+            with pytest.raises(ValueError, match=message):
+                prog.set_forwarded_port(*bad)
+            with pytest.raises(ValueError, match=message):
+                prog.clear_forwarded_port(*bad)
+        prog.set_forwarded_port("fd00::1", 6, 443)
+        assert prog.is_forwarded_port("fd00::1", 6, 443)
+        assert not prog.is_forwarded_port("fd00::1", 17, 443)

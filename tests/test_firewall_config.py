@@ -15,6 +15,7 @@ from xpfdp.firewall import (
     PORT_WAN,
     QUEUE_PRIORITY,
     ConfigError,
+    PortForward,
     build_pipeline,
     cos_rules,
     gateways,
@@ -24,7 +25,7 @@ from xpfdp.firewall import (
     to_toml,
 )
 from xpfdp.pcap import FrameBatch
-from xpfdp.pipeline import CONNECTED
+from xpfdp.pipeline import CONNECTED, DNAT_RULES_MAX
 from xpfdp.ports import MemPort
 
 LAN_MAC, CLIENT_MAC = "02:00:00:00:01:01", "02:00:00:00:01:02"
@@ -46,6 +47,23 @@ VALID = {
     "nat": {"snat_ports": [20000, 20099]},
     "mss": {"clamp_bytes": 1360},
     "cos": {"rate_mbps": 100, "bulk": {"guarantee_mbps": 80}, "priority": {"udp_ports": [53]}},
+    "dnat": [
+        {
+            "interface": "wan",
+            "proto": "tcp",
+            "port": 8080,
+            "to_address": "10.10.1.2",
+            "to_port": 80,
+        },
+        {"interface": "wan", "proto": "udp", "port": 5353, "to_address": "10.10.1.2"},
+        {
+            "interface": "wan",
+            "proto": "tcp",
+            "port": 8080,
+            "to_address": "fd00:a::2",
+            "to_port": 80,
+        },
+    ],
 }
 
 TOML = """
@@ -148,11 +166,61 @@ def test_toml_file_round_trip(tmp_path):
         ({"forwarder": {"burst": 512}}, r"forwarder\.burst: must be <= 256"),
         ({"forwarder": {"xdp_mode": "turbo"}}, r"forwarder\.xdp_mode: one of auto"),
         ({"forwarder": {"queues": 0}}, r"forwarder\.queues: must be > 0"),
+        ({"dnat": {"port": 80}}, r"^dnat: expected a list"),
+        ({"dnat": ["wan"]}, r"^dnat\[0\]: expected a table"),
+        ({"dnat__0__interface": None}, r"^dnat\[0\]\.interface: missing"),
+        ({"dnat__0__interface": "dmz"}, r"^dnat\[0\]\.interface: must be 'lan' or 'wan'"),
+        ({"dnat__0__proto": "icmp"}, r"^dnat\[0\]\.proto: must be 'tcp' or 'udp', got 'icmp'"),
+        ({"dnat__0__proto": 6}, r"^dnat\[0\]\.proto: expected a string"),
+        ({"dnat__0__port": 0}, r"^dnat\[0\]\.port: a port must be an integer in 1\.\.65535"),
+        ({"dnat__0__port": "80"}, r"^dnat\[0\]\.port: expected an integer"),
+        ({"dnat__0__port": True}, r"^dnat\[0\]\.port: expected an integer, got a boolean"),
+        ({"dnat__0__to_port": 65536}, r"^dnat\[0\]\.to_port: a port must be"),
+        ({"dnat__0__to_address": "10.10.1.256"}, r"^dnat\[0\]\.to_address: not an IPv4/IPv6"),
+        ({"dnat__0__to_address": None}, r"^dnat\[0\]\.to_address: missing"),
+        ({"dnat__0__to_address": "10.10.1.1"}, r"dnat\[0\]\.to_address: .* firewall's own"),
+        ({"dnat__0__via": "x"}, r"^dnat\[0\]: unknown key\(s\) via"),
+        (
+            {"dnat__1__port": 8080, "dnat__1__proto": "tcp"},
+            r"^dnat\[1\]\.port: tcp 8080 on wan \(IPv4\) is already forwarded by dnat\[0\]",
+        ),
+        (
+            {
+                "dnat": [
+                    {"interface": "wan", "proto": "tcp", "port": 1 + i, "to_address": "10.10.1.2"}
+                    for i in range(DNAT_RULES_MAX + 1)
+                ]
+            },
+            rf"^dnat: at most {DNAT_RULES_MAX} port forwards",
+        ),
     ],
 )
 def test_invalid_values_name_their_key(changes, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(config(**changes))
+
+
+def test_a_port_forward_needs_an_address_of_its_family_on_its_interface():
+    v4_only = config(lan__addresses=["10.10.1.1/24"], wan__addresses=["10.10.2.1/24"],
+                     neighbours=None, routes=None)  # fmt: skip
+    v4_only["dnat"][2]["interface"] = "wan"
+    with pytest.raises(ConfigError, match=r"^dnat\[2\]\.to_address: an IPv6 target, but wan "
+                                          r"has no IPv6 address"):  # fmt: skip
+        parse_config(v4_only)
+
+
+def test_port_forwards_parse_into_rules_and_survive_toml(tmp_path):
+    c = parse_config(VALID)
+    assert c.dnat == (
+        PortForward("wan", 6, 8080, ipaddress.ip_address("10.10.1.2"), 80),
+        PortForward("wan", 17, 5353, ipaddress.ip_address("10.10.1.2"), None),
+        PortForward("wan", 6, 8080, ipaddress.ip_address("fd00:a::2"), 80),
+    )
+    path = tmp_path / "fw.toml"
+    path.write_text(to_toml(VALID))
+    assert "[[dnat]]" in path.read_text()
+    assert load_config(path).dnat == c.dnat
+    assert parse_config(config(dnat=None)).dnat == ()
 
 
 def test_to_toml_round_trips_through_the_parser(tmp_path):
@@ -308,4 +376,47 @@ def test_config_pipeline_drops_unsolicited_and_expired_and_nats_icmp_echo(umem_f
     to_wan, _ = fw.send(lan=[ping])
     assert len(to_wan) == 1 and to_wan[0][IP].src == "10.10.2.1"
     assert fw.pipe.stats()["stages"]["cos"]["admitted"] == 1  # the echo went through CoS
+    fw.pipe.close()
+
+
+def test_config_pipeline_forwards_ports_to_the_lan_and_un_nats_replies(umem_factory):
+    fw = MemFirewall(umem_factory(4096))  # the LAN port's fill ring takes 1536 frames first
+    syn = (
+        Ether(src=SERVER_MAC, dst=WAN_MAC)
+        / IP(src="10.10.2.2", dst="10.10.2.1")
+        / TCP(sport=45000, dport=8080, flags="S")
+    )
+    query6 = (
+        Ether(src=SERVER_MAC, dst=WAN_MAC)
+        / IPv6(src="fd00:b::2", dst="fd00:b::1")
+        / TCP(sport=45001, dport=8080, flags="S")
+    )
+    other = (
+        Ether(src=SERVER_MAC, dst=WAN_MAC)
+        / IP(src="10.10.2.2", dst="10.10.2.1")
+        / UDP(sport=45002, dport=8080)  # TCP only on 8080
+    )
+    udp = (
+        Ether(src=SERVER_MAC, dst=WAN_MAC)
+        / IP(src="10.10.2.2", dst="10.10.2.1")
+        / UDP(sport=45003, dport=5353)
+    )
+    _, to_lan = fw.send(wan=[syn, query6, other, udp])
+    assert len(to_lan) == 3, fw.pipe.stats()["drops"]
+    assert {(p[IP].dst, p[TCP].dport) for p in to_lan if IP in p and TCP in p} == {
+        ("10.10.1.2", 80)
+    }
+    assert {(p[IPv6].dst, p[TCP].dport) for p in to_lan if IPv6 in p} == {("fd00:a::2", 80)}
+    assert {(p[IP].dst, p[UDP].dport) for p in to_lan if UDP in p} == {("10.10.1.2", 5353)}
+    assert all(checksums_ok(bytes(p)) for p in to_lan)
+    assert fw.pipe.stats()["drops"] == {"policy_denied": 1}  # the UDP packet to TCP's port
+    reply = (
+        Ether(src=CLIENT_MAC, dst=LAN_MAC)
+        / IP(src="10.10.1.2", dst="10.10.2.2")
+        / TCP(sport=80, dport=45000, flags="SA")
+    )
+    to_wan, _ = fw.send(lan=[reply])
+    assert len(to_wan) == 1
+    assert (to_wan[0][IP].src, to_wan[0][TCP].sport) == ("10.10.2.1", 8080)
+    assert checksums_ok(bytes(to_wan[0]))
     fw.pipe.close()

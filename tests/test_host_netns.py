@@ -24,6 +24,7 @@ from xpfdp.firewall import PORT_LAN, PORT_WAN, build_forwarder, parse_config
 pytestmark = [needs_root, pytest.mark.root]
 
 HOST_PORT = 2222  # a port of the firewall host's own, outside the SNAT range
+TCP_FORWARD, UDP_FORWARD = 8080, 5353  # port forwards on the WAN address, outside the range
 UNREACHABLE_GW = "10.10.2.99"  # on the WAN subnet, nobody answers for it
 
 
@@ -39,13 +40,22 @@ def wait_until(predicate, timeout_s: float = 3.0) -> bool:
 
 @pytest.fixture
 def net():
-    """(topology, running forwarder) with no static neighbours and one route through a
-    gateway nobody answers for; frames conserved and everything closed afterwards."""
+    """(topology, running forwarder) with no static neighbours, one route through a
+    gateway nobody answers for and TCP and UDP port forwards on the WAN addresses to the
+    client (IPv4 and IPv6); frames conserved and everything closed afterwards."""
     with FirewallTopology(prefix="xt") as topo:
         raw = demo_config(topo, shaper_mbps=None, mss_clamp=1360)
         raw["routes"].append(
             {"destination": "192.0.2.0/24", "interface": "wan", "gateway": UNREACHABLE_GW}
         )
+        raw["dnat"] = [
+            {"interface": "wan", "proto": proto, "port": port, "to_address": to, "to_port": to_port}
+            for to in (topo.client_v4, topo.client_v6)
+            for proto, port, to_port in (
+                ("tcp", TCP_FORWARD, traffic.BULK_PORT),
+                ("udp", UDP_FORWARD, traffic.MOUSE_PORT),
+            )
+        ]
         config = parse_config(raw)
         assert config.neighbours == ()
         fw = build_forwarder(config, handle_signals=False)
@@ -64,8 +74,8 @@ def counters(fw, side: int) -> dict:
     return fw.pipelines[0].ports[side].program.counters()
 
 
-def tcp_exchange(client_ns, server_ns, address: str, payload: bytes) -> bytes:
-    """One TCP connection from `client_ns` to a listener in `server_ns` on `address`:
+def tcp_exchange(client_ns, server_ns, address: str, payload: bytes, port=HOST_PORT) -> bytes:
+    """One TCP connection from `client_ns` to a listener in `server_ns` on `address`:`port`:
     what the listener echoes back."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with server_ns.inside():
@@ -74,7 +84,7 @@ def tcp_exchange(client_ns, server_ns, address: str, payload: bytes) -> bytes:
         client = socket.socket(family, socket.SOCK_STREAM)
     with listener, client:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((address, HOST_PORT))
+        listener.bind((address, port))
         listener.listen(1)
         listener.settimeout(5)
 
@@ -86,7 +96,7 @@ def tcp_exchange(client_ns, server_ns, address: str, payload: bytes) -> bytes:
         t = threading.Thread(target=serve)
         t.start()
         client.settimeout(5)
-        client.connect((address, HOST_PORT))
+        client.connect((address, port))
         client.sendall(payload)
         got = b""
         while len(got) < len(payload):
@@ -258,3 +268,84 @@ def test_addresses_added_and_removed_at_runtime_change_local_delivery(net):
     assert program.is_local(topo.wan_v6) == (20000, 29999)
     assert program.is_local(topo.lan_v4) == (0, 0)
     assert ipaddress.ip_address(topo.wan_v4) in fw.controls[0].local
+
+
+def udp_exchange(ns, address: str, port: int, payload: bytes) -> tuple[bytes, tuple]:
+    """One datagram from `ns` to `address`:`port`: the reply and where it came from."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with ns.inside():
+        s = socket.socket(family, socket.SOCK_DGRAM)
+    with s:
+        s.settimeout(2)
+        s.sendto(payload, (address, port))
+        data, peer = s.recvfrom(2048)
+    return data, peer[:2]
+
+
+def test_port_forwards_on_the_wan_address_outside_the_snat_range(net):
+    """Local delivery is on, yet TCP and UDP to the forwarded ports of the WAN address reach
+    the LAN host (data intact, the server's own address seen), while another port of the
+    same address is still the firewall host's."""
+    topo, fw = net
+    wan = fw.pipelines[0].ports[PORT_WAN].program
+    for address in (topo.wan_v4, topo.wan_v6):
+        assert wan.is_local(address) == (20000, 29999)  # a NAT address, ports outside
+        assert wan.is_forwarded_port(address, 6, TCP_FORWARD)
+        assert wan.is_forwarded_port(address, 17, UDP_FORWARD)
+        assert not wan.is_forwarded_port(address, 6, HOST_PORT)
+    lan = fw.pipelines[0].ports[PORT_LAN].program
+    assert not lan.is_forwarded_port(topo.wan_v4, 6, TCP_FORWARD)  # the ingress side only
+    sink = traffic.BulkSink(topo.client, time.monotonic(), (topo.client_v4, topo.client_v6))
+    echo = traffic.EchoServer(topo.client, (topo.client_v4, topo.client_v6))
+    try:
+        sent = [
+            traffic.bulk_send(
+                topo.server, address, flow_id, total_bytes=1_000_000, port=TCP_FORWARD
+            )
+            for flow_id, address in enumerate((topo.wan_v4, topo.wan_v6))
+        ]
+        replies = {
+            address: udp_exchange(topo.server, address, UDP_FORWARD, b"query %s" % address.encode())
+            for address in (topo.wan_v4, topo.wan_v6)
+        }
+        time.sleep(0.2)  # the sink records the end of each flow
+    finally:
+        sink.close()
+        echo.close()
+    for result, peer in zip(sent, (topo.server_v4, topo.server_v6), strict=True):
+        record = sink.flows[result.flow_id]
+        assert not result.error and result.bytes_sent == record.bytes_received == 1_000_000
+        assert record.sha256 == result.sha256 and record.peer == peer  # no SNAT on the way in
+    assert replies == {a: (b"query %s" % a.encode(), (a, UDP_FORWARD)) for a in replies}
+    assert echo.peers == {topo.server_v4, topo.server_v6}
+    # the host keeps the address's other ports
+    for address in (topo.wan_v4, topo.wan_v6):
+        got = tcp_exchange(topo.server, topo.firewall, address, b"host %s" % address.encode())
+        assert got == b"host %s" % address.encode()
+    assert counters(fw, PORT_WAN)["port_forward"] > 0
+    assert counters(fw, PORT_WAN)["pass_local"] > 0
+
+
+def test_forwarded_ports_follow_addresses_and_can_be_withdrawn(net):
+    topo, fw = net
+    watcher = fw.controls[0]
+    program = fw.pipelines[0].ports[PORT_WAN].program
+    extra = "10.10.2.7"
+    topo.firewall.run("ip", "addr", "add", f"{extra}/24", "dev", topo.wan_if)
+    assert wait_until(lambda: program.is_forwarded_port(extra, 6, TCP_FORWARD))
+    assert program.is_forwarded_port(extra, 17, UDP_FORWARD)
+    topo.firewall.run("ip", "addr", "del", f"{extra}/24", "dev", topo.wan_if)
+    assert wait_until(lambda: not program.is_forwarded_port(extra, 6, TCP_FORWARD))
+    assert not program.is_forwarded_port(extra, 17, UDP_FORWARD)
+    # withdrawn: the host takes the port back (a listener on the firewall itself answers)
+    watcher.unforward_port(topo.wan_if, 4, 6, TCP_FORWARD)
+    assert not program.is_forwarded_port(topo.wan_v4, 6, TCP_FORWARD)
+    assert program.is_forwarded_port(topo.wan_v6, 6, TCP_FORWARD)  # the other family stays
+    got = tcp_exchange(topo.server, topo.firewall, topo.wan_v4, b"mine", port=TCP_FORWARD)
+    assert got == b"mine"
+    watcher.forward_port(topo.wan_if, 4, 6, TCP_FORWARD)
+    assert program.is_forwarded_port(topo.wan_v4, 6, TCP_FORWARD)
+    with pytest.raises(ValueError, match="not one of the watched interfaces"):
+        watcher.forward_port("eth9", 4, 6, TCP_FORWARD)
+    with pytest.raises(ValueError, match="proto must be 6"):
+        watcher.forward_port(topo.wan_if, 4, 1, TCP_FORWARD)

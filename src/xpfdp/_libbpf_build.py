@@ -67,6 +67,13 @@ ffibuilder.cdef(
         unsigned short nat_port_hi;
         ...;
     };
+    #define XPFDP_FWD_MAX ...
+    struct xpfdp_fwd_key {
+        unsigned char family;
+        unsigned char proto;
+        unsigned short port;
+        unsigned char addr[16];
+    };
 
     struct bpf_object *bpf_object__open_file(const char *path, const void *opts);
     int bpf_object__load(struct bpf_object *obj);

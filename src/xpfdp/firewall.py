@@ -1,7 +1,8 @@
 """Routing NAT firewall between a LAN and a WAN interface, described by a TOML file.
 
 The config names two interfaces with their addresses, routes, optional static neighbours,
-SNAT of LAN sources to the WAN address with a port range, the MSS clamp and
+SNAT of LAN sources to the WAN address with a port range, port forwards (DNAT), the MSS
+clamp and
 class-of-service shaping on WAN egress (an exact MQFQ class for bulk traffic, a priority
 class for ICMP/DNS). `load_config()` parses and validates it (every error names the
 offending key); `build_forwarder()` turns it into a running pipeline (xpfdp.pipeline) and
@@ -31,6 +32,13 @@ kernel. Example::
 
     [nat]
     snat_ports = [20000, 59999]
+
+    [[dnat]]                              # optional: port forwards
+    interface = "wan"                     # where the flows arrive
+    proto = "tcp"                         # or "udp"
+    port = 8080                           # on the interface's addresses
+    to_address = "10.10.1.2"
+    to_port = 80                          # optional: default the same port
 
     [mss]
     clamp_bytes = 1360
@@ -62,6 +70,7 @@ from xpfdp.links import LinkWatch
 from xpfdp.netns import inside, interface_mac, interface_rx_queues, require_namespace
 from xpfdp.pipeline import (
     CONNECTED,
+    DNAT_RULES_MAX,
     CosStage,
     FlowCache,
     Forwarder,
@@ -79,6 +88,7 @@ log = logging.getLogger(__name__)
 
 SIDES = ("lan", "wan")
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
+DNAT_PROTOCOLS = ("tcp", "udp")  # what a port forward can carry
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 MSS_MIN_BYTES = 536  # RFC 879 default: a clamp below it would break ordinary hosts
 XDP_MODES = ("auto", "native", "generic")
@@ -126,6 +136,20 @@ class Neighbour:
     interface: str
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
     mac: str
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """A port forward (DNAT): new `proto` (6 TCP, 17 UDP) flows arriving on `interface`
+    ("lan"/"wan") for destination `port` go to `to_address`:`to_port` (None: the same
+    port). With local delivery, that port of the interface's own addresses belongs to the
+    forwarder, not the host."""
+
+    interface: str
+    proto: int
+    port: int
+    to_address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    to_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +207,7 @@ class FirewallConfig:
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
     namespace: str | None = None
     icmp: IcmpConfig = field(default_factory=IcmpConfig)
+    dnat: tuple[PortForward, ...] = ()
 
     def interface(self, side: str) -> Interface:
         """The Interface of `side` ("lan" or "wan")."""
@@ -327,6 +352,42 @@ def _neighbours(config: dict) -> tuple[Neighbour, ...]:
     return tuple(out)
 
 
+def _dnat(config: dict, lan: Interface, wan: Interface) -> tuple[PortForward, ...]:
+    rules = _take(config, "dnat", "", list, [])
+    if len(rules) > DNAT_RULES_MAX:
+        raise ConfigError(f"dnat: at most {DNAT_RULES_MAX} port forwards, got {len(rules)}")
+    own = {a.ip for iface in (lan, wan) for a in iface.addresses}
+    seen: dict[tuple, int] = {}
+    out = []
+    for i, table in enumerate(rules):
+        p = f"dnat[{i}]."
+        if not isinstance(table, dict):
+            raise ConfigError(f"dnat[{i}]: expected a table, got {table!r}")
+        _no_extra(table, {"interface", "proto", "port", "to_address", "to_port"}, p)
+        side = _side(_take(table, "interface", p, str), f"{p}interface")
+        proto = _take(table, "proto", p, str)
+        if proto not in DNAT_PROTOCOLS:
+            raise ConfigError(f"{p}proto: must be 'tcp' or 'udp', got {proto!r}")
+        port = _port(_take(table, "port", p, int), f"{p}port")
+        to = _address(_take(table, "to_address", p, str), f"{p}to_address")
+        to_port = _take(table, "to_port", p, int, None)
+        if to_port is not None:
+            _port(to_port, f"{p}to_port")
+        iface = lan if side == "lan" else wan
+        if iface.address(to.version) is None:
+            raise ConfigError(f"{p}to_address: an IPv{to.version} target, but {side} has no "
+                              f"IPv{to.version} address to forward from")  # fmt: skip
+        if to in own:
+            raise ConfigError(f"{p}to_address: {to} is the firewall's own address")
+        key = (side, proto, port, to.version)
+        if key in seen:
+            raise ConfigError(f"{p}port: {proto} {port} on {side} (IPv{to.version}) is already "
+                              f"forwarded by dnat[{seen[key]}]")  # fmt: skip
+        seen[key] = i
+        out.append(PortForward(side, PROTOCOLS[proto], port, to, to_port))
+    return tuple(out)
+
+
 def _snat_ports(config: dict) -> tuple[int, int]:
     table = _take(config, "nat", "", dict, {})
     _no_extra(table, {"snat_ports"}, "nat.")
@@ -462,6 +523,7 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
             "cos",
             "forwarder",
             "icmp",
+            "dnat",
         },
         "",
     )
@@ -503,6 +565,7 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
         forwarder=_forwarder(config),
         namespace=namespace,
         icmp=_icmp(config),
+        dnat=_dnat(config, lan, wan),
     )
 
 
@@ -683,6 +746,25 @@ def cos_rules(cos: CosConfig) -> list[dict]:
     return rules
 
 
+def dnat_rules(config: FirewallConfig) -> list[tuple[int, int, int, str, int]]:
+    """The port forwards as `SessionStage.add_dnat` takes them: (ingress port index, proto,
+    port, to_address, to_port or 0)."""
+    return [
+        (PORT_LAN if r.interface == "lan" else PORT_WAN, r.proto, r.port, str(r.to_address),
+         r.to_port or 0)
+        for r in config.dnat
+    ]  # fmt: skip
+
+
+def forwarded_ports(config: FirewallConfig) -> list[tuple[str, int, int, int]]:
+    """The port forwards as `HostWatcher` keeps them away from the host: (interface name,
+    IP version, proto, port)."""
+    return [
+        (config.interface(r.interface).name, r.to_address.version, r.proto, r.port)
+        for r in config.dnat
+    ]
+
+
 def _first_addresses(iface: Interface) -> list[str]:
     return [str(a) for a in (iface.address(4), iface.address(6)) if a is not None]
 
@@ -691,9 +773,10 @@ def build_pipeline(
     config: FirewallConfig, lan_port, wan_port, neighbours=None, *, handoff=None, worker=0
 ):
     """One worker's pipeline over two ports (XskPort or MemPort) sharing a UMEM:
-    parse → session (new flows only from the LAN, SNAT to the WAN addresses; ICMP errors
-    translated through the session they quote) → NAT → route → MTU → TTL → MSS clamp → L2
-    rewrite → fragment → count → CoS on WAN egress (if configured). The forwarder's own ICMP
+    parse → session (new flows only from the LAN and through the port forwards, SNAT to
+    the WAN addresses; ICMP errors translated through the session they quote) → NAT →
+    route → MTU → TTL → MSS clamp → L2 rewrite → fragment → count → CoS on WAN egress (if
+    configured). The forwarder's own ICMP
     errors come from the ingress side's first address of the family. `neighbours`: the
     NeighbourTable next hops without a static MAC read (a new, empty one if None: only
     static neighbours resolve). With several workers, give each the same
@@ -714,6 +797,7 @@ def build_pipeline(
         snat_ports=config.snat_ports,
         mss=config.mss_clamp_bytes,
         icmp=icmp,
+        dnat=dnat_rules(config),
     )
     if config.cos is not None:
         stages.append(
@@ -798,8 +882,9 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
 
 def host_watcher(config: FirewallConfig, pipelines, neighbours) -> HostWatcher:
     """The control thread of a firewall forwarder: local delivery on both interfaces'
-    programs (the WAN SNAT addresses keep their port range for NAT replies), neighbours
-    of both interfaces into `neighbours`, the routes' gateways kept resolved."""
+    programs (the WAN SNAT addresses keep their port range for NAT replies, each port
+    forward's port stays with the forwarder on its interface's addresses), neighbours of
+    both interfaces into `neighbours`, the routes' gateways kept resolved."""
     programs = {id(p.program): p.program for pipe in pipelines for p in pipe.ports}
     nat = {a: config.snat_ports for a in (config.wan.address(4), config.wan.address(6)) if a}
     _prefixes, hops = routing(config)
@@ -808,6 +893,7 @@ def host_watcher(config: FirewallConfig, pipelines, neighbours) -> HostWatcher:
         namespace=config.namespace,
         programs=programs.values(),
         nat_ports=nat,
+        forwarded_ports=forwarded_ports(config),
         neighbours=neighbours,
         pipelines=pipelines,
         gateways=gateways(hops),

@@ -7,7 +7,9 @@ in the interfaces' network namespace that
 * keeps every XDP program's local-address map equal to the namespace's addresses (all
   interfaces, like Linux's weak host model, plus IPv4 broadcast addresses), so packets
   for the host itself go to the kernel (`XdpProgram.set_local`); SNAT addresses carry
-  their port range so replies to translated flows stay with the forwarder;
+  their port range so replies to translated flows stay with the forwarder, and the ports
+  of port forwards (DNAT) stay with it on the addresses of the interface they listen on
+  (`XdpProgram.set_forwarded_port`);
 * mirrors the kernel's neighbour table for the forwarding interfaces into a
   `xpfdp.pipeline.NeighbourTable` (RTM_NEWNEIGH / RTM_DELNEIGH), so next-hop MACs are the
   kernel's and follow every change;
@@ -50,6 +52,9 @@ REQUEST_MEMORY = 4096  # addresses remembered for the per-address retry interval
 EVENT_BUFFER_BYTES = 1 << 20  # netlink receive buffer: bursts of events fit before ENOBUFS
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# (interface name, IP version, L4 protocol 6/17, port): a port forward listening on the
+# interface's addresses of that version
+ForwardedPort = tuple[str, int, int, int]
 
 
 class HostWatcher:
@@ -58,6 +63,8 @@ class HostWatcher:
     `interfaces` maps interface names to the pipeline port index their neighbours belong
     to. `programs`: XdpPrograms whose local map to keep (local delivery is switched on).
     `nat_ports`: {address: (lo, hi)} for addresses the forwarder also uses for SNAT.
+    `forwarded_ports`: (interface, IP version, proto, port) port forwards whose packets to
+    that interface's own addresses stay with the forwarder (see `forward_port`).
     `neighbours`: the NeighbourTable to fill; `pipelines`: whose resolution requests to
     serve; `gateways`: (port index, address) pairs to keep resolved (managed entries);
     `start()` waits up to `settle_s` for them to resolve, so the first packets find them.
@@ -70,6 +77,7 @@ class HostWatcher:
         namespace: str | None = None,
         programs: Iterable = (),
         nat_ports: dict | None = None,
+        forwarded_ports: Iterable[ForwardedPort] = (),
         neighbours=None,
         pipelines: Iterable = (),
         gateways: Iterable[tuple[int, Address]] = (),
@@ -90,6 +98,11 @@ class HostWatcher:
         self.poll_s = poll_s
         self.settle_s = settle_s
         self.local: dict[Address, set[int]] = {}  # address -> ifindexes that hold it
+        self.own: dict[int, set[Address]] = {}  # ifindex -> its unicast addresses
+        self.forwarded: set[ForwardedPort] = set()
+        self._lock = threading.Lock()  # local, own and forwarded: watcher vs. callers
+        for forward in forwarded_ports:
+            self.forward_port(*forward)
         self.requests_sent = 0
         self.errors: list[str] = []
         self._port_of: dict[int, int] = {}  # ifindex -> port
@@ -253,23 +266,86 @@ class HostWatcher:
         ifindex = msg["index"]
         # IFA_LOCAL is the host's side of a point-to-point address (IPv4 sets it on every
         # address); IFA_ADDRESS alone is the address (IPv6).
-        for value in (msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"),
-                      msg.get_attr("IFA_BROADCAST")):  # fmt: skip
-            if value is None:
+        unicast = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+        with self._lock:
+            for value in (unicast, msg.get_attr("IFA_BROADCAST")):
+                if value is None:
+                    continue
+                address = ipaddress.ip_address(value)
+                owners = self.local.setdefault(address, set())
+                if added:
+                    if not owners:
+                        for program in self.programs:
+                            program.set_local(address, self.nat_ports.get(address))
+                    owners.add(ifindex)
+                else:
+                    owners.discard(ifindex)
+                    if not owners:
+                        del self.local[address]
+                        for program in self.programs:
+                            program.remove_local(address)
+            if unicast is not None:
+                self._own_address(ifindex, ipaddress.ip_address(unicast), added)
+
+    # ---------------------------------------------------------------- port forwards
+
+    def forward_port(self, interface: str, version: int, proto: int, port: int) -> None:
+        """A port forward listens on `interface`: keep `proto` (6 TCP, 17 UDP) packets to
+        `port` of its IPv`version` addresses, present and future, with the forwarder
+        rather than the host (`XdpProgram.set_forwarded_port` on that interface's
+        programs). Callable from any thread, before or after `start()`."""
+        forward = self._forward(interface, version, proto, port)
+        with self._lock:
+            self.forwarded.add(forward)
+            for program, address in self._addresses_on(interface, version):
+                program.set_forwarded_port(address, proto, port)
+
+    def unforward_port(self, interface: str, version: int, proto: int, port: int) -> None:
+        """Undo `forward_port`: the host takes that port of the interface's addresses back
+        (no error if it was not forwarded)."""
+        forward = self._forward(interface, version, proto, port)
+        with self._lock:
+            self.forwarded.discard(forward)
+            for program, address in self._addresses_on(interface, version):
+                program.clear_forwarded_port(address, proto, port)
+
+    def _forward(self, interface: str, version: int, proto: int, port: int) -> ForwardedPort:
+        if interface not in self.interfaces:
+            raise ValueError(f"forwarded port on {interface!r}, which is not one of the "
+                             f"watched interfaces ({', '.join(self.interfaces)})")  # fmt: skip
+        if version not in (4, 6):
+            raise ValueError(f"IP version must be 4 or 6, got {version!r}")
+        if isinstance(proto, bool) or proto not in (6, 17):
+            raise ValueError(f"proto must be 6 (TCP) or 17 (UDP), got {proto!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+        return interface, version, proto, port
+
+    def _addresses_on(self, interface: str, version: int):
+        """(program, address) for each program on `interface` and each of the interface's
+        IPv`version` addresses (caller holds the lock)."""
+        return [(program, address) for program in self.programs if program.ifname == interface
+                for address in self.own.get(program.ifindex, ())
+                if address.version == version]  # fmt: skip
+
+    def _own_address(self, ifindex: int, address: Address, added: bool) -> None:
+        """Record `address` arriving on / leaving `ifindex` and add / remove the forwarded
+        ports of that interface for it (caller holds the lock)."""
+        held = self.own.setdefault(ifindex, set())
+        if added:
+            held.add(address)
+        else:
+            held.discard(address)
+        for program in self.programs:
+            if program.ifindex != ifindex:
                 continue
-            address = ipaddress.ip_address(value)
-            owners = self.local.setdefault(address, set())
-            if added:
-                if not owners:
-                    for program in self.programs:
-                        program.set_local(address, self.nat_ports.get(address))
-                owners.add(ifindex)
-            else:
-                owners.discard(ifindex)
-                if not owners:
-                    del self.local[address]
-                    for program in self.programs:
-                        program.remove_local(address)
+            for interface, version, proto, port in self.forwarded:
+                if interface != program.ifname or version != address.version:
+                    continue
+                if added:
+                    program.set_forwarded_port(address, proto, port)
+                else:
+                    program.clear_forwarded_port(address, proto, port)
 
     # ---------------------------------------------------------------- neighbours
 

@@ -55,7 +55,7 @@ Every stage declares ``needs`` and ``provides`` (facts such as ``parsed`` / ``ro
 the resources ``routes`` / ``sessions`` / ``fragments`` / ``gil``); the constructor refuses
 an order that leaves a need unmet. The contract, with examples: docs/stages.md.
 
-``firewall_stages(lan, wan, snat=..., mss=..., icmp=...)`` returns the standard list
+``firewall_stages(lan, wan, snat=..., mss=..., icmp=..., dnat=...)`` returns the standard list
 parse → session → nat → route → mtu → ttl → mss_clamp → l2 → fragment → count.
 
 ``Pipeline(ports, stages, *, routes=None, next_hops=(), sessions=None, flow_cache=None,
@@ -137,6 +137,7 @@ from typing import Any
 
 from xpfdp._fast.pipeline import (
     CONNECTED,
+    DNAT_RULES_MAX,
     DROP_REASONS,
     FACT_PROVIDERS,
     LATENCY_BUCKET_UPPER_NS,
@@ -166,16 +167,19 @@ from xpfdp._fast.pipeline import (
 from xpfdp._fast.verdict import DropReason, Verdict, drop_reason, drop_reason_name, drop_reasons
 
 
-def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None, icmp=None):
-    """The stateful NAT firewall stage list: new flows only from port index `lan`, SNAT of
-    flows leaving through `wan` to `snat` (address or list, one per family), egress MTU
-    (errors or fragments), TTL, MSS clamp; `icmp` (an IcmpErrors) lets the forwarder send
-    Time Exceeded / Packet Too Big / Fragmentation Needed itself."""
+def firewall_stages(lan, wan, *, snat=None, snat_ports=(1024, 65535), mss=None, icmp=None, dnat=()):
+    """The stateful NAT firewall stage list: new flows only from port index `lan` (and
+    those `dnat` port forwards let in: (ingress, proto, dport, to_address, to_port) as
+    `SessionStage.add_dnat` takes them), SNAT of flows leaving through `wan` to `snat`
+    (address or list, one per family), egress MTU (errors or fragments), TTL, MSS clamp;
+    `icmp` (an IcmpErrors) lets the forwarder send Time Exceeded / Packet Too Big /
+    Fragmentation Needed itself."""
     stages = [
         ParseStage(),
         SessionStage(
             new_flow_ports=[lan],
             snat={wan: (snat, snat_ports)} if snat else None,
+            dnat=dnat,
         ),
         NatStage(),
         RouteStage(),
@@ -513,6 +517,7 @@ class Forwarder:
 
 __all__ = [
     "CONNECTED",
+    "DNAT_RULES_MAX",
     "DROP_REASONS",
     "FACT_PROVIDERS",
     "LATENCY_BUCKET_UPPER_NS",

@@ -20,6 +20,7 @@ from xpfdp._fast.xsk import Burst, Port
 PARSE_STATUS_NAMES: tuple[str, ...]
 DROP_REASONS: tuple[str, ...]
 LATENCY_BUCKET_UPPER_NS: tuple[int | None, ...]
+DNAT_RULES_MAX: int
 FACT_PROVIDERS: dict[str, str]
 RESOURCES: dict[str, str]
 

@@ -166,6 +166,8 @@ cdef enum:
     EXPIRE_INTERVAL_NS = 1000000000
     MAX_DNAT = 32
 
+DNAT_RULES_MAX = MAX_DNAT  # port forwards one SessionStage holds
+
 cdef struct dnat_rule_t:
     uint8_t ingress
     uint8_t proto

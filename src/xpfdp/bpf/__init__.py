@@ -33,9 +33,11 @@ MAX_QUEUES = lib.XPFDP_XSK_MAX_QUEUES
 
 COUNTER_NAMES = (
     "redirected", "no_socket", "pass_arp", "pass_nd", "pass_non_ip", "pass_off", "pass_local",
-    "pass_multicast",
+    "pass_multicast", "port_forward",
 )  # fmt: skip
 LOCAL_MAX = lib.XPFDP_LOCAL_MAX
+FORWARDED_PORTS_MAX = lib.XPFDP_FWD_MAX
+FORWARD_PROTOCOLS = {6: "tcp", 17: "udp"}  # the L4 protocols a port forward can hold
 MODES = ("auto", "native", "generic")
 
 # Capability bits (linux/capability.h) needed to attach XDP and create AF_XDP sockets.
@@ -306,6 +308,7 @@ class XdpProgram:
             self._ctrl_fd = self._map_fd("xsk_ctrl")
             self._counters_fd = self._map_fd("xsk_counters")
             self._local_fd = self._map_fd("local_addrs")
+            self._fwd_fd = self._map_fd("fwd_ports")
             self._ctrl = {"redirect": True, "pass_non_ip": pass_non_ip, "local_delivery": False}
             self.set_ctrl()
             self.prog_id = _prog_id_of_fd(self._prog_fd)
@@ -412,6 +415,46 @@ class XdpProgram:
         if lib.bpf_map_lookup_elem(self._local_fd, self._local_key(address), value) < 0:
             return None
         return value.nat_port_lo, value.nat_port_hi
+
+    @staticmethod
+    def _forward_key(address, proto: int, port: int):
+        ip = ipaddress.ip_address(address)
+        if isinstance(proto, bool) or proto not in FORWARD_PROTOCOLS:
+            raise ValueError(f"proto must be 6 (TCP) or 17 (UDP), got {proto!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+        key = ffi.new("struct xpfdp_fwd_key *")
+        key.family = ip.version
+        key.proto = proto
+        key.port = port
+        ffi.memmove(key.addr, ip.packed, len(ip.packed))
+        return key
+
+    def set_forwarded_port(self, address, proto: int, port: int) -> None:
+        """Keep TCP (`proto` 6) or UDP (17) packets to `address`:`port` with the AF_XDP
+        socket although `address` is the host's own: a port forward (DNAT) listens there.
+        ICMP errors quoting packets sent from that port stay with the socket too. Only
+        matters while local delivery is on and `address` is in the local map."""
+        value = ffi.new("uint32_t *", 1)
+        ret = lib.bpf_map_update_elem(self._fwd_fd, self._forward_key(address, proto, port),
+                                      value, 0)  # fmt: skip
+        if ret == -errno.E2BIG:
+            raise XdpError(errno.E2BIG,
+                           f"forwarded port map full ({FORWARDED_PORTS_MAX} entries)")  # fmt: skip
+        _check(ret, f"add forwarded port {FORWARD_PROTOCOLS[proto]} {address} {port}")
+
+    def clear_forwarded_port(self, address, proto: int, port: int) -> None:
+        """Give `address`:`port` (`proto` 6 or 17) back to the host (no error if it was
+        not forwarded)."""
+        ret = lib.bpf_map_delete_elem(self._fwd_fd, self._forward_key(address, proto, port))
+        if ret < 0 and ret != -errno.ENOENT:
+            _check(ret, f"remove forwarded port {FORWARD_PROTOCOLS[proto]} {address} {port}")
+
+    def is_forwarded_port(self, address, proto: int, port: int) -> bool:
+        """True if `address`:`port` (`proto` 6 or 17) is in the forwarded port map."""
+        value = ffi.new("uint32_t *")
+        key = self._forward_key(address, proto, port)
+        return lib.bpf_map_lookup_elem(self._fwd_fd, key, value) == 0
 
     def _check_queue(self, queue: int) -> None:
         if not 0 <= queue < MAX_QUEUES:
@@ -547,6 +590,8 @@ programs = ProgramRegistry()
 __all__ = [
     "ABI_VERSION",
     "COUNTER_NAMES",
+    "FORWARDED_PORTS_MAX",
+    "FORWARD_PROTOCOLS",
     "MAX_QUEUES",
     "ForeignXdpProgramError",
     "ProgramRegistry",
