@@ -20,8 +20,7 @@ from tests.conftest import needs_root
 from xpfdp.demo import traffic
 from xpfdp.demo.run import demo_config
 from xpfdp.demo.topology import FirewallTopology
-from xpfdp.firewall import PORT_WAN, build_forwarder, parse_config
-from xpfdp.pipeline import SessionStage
+from xpfdp.firewall import build_forwarder, parse_config
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -31,12 +30,13 @@ FLOWS = 24
 ROUNDS = 15
 TCP_FLOWS = 6
 TCP_BYTES = 2_000_000
-DNAT_PORT = 29000  # inside the demo's SNAT range, which the allocator then skips
+DNAT_PORT = 8080  # outside the demo's SNAT range: the XDP program keeps it from the host
 
 
-def start_forwarder(topo, queues):
+def start_forwarder(topo, queues, dnat=()):
     config = demo_config(topo, shaper_mbps=None, mss_clamp=1360)
     config["forwarder"] = {"queues": queues, "ring_size": 512}
+    config["dnat"] = list(dnat)
     fw = build_forwarder(parse_config(config), handle_signals=False)
     fw.start()
     return fw
@@ -195,20 +195,17 @@ def test_snat_flows_complete_when_replies_land_on_other_queues(queues):
 @pytest.mark.parametrize("queues", [2, 4])
 def test_dnat_port_forward_with_replies_on_other_queues(queues):
     with FirewallTopology(prefix="xt", queues=queues) as topo:
-        fw = start_forwarder(topo, queues)
+        inside_ports = [7300 + k for k in range(len(ECHO_PORTS))]
+        outside_ports = [DNAT_PORT + 1 + k for k in range(len(ECHO_PORTS))]
+        rules = [
+            {"interface": "wan", "proto": "udp", "port": out_port,
+             "to_address": topo.client_v4, "to_port": in_port}
+            for out_port, in_port in zip(outside_ports, inside_ports, strict=True)
+        ]  # fmt: skip
+        rules.append({"interface": "wan", "proto": "tcp", "port": DNAT_PORT,
+                      "to_address": topo.client_v4, "to_port": traffic.BULK_PORT})  # fmt: skip
+        fw = start_forwarder(topo, queues, rules)
         try:
-            # Forwarded ports on the WAN address must lie in the SNAT range: the host takes
-            # the address's other ports (packets for the firewall itself).
-            inside_ports = [7300 + k for k in range(len(ECHO_PORTS))]
-            outside_ports = [DNAT_PORT + 1 + k for k in range(len(ECHO_PORTS))]
-
-            def forward(pipe):
-                session = next(s for s in pipe.stages if isinstance(s, SessionStage))
-                for out_port, in_port in zip(outside_ports, inside_ports, strict=True):
-                    session.add_dnat(PORT_WAN, 17, out_port, topo.client_v4, in_port)
-                session.add_dnat(PORT_WAN, 6, DNAT_PORT, topo.client_v4, traffic.BULK_PORT)
-
-            fw.update(forward)
             echo = UdpEcho(topo.client, topo.client_v4, inside_ports)
             try:
                 good, lossy = udp_flows(topo.server, topo.wan_v4, outside_ports)
