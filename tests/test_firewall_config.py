@@ -122,6 +122,7 @@ def test_toml_file_round_trip(tmp_path):
     path.write_text(TOML)
     c = load_config(path)
     assert c.namespace == "fw" and c.forwarder.queues == 2 and c.forwarder.ring_size == 1024
+    assert c.forwarder.busy_poll_us == 0  # off unless asked for
     assert c.cos is None and c.mss_clamp_bytes == 1400 and c.lan.mac is None
 
 
@@ -193,6 +194,9 @@ def test_toml_file_round_trip(tmp_path):
             },
             rf"^dnat: at most {DNAT_RULES_MAX} port forwards",
         ),
+        ({"forwarder": {"busy_poll_us": -1}}, r"forwarder\.busy_poll_us: 0\.\.1000000"),
+        ({"forwarder": {"busy_poll_us": 2_000_000}}, r"forwarder\.busy_poll_us: 0\.\.1000000"),
+        ({"forwarder": {"busy_poll_us": "50"}}, r"forwarder\.busy_poll_us: expected an integer"),
     ],
 )
 def test_invalid_values_name_their_key(changes, message):
