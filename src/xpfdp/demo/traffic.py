@@ -6,7 +6,8 @@
 * `bulk_send` (client): one TCP flow sending a deterministic pseudo-random stream for a
   duration, hashing what it sent.
 * `EchoServer` / `mouse_rtts_us` (server/client): a small UDP request/response flow on the
-  DNS port whose round-trip times measure latency under load.
+  DNS port whose round-trip times measure latency under load; both ends run as processes
+  of their own (mouse.py), so the probe never waits for this process's GIL.
 * `ping`: ICMP/ICMPv6 echo through a datagram ("ping") socket.
 
 Sockets are created inside a namespace and keep it; the work runs in threads (socket calls
@@ -16,12 +17,17 @@ and SHA-256 release the GIL).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from xpfdp.topology import Namespace
 
@@ -209,42 +215,38 @@ def bulk_send_each(
     return results
 
 
+MOUSE_SCRIPT = Path(__file__).with_name("mouse.py")
+
+
+def _mouse_process(ns: Namespace, *args: str) -> subprocess.Popen:
+    """mouse.py in its own process inside `ns` (no GIL shared with the bulk threads)."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", ns.name, sys.executable, str(MOUSE_SCRIPT), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 class EchoServer:
-    """UDP echo on `MOUSE_PORT` for each address in `ns` (the mouse flow's far end)."""
+    """UDP echo on `MOUSE_PORT` for each address in `ns` (the mouse flow's far end), in its
+    own process; `peers` (the addresses it answered) is filled in by close()."""
 
     def __init__(self, ns: Namespace, addresses: tuple[str, ...]) -> None:
         self.peers: set[str] = set()
-        self._socks = []
-        with ns.inside():
-            for address in addresses:
-                s = socket.socket(_family(address), socket.SOCK_DGRAM)
-                s.bind((address, MOUSE_PORT))
-                s.settimeout(0.2)
-                self._socks.append(s)
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._loop, args=(s,), daemon=True) for s in self._socks
-        ]
-        for t in self._threads:
-            t.start()
-
-    def _loop(self, s: socket.socket) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = s.recvfrom(2048)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.peers.add(peer[0])
-            s.sendto(data, peer)
+        self._proc = _mouse_process(ns, "echo", str(MOUSE_PORT), *addresses)
+        if self._proc.stdout.readline().strip() != "ready":
+            self._proc.kill()
+            self._proc.wait()
+            raise RuntimeError(f"the echo server did not start in {ns.name}")
 
     def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=2)
-        for s in self._socks:
-            s.close()
+        if self._proc.returncode is not None:
+            return
+        self._proc.send_signal(signal.SIGTERM)
+        out, _ = self._proc.communicate(timeout=10)
+        if self._proc.returncode != 0:
+            raise RuntimeError(f"the echo server failed with exit code {self._proc.returncode}")
+        self.peers = set(json.loads(out.strip().splitlines()[-1])["peers"])
 
 
 @dataclass
@@ -266,31 +268,26 @@ def mouse_rtts_us(
     result: MouseResult | None = None,
 ) -> MouseResult:
     """Send 64-byte UDP requests from `ns` every `interval_s` for `duration_s` (or until
-    `stop` is set), waiting for each reply (timeout 0.5 s); record the RTTs in µs."""
+    `stop` is set), waiting for each reply (timeout 0.5 s); record the RTTs in µs. The
+    requests are sent by a process of their own (mouse.py); results arrive as they happen."""
     result = result or MouseResult()
-    with ns.inside():
-        s = socket.socket(_family(server), socket.SOCK_DGRAM)
-    with s:
-        s.settimeout(0.5)
-        s.connect((server, MOUSE_PORT))
-        deadline = time.monotonic() + duration_s
-        seq = 0
-        while time.monotonic() < deadline and not (stop and stop.is_set()):
-            seq += 1
-            request = struct.pack("!Q", seq) + bytes(56)
-            sent_at_s = time.monotonic()
-            t_send = time.perf_counter_ns()
-            s.send(request)
-            try:
-                while True:
-                    reply = s.recv(2048)
-                    if reply[:8] == request[:8]:
-                        break
-                result.rtts_us.append((time.perf_counter_ns() - t_send) / 1000)
-                result.sent_at_s.append(sent_at_s)
-            except TimeoutError:
+    proc = _mouse_process(ns, "probe", str(MOUSE_PORT), server, str(duration_s), str(interval_s))
+    try:
+        for line in proc.stdout:  # a line per request, as it ends
+            word = line.split()
+            if word[0] == "rtt":
+                result.rtts_us.append(float(word[1]))
+                result.sent_at_s.append(float(word[2]))
+            else:
                 result.lost += 1
-            time.sleep(interval_s)
+            if stop is not None and stop.is_set() and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    if proc.returncode != 0:
+        raise RuntimeError(f"mouse probe failed with exit code {proc.returncode}")
     return result
 
 
