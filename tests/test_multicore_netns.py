@@ -37,8 +37,8 @@ TCP_FLOWS = 6
 TCP_BYTES = 2_000_000
 DNAT_PORT = 29000  # inside the demo's SNAT range, which the allocator then skips
 FRAG_FLOWS = 32
-FRAG_SIZES = (3000, 8000)  # 3 and 6 fragments at a 1500-byte MTU
-FRAG_ROUNDS = 3
+FRAG_SIZES = (3000, 8000)  # 3 and 6 fragments at a 1500-byte MTU, in turn
+FRAG_ROUNDS = 6
 # The sender's kernel picks a veth queue by a hash that leaves a fragment's ports out, so
 # all fragments between two addresses share a queue: the server answers on many addresses.
 FRAG_SERVERS = [f"10.10.2.{100 + k}" for k in range(32)]
@@ -94,27 +94,33 @@ class UdpEcho:
             s.close()
 
 
-def udp_flows(ns, target, ports, flows=FLOWS, rounds=ROUNDS):
-    """`flows` UDP flows from `ns` in parallel, each `rounds` request/replies to
-    target:port (ports taken in turn). Returns (replies intact, flows with a loss)."""
+def small_payload(flow, r):
+    return f"flow {flow} round {r} ".encode() * (1 + r % 7)
+
+
+def udp_flows(ns, target, ports, flows=FLOWS, rounds=ROUNDS, payload=small_payload):
+    """`flows` UDP flows from `ns` in parallel, each `rounds` request/replies of
+    `payload(flow, round)` to target:port (ports, and targets when `target` is a list, taken
+    in turn). Returns (replies intact, flows with a loss)."""
     ok = [0] * flows
     lost = [0] * flows
+    targets = [target] if isinstance(target, str) else list(target)
 
     def one(i):
         with ns.inside():
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with s:
             s.settimeout(2.0)
-            dst = (target, ports[i % len(ports)])
+            dst = (targets[i % len(targets)], ports[i % len(ports)])
             for r in range(rounds):
-                payload = f"flow {i} round {r} ".encode() * (1 + r % 7)
-                s.sendto(payload, dst)
+                data_out = payload(i, r)
+                s.sendto(data_out, dst)
                 try:
-                    data, _ = s.recvfrom(4096)
+                    data, _ = s.recvfrom(65535)
                 except TimeoutError:
                     lost[i] += 1
                     continue
-                ok[i] += data == payload
+                ok[i] += data == data_out
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(flows)]
     for t in threads:
@@ -271,34 +277,8 @@ def test_icmp_errors_reach_flows_another_worker_owns(queues):
             fw.close()
 
 
-def large_datagram_flows(ns, targets, ports):
-    """FRAG_FLOWS UDP flows in parallel, each to one of `targets` (in turn), sending every
-    size of FRAG_SIZES FRAG_ROUNDS times and waiting for its echo. Returns (echoes intact,
-    datagrams sent)."""
-    ok = [0] * FRAG_FLOWS
-
-    def one(i):
-        with ns.inside():
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        with s:
-            s.settimeout(3.0)
-            dst = (targets[i % len(targets)], ports[i % len(ports)])
-            for _ in range(FRAG_ROUNDS):
-                for size in FRAG_SIZES:
-                    payload = os.urandom(size)
-                    s.sendto(payload, dst)
-                    try:
-                        data, _ = s.recvfrom(65535)
-                    except TimeoutError:
-                        continue
-                    ok[i] += data == payload
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(FRAG_FLOWS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(ok), FRAG_FLOWS * FRAG_ROUNDS * len(FRAG_SIZES)
+def large_payload(_flow, r):
+    return os.urandom(FRAG_SIZES[r % len(FRAG_SIZES)])
 
 
 def add_frag_servers(topo):
@@ -321,10 +301,14 @@ def test_kernel_fragmented_datagrams_through_snat_with_several_workers(queues):
         try:
             echo = UdpEcho(topo.server, FRAG_SERVERS, ECHO_PORTS[:1], bufsize=65535)
             try:
-                good, sent = large_datagram_flows(topo.client, FRAG_SERVERS, ECHO_PORTS[:1])
+                good, lossy = udp_flows(
+                    topo.client, FRAG_SERVERS, ECHO_PORTS[:1], flows=FRAG_FLOWS,
+                    rounds=FRAG_ROUNDS, payload=large_payload,
+                )  # fmt: skip
             finally:
                 echo.close()
-            assert good == sent
+            sent = FRAG_FLOWS * FRAG_ROUNDS
+            assert lossy == [] and good == sent
             assert_spread_and_handed_off(fw)
             stats = fw.stats()
             total = stats["total"]
