@@ -20,7 +20,8 @@
    the demo's process (whose Python traffic threads then share that process). Each run also
    counts the CPU time the whole box spent meanwhile (user + system + irq + softirq from
    /proc/stat: senders, receivers, kernel forwarding or the forwarder), so the rows compare
-   goodput per CPU-second as well as goodput.
+   goodput per CPU-second as well as goodput. ``--busy-poll-us N`` adds a row with the
+   forwarder's sockets busy-polling (docs/performance.md).
 
 Usage: ``.venv/bin/python benches/e2e_firewall.py --duration 5 --rounds 3``
 """
@@ -163,27 +164,45 @@ def tcp_goodput_bps(
     return sum(steady_rate_bps(sink.flows[r.flow_id].bins, *window) for r in results)
 
 
+def xpfdp_tcp(
+    topo: FirewallTopology, duration_s: float, tmp: Path, cpu: list, busy_poll_us: int = 0
+) -> float:
+    """tcp_goodput_bps through `xpfdp forward` (no shaper) in its own process. With
+    `busy_poll_us`, its sockets busy-poll and the firewall's veths defer their softirq
+    (napi_defer_hard_irqs 2, gro_flush_timeout 200 µs), as busy polling needs."""
+    config = demo_config(topo, shaper_mbps=None, mss_clamp=1360)
+    if busy_poll_us:
+        config["forwarder"] = {"busy_poll_us": busy_poll_us}
+        for dev in (topo.lan_if, topo.wan_if):
+            for knob, value in (("napi_defer_hard_irqs", 2), ("gro_flush_timeout", 200_000)):
+                topo.firewall.run("sh", "-c", f"echo {value} > /sys/class/net/{dev}/{knob}")
+    path = tmp / "fw-tcp.toml"
+    path.write_text(to_toml(config))
+    proc = harness.start([sys.executable, "-m", "xpfdp", "forward", "--config", str(path),
+                          "--quiet"], topo.firewall.name)  # fmt: skip
+    try:
+        return tcp_goodput_bps(topo, duration_s, cpu=cpu)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
 def run_tcp(args, tmp: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per round: kernel forwarding and the xpfdp firewall in its own process (`xpfdp
-    forward`), each with the box's busy CPUs during the send; then the demo's in-process
-    forwarder (traffic threads share its process; goodput only)."""
-    results: dict[str, list[float]] = {"kernel": [], "xpfdp": [], "xpfdp-in-process": []}
-    cpus: dict[str, list[float]] = {"kernel": [], "xpfdp": []}
+    forward`), each with the box's busy CPUs during the send (with --busy-poll-us, the
+    firewall busy-polling too); then the demo's in-process forwarder (traffic threads share
+    its process; goodput only)."""
+    rows = ["kernel", "xpfdp"] + (["xpfdp-busy-poll"] if args.busy_poll_us else [])
+    results: dict[str, list[float]] = {name: [] for name in [*rows, "xpfdp-in-process"]}
+    cpus: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(args.rounds):
         with FirewallTopology(mode="kernel", prefix="xb") as topo:
             results["kernel"].append(tcp_goodput_bps(topo, args.duration, cpu=cpus["kernel"]) / 1e9)
-        with FirewallTopology(mode="xpfdp", prefix="xb") as topo:
-            config = tmp / "fw-tcp.toml"
-            config.write_text(to_toml(demo_config(topo, shaper_mbps=None, mss_clamp=1360)))
-            proc = harness.start([sys.executable, "-m", "xpfdp", "forward", "--config",
-                                  str(config), "--quiet"], topo.firewall.name)  # fmt: skip
-            try:
-                results["xpfdp"].append(
-                    tcp_goodput_bps(topo, args.duration, cpu=cpus["xpfdp"]) / 1e9
-                )
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.communicate(timeout=30)
+        for name, busy_poll_us in (("xpfdp", 0), ("xpfdp-busy-poll", args.busy_poll_us)):
+            if name in rows:
+                with FirewallTopology(mode="xpfdp", prefix="xb") as topo:
+                    bps = xpfdp_tcp(topo, args.duration, tmp, cpus[name], busy_poll_us)
+                results[name].append(bps / 1e9)
         report = run_demo(mode="xpfdp", duration_s=args.duration, flows=4, shaper_mbps=None,
                           out_dir=tmp / "demo", emit=lambda line: None)  # fmt: skip
         if not report.ok:
@@ -199,6 +218,12 @@ def main(argv=None) -> int:
     p.add_argument("--inflight", type=int, default=256, help="frames circulating (loop)")
     p.add_argument("--workloads", default="loop,tcp")
     p.add_argument("--cpu", type=int, help="pin the programs under test to this CPU (loop)")
+    p.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=0,
+        help="tcp: also run the firewall with busy polling (forwarder.busy_poll_us)",
+    )
     args = p.parse_args(argv)
     if args.cpu is not None:
         harness.PIN[:] = ["taskset", "-c", str(args.cpu)]

@@ -104,6 +104,7 @@ def test_toml_file_round_trip(tmp_path):
     path.write_text(TOML)
     c = load_config(path)
     assert c.namespace == "fw" and c.forwarder.queues == 2 and c.forwarder.ring_size == 1024
+    assert c.forwarder.busy_poll_us == 0  # off unless asked for
     assert c.cos is None and c.mss_clamp_bytes == 1400 and c.lan.mac is None
 
 
@@ -148,6 +149,9 @@ def test_toml_file_round_trip(tmp_path):
         ({"forwarder": {"burst": 512}}, r"forwarder\.burst: must be <= 256"),
         ({"forwarder": {"xdp_mode": "turbo"}}, r"forwarder\.xdp_mode: one of auto"),
         ({"forwarder": {"queues": 0}}, r"forwarder\.queues: must be > 0"),
+        ({"forwarder": {"busy_poll_us": -1}}, r"forwarder\.busy_poll_us: 0\.\.1000000"),
+        ({"forwarder": {"busy_poll_us": 2_000_000}}, r"forwarder\.busy_poll_us: 0\.\.1000000"),
+        ({"forwarder": {"busy_poll_us": "50"}}, r"forwarder\.busy_poll_us: expected an integer"),
     ],
 )
 def test_invalid_values_name_their_key(changes, message):

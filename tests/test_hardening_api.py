@@ -10,6 +10,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from xpfdp import XpfdpError, csum, parse
+from xpfdp._fast.icmp import IcmpRateLimit
 from xpfdp.cos import XDP_DESC, FifoQueue, FlowFairQueue, Scheduler, TokenBucket
 from xpfdp.firewall import SESSIONS_MAX, ConfigError, parse_config
 from xpfdp.pcap import FrameBatch
@@ -227,6 +228,41 @@ def test_oversize_packet_does_not_block_a_fifo_class():
 def test_constructors_reject_non_integer_sizes(make):
     with pytest.raises(TypeError, match="must be an integer, not float"):
         make()
+
+
+def test_clock_and_count_arguments_reject_floats():
+    """Times and counts given to the Python API are integers: a float (a clock read with
+    time.time() * 1e9, say) is refused, never silently truncated."""
+    umem = Umem(64)
+    port = MemPort(umem, None)
+    with pytest.raises(TypeError, match="burst_size must be an integer, not float"):
+        Pipeline([port], [], burst_size=64.0)
+    pipe = Pipeline([port], [])
+    with pytest.raises(TypeError, match="now_ns must be an integer, not float"):
+        pipe.poll(1.5e9)
+    with pytest.raises(ValueError, match="now_ns must be in"):
+        pipe.poll(-1)
+    with pytest.raises(TypeError, match="max_packets must be an integer, not float"):
+        pipe.run(max_packets=10.0)
+    assert pipe.poll(10**9) == 0  # an integer clock still works
+    pipe.close()
+    bucket = TokenBucket(1000, 100)
+    for call, name in ((lambda: bucket.refill(2.5), "now_ns"),
+                       (lambda: bucket.try_consume(64, 2.5), "now_ns"),
+                       (lambda: bucket.cost(64.7), "packet_len"),
+                       (lambda: bucket.ns_until(3.0), "need_bytes")):  # fmt: skip
+        with pytest.raises(TypeError, match=f"{name} must be an integer, not float"):
+            call()
+    sched = Scheduler(shaping_rate_bytes_per_s=10**6)
+    with pytest.raises(TypeError, match="now_ns must be an integer, not float"):
+        sched.drain(np.zeros(4, dtype=XDP_DESC), 1.0)
+    with pytest.raises(TypeError, match="interval_ns must be an integer"):
+        IcmpRateLimit(1e9, 6)
+    with pytest.raises(ValueError, match="burst must be in"):
+        IcmpRateLimit(10**9, 0)
+    port.close()
+    umem.check_frames()
+    umem.close()
 
 
 def test_cos_lengths_are_integers_and_rates_whole_numbers():

@@ -136,7 +136,8 @@ def refused_flows(ns, target, port, flows=FLOWS):
     refused = 0
     for i in range(flows):
         with ns.inside():
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET,
+                              socket.SOCK_DGRAM)  # fmt: skip
         with s:
             s.settimeout(1.0)
             s.connect((target, port))
@@ -257,15 +258,17 @@ def test_more_queues_than_the_interface_has_is_a_clear_error():
             fw.close()
 
 
-@pytest.mark.parametrize("queues", [2, 4])
-def test_icmp_errors_reach_flows_another_worker_owns(queues):
+@pytest.mark.parametrize(("queues", "version"), [(2, 4), (4, 4), (2, 6), (4, 6)])
+def test_icmp_errors_reach_flows_another_worker_owns(queues, version):
     """The server's Port Unreachables to the SNAT address all hash to one WAN queue, so
     most quote a flow another worker owns: they must be handed to it and translated."""
     with FirewallTopology(prefix="xt", queues=queues) as topo:
-        topo.server.run("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")  # no per-peer limit
+        for knob in ("net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"):
+            topo.server.run("sysctl", "-qw", knob)  # no per-peer limit on the errors
         fw = start_forwarder(topo, queues)
         try:
-            assert refused_flows(topo.client, topo.server_v4, CLOSED_PORT) == FLOWS
+            server = topo.server_v4 if version == 4 else topo.server_v6
+            assert refused_flows(topo.client, server, CLOSED_PORT) == FLOWS
             workers = fw.stats()["workers"]
             translated = [w["stages"]["session"]["icmp_errors_translated"] for w in workers]
             assert sum(translated) == FLOWS, translated

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -116,6 +117,40 @@ def test_kernel_udp_arrives_byte_for_byte(topo, umem_factory):
         assert frame[30:34] == socket.inet_aton(link.dut_ip)
         assert struct.unpack("!H", frame[36:38])[0] == 7000 + i
         assert frame[42:] == payload
+
+
+def socket_int_option(fd: int, option: int) -> int:
+    """An int SOL_SOCKET option of the socket behind `fd` (read through a duplicate)."""
+    s = socket.socket(44, socket.SOCK_RAW, 0, os.dup(fd))  # AF_XDP
+    try:
+        return s.getsockopt(socket.SOL_SOCKET, option)
+    finally:
+        s.close()
+
+
+SO_BUSY_POLL, SO_PREFER_BUSY_POLL = 46, 69  # (the kernel cannot read SO_BUSY_POLL_BUDGET back)
+
+
+def test_busy_poll_options_reach_the_socket(topo, umem_factory):
+    link = topo.link()
+    with topo.dut.inside():
+        umem = umem_factory(1024)
+        with XskPort(link.dut_if, 0, umem, ring_size=256, busy_poll_us=50) as port:
+            assert port.busy_poll_us == 50
+            assert socket_int_option(port.fd, SO_BUSY_POLL) == 50
+            assert socket_int_option(port.fd, SO_PREFER_BUSY_POLL) == 1
+            port.set_busy_poll(0)
+            assert socket_int_option(port.fd, SO_BUSY_POLL) == 0
+            assert socket_int_option(port.fd, SO_PREFER_BUSY_POLL) == 0
+            with pytest.raises(ValueError, match="busy_poll_us"):
+                port.set_busy_poll(-1)
+            with pytest.raises(ValueError, match="budget"):
+                port.set_busy_poll(10, budget=0)
+            with pytest.raises(TypeError):
+                port.set_busy_poll(1.5)
+        with pytest.raises(ValueError, match="closed"):
+            port.set_busy_poll(10)
+        umem.check_frames()
 
 
 def test_rx_addresses_follow_copy_mode_layout(topo, umem_factory):

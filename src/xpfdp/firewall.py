@@ -72,6 +72,7 @@ from xpfdp.pipeline import (
     firewall_stages,
     xsk_workers,
 )
+from xpfdp.ports import MAX_BUSY_POLL_US
 from xpfdp.route import RouteTable
 from xpfdp.session import DEFAULT_MAX_SESSIONS, SessionTable
 
@@ -148,13 +149,14 @@ class ForwarderConfig:
     """Worker geometry: RX queues (one worker each; QUEUES_ALL: every RX queue the
     interfaces have), ring and burst sizes, XDP mode, session table capacity in flows per
     worker (each flow is a forward and a reverse entry; memory grows with use, about 300
-    bytes per flow)."""
+    bytes per flow), busy polling of the AF_XDP sockets in µs (0: off)."""
 
     queues: int = 1
     ring_size: int = 2048
     burst: int = 64
     xdp_mode: str = "auto"
     sessions: int = DEFAULT_MAX_SESSIONS // 2
+    busy_poll_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -408,7 +410,7 @@ def _cos(config: dict) -> CosConfig | None:
 def _forwarder(config: dict) -> ForwarderConfig:
     table = _take(config, "forwarder", "", dict, {})
     p = "forwarder."
-    _no_extra(table, {"queues", "ring_size", "burst", "xdp_mode", "sessions"}, p)
+    _no_extra(table, {"queues", "ring_size", "burst", "xdp_mode", "sessions", "busy_poll_us"}, p)
     d = ForwarderConfig()
     queues = _take(table, "queues", p, (int, str), d.queues)
     if queues != "all":
@@ -427,7 +429,10 @@ def _forwarder(config: dict) -> ForwarderConfig:
     sessions = _positive(
         _take(table, "sessions", p, int, d.sessions), f"{p}sessions", maximum=SESSIONS_MAX
     )
-    return ForwarderConfig(queues, ring, burst, mode, sessions)
+    busy_poll_us = _take(table, "busy_poll_us", p, int, d.busy_poll_us)
+    if not 0 <= busy_poll_us <= MAX_BUSY_POLL_US:
+        raise ConfigError(f"{p}busy_poll_us: 0..{MAX_BUSY_POLL_US}, got {busy_poll_us}")
+    return ForwarderConfig(queues, ring, burst, mode, sessions, busy_poll_us)
 
 
 def _icmp(config: dict) -> IcmpConfig:
@@ -775,7 +780,8 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     tx_frames = (2 * f.ring_size if handoff else 0) + 4 * f.burst
     # per port: fill ring x2, in flight, TX queue; plus the TX frames
     frames = 2 * 3 * f.ring_size + 8 * f.burst + tx_frames
-    port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size}
+    port_options = {"mode": f.xdp_mode, "ring_size": f.ring_size, "fill_target": 2 * f.ring_size,
+                    "busy_poll_us": f.busy_poll_us}  # fmt: skip
     neighbours = NeighbourTable()
     try:
         with inside(config.namespace):  # sockets and program attach belong to that namespace

@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from xpfdp._fast.loops import bridge, drain, forward, generate
 from xpfdp._fast.xsk import (
     ABI_VERSION,
+    BUSY_POLL_BUDGET,
     DESC,
     FRAME_STATES,
     KERNEL_STAT_NAMES,
+    MAX_BUSY_POLL_US,
     STAT_NAMES,
     Burst,
     FrameLeakError,
@@ -67,9 +69,11 @@ def handle_signals() -> Iterator[None]:
 
 __all__ = [
     "ABI_VERSION",
+    "BUSY_POLL_BUDGET",
     "DESC",
     "FRAME_STATES",
     "KERNEL_STAT_NAMES",
+    "MAX_BUSY_POLL_US",
     "STAT_NAMES",
     "Burst",
     "FrameLeakError",

@@ -1101,28 +1101,29 @@ cdef class TokenBucket:
         """Clock value of the last refill that added tokens."""
         return self.tb.last_ns
 
-    def refill(self, uint64_t now_ns):
+    def refill(self, now_ns):
         """Add tokens for the time elapsed since the last refill (first call fills)."""
-        tb_refill(&self.tb, now_ns)
+        tb_refill(&self.tb, integer(now_ns, "now_ns", 0, 0xFFFFFFFFFFFFFFFF))
 
-    def cost(self, uint32_t packet_len):
+    def cost(self, packet_len):
         """Tokens a packet of `packet_len` bytes consumes (length + overhead)."""
-        return <uint64_t>packet_len + self.tb.overhead_bytes
+        return integer(packet_len, "packet_len", 0, 0xFFFFFFFF) + self.tb.overhead_bytes
 
-    def try_consume(self, uint32_t packet_len, uint64_t now_ns):
+    def try_consume(self, packet_len, now_ns):
         """Refill, then take the packet's cost if available; True when it may be sent.
         A packet larger than the bucket is sent once the bucket is full, leaving debt."""
-        tb_refill(&self.tb, now_ns)
-        cdef uint64_t c = <uint64_t>packet_len + self.tb.overhead_bytes
+        cdef uint64_t c = <uint64_t>integer(packet_len, "packet_len", 0, 0xFFFFFFFF)
+        tb_refill(&self.tb, integer(now_ns, "now_ns", 0, 0xFFFFFFFFFFFFFFFF))
+        c += self.tb.overhead_bytes
         if not tb_covers(&self.tb, c):
             return False
         tb_take(&self.tb, c)
         return True
 
-    def ns_until(self, uint64_t need_bytes):
+    def ns_until(self, need_bytes):
         """Nanoseconds until a packet of `need_bytes` may be consumed (0 if now or uncapped;
         finite even when it exceeds the bucket)."""
-        return tb_ns_until(&self.tb, need_bytes)
+        return tb_ns_until(&self.tb, integer(need_bytes, "need_bytes", 0, 0xFFFFFFFFFFFFFFFF))
 
 
 def guarantee_quantum_bytes(uint64_t rate_bytes_per_s):
@@ -1305,19 +1306,21 @@ cdef class Scheduler:
                 best = c.wake_ns
         return best
 
-    def drain(self, out_desc, uint64_t now_ns, uint32_t max_items=COS_BATCH_MAX):
+    def drain(self, out_desc, now_ns, max_items=COS_BATCH_MAX):
         """Serve one batch into `out_desc` (XDP_DESC); returns the packet count.
 
         Tokens are charged for the whole batch; if TX accepts only a prefix call
         settle(accepted) before the next drain, which restores the rest exactly.
         """
+        cdef uint64_t now = integer(now_ns, "now_ns", 0, 0xFFFFFFFFFFFFFFFF)
+        cdef uint32_t most = integer(max_items, "max_items", 0, 0xFFFFFFFF)
         cdef Py_ssize_t n_out
         cdef xdp_desc* out = <xdp_desc*>array_pointer(out_desc, XDP_DESC, "out_desc", "XDP_DESC", &n_out,
                                              True)
-        cdef uint32_t cap = min(max_items, COS_BATCH_MAX, n_out)
+        cdef uint32_t cap = min(most, COS_BATCH_MAX, n_out)
         cdef uint32_t n
         with nogil:
-            n = self.drain_batch(out, cap, now_ns)
+            n = self.drain_batch(out, cap, now)
         return n
 
     def settle(self, uint32_t accepted):

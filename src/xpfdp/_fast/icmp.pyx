@@ -8,6 +8,8 @@ refuse.
 
 import ipaddress
 
+from xpfdp._check import integer
+
 from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -141,11 +143,10 @@ cdef class IcmpRateLimit:
 
     cdef icmp_bucket_t b
 
-    def __init__(self, uint64_t interval_ns, uint32_t burst):
-        if interval_ns == 0 or burst == 0:
-            raise ValueError("interval_ns and burst must be positive")
-        icmp_bucket_init(&self.b, interval_ns, burst)
+    def __init__(self, interval_ns, burst):
+        icmp_bucket_init(&self.b, integer(interval_ns, "interval_ns", 1, 0xFFFFFFFFFFFFFFFF),
+                         integer(burst, "burst", 1, 0xFFFFFFFF))
 
-    def take(self, uint64_t now_ns):
+    def take(self, now_ns):
         """True if a message may be sent at `now_ns` (spends a token)."""
-        return icmp_bucket_take(&self.b, now_ns)
+        return icmp_bucket_take(&self.b, integer(now_ns, "now_ns", 0, 0xFFFFFFFFFFFFFFFF))

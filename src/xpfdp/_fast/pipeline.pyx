@@ -295,11 +295,16 @@ cdef class Pipeline:
         self.exp_buf = NULL
 
     def __init__(self, ports, stages, *, routes=None, next_hops=(), sessions=None,
-                 flow_cache=None, fragments=None, uint32_t burst_size=64, names=None,
-                 uint32_t tx_queue=0, neighbours=None, uint32_t neighbour_hold=64,
-                 uint64_t neighbour_hold_ns=1_000_000_000,
-                 Handoff handoff=None, uint32_t worker=0):
+                 flow_cache=None, fragments=None, burst_size=64, names=None,
+                 tx_queue=0, neighbours=None, neighbour_hold=64,
+                 neighbour_hold_ns=1_000_000_000,
+                 Handoff handoff=None, worker=0):
         cdef Burst cb, cp, rb, tb, db
+        burst_size = integer(burst_size, "burst_size", 0, 0xFFFFFFFF)
+        tx_queue = integer(tx_queue, "tx_queue", 0, 0xFFFFFFFF)
+        neighbour_hold = integer(neighbour_hold, "neighbour_hold", 0, 0xFFFFFFFF)
+        neighbour_hold_ns = integer(neighbour_hold_ns, "neighbour_hold_ns", 0, 0xFFFFFFFFFFFFFFFF)
+        worker = integer(worker, "worker", 0, 0xFFFFFFFF)
         ports = list(ports)
         stages = list(stages)
         if not 1 <= len(ports) <= MAX_PORTS:
@@ -1044,7 +1049,8 @@ cdef class Pipeline:
         burst). `now_ns` overrides the monotonic clock (tests drive session expiry with it).
         Returns the number of packets received."""
         self._check_open()
-        cdef uint64_t t = monotonic_ns() if now_ns is None else <uint64_t>now_ns
+        cdef uint64_t t = monotonic_ns() if now_ns is None else integer(
+            now_ns, "now_ns", 0, 0xFFFFFFFFFFFFFFFF)
         cdef uint32_t got
         self.pin_umems(1)
         try:
@@ -1055,11 +1061,12 @@ cdef class Pipeline:
         self._raise_error()
         return got
 
-    def run(self, seconds=None, *, uint64_t max_packets=0, bint until_idle=False):
+    def run(self, seconds=None, *, max_packets=0, bint until_idle=False):
         """Poll until `seconds` pass, `max_packets` were received, `until_idle` and a poll
         received nothing with every TX queue empty, or stop() is called. Returns packets
         received. After 64 idle polls it blocks up to 1 ms in one poll() over every port."""
         self._check_open()
+        max_packets = integer(max_packets, "max_packets", 0, 0xFFFFFFFFFFFFFFFF)
         if seconds is None and not max_packets and not until_idle:
             raise ValueError("run() needs seconds, max_packets or until_idle")
         cdef uint64_t deadline = 0, total = 0

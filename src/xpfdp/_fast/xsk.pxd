@@ -137,6 +137,7 @@ cdef class XskPort(Port):
     cdef xsk_ring_prod *fillq
     cdef xsk_ring_cons *compq
     cdef readonly int fd
+    cdef readonly int busy_poll_us      # SO_BUSY_POLL of the socket (0: off)
     cdef readonly bint zerocopy
     cdef readonly uint32_t ring_size
     cdef uint64_t last_wake_ns

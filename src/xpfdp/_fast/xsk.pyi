@@ -11,6 +11,8 @@ from xpfdp.bpf import ProgramRegistry, XdpProgram
 from xpfdp.errors import XpfdpError
 
 ABI_VERSION: int
+BUSY_POLL_BUDGET: int
+MAX_BUSY_POLL_US: int
 DESC: np.dtype[np.void]
 PKT_META: np.dtype[np.void]
 FRAME_STATES: tuple[str, ...]
@@ -110,6 +112,7 @@ class Port:
 @final
 class XskPort(Port):
     fd: int
+    busy_poll_us: int
     zerocopy: bool
     ring_size: int
     ifname: str
@@ -127,8 +130,10 @@ class XskPort(Port):
         zerocopy: bool | None = None,
         fill_target: int | None = None,
         programs: ProgramRegistry | None = None,
+        busy_poll_us: int = 0,
     ) -> None: ...
     def __enter__(self) -> XskPort: ...
+    def set_busy_poll(self, busy_poll_us: int, budget: int = 64) -> None: ...
     def refresh_mtu(self) -> int: ...
     def close(self) -> None: ...
 

@@ -133,8 +133,23 @@ cdef extern from *:
     int xpfdp_poll_in_many(const int *fds, unsigned n, int timeout_ms) nogil
     uint32_t xpfdp_load_acquire(const uint32_t *p) nogil
     int getsockopt(int fd, int level, int optname, void *optval, unsigned int *optlen) nogil
+    int setsockopt(int fd, int level, int optname, const void *optval, unsigned int optlen) nogil
+    int SOL_SOCKET
 
 ABI_VERSION = XPFDP_XSK_ABI_VERSION
+
+# Busy-polling socket options (asm-generic/socket.h; the same on every architecture Linux
+# runs AF_XDP on but parisc/sparc/alpha, which xpfdp does not build for).
+cdef enum:
+    SO_BUSY_POLL = 46
+    SO_PREFER_BUSY_POLL = 69
+    SO_BUSY_POLL_BUDGET = 70
+BUSY_POLL_BUDGET = 64       # packets per busy-poll run: one NAPI budget
+MAX_BUSY_POLL_US = 1000000  # a second: anything longer is a mistake
+
+
+cdef int _set_int_option(int fd, int option, int value) noexcept nogil:
+    return setsockopt(fd, SOL_SOCKET, option, &value, sizeof(int))
 
 # Frame states (low three bits of Umem.state[frame]).
 cdef enum:
@@ -847,7 +862,7 @@ cdef class Port:
 
 @cython.final
 cdef class XskPort(Port):
-    """XskPort(ifname, queue=0, umem=None, *, mode='auto', ring_size=1024, zerocopy=None, fill_target=None, programs=None)\n--\n
+    """XskPort(ifname, queue=0, umem=None, *, mode='auto', ring_size=1024, zerocopy=None, fill_target=None, programs=None, busy_poll_us=0)\n--\n
     An AF_XDP socket on (ifname, queue) using frames of `umem`.
 
     The redirect program is attached on first use of an interface (`mode`: "auto" tries
@@ -856,6 +871,7 @@ cdef class XskPort(Port):
     The first port of a UMEM uses the UMEM's fill/completion rings (primed before bind);
     later ports are created with xsk_socket__create_shared and their own rings. Bind is
     copy or zero-copy according to the real attach mode and confirmed with XDP_OPTIONS.
+    `busy_poll_us` > 0 turns on busy polling for the socket (`set_busy_poll`).
     """
 
     def __cinit__(self):
@@ -863,7 +879,8 @@ cdef class XskPort(Port):
         self.closed = True
 
     def __init__(self, str ifname, queue=0, Umem umem=None, *, str mode="auto",
-                 ring_size=1024, zerocopy=None, fill_target=None, programs=None):
+                 ring_size=1024, zerocopy=None, fill_target=None, programs=None,
+                 busy_poll_us=0):
         cdef xsk_socket_config cfg
         cdef int ret = 0
         cdef bytes name_b
@@ -948,12 +965,33 @@ cdef class XskPort(Port):
             if not primary:
                 self.refill()
             self.program.set_socket(queue, self.fd)
+            if busy_poll_us:
+                self.set_busy_poll(busy_poll_us)
             self.st.fill_empty = 0  # priming an empty ring is not a starvation event
             self._mtu_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.refresh_mtu()
         except BaseException:
             self.close()
             raise
+
+    def set_busy_poll(self, busy_poll_us, budget=BUSY_POLL_BUDGET):
+        """Busy polling on this socket: its receive, transmit and poll calls run the
+        queue's NAPI in the calling thread for up to `busy_poll_us` µs (at most `budget`
+        packets per run) and the kernel is asked to prefer that over its softirq
+        (SO_PREFER_BUSY_POLL). 0 turns it off. It only takes over from the softirq when the
+        device defers it (`napi_defer_hard_irqs`, `gro_flush_timeout` in sysfs); on veth it
+        did not help (docs/performance.md)."""
+        cdef int us = integer(busy_poll_us, "busy_poll_us", 0, MAX_BUSY_POLL_US)
+        cdef int n = integer(budget, "budget", 1, 65535)
+        cdef int prefer = 1 if us else 0
+        if self.xsk == NULL:
+            raise ValueError("port is closed")
+        for name, opt, value in (("SO_PREFER_BUSY_POLL", SO_PREFER_BUSY_POLL, prefer),
+                                 ("SO_BUSY_POLL", SO_BUSY_POLL, us),
+                                 ("SO_BUSY_POLL_BUDGET", SO_BUSY_POLL_BUDGET, n)):
+            if _set_int_option(self.fd, opt, value) != 0:
+                raise OSError(errno, f"setsockopt({name}): {strerror(errno).decode()}")
+        self.busy_poll_us = us
 
     def refresh_mtu(self):
         """Re-read the interface's MTU (SIOCGIFMTU through a socket made in its namespace,

@@ -37,17 +37,18 @@ def echo(port: int, addresses: list[str]) -> dict:
         s = socket.socket(_family(address), socket.SOCK_DGRAM)
         s.bind((address, port))
         s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ)
+        sel.register(s, selectors.EVENT_READ, data=s)
     print("ready", flush=True)
     peers: set[str] = set()
     while not stop:
         for key, _ in sel.select(timeout=0.2):
+            sock: socket.socket = key.data
             try:
-                data, peer = key.fileobj.recvfrom(2048)
+                data, peer = sock.recvfrom(2048)
             except BlockingIOError:
                 continue
             peers.add(peer[0])
-            key.fileobj.sendto(data, peer)
+            sock.sendto(data, peer)
     return {"peers": sorted(peers)}
 
 

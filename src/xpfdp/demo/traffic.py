@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from xpfdp.topology import Namespace
 
@@ -218,13 +219,17 @@ def bulk_send_each(
 MOUSE_SCRIPT = Path(__file__).with_name("mouse.py")
 
 
-def _mouse_process(ns: Namespace, *args: str) -> subprocess.Popen:
-    """mouse.py in its own process inside `ns` (no GIL shared with the bulk threads)."""
-    return subprocess.Popen(
+def _mouse_process(ns: Namespace, *args: str) -> tuple[subprocess.Popen, IO[str]]:
+    """mouse.py in its own process inside `ns` (no GIL shared with the bulk threads), and
+    its stdout."""
+    proc = subprocess.Popen(
         ["ip", "netns", "exec", ns.name, sys.executable, str(MOUSE_SCRIPT), *args],
         stdout=subprocess.PIPE,
         text=True,
     )
+    if proc.stdout is None:
+        raise RuntimeError("no pipe to the mouse process")
+    return proc, proc.stdout
 
 
 class EchoServer:
@@ -233,8 +238,8 @@ class EchoServer:
 
     def __init__(self, ns: Namespace, addresses: tuple[str, ...]) -> None:
         self.peers: set[str] = set()
-        self._proc = _mouse_process(ns, "echo", str(MOUSE_PORT), *addresses)
-        if self._proc.stdout.readline().strip() != "ready":
+        self._proc, out = _mouse_process(ns, "echo", str(MOUSE_PORT), *addresses)
+        if out.readline().strip() != "ready":
             self._proc.kill()
             self._proc.wait()
             raise RuntimeError(f"the echo server did not start in {ns.name}")
@@ -271,9 +276,11 @@ def mouse_rtts_us(
     `stop` is set), waiting for each reply (timeout 0.5 s); record the RTTs in µs. The
     requests are sent by a process of their own (mouse.py); results arrive as they happen."""
     result = result or MouseResult()
-    proc = _mouse_process(ns, "probe", str(MOUSE_PORT), server, str(duration_s), str(interval_s))
+    proc, out = _mouse_process(
+        ns, "probe", str(MOUSE_PORT), server, str(duration_s), str(interval_s)
+    )
     try:
-        for line in proc.stdout:  # a line per request, as it ends
+        for line in out:  # a line per request, as it ends
             word = line.split()
             if word[0] == "rtt":
                 result.rtts_us.append(float(word[1]))
