@@ -4,6 +4,7 @@ handed to the table comes back exactly once (property tests drive it like the pi
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,8 @@ from scapy.all import (
     fragment6,
 )
 
-from xpfdp.frag import HELD, LIMIT, FragTable, fragment_info
+from xpfdp.frag import HELD, LIMIT, NOTED, FragTable, fragment_info
+from xpfdp.session import DECISION_DTYPE, make_decision
 
 S = 1_000_000_000
 A, B = "10.0.0.2", "192.0.2.10"
@@ -79,10 +81,79 @@ def test_later_fragment_before_first_is_held_then_released():
         "dropped_limit": 0,
         "completed": 1,
         "expired": 0,
+        "noted": 0,
         "entries": 0,
         "held_frames": 0,
     }
     t.check_invariants()
+
+
+def test_note_from_another_worker_releases_held_fragments_and_gives_its_decision():
+    """The fragment owner holds later fragments until the worker that resolved the first
+    one sends its decision; later fragments then take that decision, not a handle."""
+    t = FragTable(max_entries=8, max_held_frames=4)
+    key = (A, B, 17, 7)
+    nat = make_decision(snat="192.0.2.1", snat_port=61000, egress_port=1)
+    assert t.later_fragment(*key, 1480, 1480, True, (4096, 1514, 0), 0) == HELD
+    assert t.note_fragment(*key, nat, S, length=1480)
+    assert t.pop_released() == [(4096, 1514, 0)]
+    out = np.zeros(1, dtype=DECISION_DTYPE)
+    assert t.later_fragment(*key, 1480, 1480, True, (4096, 1514, 0), S, decision_out=out) == NOTED
+    assert out[0].tobytes() == nat.tobytes()
+    out[:] = 0
+    assert t.later_fragment(*key, 2960, 40, False, (8192, 74, 1), S, decision_out=out) == NOTED
+    assert out[0].tobytes() == nat.tobytes()
+    assert len(t) == 0  # every byte passed: the entry is gone
+    st_ = t.stats()
+    assert (st_["noted"], st_["recorded"], st_["translated"], st_["completed"]) == (1, 0, 2, 1)
+    assert st_["held"] == st_["released"] == 1
+    t.check_invariants()
+
+
+def test_noted_and_local_decisions_replace_each_other_like_a_repeated_first_fragment():
+    t = FragTable()
+    key = (A, B, 17, 8)
+    nat = make_decision(snat="192.0.2.1", snat_port=61001)
+    t.note_fragment(*key, nat, 0, length=8)
+    assert t.later_fragment(*key, 8, 8, True, (0, 64, 0), 0) == NOTED  # no decision_out
+    assert t.first_fragment(*key, 42, 0, length=8)  # a reused ID resolved here
+    assert t.later_fragment(*key, 8, 8, True, (0, 64, 0), 0) == 42
+    assert t.note_fragment(*key, nat, 0, length=8)
+    out = np.zeros(2, dtype=DECISION_DTYPE)
+    assert t.later_fragment(*key, 8, 8, True, (0, 64, 0), 0, decision_out=out) == NOTED
+    assert out[0]["rsp"] == 61001 and out[1]["rsp"] == 0
+    t.check_invariants()
+
+
+def test_noted_entries_obey_the_entry_limit_and_the_timeout():
+    t = FragTable(max_entries=1)
+    nat = make_decision(snat="192.0.2.1", snat_port=61002)
+    assert t.note_fragment(A, B, 17, 1, nat, 10 * S, length=8)
+    assert not t.note_fragment(A, B, 17, 2, nat, 10 * S, length=8)  # no entry free
+    assert t.stats()["dropped_limit"] == 1 and t.stats()["noted"] == 1
+    assert t.expire(40 * S - 1) == [] and len(t) == 1
+    assert t.expire(40 * S) == [] and len(t) == 0
+    # The note has expired with its entry: a later fragment now waits for a new one.
+    assert t.later_fragment(A, B, 17, 1, 8, 8, False, (0, 64, 0), 40 * S) == HELD
+    assert t.drain() == [(0, 64, 0)]
+    t.check_invariants()
+
+
+def test_note_arguments_are_validated():
+    t = FragTable()
+    with pytest.raises(TypeError, match="DECISION_DTYPE"):
+        t.note_fragment(A, B, 17, 1, b"\0" * 40, 0)
+    with pytest.raises(TypeError, match="DECISION_DTYPE"):
+        t.note_fragment(A, B, 17, 1, np.zeros(2, dtype=DECISION_DTYPE), 0)
+    with pytest.raises(ValueError, match="frag_id"):
+        t.note_fragment(A, B, 17, 1 << 16, make_decision(), 0)
+    with pytest.raises(TypeError, match="decision_out"):
+        t.later_fragment(A, B, 17, 1, 8, 8, True, (0, 64, 0), 0, decision_out=np.zeros(1))
+    with pytest.raises(ValueError, match="decision_out"):
+        t.later_fragment(
+            A, B, 17, 1, 8, 8, True, (0, 64, 0), 0, decision_out=np.zeros(0, DECISION_DTYPE)
+        )
+    assert len(t) == 0 and t.held_frames == 0  # nothing recorded or held by a refused call
 
 
 def test_keys_separate_families_protocols_ids_and_addresses():
@@ -156,14 +227,16 @@ def datagrams_and_order(draw):
         for k, size in enumerate(sizes):
             frags.append((off, size * 8, k < len(sizes) - 1))
             off += size * 8
-        datagrams.append(((src, dst, 17, 1000 + d), frags))
-    order = [(d, k) for d, (_, frags) in enumerate(datagrams) for k in range(len(frags))]
+        datagrams.append(((src, dst, 17, 1000 + d), frags, draw(st.booleans())))
+    order = [(d, k) for d, (_, frags, _) in enumerate(datagrams) for k in range(len(frags))]
     order = draw(st.permutations(order))
     return datagrams, order
 
 
 class Driver:
-    """Submits fragments, re-submits released ones, and tracks where every frame went."""
+    """Submits fragments, re-submits released ones, and tracks where every frame went.
+    A datagram drawn as `noted` gets its first fragment as another worker's note, whose
+    decision names the datagram in its SNAT port."""
 
     def __init__(self, table, datagrams):
         self.t, self.datagrams = table, datagrams
@@ -174,18 +247,26 @@ class Driver:
         return ((d * 8 + k) * 4096, 64 + k, d % 3)
 
     def submit(self, d, k, now_ns):
-        key, frags = self.datagrams[d]
+        key, frags, noted = self.datagrams[d]
         off, length, more = frags[k]
         if k == 0:
-            if self.t.first_fragment(*key, d, now_ns, length=length, more=more):
+            if noted:
+                nat = make_decision(snat=A, snat_port=1000 + d)
+                ok = self.t.note_fragment(*key, nat, now_ns, length=length, more=more)
+            else:
+                ok = self.t.first_fragment(*key, d, now_ns, length=length, more=more)
+            if ok:
                 self.translated[(d, 0)] = d
             else:
                 self.refused.append((d, 0))
         else:
             frame = self.frame(d, k)
             self.frame_of[frame] = (d, k)
-            r = self.t.later_fragment(*key, off, length, more, frame, now_ns)
-            if r >= 0:
+            out = np.zeros(1, dtype=DECISION_DTYPE)
+            r = self.t.later_fragment(*key, off, length, more, frame, now_ns, decision_out=out)
+            if r == NOTED:
+                self.translated[(d, k)] = int(out[0]["rsp"]) - 1000
+            elif r >= 0:
                 self.translated[(d, k)] = r
             elif r == LIMIT:
                 self.refused.append((d, k))
@@ -202,11 +283,12 @@ def test_any_order_gives_every_fragment_its_datagrams_decision(case):
     for d, k in order:
         drv.submit(d, k, 0)
         t.check_invariants()
-    expected = {(d, k): d for d, (_, frags) in enumerate(datagrams) for k in range(len(frags))}
+    expected = {(d, k): d for d, (_, frags, _) in enumerate(datagrams) for k in range(len(frags))}
     assert drv.translated == expected and not drv.refused
     assert len(t) == 0 and t.held_frames == 0  # every datagram completed
     st_ = t.stats()
     assert st_["completed"] == len(datagrams) and st_["held"] == st_["released"]
+    assert st_["noted"] == sum(noted for _, _, noted in datagrams)
 
 
 @settings(max_examples=200, deadline=None)
@@ -227,7 +309,7 @@ def test_limits_and_timeouts_conserve_frames(case, max_entries, max_held, steps_
         drv.submit(d, k, now)
         t.check_invariants()
     left = [drv.frame_of[f] for f in t.drain()]
-    later = [(d, k) for d, (_, frags) in enumerate(datagrams) for k in range(1, len(frags))]
+    later = [(d, k) for d, (_, frags, _) in enumerate(datagrams) for k in range(1, len(frags))]
     outcomes = [x for x in drv.translated if x[1] > 0] + [x for x in drv.refused if x[1] > 0]
     # Every later fragment ends exactly once: translated, refused, timed out or drained.
     assert sorted(outcomes + drv.dropped + left) == sorted(later)

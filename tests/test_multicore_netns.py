@@ -5,11 +5,15 @@ client flow has its own socket, so the kernel spreads flows over the firewall's 
 queues; replies come from a few server sockets and land on whatever WAN queue their
 socket hashes to, which is usually not the queue of the worker that owns the SNAT port.
 Every flow must complete with its data intact, replies must never be taken for
-unsolicited packets, handoffs must really have happened, and frames are conserved.
+unsolicited packets, handoffs must really have happened, and frames are conserved. Large
+datagrams, fragmented by the sending kernel, must get through too: their later fragments
+(no ports) are handed to the datagram's fragment owner, which learns the decision from the
+worker that resolved the first fragment (docs/fragments.md).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -32,6 +36,12 @@ ROUNDS = 15
 TCP_FLOWS = 6
 TCP_BYTES = 2_000_000
 DNAT_PORT = 29000  # inside the demo's SNAT range, which the allocator then skips
+FRAG_FLOWS = 32
+FRAG_SIZES = (3000, 8000)  # 3 and 6 fragments at a 1500-byte MTU, in turn
+FRAG_ROUNDS = 6
+# The sender's kernel picks a veth queue by a hash that leaves a fragment's ports out, so
+# all fragments between two addresses share a queue: the server answers on many addresses.
+FRAG_SERVERS = [f"10.10.2.{100 + k}" for k in range(32)]
 
 
 def start_forwarder(topo, queues):
@@ -51,13 +61,17 @@ def stop_and_check(fw):
 
 
 class UdpEcho:
-    """An echo socket per (address, port) in `ns`, each on its own thread."""
+    """An echo socket per (address, port) in `ns`, each on its own thread; `address` may be
+    a list (a socket for every address and port)."""
 
-    def __init__(self, ns, address, ports):
+    def __init__(self, ns, address, ports, bufsize=2048):
+        self.bufsize = bufsize
+        addresses = [address] if isinstance(address, str) else list(address)
+        ends = [(a, p) for a in addresses for p in ports]
         with ns.inside():
-            self.socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in ports]
-        for s, port in zip(self.socks, ports, strict=True):
-            s.bind((address, port))
+            self.socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in ends]
+        for s, end in zip(self.socks, ends, strict=True):
+            s.bind(end)
             s.settimeout(0.2)
         self._stop = threading.Event()
         self.threads = [threading.Thread(target=self._loop, args=(s,)) for s in self.socks]
@@ -67,7 +81,7 @@ class UdpEcho:
     def _loop(self, s):
         while not self._stop.is_set():
             try:
-                data, peer = s.recvfrom(2048)
+                data, peer = s.recvfrom(self.bufsize)
             except TimeoutError:
                 continue
             s.sendto(data, peer)
@@ -80,27 +94,33 @@ class UdpEcho:
             s.close()
 
 
-def udp_flows(ns, target, ports, flows=FLOWS, rounds=ROUNDS):
-    """`flows` UDP flows from `ns` in parallel, each `rounds` request/replies to
-    target:port (ports taken in turn). Returns (replies intact, flows with a loss)."""
+def small_payload(flow, r):
+    return f"flow {flow} round {r} ".encode() * (1 + r % 7)
+
+
+def udp_flows(ns, target, ports, flows=FLOWS, rounds=ROUNDS, payload=small_payload):
+    """`flows` UDP flows from `ns` in parallel, each `rounds` request/replies of
+    `payload(flow, round)` to target:port (ports, and targets when `target` is a list, taken
+    in turn). Returns (replies intact, flows with a loss)."""
     ok = [0] * flows
     lost = [0] * flows
+    targets = [target] if isinstance(target, str) else list(target)
 
     def one(i):
         with ns.inside():
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with s:
             s.settimeout(2.0)
-            dst = (target, ports[i % len(ports)])
+            dst = (targets[i % len(targets)], ports[i % len(ports)])
             for r in range(rounds):
-                payload = f"flow {i} round {r} ".encode() * (1 + r % 7)
-                s.sendto(payload, dst)
+                data_out = payload(i, r)
+                s.sendto(data_out, dst)
                 try:
-                    data, _ = s.recvfrom(4096)
+                    data, _ = s.recvfrom(65535)
                 except TimeoutError:
                     lost[i] += 1
                     continue
-                ok[i] += data == payload
+                ok[i] += data == data_out
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(flows)]
     for t in threads:
@@ -255,6 +275,57 @@ def test_icmp_errors_reach_flows_another_worker_owns(queues, version):
             total = fw.stats()["total"]
             assert total["drops"].get("icmp_error_no_session", 0) == 0, total["drops"]
             assert total["handoff"]["out"] > 0 and total["handoff"]["out"] == total["handoff"]["in"]
+            stop_and_check(fw)
+        finally:
+            fw.close()
+
+
+def large_payload(_flow, r):
+    return os.urandom(FRAG_SIZES[r % len(FRAG_SIZES)])
+
+
+def add_frag_servers(topo):
+    """FRAG_SERVERS on the server, with the firewall's neighbour entries for them made in
+    advance (the forwarder follows the kernel's table), so no first packet waits for ARP."""
+    for address in FRAG_SERVERS:
+        topo.server.add_address(topo.server_if, address, 24)
+        topo.firewall.run("ip", "neigh", "replace", address, "lladdr", topo.server_mac,
+                          "dev", topo.wan_if, "nud", "permanent")  # fmt: skip
+
+
+@pytest.mark.parametrize("queues", [2, 4])
+def test_kernel_fragmented_datagrams_through_snat_with_several_workers(queues):
+    """Requests (SNAT) and echoes (un-NAT) of 3000 and 8000 bytes, fragmented by the
+    sending kernel: every fragment of a datagram lands on the queue its sender's socket
+    uses, usually neither its flow's owner nor its fragment owner."""
+    with FirewallTopology(prefix="xt", queues=queues) as topo:
+        add_frag_servers(topo)
+        fw = start_forwarder(topo, queues)
+        try:
+            echo = UdpEcho(topo.server, FRAG_SERVERS, ECHO_PORTS[:1], bufsize=65535)
+            try:
+                good, lossy = udp_flows(
+                    topo.client, FRAG_SERVERS, ECHO_PORTS[:1], flows=FRAG_FLOWS,
+                    rounds=FRAG_ROUNDS, payload=large_payload,
+                )  # fmt: skip
+            finally:
+                echo.close()
+            sent = FRAG_FLOWS * FRAG_ROUNDS
+            assert lossy == [] and good == sent
+            assert_spread_and_handed_off(fw)
+            stats = fw.stats()
+            total = stats["total"]
+            for reason in ("frag_timeout", "frag_session_gone", "frag_limit",
+                           "frag_note_ring_full", "handoff_oversize"):  # fmt: skip
+                assert total["drops"].get(reason, 0) == 0, total["drops"]
+            fr = total["fragments"]
+            assert fr["recorded"] + fr["noted"] == 2 * sent  # every request and every echo
+            assert fr["completed"] == 2 * sent and fr["held"] == fr["released"]
+            assert fr["noted"] > 0, "no datagram needed a note: the test proved nothing"
+            handoff = total["handoff"]
+            assert handoff["notes_out"] == handoff["notes_in"] == fr["noted"]
+            translating = [w["fragments"]["translated"] for w in stats["workers"]]
+            assert sum(1 for n in translating if n) >= 2, translating
             stop_and_check(fw)
         finally:
             fw.close()

@@ -83,8 +83,11 @@ neighbour_hold=64, neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
   by the slice of the port range their destination port is in -- each worker allocates
   from its own ``snat_slice`` --, DNAT flows by client endpoint, others by direction-free
   5-tuple; docs/multicore.md); packets owned elsewhere are copied to the owner through a
-  lock-free SPSC ring and run there from the session stage on. Needs TX frames in every
-  UMEM. Drops: ``handoff_ring_full``, ``handoff_oversize``.
+  lock-free SPSC ring and run there from the session stage on. Later IP fragments (no
+  ports) go to their datagram's fragment owner (``fragment_owner(frame, workers)``), to
+  which the worker that resolved the first fragment sends a fragment note with the
+  decision (docs/fragments.md). Needs TX frames in every UMEM. Drops:
+  ``handoff_ring_full``, ``handoff_oversize``, ``frag_note_ring_full``.
 * ``pending_tx()``, ``close(close_ports=False)`` (flushes, returns every held frame,
   counts packets still waiting in the rings into this worker as ``shutdown`` drops).
 * ``stats() -> dict``::
@@ -98,10 +101,11 @@ neighbour_hold=64, neighbour_hold_ns=1_000_000_000, handoff=None, worker=0)``:
        "flow_cache": {"hits", "misses", "stale", "insertions", "evictions", "entries",
                       "capacity"} or None,
        "fragments": {"recorded", "translated", "held", "released", "timed_out",
-                     "dropped_limit", "completed", "expired", "entries",
+                     "dropped_limit", "completed", "expired", "noted", "entries",
                      "held_frames"} or None,
        "neighbour_requests_lost", "neighbour_held",
-       "worker": index in the Handoff (0 without one), "handoff": {"out", "in"}}
+       "worker": index in the Handoff (0 without one),
+       "handoff": {"out", "in" (packets), "notes_out", "notes_in" (fragment notes)}}
 
   Drop reasons are named: ``DROP_REASONS`` (built-in, ``DropReason``) plus those stages
   register with ``drop_reason(name)``. TX latency is submit → completion per accepted
@@ -160,6 +164,7 @@ from xpfdp._fast.pipeline import (
     SessionStage,
     Stage,
     TtlStage,
+    fragment_owner,
     snat_port_owner,
     snat_slice,
 )
@@ -229,7 +234,8 @@ def merge_stats(snapshots):
     total["flow_cache"] = cache or None
     total["fragments"] = fragments or None
     total["handoff"] = {
-        k: sum(s.get("handoff", {}).get(k, 0) for s in snapshots) for k in ("out", "in")
+        k: sum(s.get("handoff", {}).get(k, 0) for s in snapshots)
+        for k in ("out", "in", "notes_out", "notes_in")
     }
     return total
 
@@ -543,6 +549,7 @@ __all__ = [
     "drop_reason_name",
     "drop_reasons",
     "firewall_stages",
+    "fragment_owner",
     "merge_stats",
     "snat_port_owner",
     "snat_slice",

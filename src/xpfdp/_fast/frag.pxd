@@ -9,15 +9,23 @@
 # A plain struct and nogil functions: no allocation after frag_table_init, every slot in
 # fixed arrays, limits on entries and held frames, time passed in as now_ns. Frames are
 # opaque (addr, len, port) here; the pipeline owns what they mean.
+#
+# With several workers a datagram's first fragment may be resolved by another worker than
+# the one its later fragments go to (docs/fragments.md); that worker sends a note with the
+# session decision itself, which the table stores beside the entry (frag_noted) instead of
+# a handle into a session table it does not have.
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from xpfdp._fast.lib.hash cimport mix64
 from xpfdp._fast.meta cimport pkt_meta_t
+from xpfdp._fast.session cimport sdecision_t
 
 # frag_later results besides a session handle (>= 0).
 cdef enum:
     FRAG_HELD = -1           # no decision yet: the frame is held by the table
     FRAG_LIMIT = -2          # refused: entry or held-frame limit reached
+    FRAG_NOTED = -3          # the decision a note brought (copied to the caller's dec)
 
 # Lists of frames the table hands back (frag_pop).
 cdef enum:
@@ -46,7 +54,8 @@ ctypedef struct frag_frame_t:
 
 ctypedef struct frag_entry_t:
     frag_key_t key
-    int64_t handle           # the first fragment's session handle, -1 until it arrives
+    int64_t handle           # the first fragment's session handle; -1 until it arrives;
+                             # FRAG_NOTED: the decision a note brought is in dec[entry]
     uint64_t created_ns      # the timeout runs from here and is never extended (as Linux)
     uint32_t seen_bytes      # data bytes of the fragments that took the decision
     uint32_t total_bytes     # the datagram's fragmentable length once the last is seen, or 0
@@ -66,9 +75,11 @@ ctypedef struct frag_stats_t:
     uint64_t dropped_limit   # fragments refused at the entry or held-frame limit
     uint64_t completed       # entries removed because every byte had passed
     uint64_t expired         # entries removed at the timeout
+    uint64_t noted           # first fragments recorded from another worker's note
 
 ctypedef struct frag_table_t:
     frag_entry_t* e
+    sdecision_t* dec         # per entry slot: the decision of a noted entry (else unused)
     int32_t* buckets
     uint32_t bucket_mask
     uint32_t max_entries
@@ -94,12 +105,25 @@ cdef bint frag_info_from(const uint8_t* frame, uint32_t frame_len, const pkt_met
                          frag_info_t* out) noexcept nogil
 cdef int frag_first(frag_table_t* t, const frag_info_t* f, int64_t handle,
                     uint64_t now_ns) noexcept nogil
+cdef int frag_noted(frag_table_t* t, const frag_info_t* f, const sdecision_t* dec,
+                    uint64_t now_ns) noexcept nogil
 cdef int64_t frag_later(frag_table_t* t, const frag_info_t* f, uint64_t addr, uint32_t length,
-                        uint16_t port, uint64_t now_ns) noexcept nogil
+                        uint16_t port, uint64_t now_ns, sdecision_t* dec) noexcept nogil
 cdef uint32_t frag_expire(frag_table_t* t, uint64_t now_ns) noexcept nogil
 cdef void frag_drain(frag_table_t* t) noexcept nogil
 cdef bint frag_pop(frag_table_t* t, int which, uint64_t* addr, uint32_t* length,
                    uint16_t* port) noexcept nogil
+
+
+
+
+cdef inline uint64_t frag_key_hash(const frag_key_t* k) noexcept nogil:
+    """Hash of a fragment key (40 bytes: five words, pad zeroed): the table's buckets and,
+    with several workers, the datagram's fragment owner (the same on every worker)."""
+    cdef const uint64_t* w = <const uint64_t*>k
+    return mix64(w[0] * 0x9E3779B97F4A7C15ULL + w[1] * 0xC2B2AE3D27D4EB4FULL
+                 + w[2] * 0x165667B19E3779F9ULL + w[3] * 0xD6E8FEB86659FD93ULL
+                 + w[4] * 0xFF51AFD7ED558CCDULL)
 
 
 cdef class FragTable:

@@ -3,6 +3,8 @@
 import ipaddress
 from typing import Any, Self
 
+import numpy as np
+from numpy.typing import NDArray
 from typing_extensions import disjoint_base
 
 _Address = str | ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -11,6 +13,7 @@ _Frame = tuple[int, int, int]  # (addr, len, port)
 STAT_NAMES: tuple[str, ...]
 HELD: int
 LIMIT: int
+NOTED: int
 
 def fragment_info(frame: bytes | bytearray | memoryview) -> dict[str, Any] | None: ...
 
@@ -40,6 +43,18 @@ class FragTable:
         length: int = 0,
         more: bool = True,
     ) -> bool: ...
+    def note_fragment(
+        self,
+        src: _Address,
+        dst: _Address,
+        proto: int,
+        frag_id: int,
+        decision: np.void | NDArray[np.void],
+        now_ns: int,
+        *,
+        length: int = 0,
+        more: bool = True,
+    ) -> bool: ...
     def later_fragment(
         self,
         src: _Address,
@@ -51,6 +66,8 @@ class FragTable:
         more: bool,
         frame: _Frame,
         now_ns: int,
+        *,
+        decision_out: NDArray[np.void] | None = None,
     ) -> int: ...
     def pop_released(self) -> list[_Frame]: ...
     def expire(self, now_ns: int) -> list[_Frame]: ...

@@ -7,6 +7,11 @@ never extended) expires from the oldest end in O(1) per entry. Held frames live 
 fixed array, linked per entry; frames handed back (released or dropped) wait in two lists
 until the pipeline pops them. An entry leaves early once every data byte of its datagram
 has passed (known when the fragment without MF/M has been seen).
+
+An entry's decision is either a session handle (the first fragment was resolved on this
+worker) or, with several workers, a decision another worker sent in a note (frag_noted);
+the latter sits in a parallel array, one sdecision_t per entry slot, so the entries the
+hash chains walk stay small.
 """
 
 import ipaddress
@@ -15,8 +20,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 
+from xpfdp._fast.lib.arrays cimport checked_array
 from xpfdp._fast.lib.bytes cimport load_be16
-from xpfdp._fast.lib.hash cimport mix64
 from xpfdp._fast.meta cimport (
     META_FRAGMENT,
     PARSE_NONFIRST_FRAG,
@@ -24,6 +29,15 @@ from xpfdp._fast.meta cimport (
     pkt_meta_t,
 )
 from xpfdp._fast.parse cimport parse_one
+from xpfdp._fast.session cimport sdecision_t
+
+cimport numpy as cnp
+
+import numpy as np
+
+from xpfdp._fast.session import DECISION_DTYPE as _DECISION_DTYPE
+
+cnp.import_array()
 
 cdef enum:
     MAX_IPV6_EXT_WALK = 6    # the parser's own bound on extension headers
@@ -41,9 +55,10 @@ cdef int frag_table_init(frag_table_t* t, uint32_t max_entries, uint32_t max_hel
     while nb < 2 * max_entries:
         nb <<= 1
     t.e = <frag_entry_t*>calloc(max_entries, sizeof(frag_entry_t))
+    t.dec = <sdecision_t*>calloc(max_entries, sizeof(sdecision_t))   # touched only by notes
     t.buckets = <int32_t*>calloc(nb, sizeof(int32_t))
     t.frames = <frag_frame_t*>calloc(max_held if max_held else 1, sizeof(frag_frame_t))
-    if t.e == NULL or t.buckets == NULL or t.frames == NULL:
+    if t.e == NULL or t.dec == NULL or t.buckets == NULL or t.frames == NULL:
         frag_table_free(t)
         return -1
     t.bucket_mask = nb - 1
@@ -66,9 +81,11 @@ cdef int frag_table_init(frag_table_t* t, uint32_t max_entries, uint32_t max_hel
 
 cdef void frag_table_free(frag_table_t* t) noexcept nogil:
     free(t.e)
+    free(t.dec)
     free(t.buckets)
     free(t.frames)
     t.e = NULL
+    t.dec = NULL
     t.buckets = NULL
     t.frames = NULL
     t.max_entries = t.max_held = 0
@@ -138,15 +155,12 @@ cdef bint frag_info_from(const uint8_t* frame, uint32_t frame_len, const pkt_met
 
 # ---- table internals -------------------------------------------------------------------
 
-cdef inline uint64_t key_hash(const frag_key_t* k) noexcept nogil:
-    cdef const uint64_t* w = <const uint64_t*>k     # 40 bytes: five words, pad zeroed
-    return mix64(w[0] * 0x9E3779B97F4A7C15ULL + w[1] * 0xC2B2AE3D27D4EB4FULL
-                 + w[2] * 0x165667B19E3779F9ULL + w[3] * 0xD6E8FEB86659FD93ULL
-                 + w[4] * 0xFF51AFD7ED558CCDULL)
+cdef enum:
+    ENTRY_WAITING = -1       # frag_entry_t.handle before any first fragment (or note)
 
 
 cdef int32_t find(const frag_table_t* t, const frag_key_t* k) noexcept nogil:
-    cdef int32_t i = t.buckets[key_hash(k) & t.bucket_mask]
+    cdef int32_t i = t.buckets[frag_key_hash(k) & t.bucket_mask]
     while i >= 0:
         if memcmp(&t.e[i].key, k, sizeof(frag_key_t)) == 0:
             return i
@@ -164,10 +178,10 @@ cdef int32_t new_entry(frag_table_t* t, const frag_key_t* k, uint64_t now_ns) no
     t.free_entry = e.hnext
     memset(e, 0, sizeof(frag_entry_t))
     e.key = k[0]
-    e.handle = -1
+    e.handle = ENTRY_WAITING
     e.created_ns = now_ns
     e.held_head = e.held_tail = -1
-    b = key_hash(k) & t.bucket_mask
+    b = frag_key_hash(k) & t.bucket_mask
     e.hnext = t.buckets[b]
     t.buckets[b] = i
     e.newer = -1
@@ -184,7 +198,7 @@ cdef int32_t new_entry(frag_table_t* t, const frag_key_t* k, uint64_t now_ns) no
 cdef void remove_entry(frag_table_t* t, int32_t i) noexcept nogil:
     """Unlink entry i from its hash chain and the age list; its held frames must be gone."""
     cdef frag_entry_t* e = &t.e[i]
-    cdef int32_t* link = &t.buckets[key_hash(&e.key) & t.bucket_mask]
+    cdef int32_t* link = &t.buckets[frag_key_hash(&e.key) & t.bucket_mask]
     while link[0] != i:
         link = &t.e[link[0]].hnext
     link[0] = e.hnext
@@ -230,43 +244,70 @@ cdef inline bint complete(const frag_entry_t* e) noexcept nogil:
 
 # ---- the operations --------------------------------------------------------------------
 
-cdef int frag_first(frag_table_t* t, const frag_info_t* f, int64_t handle,
-                    uint64_t now_ns) noexcept nogil:
-    """Record the decision of a first fragment; frames held for its datagram move to the
-    released list. 0, or FRAG_LIMIT when no entry is free (then later fragments will find
-    none and be held or refused, so the caller drops this fragment too)."""
+cdef int32_t resolve_entry(frag_table_t* t, const frag_info_t* f, int64_t handle,
+                           uint64_t now_ns) noexcept nogil:
+    """Give the datagram of first fragment `f` its decision (a session handle, or
+    FRAG_NOTED: the caller stores the decision in dec[] of the returned slot); frames held
+    for it move to the released list. Returns the entry index, -1 when the datagram is
+    already complete (entry removed), -2 when no entry is free."""
     cdef int32_t i = find(t, &f.key)
     cdef frag_entry_t* e
     if i < 0:
         i = new_entry(t, &f.key, now_ns)
         if i < 0:
             t.st.dropped_limit += 1
-            return FRAG_LIMIT
+            return -2
     e = &t.e[i]
-    if e.handle >= 0:   # a repeated first fragment (or a reused ID): start counting again
+    if e.handle != ENTRY_WAITING:   # a repeated first fragment (or a reused ID): recount
         e.seen_bytes = e.total_bytes = 0
     e.handle = handle
-    t.st.recorded += 1
     t.st.released += hand_back(t, e, FRAG_LIST_RELEASED)
     note_bytes(e, f)
     if complete(e):
         remove_entry(t, i)
         t.st.completed += 1
+        return -1
+    return i
+
+
+cdef int frag_first(frag_table_t* t, const frag_info_t* f, int64_t handle,
+                    uint64_t now_ns) noexcept nogil:
+    """Record the session handle (>= 0) of a first fragment; frames held for its datagram
+    move to the released list. 0, or FRAG_LIMIT when no entry is free (then later fragments
+    will find none and be held or refused, so the caller drops this fragment too)."""
+    if resolve_entry(t, f, handle, now_ns) == -2:
+        return FRAG_LIMIT
+    t.st.recorded += 1
+    return 0
+
+
+cdef int frag_noted(frag_table_t* t, const frag_info_t* f, const sdecision_t* dec,
+                    uint64_t now_ns) noexcept nogil:
+    """Record first fragment `f`, resolved by another worker to decision `dec` (its note):
+    later fragments take `dec` itself. 0, or FRAG_LIMIT when no entry is free."""
+    cdef int32_t i = resolve_entry(t, f, FRAG_NOTED, now_ns)
+    if i == -2:
+        return FRAG_LIMIT
+    if i >= 0:
+        t.dec[i] = dec[0]
+    t.st.noted += 1
     return 0
 
 
 cdef int64_t frag_later(frag_table_t* t, const frag_info_t* f, uint64_t addr, uint32_t length,
-                        uint16_t port, uint64_t now_ns) noexcept nogil:
-    """The session handle for a later fragment, or: FRAG_HELD (the frame (addr, length,
-    port) now belongs to the table until frag_pop hands it back) or FRAG_LIMIT (refused,
-    the frame stays the caller's)."""
+                        uint16_t port, uint64_t now_ns, sdecision_t* dec) noexcept nogil:
+    """The session handle for a later fragment, or: FRAG_NOTED (its decision, from a note,
+    copied to `dec`), FRAG_HELD (the frame (addr, length, port) now belongs to the table
+    until frag_pop hands it back) or FRAG_LIMIT (refused, the frame stays the caller's)."""
     cdef int32_t i = find(t, &f.key)
     cdef int32_t s
     cdef int64_t h
     cdef frag_entry_t* e
-    if i >= 0 and t.e[i].handle >= 0:
+    if i >= 0 and t.e[i].handle != ENTRY_WAITING:
         e = &t.e[i]
         h = e.handle
+        if h == FRAG_NOTED:
+            dec[0] = t.dec[i]
         t.st.translated += 1
         note_bytes(e, f)
         if complete(e):
@@ -347,9 +388,10 @@ cdef bint frag_pop(frag_table_t* t, int which, uint64_t* addr, uint32_t* length,
 # ---- Python wrapper --------------------------------------------------------------------
 
 STAT_NAMES = ("recorded", "translated", "held", "released", "timed_out", "dropped_limit",
-              "completed", "expired")
+              "completed", "expired", "noted")
 HELD = FRAG_HELD
 LIMIT = FRAG_LIMIT
+NOTED = FRAG_NOTED
 
 
 cdef void key_from_py(frag_key_t* k, src, dst, int proto, frag_id) except *:
@@ -456,15 +498,41 @@ cdef class FragTable:
         info_from_py(&f, src, dst, proto, frag_id, 0, length, more)
         return frag_first(&self.t, &f, handle, <uint64_t>now_ns) == 0
 
-    def later_fragment(self, src, dst, int proto, frag_id, offset, length, bint more, frame,
-                       now_ns):
-        """A later fragment: its session handle (>= 0), HELD (the table keeps `frame`, an
-        (addr, len, port) triple) or LIMIT (refused)."""
+    def note_fragment(self, src, dst, int proto, frag_id, decision, now_ns, *, length=0,
+                      bint more=True):
+        """Record a first fragment another worker resolved to `decision` (a
+        `xpfdp.session.DECISION_DTYPE` record, e.g. from `make_decision`); False at the entry
+        limit. Its later fragments then get NOTED and that decision."""
         cdef frag_info_t f
+        cdef sdecision_t d
+        arr = np.asarray(decision)
+        if arr.dtype != _DECISION_DTYPE or arr.size != 1:
+            raise TypeError("decision must be one xpfdp.session.DECISION_DTYPE record")
+        raw = arr.tobytes()
+        memcpy(&d, <const char*>raw, sizeof(sdecision_t))
+        info_from_py(&f, src, dst, proto, frag_id, 0, length, more)
+        return frag_noted(&self.t, &f, &d, <uint64_t>now_ns) == 0
+
+    def later_fragment(self, src, dst, int proto, frag_id, offset, length, bint more, frame,
+                       now_ns, *, decision_out=None):
+        """A later fragment: its session handle (>= 0), NOTED (its datagram was recorded
+        from a note: the decision goes to `decision_out[0]`, a writable DECISION_DTYPE array,
+        when given), HELD (the table keeps `frame`, an (addr, len, port) triple) or LIMIT
+        (refused)."""
+        cdef frag_info_t f
+        cdef sdecision_t d
+        cdef cnp.ndarray out = None
+        if decision_out is not None:
+            out = checked_array(decision_out, _DECISION_DTYPE, "decision_out", writable=True)
+            if out.shape[0] < 1:
+                raise ValueError("decision_out must hold at least one record")
         info_from_py(&f, src, dst, proto, frag_id, offset, length, more)
         addr, flen, port = frame
-        return frag_later(&self.t, &f, <uint64_t>addr, <uint32_t>flen, <uint16_t>port,
-                          <uint64_t>now_ns)
+        h = frag_later(&self.t, &f, <uint64_t>addr, <uint32_t>flen, <uint16_t>port,
+                       <uint64_t>now_ns, &d)
+        if h == FRAG_NOTED and out is not None:
+            memcpy(cnp.PyArray_DATA(out), &d, sizeof(sdecision_t))
+        return h
 
     def _pop_all(self, int which):
         cdef uint64_t addr
@@ -507,7 +575,7 @@ cdef class FragTable:
             e = &self.t.e[i]
             assert e.older == prev, "age list back link"
             assert find(&self.t, &e.key) == i, "entry not reachable through its hash chain"
-            assert e.handle < 0 or e.n_held == 0, "a resolved entry still holds frames"
+            assert e.handle == ENTRY_WAITING or e.n_held == 0, "a resolved entry holds frames"
             k = 0
             s = e.held_head
             while s >= 0:

@@ -21,6 +21,10 @@ from posix.unistd cimport close
 # parse record and bytes into a ring slot and returns its frame at once; the consumer
 # copies them into one of its own transmit frames and runs the stages from the session
 # stage on. Frames never cross UMEMs, so each UMEM's frame accounting stays exact.
+# A ring slot holds HANDOFF_HDR_BYTES + at least 64 bytes: a packet header fits in the
+# first part, a fragment note (no packet) in the whole of the smallest slot.
+assert sizeof(handoff_hdr_t) <= HANDOFF_HDR_BYTES
+assert sizeof(frag_note_t) <= HANDOFF_HDR_BYTES + 64
 
 @cython.final
 cdef class Handoff:
@@ -141,6 +145,28 @@ def snat_slice(uint32_t lo, uint32_t hi, uint32_t worker, uint32_t workers):
     cdef uint32_t span = hi - lo + 1
     return (slice_lo(lo, span, worker, workers),
             slice_lo(lo, span, worker + 1, workers) - 1)
+
+
+cdef inline uint32_t fragment_owner_of(const frag_key_t* k, uint32_t workers) noexcept nogil:
+    """The worker every later fragment of the datagram with fragment key `k` goes to: a
+    hash of what all its fragments carry (addresses, protocol, fragment ID)."""
+    return worker_of(frag_key_hash(k), workers)
+
+
+def fragment_owner(frame, uint32_t workers):
+    """The fragment owner among `workers` of the datagram an Ethernet frame (an IP
+    fragment, first or later) belongs to; None when the frame is not a fragment."""
+    cdef const uint8_t[::1] view = bytes(frame)
+    cdef pkt_meta_t m
+    cdef frag_info_t f
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if view.shape[0] == 0:
+        return None
+    parse_one(&view[0], <uint32_t>view.shape[0], &m)
+    if not frag_info_from(&view[0], <uint32_t>view.shape[0], &m, &f):
+        return None
+    return fragment_owner_of(&f.key, workers)
 
 
 def snat_port_owner(uint32_t lo, uint32_t hi, uint32_t port, uint32_t workers):

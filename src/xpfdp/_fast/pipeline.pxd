@@ -6,7 +6,7 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from xpfdp._fast.cos cimport Scheduler
-from xpfdp._fast.frag cimport FragTable
+from xpfdp._fast.frag cimport FragTable, frag_info_t
 from xpfdp._fast.meta cimport pkt_meta_t
 from xpfdp._fast.route cimport RouteTable
 from xpfdp._fast.session cimport SessionTable, sdecision_t, skey_t, srec_t, ssession_t
@@ -139,12 +139,23 @@ cdef extern from "spsc.h" nogil:
 # One handed-off packet: where it arrived, its length and parse, then its bytes.
 ctypedef struct handoff_hdr_t:
     uint16_t ingress
-    uint16_t pad
+    uint16_t kind            # HANDOFF_PACKET; a HANDOFF_FRAG_NOTE slot is a frag_note_t
     uint32_t len
     pkt_meta_t meta
 
+# A fragment note: the worker that resolved a datagram's first fragment tells the
+# datagram's fragment owner the decision its later fragments take. No frame, no packet.
+ctypedef struct frag_note_t:
+    uint16_t ingress         # unused (0): the layout of handoff_hdr_t up to `kind`
+    uint16_t kind            # HANDOFF_FRAG_NOTE
+    uint32_t pad
+    frag_info_t info         # the first fragment's key, data bytes and more-flag
+    sdecision_t dec          # the session decision it took
+
 cdef enum:
     HANDOFF_HDR_BYTES = 64   # sizeof(handoff_hdr_t) rounded to a cache line
+    HANDOFF_PACKET = 0       # handoff_hdr_t.kind
+    HANDOFF_FRAG_NOTE = 1
 
 
 cdef class Handoff:
@@ -274,6 +285,8 @@ cdef class Pipeline:
     cdef PyObject* hib[MAX_PORTS]         # per ingress port: burst of handed-in packets
     cdef uint64_t handoff_out
     cdef uint64_t handoff_in
+    cdef uint64_t notes_out               # fragment notes sent to other workers
+    cdef uint64_t notes_in                # fragment notes received
     cdef uint64_t handed_to                # bit w: packets went to worker w this burst
     cdef uint64_t lat_hist[LAT_BUCKETS]
     cdef uint64_t lat_sum_ns       # sum of every sample in lat_hist (Prometheus _sum)
@@ -288,6 +301,9 @@ cdef class Pipeline:
                           uint32_t owner, Umem u) noexcept nogil
     cdef uint32_t hand_in(self) noexcept nogil
     cdef uint32_t hand_in_burst(self, xpfdp_spsc_t* r, uint16_t ingress, Burst b) noexcept nogil
+    cdef bint send_frag_note(self, uint32_t owner, const frag_info_t* fi,
+                             const sdecision_t* dec) noexcept nogil
+    cdef uint32_t take_frag_notes(self, xpfdp_spsc_t* r) noexcept nogil
     cdef void idle_wait(self) noexcept nogil
     cdef void pin_umems(self, int delta)
     cdef void run_c(self, uint64_t deadline, bint timed, uint64_t max_packets,

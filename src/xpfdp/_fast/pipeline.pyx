@@ -62,13 +62,17 @@ from xpfdp._fast.frag cimport (
     FRAG_HELD,
     FRAG_LIST_DROPPED,
     FRAG_LIST_RELEASED,
+    FRAG_NOTED,
     FragTable,
     frag_drain,
     frag_expire,
     frag_first,
     frag_info_from,
     frag_info_t,
+    frag_key_hash,
+    frag_key_t,
     frag_later,
+    frag_noted,
     frag_pop,
     frag_table_t,
 )
@@ -735,6 +739,7 @@ cdef class Pipeline:
             return DROP_HANDOFF_RING_FULL
         h = <handoff_hdr_t*>xpfdp_spsc_prod_slot(r, 0)
         h.ingress = <uint16_t>ingress
+        h.kind = HANDOFF_PACKET
         h.len = d.len
         h.meta = m[0]
         memcpy(<uint8_t*>h + HANDOFF_HDR_BYTES, u.area + d.addr, d.len)
@@ -747,7 +752,7 @@ cdef class Pipeline:
         """Run the packets other workers handed over, a burst at a time per ingress port,
         from the session stage on. Returns how many ran."""
         cdef uint32_t src, n, got = 0, rounds
-        cdef uint16_t ingress
+        cdef const handoff_hdr_t* h
         cdef xpfdp_spsc_t* r
         for src in range(self.n_workers):
             if src == self.worker:
@@ -758,8 +763,11 @@ cdef class Pipeline:
                 rounds += 1
                 if xpfdp_spsc_ready(r) == 0:
                     break
-                ingress = (<const handoff_hdr_t*>xpfdp_spsc_cons_slot(r, 0)).ingress
-                n = self.hand_in_burst(r, ingress, <Burst>self.hib[ingress])
+                h = <const handoff_hdr_t*>xpfdp_spsc_cons_slot(r, 0)
+                if h.kind == HANDOFF_FRAG_NOTE:
+                    self.take_frag_notes(r)
+                    continue
+                n = self.hand_in_burst(r, h.ingress, <Burst>self.hib[h.ingress])
                 if n == 0:
                     break
                 got += n
@@ -775,8 +783,9 @@ cdef class Pipeline:
         cdef int alloc
         if n > b.capacity:
             n = b.capacity
-        for k in range(1, n):   # one ingress port per burst, as from an RX ring
-            if (<const handoff_hdr_t*>xpfdp_spsc_cons_slot(r, k)).ingress != ingress:
+        for k in range(1, n):   # one ingress port per burst, as from an RX ring; no notes
+            h = <const handoff_hdr_t*>xpfdp_spsc_cons_slot(r, k)
+            if h.ingress != ingress or h.kind != HANDOFF_PACKET:
                 n = k
                 break
         alloc = (<Port>self.ports[ingress]).c_alloc_tx(b, n)
@@ -794,6 +803,45 @@ cdef class Pipeline:
         self.process(ingress, b, self.steer_stage)
         self.handing_in = False
         return n
+
+    cdef bint send_frag_note(self, uint32_t owner, const frag_info_t* fi,
+                             const sdecision_t* dec) noexcept nogil:
+        """Tell worker `owner`, the fragment owner of first fragment `fi`'s datagram, the
+        decision `dec` its later fragments take (one ring slot, no frame). False when the
+        ring is full: the note is not sent."""
+        cdef xpfdp_spsc_t* r = self.handoff.ring(self.worker, owner)
+        cdef frag_note_t* note
+        if xpfdp_spsc_room(r, 1) == 0:
+            return False
+        note = <frag_note_t*>xpfdp_spsc_prod_slot(r, 0)
+        note.ingress = 0
+        note.kind = HANDOFF_FRAG_NOTE
+        note.pad = 0
+        note.info = fi[0]
+        note.dec = dec[0]
+        xpfdp_spsc_publish(r, 1)
+        self.notes_out += 1
+        self.handed_to |= 1ULL << owner
+        return True
+
+    cdef uint32_t take_frag_notes(self, xpfdp_spsc_t* r) noexcept nogil:
+        """Record the leading run of fragment notes in ring `r` (up to a burst) in our
+        fragment table, as local first fragments are: fragments held for their datagrams
+        move to the released list. A full table refuses a note (counted dropped_limit)."""
+        cdef uint32_t k = 0, n = xpfdp_spsc_ready(r)
+        cdef const frag_note_t* note
+        if n > self.burst_size:
+            n = self.burst_size
+        while k < n:
+            note = <const frag_note_t*>xpfdp_spsc_cons_slot(r, k)
+            if note.kind != HANDOFF_FRAG_NOTE:
+                break
+            if self.fragments is not None:
+                frag_noted(&self.fragments.t, &note.info, &note.dec, self.now_ns)
+            k += 1
+        xpfdp_spsc_consume(r, k)
+        self.notes_in += k
+        return k
 
     cdef void reap_latency(self, uint32_t j) noexcept nogil:
         """Match completions reaped since the last look to submitted batches (FIFO)."""
@@ -1125,8 +1173,9 @@ cdef class Pipeline:
 
     def discard_handed_in(self):
         """Empty the rings into this worker, counting their packets as shutdown drops
-        (they hold copies, no frames). Only while this worker does not poll."""
-        cdef uint32_t src, n
+        (they hold copies, no frames; fragment notes are not packets and are not counted).
+        Only while this worker does not poll."""
+        cdef uint32_t src, n, k
         cdef xpfdp_spsc_t* r
         if self.handoff is None:
             return 0
@@ -1135,8 +1184,10 @@ cdef class Pipeline:
             if src != self.worker:
                 r = self.handoff.ring(src, self.worker)
                 n = xpfdp_spsc_ready(r)
+                for k in range(n):
+                    if (<const handoff_hdr_t*>xpfdp_spsc_cons_slot(r, k)).kind == HANDOFF_PACKET:
+                        total += 1
                 xpfdp_spsc_consume(r, n)
-                total += n
         self.drops[DROP_SHUTDOWN] += total
         return total
 
@@ -1189,7 +1240,8 @@ cdef class Pipeline:
             "flow_cache": self.fc.stats() if self.fc is not None else None,
             "fragments": self.fragments.stats() if self.fragments is not None else None,
             "worker": int(self.worker),
-            "handoff": {"out": int(self.handoff_out), "in": int(self.handoff_in)},
+            "handoff": {"out": int(self.handoff_out), "in": int(self.handoff_in),
+                        "notes_out": int(self.notes_out), "notes_in": int(self.notes_in)},
             "neighbour_requests_lost": int(self.nreq_lost),
             "neighbour_held": int(self.n_held),
         }

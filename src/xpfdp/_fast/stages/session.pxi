@@ -49,6 +49,7 @@ cdef class SessionStage(Stage):
     cdef uint32_t n_dnat
     cdef uint8_t why_frag_limit
     cdef uint8_t why_frag_session_gone
+    cdef uint8_t why_frag_note_ring_full
 
     def __init__(self, *, new_flow_ports=None, snat=None, dnat=()):
         """`new_flow_ports`: port indices that may open sessions. `snat`: {egress port index:
@@ -64,6 +65,7 @@ cdef class SessionStage(Stage):
         self.provides = ("has_key", "has_decision")
         self.why_frag_limit = drop_reason("frag_limit")
         self.why_frag_session_gone = drop_reason("frag_session_gone")
+        self.why_frag_note_ring_full = drop_reason("frag_note_ring_full")
         if new_flow_ports is None:
             self.new_flow_mask = 0xFFFFFFFF
         else:
@@ -297,6 +299,15 @@ cdef class SessionStage(Stage):
         out["icmp_errors_translated"] = self.icmp_errors_translated
         return out
 
+    cdef uint32_t later_fragment_owner(self, Pipeline p, Burst b, uint32_t i) noexcept nogil:
+        """The fragment owner of later fragment i (several workers): every later fragment
+        of a datagram goes there, whichever queue it lands on. One whose fragment header
+        cannot be read stays, to be dropped where it landed."""
+        cdef frag_info_t fi
+        if not frag_info_from(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i], &fi):
+            return p.worker
+        return fragment_owner_of(&fi.key, p.n_workers)
+
     cdef void later_fragment(self, Pipeline p, Burst b, uint32_t i, uint32_t ingress,
                              SessionTable t) noexcept nogil:
         """Give a later fragment its first fragment's decision, hold it, or drop it."""
@@ -309,9 +320,12 @@ cdef class SessionStage(Stage):
             self.c_drops += 1
             return
         h = frag_later(&p.fragments.t, &fi, b.d[i].addr, b.d[i].len, <uint16_t>ingress,
-                       p.now_ns)
+                       p.now_ns, &c.dec)
         if h == FRAG_HELD:
             b.v[i] = VERDICT_QUEUED   # the fragment table holds the frame now
+            return
+        if h == FRAG_NOTED:   # recorded from another worker's note: c.dec holds the decision
+            c.flags |= CTX_HAS_DEC
             return
         if h < 0:
             drop_packet(b, i, self.why_frag_limit)
@@ -328,8 +342,11 @@ cdef class SessionStage(Stage):
 
     cdef void record_first_fragments(self, Pipeline p, Burst b) noexcept nogil:
         """Record the session of every first fragment that got one in this burst (a full
-        table drops the fragment: its datagram could not be completed anyway)."""
-        cdef uint32_t i
+        table drops the fragment: its datagram could not be completed anyway). With
+        several workers, a datagram whose fragment owner is another worker is recorded
+        there instead: a note with the decision goes to it (a full ring drops the fragment
+        as frag_note_ring_full, for the same reason)."""
+        cdef uint32_t i, owner
         cdef frag_info_t fi
         for i in range(b.n):
             if verdict_settled(b.v[i]) or not (b.m[i].flags & META_FIRST_FRAGMENT) or not (
@@ -337,6 +354,13 @@ cdef class SessionStage(Stage):
                 continue
             if not frag_info_from(b.umem.area + b.d[i].addr, b.d[i].len, &b.m[i], &fi):
                 continue
+            if p.n_workers > 1:
+                owner = fragment_owner_of(&fi.key, p.n_workers)
+                if owner != p.worker:
+                    if not p.send_frag_note(owner, &fi, &p.ctx[i].dec):
+                        drop_packet(b, i, self.why_frag_note_ring_full)
+                        self.c_drops += 1
+                    continue
             if frag_first(&p.fragments.t, &fi, p.ctx[i].handle, p.now_ns) != 0:
                 drop_packet(b, i, self.why_frag_limit)
                 self.c_drops += 1
@@ -365,6 +389,12 @@ cdef class SessionStage(Stage):
             m = &b.m[i]
             if not flowkey_from_meta(m, &c.key):
                 if m.status == PARSE_NONFIRST_FRAG:
+                    if p.n_workers > 1 and not p.handing_in:
+                        owner = self.later_fragment_owner(p, b, i)
+                        if owner != p.worker:   # settle hands it to its fragment owner
+                            b.v[i] = VERDICT_HANDOFF
+                            c.nh = <int32_t>owner
+                            continue
                     c.flags |= CTX_LATER_FRAG
                     later_fragments = True
                 elif not (self.new_flow_mask >> ingress) & 1:
