@@ -41,7 +41,10 @@ FRAG_SIZES = (3000, 8000)  # 3 and 6 fragments at a 1500-byte MTU, in turn
 FRAG_ROUNDS = 6
 # The sender's kernel picks a veth queue by a hash that leaves a fragment's ports out, so
 # all fragments between two addresses share a queue: the server answers on many addresses.
-FRAG_SERVERS = [f"10.10.2.{100 + k}" for k in range(32)]
+FRAG_SERVERS = {
+    4: [f"10.10.2.{100 + k}" for k in range(32)],
+    6: [f"fd00:b::{100 + k:x}" for k in range(32)],
+}
 
 
 def start_forwarder(topo, queues):
@@ -60,6 +63,10 @@ def stop_and_check(fw):
         pipe.ports[0].umem.check_frames()
 
 
+def family_of(address):
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
 class UdpEcho:
     """An echo socket per (address, port) in `ns`, each on its own thread; `address` may be
     a list (a socket for every address and port)."""
@@ -69,7 +76,7 @@ class UdpEcho:
         addresses = [address] if isinstance(address, str) else list(address)
         ends = [(a, p) for a in addresses for p in ports]
         with ns.inside():
-            self.socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in ends]
+            self.socks = [socket.socket(family_of(a), socket.SOCK_DGRAM) for a, _ in ends]
         for s, end in zip(self.socks, ends, strict=True):
             s.bind(end)
             s.settimeout(0.2)
@@ -108,7 +115,7 @@ def udp_flows(ns, target, ports, flows=FLOWS, rounds=ROUNDS, payload=small_paylo
 
     def one(i):
         with ns.inside():
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket.socket(family_of(targets[0]), socket.SOCK_DGRAM)
         with s:
             s.settimeout(2.0)
             dst = (targets[i % len(targets)], ports[i % len(ports)])
@@ -136,8 +143,7 @@ def refused_flows(ns, target, port, flows=FLOWS):
     refused = 0
     for i in range(flows):
         with ns.inside():
-            s = socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET,
-                              socket.SOCK_DGRAM)  # fmt: skip
+            s = socket.socket(family_of(target), socket.SOCK_DGRAM)
         with s:
             s.settimeout(1.0)
             s.connect((target, port))
@@ -284,28 +290,32 @@ def large_payload(_flow, r):
     return os.urandom(FRAG_SIZES[r % len(FRAG_SIZES)])
 
 
-def add_frag_servers(topo):
-    """FRAG_SERVERS on the server, with the firewall's neighbour entries for them made in
-    advance (the forwarder follows the kernel's table), so no first packet waits for ARP."""
-    for address in FRAG_SERVERS:
-        topo.server.add_address(topo.server_if, address, 24)
-        topo.firewall.run("ip", "neigh", "replace", address, "lladdr", topo.server_mac,
-                          "dev", topo.wan_if, "nud", "permanent")  # fmt: skip
+def add_frag_servers(topo, version):
+    """FRAG_SERVERS[version] on the server, with the firewall's neighbour entries for them
+    made in advance (the forwarder follows the kernel's table), so no first packet waits
+    for ARP / ND."""
+    for address in FRAG_SERVERS[version]:
+        topo.server.run("ip", f"-{version}", "addr", "add",
+                        f"{address}/{24 if version == 4 else 64}", "dev", topo.server_if,
+                        "nodad")  # fmt: skip
+        topo.firewall.run("ip", f"-{version}", "neigh", "replace", address, "lladdr",
+                          topo.server_mac, "dev", topo.wan_if, "nud", "permanent")  # fmt: skip
 
 
-@pytest.mark.parametrize("queues", [2, 4])
-def test_kernel_fragmented_datagrams_through_snat_with_several_workers(queues):
+@pytest.mark.parametrize(("queues", "version"), [(2, 4), (4, 4), (2, 6), (4, 6)])
+def test_kernel_fragmented_datagrams_through_snat_with_several_workers(queues, version):
     """Requests (SNAT) and echoes (un-NAT) of 3000 and 8000 bytes, fragmented by the
     sending kernel: every fragment of a datagram lands on the queue its sender's socket
     uses, usually neither its flow's owner nor its fragment owner."""
     with FirewallTopology(prefix="xt", queues=queues) as topo:
-        add_frag_servers(topo)
+        servers = FRAG_SERVERS[version]
+        add_frag_servers(topo, version)
         fw = start_forwarder(topo, queues)
         try:
-            echo = UdpEcho(topo.server, FRAG_SERVERS, ECHO_PORTS[:1], bufsize=65535)
+            echo = UdpEcho(topo.server, servers, ECHO_PORTS[:1], bufsize=65535)
             try:
                 good, lossy = udp_flows(
-                    topo.client, FRAG_SERVERS, ECHO_PORTS[:1], flows=FRAG_FLOWS,
+                    topo.client, servers, ECHO_PORTS[:1], flows=FRAG_FLOWS,
                     rounds=FRAG_ROUNDS, payload=large_payload,
                 )  # fmt: skip
             finally:
