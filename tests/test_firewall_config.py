@@ -165,6 +165,20 @@ def test_to_toml_round_trips_through_the_parser(tmp_path):
     assert load_config(path) == parse_config({**VALID, "namespace": 'odd "name"'})
 
 
+def test_kernel_routes_replace_the_routes_list(tmp_path):
+    raw = {k: v for k, v in VALID.items() if k != "routes"} | {"kernel_routes": True}
+    c = parse_config(raw)
+    assert c.kernel_routes and c.routes == ()
+    assert not parse_config(VALID).kernel_routes  # off unless asked for
+    path = tmp_path / "fw.toml"
+    path.write_text(to_toml(raw))
+    assert load_config(path) == c
+    with pytest.raises(ConfigError, match=r"kernel_routes: true takes the routes from the kernel"):
+        parse_config(VALID | {"kernel_routes": True})
+    with pytest.raises(ConfigError, match="kernel_routes: expected a boolean"):
+        parse_config(raw | {"kernel_routes": "yes"})
+
+
 def test_config_errors_are_value_errors_and_name_the_file(tmp_path):
     assert issubclass(ConfigError, ValueError)
     bad = tmp_path / "bad.toml"

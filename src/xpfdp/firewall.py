@@ -23,6 +23,7 @@ kernel. Example::
     destination = "0.0.0.0/0"
     interface = "wan"
     gateway = "10.10.2.2"                 # MAC from the host's neighbour table
+    # or, instead of [[routes]]: kernel_routes = true (the namespace's main table, followed)
 
     [[neighbours]]                        # optional: a static MAC instead
     interface = "lan"
@@ -51,6 +52,7 @@ import ipaddress
 import logging
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -185,6 +187,7 @@ class FirewallConfig:
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
     namespace: str | None = None
     icmp: IcmpConfig = field(default_factory=IcmpConfig)
+    kernel_routes: bool = False  # routes from the namespace's main table, not `routes`
 
     def interface(self, side: str) -> Interface:
         """The Interface of `side` ("lan" or "wan")."""
@@ -467,6 +470,7 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
             "cos",
             "forwarder",
             "icmp",
+            "kernel_routes",
         },
         "",
     )
@@ -486,6 +490,10 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
             if la.version == wa.version and la.network.overlaps(wa.network):
                 raise ConfigError(f"wan.addresses: {wa} overlaps the LAN subnet {la}")
     routes = _routes(config, lan, wan)
+    kernel_routes = _take(config, "kernel_routes", "", bool, False)
+    if kernel_routes and routes:
+        raise ConfigError("kernel_routes: true takes the routes from the kernel's main table; "
+                          "remove the [[routes]] entries")  # fmt: skip
     neighbours = _neighbours(config)
     seen: dict[tuple[str, object], int] = {}
     for i, n in enumerate(neighbours):
@@ -508,6 +516,7 @@ def parse_config(config: dict[str, Any]) -> FirewallConfig:
         forwarder=_forwarder(config),
         namespace=namespace,
         icmp=_icmp(config),
+        kernel_routes=kernel_routes,
     )
 
 
@@ -571,8 +580,11 @@ PORT_LAN, PORT_WAN = 0, 1  # port indices inside each worker's pipeline
 FLOW_CACHE_SETS, FLOW_CACHE_WAYS = 1024, 4
 
 
-def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]:
-    """Routes as (prefix, next-hop index) and next hops as (port, src_mac, dst).
+def routing(
+    config: FirewallConfig, routes: Iterable[Route] | None = None
+) -> tuple[list[tuple[str, int]], list[tuple]]:
+    """Routes as (prefix, next-hop index) and next hops as (port, src_mac, dst), from
+    `routes` (default: the config's).
 
     Each connected subnet (an interface address's network) routes to that interface with
     dst `CONNECTED`: each destination's MAC comes from the host's neighbour table. A
@@ -603,7 +615,7 @@ def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]
         prefixes.append(
             (f"{n.address}/{n.address.max_prefixlen}", static[(n.interface, n.address)])
         )
-    for r in config.routes:
+    for r in config.routes if routes is None else routes:
         if r.gateway is None:
             target = hop(r.interface, CONNECTED)
         else:
@@ -611,6 +623,37 @@ def routing(config: FirewallConfig) -> tuple[list[tuple[str, int]], list[tuple]]
             target = known if known is not None else hop(r.interface, r.gateway)
         prefixes.append((str(r.destination), target))
     return prefixes, hops
+
+
+def route_table(prefixes: Iterable[tuple[str, int]]) -> RouteTable:
+    """A RouteTable of (prefix, next-hop index) pairs."""
+    table = RouteTable()
+    for prefix, hop in prefixes:
+        table.add(prefix, hop)
+    return table
+
+
+def kernel_route_installer(config: FirewallConfig, forwarder) -> Callable[[list], None]:
+    """`HostWatcher.on_routes` for `kernel_routes = true`: each reading of the main table
+    (KernelRoutes) becomes every worker's route and next-hop tables, swapped in between two
+    of its polls (`Forwarder.update`), together with the interfaces' connected subnets and
+    static neighbours."""
+
+    def install(routes: list) -> None:
+        prefixes, hops = routing(
+            config,
+            [Route(r.destination, "lan" if r.port == PORT_LAN else "wan", r.gateway)
+             for r in routes],
+        )  # fmt: skip
+
+        def swap(pipe) -> None:
+            pipe.set_next_hops(hops)  # also invalidates every flow-cache entry
+            pipe.routes = route_table(prefixes)
+
+        forwarder.update(swap)
+        log.info("routes from the kernel: %d", len(routes))
+
+    return install
 
 
 def neighbour_summary(config: FirewallConfig) -> str:
@@ -704,9 +747,7 @@ def build_pipeline(
     static neighbours resolve). With several workers, give each the same
     `xpfdp.pipeline.Handoff` and its index."""
     prefixes, hops = routing(config)
-    routes = RouteTable()
-    for prefix, hop in prefixes:
-        routes.add(prefix, hop)
+    routes = route_table(prefixes)
     snat = _first_addresses(config.wan)
     icmp = IcmpErrors(
         {PORT_LAN: _first_addresses(config.lan), PORT_WAN: _first_addresses(config.wan)},
@@ -798,8 +839,12 @@ def build_forwarder(config: FirewallConfig, *, handle_signals: bool = True):
     except BaseException:
         links.close()
         raise
-    return Forwarder(pipelines, handle_signals=handle_signals, links=links,
-                     controls=[host_watcher(config, pipelines, neighbours)])  # fmt: skip
+    watcher = host_watcher(config, pipelines, neighbours)
+    forwarder = Forwarder(pipelines, handle_signals=handle_signals, links=links,
+                          controls=[watcher])  # fmt: skip
+    if config.kernel_routes:
+        watcher.on_routes = kernel_route_installer(config, forwarder)
+    return forwarder
 
 
 def host_watcher(config: FirewallConfig, pipelines, neighbours) -> HostWatcher:
@@ -817,4 +862,5 @@ def host_watcher(config: FirewallConfig, pipelines, neighbours) -> HostWatcher:
         neighbours=neighbours,
         pipelines=pipelines,
         gateways=gateways(hops),
+        follow_routes=config.kernel_routes,
     )

@@ -15,7 +15,11 @@ in the interfaces' network namespace that
   neighbour entries (the kernel resolves them and keeps them fresh), and addresses that
   workers dropped packets for (`Pipeline.take_neighbour_requests()`) get an RTM_NEWNEIGH
   with NTF_USE, which makes the kernel send ARP/ND for them; at most once per
-  `retry_s` per address.
+  `retry_s` per address;
+* optionally (`follow_routes`) follows the main routing table: the unicast routes out of
+  the forwarding interfaces are handed to `on_routes` at start and after every change
+  (the table is read again whole, once per burst of route events), and their gateways
+  become managed neighbours too.
 
 It starts with a full dump (subscribed first, so no change is lost in between) and stops
 cleanly: `stop()` wakes the thread, joins it and removes the managed entries it added.
@@ -31,10 +35,17 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_NEIGH
+from pyroute2.netlink.rtnl import (
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_NEIGH,
+)
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from xpfdp.netns import inside
@@ -49,7 +60,22 @@ NUD_UNUSABLE = NUD_INCOMPLETE | NUD_FAILED  # no usable link-layer address
 REQUEST_MEMORY = 4096  # addresses remembered for the per-address retry interval
 EVENT_BUFFER_BYTES = 1 << 20  # netlink receive buffer: bursts of events fit before ENOBUFS
 
+# linux/rtnetlink.h
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class KernelRoute:
+    """A unicast route of the main table: `destination` leaves through pipeline port
+    `port`, via `gateway` (None: on-link)."""
+
+    destination: Network
+    port: int
+    gateway: Address | None
 
 
 class HostWatcher:
@@ -61,6 +87,9 @@ class HostWatcher:
     `neighbours`: the NeighbourTable to fill; `pipelines`: whose resolution requests to
     serve; `gateways`: (port index, address) pairs to keep resolved (managed entries);
     `start()` waits up to `settle_s` for them to resolve, so the first packets find them.
+    `follow_routes`: read the main routing table (`routes`, sorted KernelRoutes through
+    `interfaces`) and call `on_routes(routes)` from the watcher thread at start and after
+    each change; their gateways are kept resolved as well.
     """
 
     def __init__(
@@ -73,6 +102,8 @@ class HostWatcher:
         neighbours=None,
         pipelines: Iterable = (),
         gateways: Iterable[tuple[int, Address]] = (),
+        follow_routes: bool = False,
+        on_routes: Callable[[list[KernelRoute]], None] | None = None,
         retry_s: float = 1.0,
         poll_s: float = 0.05,
         settle_s: float = 1.0,
@@ -86,6 +117,10 @@ class HostWatcher:
         self.neighbours = neighbours
         self.pipelines = list(pipelines)
         self.gateways = [(int(p), ipaddress.ip_address(a)) for p, a in gateways]
+        self.follow_routes = follow_routes
+        self.on_routes = on_routes
+        self.routes: list[KernelRoute] = []
+        self._routes_stale = False
         self.retry_s = retry_s
         self.poll_s = poll_s
         self.settle_s = settle_s
@@ -154,7 +189,10 @@ class HostWatcher:
                 with inside(self.namespace):
                     self._events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
                 self._events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, EVENT_BUFFER_BYTES)
-                self._events.bind((0, RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+                groups = RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+                if self.follow_routes:
+                    groups |= RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
+                self._events.bind((0, groups))
                 self._cmd = IPRoute(**kw)
                 self._load()
                 deadline = time.monotonic() + self.settle_s
@@ -168,6 +206,8 @@ class HostWatcher:
             while not self._stop.is_set():
                 try:
                     self._poll_events()
+                    if self._routes_stale:
+                        self._load_routes()
                     self._serve_requests()
                 except Exception as exc:  # recorded and logged; the watcher keeps going
                     self.errors.append(repr(exc))
@@ -230,6 +270,9 @@ class HostWatcher:
         if self.neighbours is not None:
             for msg in self._netlink().get_neighbours():
                 self._on_neighbour(msg)
+        if self.follow_routes:
+            self._load_routes()
+        elif self.neighbours is not None:
             self._manage_gateways()
 
     def _unmanage(self) -> None:
@@ -245,6 +288,8 @@ class HostWatcher:
             self._on_address(msg)
         elif event in ("RTM_NEWNEIGH", "RTM_DELNEIGH") and self.neighbours is not None:
             self._on_neighbour(msg)
+        elif event in ("RTM_NEWROUTE", "RTM_DELROUTE"):
+            self._routes_stale = True  # read once the burst of events is in
 
     # ---------------------------------------------------------------- addresses
 
@@ -270,6 +315,51 @@ class HostWatcher:
                     del self.local[address]
                     for program in self.programs:
                         program.remove_local(address)
+
+    # ---------------------------------------------------------------- routes
+
+    def _load_routes(self) -> None:
+        """Read the main table again; on a change, keep the new gateways resolved and hand
+        the routes to `on_routes`."""
+        self._routes_stale = False
+        routes = sorted(
+            {r for family in (socket.AF_INET, socket.AF_INET6)
+             for msg in self._netlink().get_routes(family=family, table=RT_TABLE_MAIN)
+             if (r := self._kernel_route(msg)) is not None},
+            key=lambda r: (r.destination.version, r.destination, r.port, str(r.gateway)),
+        )  # fmt: skip
+        if self.neighbours is not None:
+            known = set(self.gateways)
+            for r in routes:
+                if r.gateway is not None and (r.port, r.gateway) not in known:
+                    self.gateways.append((r.port, r.gateway))
+                    known.add((r.port, r.gateway))
+            self._manage_gateways()
+        if routes != self.routes:
+            self.routes = routes
+            if self.on_routes is not None:
+                self.on_routes(routes)
+
+    def _kernel_route(self, msg) -> KernelRoute | None:
+        """The KernelRoute of one RTM_NEWROUTE message, or None for routes the forwarder
+        does not take: other tables, non-unicast types, other interfaces, link-local and
+        multicast destinations. A multipath route takes its first path."""
+        table = msg.get_attr("RTA_TABLE") or msg["table"]
+        if table != RT_TABLE_MAIN or msg["type"] != RTN_UNICAST:
+            return None
+        oif, gateway = msg.get_attr("RTA_OIF"), msg.get_attr("RTA_GATEWAY")
+        paths = msg.get_attr("RTA_MULTIPATH")
+        if oif is None and paths:
+            oif, gateway = paths[0]["oif"], paths[0].get_attr("RTA_GATEWAY")
+        port = self._port_of.get(oif)
+        if port is None:
+            return None
+        unspecified = "0.0.0.0" if msg["family"] == socket.AF_INET else "::"
+        destination = ipaddress.ip_network(f"{msg.get_attr('RTA_DST') or unspecified}/"
+                                           f"{msg['dst_len']}")  # fmt: skip
+        if destination.is_link_local or destination.is_multicast:
+            return None
+        return KernelRoute(destination, port, ipaddress.ip_address(gateway) if gateway else None)
 
     # ---------------------------------------------------------------- neighbours
 

@@ -75,7 +75,7 @@ def probe(port: int, server: str, duration_s: float, interval_s: float) -> None:
                     if reply[:8] == request[:8]:
                         break
                 print(f"rtt {(time.perf_counter_ns() - t_send) / 1000} {sent_at}", flush=True)
-            except TimeoutError:
+            except (TimeoutError, ConnectionRefusedError):  # no reply, or the server is gone
                 print("lost", flush=True)
             time.sleep(interval_s)
 

@@ -254,10 +254,12 @@ def _exercise(topo, fw, config, mode, duration_s, n_flows, emit, stack):
     for t in senders:
         t.start()
     load = traffic.MouseResult()
+    mouse_stop = threading.Event()
+    stack.callback(mouse_stop.set)  # an interrupted run stops the probe before its server
     mouse = threading.Thread(
         target=traffic.mouse_rtts_us,
         args=(topo.client, topo.server_v4, duration_s - WARMUP_S),
-        kwargs={"result": load},
+        kwargs={"result": load, "stop": mouse_stop},
         daemon=True,
     )
     time.sleep(WARMUP_S / 2)

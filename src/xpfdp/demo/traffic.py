@@ -130,13 +130,15 @@ class BulkSink:
                 record.add(time.monotonic() - self.t0, n)
             record.sha256 = digest.hexdigest()
 
-    def close(self) -> None:
-        """Stop accepting and wait (bounded) for receivers to finish."""
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop accepting and wait up to `timeout_s` in all for the receivers to finish
+        (an interrupted run does not wait for every flow's own timeout)."""
         self._stop.set()
         for s in self._listeners:
             s.close()
+        deadline = time.monotonic() + timeout_s
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
