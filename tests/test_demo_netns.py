@@ -79,6 +79,9 @@ def test_signal_mid_demo_tears_everything_down(sig, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a test run started in the background (`cmd &`) inherits SIGINT ignored, and Python
+        # keeps it ignored: give the demo the default disposition, as a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         for line in proc.stdout:
