@@ -74,7 +74,22 @@ def test_check_accepts_a_valid_config(tmp_path, capsys):
     path = tmp_path / "fw.toml"
     path.write_text(VALID_TOML)
     assert main(["forward", "--config", str(path), "--check"]) == 0
-    assert "OK (lan0 <-> wan0); 1 static neighbour; other on-link" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OK (lan0 <-> wan0); 1 static neighbour; other on-link" in out
+    assert "port forwards" not in out
+
+
+def test_check_lists_the_port_forwards(tmp_path, capsys):
+    path = tmp_path / "fw.toml"
+    path.write_text(
+        VALID_TOML + '[[dnat]]\ninterface = "wan"\nproto = "tcp"\nport = 8080\n'
+        'to_address = "10.10.1.2"\nto_port = 80\n[[dnat]]\ninterface = "wan"\n'
+        'proto = "udp"\nport = 5353\nto_address = "10.10.1.2"\n'
+    )
+    assert main(["forward", "--config", str(path), "--check"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "port forwards: tcp wan:8080 -> 10.10.1.2:80, udp wan:5353 -> 10.10.1.2:5353"
+    )
 
 
 def test_check_accepts_a_config_without_static_neighbours(tmp_path, capsys):

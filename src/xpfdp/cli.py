@@ -164,7 +164,7 @@ def _summary(snapshot: dict) -> str:
 
 def forward(args) -> int:
     """Body of `xpfdp forward`."""
-    from xpfdp.firewall import ConfigError, load_config, neighbour_summary
+    from xpfdp.firewall import ConfigError, dnat_summary, load_config, neighbour_summary
 
     try:
         config = load_config(args.config)
@@ -174,6 +174,8 @@ def forward(args) -> int:
     if args.check:
         print(f"{args.config}: OK ({config.lan.name} <-> {config.wan.name}); "
               f"{neighbour_summary(config)}")  # fmt: skip
+        if config.dnat:
+            print(dnat_summary(config))
         return 0
     return run_forwarder(
         config,

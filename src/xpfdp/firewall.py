@@ -736,6 +736,16 @@ def neighbour_summary(config: FirewallConfig) -> str:
     return "; ".join(parts)
 
 
+def dnat_summary(config: FirewallConfig) -> str:
+    """One line listing the port forwards (printed by `xpfdp forward --check`), "" if none."""
+    names = {v: k for k, v in PROTOCOLS.items()}
+    rules = []
+    for r in config.dnat:
+        to = str(r.to_address) if r.to_address.version == 4 else f"[{r.to_address}]"
+        rules.append(f"{names[r.proto]} {r.interface}:{r.port} -> {to}:{r.to_port or r.port}")
+    return f"port forwards: {', '.join(rules)}" if rules else ""
+
+
 def gateways(hops: list[tuple]) -> list[tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address]]:
     """(port, address) of every next hop whose MAC the host's neighbour table resolves."""
     return [

@@ -50,6 +50,7 @@ from pyroute2.netlink.rtnl import (
 )
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
+from xpfdp.bpf import check_forwarded_port
 from xpfdp.netns import inside
 
 log = logging.getLogger(__name__)
@@ -360,10 +361,7 @@ class HostWatcher:
                              f"watched interfaces ({', '.join(self.interfaces)})")  # fmt: skip
         if version not in (4, 6):
             raise ValueError(f"IP version must be 4 or 6, got {version!r}")
-        if isinstance(proto, bool) or proto not in (6, 17):
-            raise ValueError(f"proto must be 6 (TCP) or 17 (UDP), got {proto!r}")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+        check_forwarded_port(proto, port)
         return interface, version, proto, port
 
     def _addresses_on(self, interface: str, version: int):

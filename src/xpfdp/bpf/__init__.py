@@ -253,6 +253,15 @@ def _rodata_abi(obj) -> int:
     return ffi.cast("uint32_t *", value)[0]
 
 
+def check_forwarded_port(proto: int, port: int) -> None:
+    """ValueError unless (`proto`, `port`) can be a port forward's: TCP (6) or UDP (17), an
+    integer port in 1..65535."""
+    if isinstance(proto, bool) or proto not in FORWARD_PROTOCOLS:
+        raise ValueError(f"proto must be 6 (TCP) or 17 (UDP), got {proto!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+
+
 class XdpProgram:
     """The redirect program loaded and attached to one interface.
 
@@ -419,10 +428,7 @@ class XdpProgram:
     @staticmethod
     def _forward_key(address, proto: int, port: int):
         ip = ipaddress.ip_address(address)
-        if isinstance(proto, bool) or proto not in FORWARD_PROTOCOLS:
-            raise ValueError(f"proto must be 6 (TCP) or 17 (UDP), got {proto!r}")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+        check_forwarded_port(proto, port)
         key = ffi.new("struct xpfdp_fwd_key *")
         key.family = ip.version
         key.proto = proto
@@ -598,6 +604,7 @@ __all__ = [
     "XdpError",
     "XdpOwnership",
     "XdpProgram",
+    "check_forwarded_port",
     "check_interfaces",
     "detach",
     "ifindex_of",
