@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from tests.conftest import needs_root
+from tests.conftest import needs_root, running_firewall
 from xpfdp.demo.run import demo_config
 from xpfdp.demo.topology import FirewallTopology
-from xpfdp.firewall import build_forwarder, parse_config
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -81,16 +80,8 @@ def net():
         for version, (address, _net) in REMOTE.items():
             plen = 32 if version == 4 else 128
             topo.server.run("ip", "addr", "add", f"{address}/{plen}", "dev", "lo")
-        fw = build_forwarder(parse_config(raw), handle_signals=False)
-        try:
-            fw.start()
+        with running_firewall(raw) as fw:
             yield topo, fw
-            fw.stop()
-            for pipe in fw.pipelines:
-                pipe.close()
-                pipe.ports[0].umem.check_frames()
-        finally:
-            fw.close()
 
 
 def no_route_drops(fw) -> int:
