@@ -169,8 +169,8 @@ def test_valid_frames_match_reference_and_scapy(frame):
     if l4 is not None:
         assert (m["sport"], m["dport"]) == (l4.sport, l4.dport)
         assert m["l4_off"] == len(frame) - len(bytes(l4))  # bytes(l4) runs to the frame end
-    if ICMP in pkt:
-        assert m["icmp_type"] == pkt[ICMP].type
+    if ICMP in pkt and m["ip_version"] == 4:  # scapy also decodes protocol 1 inside IPv6,
+        assert m["icmp_type"] == pkt[ICMP].type  # which is not ICMP to an IPv6 stack
 
 
 @SETTINGS
