@@ -174,7 +174,9 @@ class BuildExt(build_ext):
         if self.editable_mode and self._current(inplace, ext):
             # `pip install -e` builds in a fresh temporary directory every time; reuse the
             # module in the source tree when nothing it is built from changed.
-            self.copy_file(str(inplace), self.get_ext_fullpath(ext.name), verbose=0)
+            target = self.get_ext_fullpath(ext.name)
+            self.mkpath(os.path.dirname(target))
+            self.copy_file(str(inplace), target)  # (newer setuptools take no `verbose`)
             return
         super().build_extension(ext)
 
