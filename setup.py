@@ -175,7 +175,7 @@ class BuildExt(build_ext):
             # `pip install -e` builds in a fresh temporary directory every time; reuse the
             # module in the source tree when nothing it is built from changed.
             target = self.get_ext_fullpath(ext.name)
-            self.mkpath(os.path.dirname(target))
+            self.mkpath(str(Path(target).parent))
             self.copy_file(str(inplace), target)  # (newer setuptools take no `verbose`)
             return
         super().build_extension(ext)
