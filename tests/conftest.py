@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -138,3 +139,13 @@ def running_firewall(config: dict):
             pipe.ports[0].umem.check_frames()
     finally:
         fw.close()
+
+
+def wait_until(predicate, timeout_s: float = 3.0) -> bool:
+    """Poll `predicate` until it holds or `timeout_s` passes (an event, not a timing)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()

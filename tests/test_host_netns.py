@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import needs_root
+from tests.conftest import needs_root, wait_until
 from xpfdp.demo import traffic
 from xpfdp.demo.run import demo_config, drop_counts
 from xpfdp.demo.topology import FirewallTopology
@@ -26,16 +26,6 @@ pytestmark = [needs_root, pytest.mark.root]
 HOST_PORT = 2222  # a port of the firewall host's own, outside the SNAT range
 TCP_FORWARD, UDP_FORWARD = 8080, 5353  # port forwards on the WAN address, outside the range
 UNREACHABLE_GW = "10.10.2.99"  # on the WAN subnet, nobody answers for it
-
-
-def wait_until(predicate, timeout_s: float = 3.0) -> bool:
-    """Poll `predicate` until it holds or `timeout_s` passes (an event, not a timing)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import time
 
 import pytest
 
-from tests.conftest import needs_root, running_firewall
+from tests.conftest import needs_root, running_firewall, wait_until
 from xpfdp.demo.run import demo_config
 from xpfdp.demo.topology import FirewallTopology
 
@@ -22,16 +21,6 @@ pytestmark = [needs_root, pytest.mark.root]
 
 REMOTE = {4: ("203.0.113.7", "203.0.113.0/24"), 6: ("2001:db8:7::7", "2001:db8:7::/64")}
 ECHO_PORT = 7300
-
-
-def wait_until(predicate, timeout_s: float = 5.0) -> bool:
-    """Poll `predicate` until it holds or `timeout_s` passes (an event, not a timing)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 class Echo:
@@ -101,11 +90,11 @@ def test_routes_added_and_deleted_in_the_kernel_are_followed(net, version):
         assert no_route_drops(fw) > before  # no route in the kernel: none in the forwarder
 
         topo.firewall.run(*ip, "add", network, "via", gateway, "dev", topo.wan_if)
-        assert wait_until(lambda: answered(topo.client, echo, address))
+        assert wait_until(lambda: answered(topo.client, echo, address), 5.0)
         assert any(str(r.destination) == network for r in fw.controls[0].routes)
 
         topo.firewall.run(*ip, "del", network, "via", gateway, "dev", topo.wan_if)
-        assert wait_until(lambda: not answered(topo.client, echo, address))
+        assert wait_until(lambda: not answered(topo.client, echo, address), 5.0)
         after_delete = no_route_drops(fw)
         assert not answered(topo.client, echo, address)
         assert no_route_drops(fw) > after_delete
@@ -119,7 +108,7 @@ def test_a_default_route_in_the_kernel_carries_traffic(net):
     echo = Echo(topo.server, address)
     try:
         topo.firewall.run("ip", "route", "add", "default", "via", topo.server_v4)
-        assert wait_until(lambda: answered(topo.client, echo, address))
+        assert wait_until(lambda: answered(topo.client, echo, address), 5.0)
         routes = fw.controls[0].routes
         assert any(r.destination.prefixlen == 0 and str(r.gateway) == topo.server_v4
                    for r in routes)  # fmt: skip
