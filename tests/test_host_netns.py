@@ -15,11 +15,11 @@ import time
 
 import pytest
 
-from tests.conftest import needs_root, wait_until
+from tests.conftest import needs_root, running_firewall, wait_until
 from xpfdp.demo import traffic
 from xpfdp.demo.run import demo_config, drop_counts
 from xpfdp.demo.topology import FirewallTopology
-from xpfdp.firewall import PORT_LAN, PORT_WAN, build_forwarder, parse_config
+from xpfdp.firewall import PORT_LAN, PORT_WAN, parse_config
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -46,18 +46,9 @@ def net():
                 ("udp", UDP_FORWARD, traffic.MOUSE_PORT),
             )
         ]
-        config = parse_config(raw)
-        assert config.neighbours == ()
-        fw = build_forwarder(config, handle_signals=False)
-        try:
-            fw.start()
+        assert parse_config(raw).neighbours == ()
+        with running_firewall(raw) as fw:
             yield topo, fw
-            fw.stop()
-            for pipe in fw.pipelines:
-                pipe.close()
-                pipe.ports[0].umem.check_frames()
-        finally:
-            fw.close()
 
 
 def counters(fw, side: int) -> dict:

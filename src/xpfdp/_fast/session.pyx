@@ -971,16 +971,22 @@ cdef class SessionTable:
         return table_check(&self.t)
 
 
-cdef inline void pipe_ahead(const stable_t* t, const skey_t* kp, Py_ssize_t i, Py_ssize_t n,
-                            uint64_t* hb, const sindex_t* ix) noexcept nogil:
-    """Before probing ix for key i (i = -PF_INDEX .. -1 fills the pipeline): hash key
-    i + PF_INDEX into the ring hb and load its home line; load key i + PF_RECORD's record."""
-    cdef Py_ssize_t a = i + PF_INDEX, r = i + PF_RECORD
+cdef inline void pipe_hash(const stable_t* t, const skey_t* kp, Py_ssize_t a, Py_ssize_t n,
+                           uint64_t* hb, const sindex_t* ix) noexcept nogil:
+    """Hash key a (if there is one) into the ring hb and load its home line in ix."""
     cdef uint64_t h
     if a < n:
         h = xs_hash_key(&kp[a], t.seed)
         hb[a & (PIPE - 1)] = h
         ix_prefetch_home(ix, h)
+
+
+cdef inline void pipe_ahead(const stable_t* t, const skey_t* kp, Py_ssize_t i, Py_ssize_t n,
+                            uint64_t* hb, const sindex_t* ix) noexcept nogil:
+    """Before probing ix for key i (i = -PF_INDEX .. -1 fills the pipeline): hash key
+    i + PF_INDEX into the ring hb and load its home line; load key i + PF_RECORD's record."""
+    cdef Py_ssize_t r = i + PF_RECORD
+    pipe_hash(t, kp, i + PF_INDEX, n, hb, ix)
     if 0 <= r < n:
         ix_prefetch_record(ix, &t.slab, hb[r & (PIPE - 1)])
 
@@ -990,12 +996,9 @@ cdef inline void pipe_ahead_alias(const stable_t* t, const skey_t* kp, Py_ssize_
     """pipe_ahead for refreshing lookups (primary key, else alias): the alias index is only
     loaded for keys the primary index holds no tag for (decided at i + PF_RECORD), and their
     alias record at i + PF_ALIAS, so a primary hit costs no alias line."""
-    cdef Py_ssize_t a = i + PF_INDEX, r = i + PF_RECORD, s = i + PF_ALIAS
+    cdef Py_ssize_t r = i + PF_RECORD, s = i + PF_ALIAS
     cdef uint64_t h
-    if a < n:
-        h = xs_hash_key(&kp[a], t.seed)
-        hb[a & (PIPE - 1)] = h
-        ix_prefetch_home(&t.primary, h)
+    pipe_hash(t, kp, i + PF_INDEX, n, hb, &t.primary)
     if 0 <= r < n:
         h = hb[r & (PIPE - 1)]
         alias_ring[r & (PIPE - 1)] = not ix_prefetch_record(&t.primary, &t.slab, h)

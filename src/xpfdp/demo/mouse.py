@@ -24,7 +24,8 @@ REPLY_TIMEOUT_S = 0.5
 REQUEST_BYTES = 64
 
 
-def _family(address: str) -> int:
+def address_family(address: str) -> int:
+    """AF_INET6 for an IPv6 address string, else AF_INET."""
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
@@ -34,7 +35,7 @@ def echo(port: int, addresses: list[str]) -> dict:
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     sel = selectors.DefaultSelector()
     for address in addresses:
-        s = socket.socket(_family(address), socket.SOCK_DGRAM)
+        s = socket.socket(address_family(address), socket.SOCK_DGRAM)
         s.bind((address, port))
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ, data=s)
@@ -58,7 +59,7 @@ def probe(port: int, server: str, duration_s: float, interval_s: float) -> None:
     `rtt <µs> <monotonic s it was sent at>` or `lost`."""
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-    with socket.socket(_family(server), socket.SOCK_DGRAM) as s:
+    with socket.socket(address_family(server), socket.SOCK_DGRAM) as s:
         s.settimeout(REPLY_TIMEOUT_S)
         s.connect((server, port))
         deadline = time.monotonic() + duration_s

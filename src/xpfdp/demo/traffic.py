@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from xpfdp.demo.mouse import address_family
 from xpfdp.topology import Namespace
 
 BIN_S = 0.1  # time resolution of per-flow throughput samples
@@ -37,10 +38,6 @@ CHUNK_BYTES = 64 * 1024
 BULK_PORT = 5001
 MOUSE_PORT = 53  # the DNS port: the firewall's priority class carries it
 _HELLO = struct.Struct("!I")  # first 4 bytes of a bulk flow: its flow id
-
-
-def _family(address: str) -> int:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
 @dataclass
@@ -77,7 +74,7 @@ class BulkSink:
         self._listeners: list[socket.socket] = []
         with ns.inside():
             for address in addresses:
-                s = socket.socket(_family(address), socket.SOCK_STREAM)
+                s = socket.socket(address_family(address), socket.SOCK_STREAM)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((address, BULK_PORT))
                 s.listen(64)
@@ -174,7 +171,7 @@ def bulk_send(
     digest = hashlib.sha256()
     try:
         with ns.inside():
-            s = socket.socket(_family(server), socket.SOCK_STREAM)
+            s = socket.socket(address_family(server), socket.SOCK_STREAM)
         with s:
             s.settimeout(10)
             s.connect((server, port))
