@@ -1064,6 +1064,15 @@ cdef void tb_init(cos_tb_t* tb, uint64_t rate, uint64_t burst, uint32_t overhead
     tb.overhead_bytes = overhead
 
 
+cdef inline uint64_t _count(object value, str name, uint64_t hi) except? 0xFFFFFFFFFFFFFFFF:
+    """`integer(value, name, 0, hi)` with its common case, a Python int in range, inline: the
+    per-call clock and length arguments of the token bucket and the drain cost no Python
+    call then."""
+    if type(value) is int and 0 <= value <= hi:
+        return value
+    return integer(value, name, 0, hi)
+
+
 cdef class TokenBucket:
     """TokenBucket(rate_bytes_per_s, burst_bytes, overhead_bytes=0)\n--\n
     Byte token bucket with lazy refill from the caller's clock (docs/cos.md, Token buckets).
@@ -1103,17 +1112,17 @@ cdef class TokenBucket:
 
     def refill(self, now_ns):
         """Add tokens for the time elapsed since the last refill (first call fills)."""
-        tb_refill(&self.tb, integer(now_ns, "now_ns", 0, 0xFFFFFFFFFFFFFFFF))
+        tb_refill(&self.tb, _count(now_ns, "now_ns", 0xFFFFFFFFFFFFFFFF))
 
     def cost(self, packet_len):
         """Tokens a packet of `packet_len` bytes consumes (length + overhead)."""
-        return integer(packet_len, "packet_len", 0, 0xFFFFFFFF) + self.tb.overhead_bytes
+        return _count(packet_len, "packet_len", 0xFFFFFFFF) + self.tb.overhead_bytes
 
     def try_consume(self, packet_len, now_ns):
         """Refill, then take the packet's cost if available; True when it may be sent.
         A packet larger than the bucket is sent once the bucket is full, leaving debt."""
-        cdef uint64_t c = <uint64_t>integer(packet_len, "packet_len", 0, 0xFFFFFFFF)
-        tb_refill(&self.tb, integer(now_ns, "now_ns", 0, 0xFFFFFFFFFFFFFFFF))
+        cdef uint64_t c = _count(packet_len, "packet_len", 0xFFFFFFFF)
+        tb_refill(&self.tb, _count(now_ns, "now_ns", 0xFFFFFFFFFFFFFFFF))
         c += self.tb.overhead_bytes
         if not tb_covers(&self.tb, c):
             return False
@@ -1123,7 +1132,7 @@ cdef class TokenBucket:
     def ns_until(self, need_bytes):
         """Nanoseconds until a packet of `need_bytes` may be consumed (0 if now or uncapped;
         finite even when it exceeds the bucket)."""
-        return tb_ns_until(&self.tb, integer(need_bytes, "need_bytes", 0, 0xFFFFFFFFFFFFFFFF))
+        return tb_ns_until(&self.tb, _count(need_bytes, "need_bytes", 0xFFFFFFFFFFFFFFFF))
 
 
 def guarantee_quantum_bytes(uint64_t rate_bytes_per_s):
@@ -1312,8 +1321,8 @@ cdef class Scheduler:
         Tokens are charged for the whole batch; if TX accepts only a prefix call
         settle(accepted) before the next drain, which restores the rest exactly.
         """
-        cdef uint64_t now = integer(now_ns, "now_ns", 0, 0xFFFFFFFFFFFFFFFF)
-        cdef uint32_t most = integer(max_items, "max_items", 0, 0xFFFFFFFF)
+        cdef uint64_t now = _count(now_ns, "now_ns", 0xFFFFFFFFFFFFFFFF)
+        cdef uint32_t most = _count(max_items, "max_items", 0xFFFFFFFF)
         cdef Py_ssize_t n_out
         cdef xdp_desc* out = <xdp_desc*>array_pointer(out_desc, XDP_DESC, "out_desc", "XDP_DESC", &n_out,
                                              True)
